@@ -1,0 +1,52 @@
+//! The command line: what each subcommand takes. Parsing is clap's; running is `main.rs`'s.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Watches a Postfix mail log, records every failed SASL login with who attacked, and reports
+/// on it.
+#[derive(Debug, Parser)]
+#[command(name = "maillogsentinel", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read log files once and write a CSV row per failed SASL login.
+    Scan(ScanArgs),
+    /// Validate the configuration and print the effective settings.
+    Check(ConfigArg),
+}
+
+/// `-c CONFIG`, shared by every subcommand that reads the configuration.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file [default: /etc/maillogsentinel/config.toml, or built-in defaults
+    /// when that file does not exist].
+    #[arg(short, long, value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `scan`
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Leave the enrichment columns (reverse DNS, country, ASN) empty.
+    #[arg(long)]
+    pub no_enrich: bool,
+    /// Write rows to this CSV (appended; `-` for stdout with a header) instead of the
+    /// configured `[output] csv`.
+    #[arg(short, long, value_name = "OUT.csv")]
+    pub output: Option<PathBuf>,
+    /// Log files to read, in this order: plain text, gzip (detected by content), or `-` for
+    /// stdin.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}

@@ -1,0 +1,111 @@
+//! The `maillogsentinel` binary: parses the command line, sets up logging, runs a subcommand
+//! and turns the outcome into an exit code (0 success, 1 something could not be read or
+//! written, 2 usage or configuration error).
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser as _;
+use maillogsentinel::cli::{Cli, Command, ConfigArg, ScanArgs};
+use maillogsentinel::config::Config;
+use maillogsentinel::scan;
+use maillogsentinel::sink::CsvSink;
+
+/// How a command failed, which decides the exit code.
+enum Failure {
+    /// Bad usage or configuration: exit 2.
+    Usage(anyhow::Error),
+    /// Something could not be read or written: exit 1.
+    Runtime(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let outcome = match cli.command {
+        Command::Scan(args) => run_scan(args),
+        Command::Check(args) => run_check(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(Failure::Usage(e)) => {
+            eprintln!("maillogsentinel: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("maillogsentinel: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stderr, `info` and up unless `MAILLOGSENTINEL_LOG` (or `RUST_LOG`) says otherwise.
+fn init_logging() {
+    let filter = std::env::var("MAILLOGSENTINEL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
+    Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
+}
+
+fn run_check(args: ConfigArg) -> Result<ExitCode, Failure> {
+    let config = load_config(&args)?;
+    println!("# configuration OK: {}", config.origin);
+    print!("{}", config.to_toml());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
+    let config = load_config(&args.config)?;
+    let mut sink = match args.output.as_deref() {
+        Some(p) if p == Path::new("-") => CsvSink::stdout(),
+        Some(p) => CsvSink::append(p),
+        None => {
+            create_parent(&config.csv).map_err(Failure::Runtime)?;
+            CsvSink::append(&config.csv)
+        }
+    }
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    let report = scan::scan_all(&args.files, config.max_line_bytes, &mut sink)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    tracing::info!(
+        files = args.files.len(),
+        output = %sink.name().display(),
+        "scanned: {}",
+        report.stats
+    );
+    if report.failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "maillogsentinel: {} of {} inputs could not be read completely (see above)",
+            report.failed.len(),
+            args.files.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// The configured output's directory is ours to create (mode 0750), like the daemon's state.
+fn create_parent(csv: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match csv.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("cannot create the output directory {}", dir.display())),
+        _ => Ok(()),
+    }
+}

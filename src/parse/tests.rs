@@ -1,0 +1,380 @@
+//! Unit tests for the line parser: every line form the issue names, the known bugs of the
+//! original tool, and hostile lines.
+
+use super::*;
+use chrono::NaiveDateTime;
+
+fn years() -> YearContext {
+    YearContext::at_naive(
+        NaiveDateTime::parse_from_str("2026-11-22 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap(),
+    )
+}
+
+fn failure(line: &str) -> AuthFailure {
+    match parse_line(line.as_bytes(), &years()) {
+        Parsed::Failure(f) => f,
+        other => panic!("expected a failure for {line:?}, got {other:?}"),
+    }
+}
+
+fn outcome(line: &str) -> Parsed {
+    parse_line(line.as_bytes(), &years())
+}
+
+#[test]
+fn postfix_3_7_line_with_username() {
+    let f = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: warning: localhost[127.0.0.1]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=webmaster",
+    );
+    assert_eq!(f.server, "mx");
+    assert_eq!(f.service, "postfix/smtpd");
+    assert_eq!(f.ip.to_string(), "127.0.0.1");
+    assert_eq!(f.username.as_deref(), Some("webmaster"));
+    assert_eq!(f.mechanism, "LOGIN");
+    assert_eq!(f.reason, "(reason unavailable)");
+    assert_eq!(f.client_hostname.as_deref(), Some("localhost"));
+    assert_eq!(
+        f.timestamp.time.naive_local().to_string(),
+        "2026-11-22 08:50:58"
+    );
+}
+
+#[test]
+fn regression_lines_without_sasl_username_are_failures() {
+    // Postfix before 3.7.8 does not log the username; the original tool missed these lines.
+    for (line, reason) in [
+        (
+            "Oct 19 19:56:07 longbeach postfix/smtpd[2309]: warning: unknown[199.19.110.207]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+            "UGFzc3dvcmQ6",
+        ),
+        (
+            "Mar 10 13:33:30 gw postfix/smtpd[3937]: warning: host.example[192.0.2.8]: SASL LOGIN authentication failed: authentication failure",
+            "authentication failure",
+        ),
+        (
+            "Aug 3 15:30:49 k postfix/smtpd[17041]: warning: mail.example.com[198.51.100.74]: SASL Plain authentication failed:",
+            "",
+        ),
+        (
+            "Nov  4 09:11:01 mail postfix/submission/smtpd[27133]: warning: unknown[192.0.2.150]: SASL PLAIN authentication failed: ",
+            "",
+        ),
+        (
+            "Nov  4 09:11:01 mail postfix/smtpd[27133]: warning: unknown[192.0.2.150]: SASL PLAIN authentication failed",
+            "",
+        ),
+    ] {
+        let f = failure(line);
+        assert_eq!(f.username, None, "{line}");
+        assert_eq!(f.reason, reason, "{line}");
+    }
+}
+
+#[test]
+fn every_smtpd_program_name() {
+    for program in [
+        "postfix/smtpd",
+        "postfix/submission/smtpd",
+        "postfix/smtps/smtpd",
+        "postfix-out/smtpd",
+        "postfix/smtp-25/smtpd",
+        "mta-in/smtpd",
+    ] {
+        let line = format!(
+            "Nov 22 08:50:58 mx {program}[42]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=a"
+        );
+        assert_eq!(failure(&line).service, program);
+    }
+}
+
+#[test]
+fn other_programs_are_not_taken_for_smtpd() {
+    let line = "Nov 22 08:50:58 mx postfix/smtp[42]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x";
+    assert!(matches!(outcome(line), Parsed::Unrecognised(_)));
+    // Postfix's own outbound SASL failing is a different message and not an attack at all.
+    let line = "Nov 22 08:50:58 mx postfix/smtp[42]: warning: SASL authentication failed; server relay.example[192.0.2.9] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6";
+    assert_eq!(outcome(line), Parsed::NotFailure);
+}
+
+#[test]
+fn every_mechanism_upper_cased() {
+    for (mech, want) in [
+        ("LOGIN", "LOGIN"),
+        ("PLAIN", "PLAIN"),
+        ("CRAM-MD5", "CRAM-MD5"),
+        ("DIGEST-MD5", "DIGEST-MD5"),
+        ("XOAUTH2", "XOAUTH2"),
+        ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256-PLUS"),
+        ("login", "LOGIN"),
+        ("Plain", "PLAIN"),
+    ] {
+        let line = format!(
+            "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL {mech} authentication failed: (reason unavailable), sasl_username=a"
+        );
+        assert_eq!(failure(&line).mechanism, want);
+    }
+}
+
+#[test]
+fn ipv6_and_ipv4_mapped_addresses() {
+    let f = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[3250]: warning: unknown[::1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=postmaster",
+    );
+    assert_eq!(f.ip.to_string(), "::1");
+    assert_eq!(f.client_hostname, None);
+    let f = failure(
+        "Oct 19 19:56:07 lb postfix/smtpd[2309]: warning: unknown[2001:db8::a11:beef:7ac0]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+    );
+    assert_eq!(f.ip.to_string(), "2001:db8::a11:beef:7ac0");
+    let f = failure(
+        "Oct 19 19:56:07 lb postfix/smtpd[2309]: warning: unknown[::ffff:203.0.113.5]: SASL LOGIN authentication failed: x",
+    );
+    assert_eq!(f.ip.to_string(), "203.0.113.5");
+    let f = failure(
+        "Oct 19 19:56:07 lb postfix/smtpd[2309]: warning: unknown[fe80::1%eth0]: SASL LOGIN authentication failed: x",
+    );
+    assert_eq!(f.ip.to_string(), "fe80::1");
+}
+
+#[test]
+fn client_port_logging() {
+    let f = failure(
+        "Aug 4 16:47:52 mail3 postfix/smtpd[31152]: warning: unknown[192.0.2.237]:55729: SASL LOGIN authentication failed: authentication failure",
+    );
+    assert_eq!(f.ip.to_string(), "192.0.2.237");
+    let f = failure(
+        "2022-04-14T00:36:03.150Z mailhub postfix/smtps/smtpd[30543]: warning: unknown[2001:db8::5]:48123: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+    );
+    assert_eq!(f.ip.to_string(), "2001:db8::5");
+    assert_eq!(f.timestamp.to_rfc3339(), "2022-04-14T00:36:03.150+00:00");
+}
+
+#[test]
+fn regression_rfc3339_and_journal_lines() {
+    let f = failure(
+        "2026-11-22T08:01:02.123456+01:00 mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=eve",
+    );
+    assert_eq!(f.timestamp.to_rfc3339(), "2026-11-22T08:01:02.123456+01:00");
+    let f = failure(
+        "2026-11-02T08:50:58+0100 mx postfix/smtpd[9]: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=eve",
+    );
+    assert_eq!(f.timestamp.to_rfc3339(), "2026-11-02T08:50:58+01:00");
+}
+
+#[test]
+fn regression_dotted_quad_in_hostname_does_not_change_the_ip() {
+    let f = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: 165.199.148.122.static.example.net[122.148.199.165]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=info",
+    );
+    assert_eq!(f.ip.to_string(), "122.148.199.165");
+    assert_eq!(
+        f.client_hostname.as_deref(),
+        Some("165.199.148.122.static.example.net")
+    );
+    // A hostname that is itself an IP address (DNS is attacker-controlled).
+    let f = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: 10.0.0.1[198.51.100.9]: SASL LOGIN authentication failed: x",
+    );
+    assert_eq!(f.ip.to_string(), "198.51.100.9");
+}
+
+#[test]
+fn regression_usernames_are_kept_whole() {
+    for (sent, want) in [
+        ("john, smith", Some("john, smith")),
+        ("a b c", Some("a b c")),
+        ("jöhn@exämple.org", Some("jöhn@exämple.org")),
+        ("x, sasl_username=y", Some("x, sasl_username=y")),
+        ("(unavailable)", None),
+        ("", None),
+        ("=HYPERLINK(\"http://x\")", Some("=HYPERLINK(\"http://x\")")),
+    ] {
+        let line = format!(
+            "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username={sent}"
+        );
+        let f = failure(&line);
+        assert_eq!(f.username.as_deref(), want, "{sent:?}");
+        assert_eq!(f.reason, "(reason unavailable)");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_replaced_not_dropped() {
+    let mut line = b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=ab".to_vec();
+    line.extend_from_slice(&[0xff, 0xfe, b'c']);
+    let Parsed::Failure(f) = parse_line(&line, &years()) else {
+        panic!()
+    };
+    assert_eq!(f.username.as_deref(), Some("ab\u{fffd}\u{fffd}c"));
+}
+
+#[test]
+fn crlf_line_ending_is_not_part_of_the_username() {
+    let f = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=bob\r",
+    );
+    assert_eq!(f.username.as_deref(), Some("bob"));
+}
+
+#[test]
+fn backend_failures_are_not_attacks() {
+    for reason in [
+        "Connection lost to authentication server",
+        "generic failure",
+        "SASL(-1): generic failure: checkpass failed",
+    ] {
+        let line = format!(
+            "Feb  3 08:29:28 mail postfix/smtpd[21022]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: {reason}"
+        );
+        match outcome(&line) {
+            Parsed::Backend(b) => {
+                assert_eq!(b.reason, reason);
+                assert_eq!(b.ip.to_string(), "192.0.2.1");
+            }
+            other => panic!("{reason}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn regression_successful_logins_and_related_lines_are_not_failures() {
+    for line in [
+        // Successful login (the original tool recorded these as failures).
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=alice",
+        // ... even when the username is the needle itself.
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=unknown[192.0.2.1], sasl_method=PLAIN, sasl_username=authentication failed",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: warning: localhost[127.0.0.1]: SASL LOGIN authentication aborted",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: lost connection after AUTH from localhost[127.0.0.1]",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: too many errors after AUTH from localhost[127.0.0.1]",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: disconnect from localhost[127.0.0.1] ehlo=1 auth=0/5 commands=1/6",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: warning: SASL authentication failure: Password verification failed",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
+}
+
+#[test]
+fn hostile_text_elsewhere_in_a_line_is_not_a_failure() {
+    for line in [
+        // HELO name and envelope addresses carrying a whole fake failure line.
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 <v@example.org>: Relay access denied; from=<a@b> to=<v@example.org> proto=ESMTP helo=<warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: x>",
+        "Nov 22 08:50:58 mx postfix/cleanup[1]: 4F1: message-id=<x: warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: y>",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: non-SMTP command from unknown[192.0.2.1]: warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: improper command pipelining after AUTH from unknown[192.0.2.1]: SASL LOGIN authentication failed",
+    ] {
+        assert!(!matches!(outcome(line), Parsed::Failure(_)), "{line}");
+    }
+    // A username cannot move the IP taken: it comes after the structure is anchored.
+    let f = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=x unknown[6.6.6.6]: SASL LOGIN authentication failed",
+    );
+    assert_eq!(f.ip.to_string(), "192.0.2.1");
+}
+
+#[test]
+fn unplaceable_failure_lines_are_reported() {
+    // A bare message (no syslog header) and a timestamp form nobody writes.
+    for line in [
+        "warning: unknown[1.2.3.4]: SASL LOGIN authentication failed: authentication failure",
+        "@400000004c91b044077a9e94 mx postfix/smtpd[1]: warning: unknown[1.2.3.4]: SASL LOGIN authentication failed: x",
+    ] {
+        // The bare form has no `: warning: ` and the parser cannot anchor it: not a row.
+        let got = outcome(line);
+        assert!(
+            matches!(got, Parsed::Unrecognised(_) | Parsed::NotFailure),
+            "{line}: {got:?}"
+        );
+    }
+    assert!(matches!(
+        outcome(
+            "@400000004c91b044077a9e94 mx postfix/smtpd[1]: warning: unknown[1.2.3.4]: SASL LOGIN authentication failed: x"
+        ),
+        Parsed::Unrecognised(_)
+    ));
+    assert!(matches!(
+        outcome(
+            "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[not-an-ip]: SASL LOGIN authentication failed: x"
+        ),
+        Parsed::Unrecognised(_)
+    ));
+}
+
+#[test]
+fn garbage_is_never_a_failure() {
+    for line in [
+        &b""[..],
+        b"\0\0\0authentication failed\0",
+        b"authentication failed",
+        b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: [192.0.2.1]: SASL LOGIN authentication failed: x",
+        b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[]: SASL LOGIN authentication failed: x",
+        b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL  authentication failed: x",
+        b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failedx",
+        b"Nov 22 08:50:58 mx postfix/smtpd[x]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed",
+        b"Nov 22 08:50:58  postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed",
+        b"\xff\xfe\xfd Nov 22 08:50:58 authentication failed",
+    ] {
+        assert!(!matches!(parse_line(line, &years()), Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
+    }
+}
+
+#[test]
+fn scan_block_finds_candidates_with_line_numbers_and_offsets() {
+    let block = b"Nov 22 08:00:00 mx postfix/qmgr[1]: 4F1: removed\n\
+Nov 22 08:00:01 mx postfix/smtpd[2]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=a\n\
+Nov 22 08:00:02 mx postfix/smtpd[2]: connect from unknown[192.0.2.1]\n\
+Nov 22 08:00:03 mx postfix/smtpd[2]: warning: unknown[192.0.2.2]: SASL LOGIN authentication failed: authentication failed, sasl_username=b\n\
+Nov 22 08:00:04 mx postfix/smtpd[2]: warning: unknown[192.0.2.3]: SASL LOGIN authentication failed: x";
+    let parser = Parser::new(64 * 1024);
+    let mut found = Vec::new();
+    let counts = parser.scan_block(block, 1000, 10, &years(), |f| found.push(f));
+    assert_eq!(
+        counts,
+        BlockCounts {
+            lines: 5,
+            too_long: 0
+        }
+    );
+    let summary: Vec<(u64, u64, String)> = found
+        .iter()
+        .map(|f| match &f.parsed {
+            Parsed::Failure(a) => (f.line_number, f.end_offset, a.ip.to_string()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let line_end = |n: usize| {
+        1000 + block
+            .split_inclusive(|&b| b == b'\n')
+            .take(n)
+            .map(<[u8]>::len)
+            .sum::<usize>() as u64
+    };
+    assert_eq!(
+        summary,
+        vec![
+            (12, line_end(2), "192.0.2.1".into()),
+            (14, line_end(4), "192.0.2.2".into()),
+            (15, line_end(5), "192.0.2.3".into()),
+        ]
+    );
+}
+
+#[test]
+fn scan_block_skips_overlong_candidates() {
+    let mut block = b"Nov 22 08:00:01 mx postfix/smtpd[2]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=".to_vec();
+    block.extend(std::iter::repeat_n(b'a', 500));
+    block.push(b'\n');
+    block.extend_from_slice(b"next line\n");
+    let parser = Parser::new(200);
+    let mut n = 0;
+    let counts = parser.scan_block(&block, 0, 0, &years(), |_| n += 1);
+    assert_eq!(
+        (n, counts),
+        (
+            0,
+            BlockCounts {
+                lines: 2,
+                too_long: 1
+            }
+        )
+    );
+}

@@ -1,0 +1,344 @@
+//! Log timestamps: every form a Postfix log line can start with, turned into an instant with
+//! its UTC offset.
+//!
+//! The forms, as they are written by the programs that write mail logs:
+//! - traditional syslog `Nov 22 08:01:02`, `Nov  2 08:01:02` (space padded) and `Nov 2 08:01:02`;
+//! - Postfix's own `maillog_file` (postlogd) `Nov 02 08:01:02` (zero padded);
+//! - RFC 3339 as rsyslog's high-precision format writes it, `2026-11-22T08:01:02.123456+01:00`,
+//!   also with `Z`;
+//! - `journalctl -o short-iso` / `short-iso-precise`, `2026-11-22T08:01:02+0100` (no colon).
+//!
+//! Syslog forms carry neither a year nor a zone: they are local time of the machine that wrote
+//! them, and the year is inferred from a reference instant (see [`YearContext`]).
+
+use chrono::{
+    DateTime, Datelike, FixedOffset, Local, LocalResult, NaiveDate, NaiveDateTime, TimeZone,
+};
+use chrono::{Duration as ChronoDuration, SecondsFormat};
+
+/// An instant read from a log line, with the offset it is shown in and how many fractional
+/// digits the log gave (so that it is written back with the precision it had, no more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    /// The instant, in the offset the log gave (or the local zone for syslog forms).
+    pub time: DateTime<FixedOffset>,
+    /// Number of sub-second digits in the log (0 when it had none).
+    pub frac_digits: u8,
+}
+
+impl Timestamp {
+    /// RFC 3339 with offset, with sub-seconds only when the log had them.
+    pub fn to_rfc3339(&self) -> String {
+        let format = match self.frac_digits {
+            0 => SecondsFormat::Secs,
+            1..=3 => SecondsFormat::Millis,
+            4..=6 => SecondsFormat::Micros,
+            _ => SecondsFormat::Nanos,
+        };
+        self.time.to_rfc3339_opts(format, false)
+    }
+}
+
+/// Where the year of a yearless syslog timestamp comes from.
+///
+/// A log line cannot be newer than the moment it was read, nor (for a file) newer than the
+/// file's last modification. So the year is the reference's year, unless that would put the
+/// line more than [`YearContext::FUTURE_SLACK`] after the reference, in which case it is the
+/// year before: a January read of a log that still holds December lines gets them right.
+/// A log spanning more than a year cannot be placed this way; none that logrotate keeps does.
+#[derive(Debug, Clone, Copy)]
+pub struct YearContext {
+    reference: NaiveDateTime,
+}
+
+impl YearContext {
+    /// How far past the reference a line may be before it is taken as last year's (clock skew
+    /// between the writer and this machine, and lines written after a file's mtime was read).
+    pub const FUTURE_SLACK: ChronoDuration = ChronoDuration::days(2);
+
+    /// Infer years relative to an instant (usually a file's mtime, or now).
+    pub fn new(reference: DateTime<Local>) -> Self {
+        YearContext {
+            reference: reference.naive_local(),
+        }
+    }
+
+    /// Infer years relative to the current time.
+    pub fn now() -> Self {
+        Self::new(Local::now())
+    }
+
+    /// Infer years relative to a local wall-clock time (tests and fixed references).
+    pub fn at_naive(reference: NaiveDateTime) -> Self {
+        YearContext { reference }
+    }
+
+    fn place(&self, month: u32, day: u32, secs: u32, nanos: u32) -> Option<NaiveDateTime> {
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let limit = self.reference + Self::FUTURE_SLACK;
+        // Walk back at most eight years: enough to find a leap year for `Feb 29`.
+        (0..8).find_map(|back| {
+            let year = self.reference.year() - back;
+            let date = NaiveDate::from_ymd_opt(year, month, day)?;
+            let dt = date.and_hms_nano_opt(h, m, s, nanos)?;
+            (dt <= limit).then_some(dt)
+        })
+    }
+}
+
+/// Parses the timestamp at the start of `line`. Returns it and the rest of the line after the
+/// single space that ends the timestamp, or `None` when the line does not start with one.
+pub fn parse_prefix<'a>(line: &'a [u8], years: &YearContext) -> Option<(Timestamp, &'a [u8])> {
+    if line.first()?.is_ascii_digit() {
+        parse_iso(line)
+    } else {
+        parse_syslog(line, years)
+    }
+}
+
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+fn parse_syslog<'a>(line: &'a [u8], years: &YearContext) -> Option<(Timestamp, &'a [u8])> {
+    let month = MONTHS.iter().position(|m| line.get(..3) == Some(&m[..]))? as u32 + 1;
+    let mut rest = line.get(3..)?;
+    // One or two spaces, then a day of one or two digits (zero or space padded).
+    rest = rest.strip_prefix(b" ")?;
+    if let Some(r) = rest.strip_prefix(b" ") {
+        rest = r;
+    }
+    let (day, r) = digits(rest, 1, 2)?;
+    rest = r.strip_prefix(b" ")?;
+    let (secs, r) = hms(rest)?;
+    let (nanos, frac_digits, r) = fraction(r)?;
+    let rest = r.strip_prefix(b" ")?;
+    let naive = years.place(month, day, secs, nanos)?;
+    let time = local_to_fixed(naive)?;
+    Some((Timestamp { time, frac_digits }, rest))
+}
+
+fn parse_iso(line: &[u8]) -> Option<(Timestamp, &[u8])> {
+    let (year, r) = digits(line, 4, 4)?;
+    let r = r.strip_prefix(b"-")?;
+    let (month, r) = digits(r, 2, 2)?;
+    let r = r.strip_prefix(b"-")?;
+    let (day, r) = digits(r, 2, 2)?;
+    let r = r.strip_prefix(b"T")?;
+    let (secs, r) = hms(r)?;
+    let (nanos, frac_digits, r) = fraction(r)?;
+    let (offset, r) = utc_offset(r)?;
+    let rest = r.strip_prefix(b" ")?;
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    let naive = date.and_hms_nano_opt(secs / 3600, secs / 60 % 60, secs % 60, nanos)?;
+    let time = offset.from_local_datetime(&naive).single()?;
+    Some((Timestamp { time, frac_digits }, rest))
+}
+
+/// `Z`, `+01:00` or `+0100`.
+fn utc_offset(s: &[u8]) -> Option<(FixedOffset, &[u8])> {
+    if let Some(r) = s.strip_prefix(b"Z").or_else(|| s.strip_prefix(b"z")) {
+        return Some((FixedOffset::east_opt(0)?, r));
+    }
+    let sign = match s.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (hh, r) = digits(&s[1..], 2, 2)?;
+    let r = r.strip_prefix(b":").unwrap_or(r);
+    let (mm, r) = digits(r, 2, 2)?;
+    if mm > 59 {
+        return None;
+    }
+    Some((
+        FixedOffset::east_opt(sign * (hh * 3600 + mm * 60) as i32)?,
+        r,
+    ))
+}
+
+/// `HH:MM:SS` as seconds of the day.
+fn hms(s: &[u8]) -> Option<(u32, &[u8])> {
+    let (h, r) = digits(s, 2, 2)?;
+    let r = r.strip_prefix(b":")?;
+    let (m, r) = digits(r, 2, 2)?;
+    let r = r.strip_prefix(b":")?;
+    let (sec, r) = digits(r, 2, 2)?;
+    // 60 would be a leap second; chrono cannot hold it in this form, so it is refused.
+    (h < 24 && m < 60 && sec < 60).then_some((h * 3600 + m * 60 + sec, r))
+}
+
+/// An optional `.fraction` (1 to 9 digits) as nanoseconds and its digit count.
+fn fraction(s: &[u8]) -> Option<(u32, u8, &[u8])> {
+    let Some(r) = s.strip_prefix(b".") else {
+        return Some((0, 0, s));
+    };
+    let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 || n > 9 {
+        return None;
+    }
+    let mut nanos = 0u32;
+    for &b in &r[..n] {
+        nanos = nanos * 10 + u32::from(b - b'0');
+    }
+    nanos *= 10u32.pow(9 - n as u32);
+    Some((nanos, n as u8, &r[n..]))
+}
+
+/// Between `min` and `max` ASCII digits as a number.
+fn digits(s: &[u8], min: usize, max: usize) -> Option<(u32, &[u8])> {
+    let n = s
+        .iter()
+        .take(max)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if n < min {
+        return None;
+    }
+    let v = s[..n]
+        .iter()
+        .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
+    Some((v, &s[n..]))
+}
+
+/// The machine's local zone applied to a wall-clock time. Ambiguous times (the repeated hour
+/// when clocks go back) take the earlier instant; times in the skipped hour when clocks go
+/// forward cannot have been logged by a correct clock and are placed an hour later.
+fn local_to_fixed(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
+    let local = match Local.from_local_datetime(&naive) {
+        LocalResult::Single(t) => t,
+        LocalResult::Ambiguous(earlier, _) => earlier,
+        LocalResult::None => Local
+            .from_local_datetime(&(naive + ChronoDuration::hours(1)))
+            .earliest()?,
+    };
+    Some(local.fixed_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(s: &str) -> YearContext {
+        YearContext::at_naive(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+    }
+
+    fn naive_of(line: &str, years: &YearContext) -> (String, u8, String) {
+        let (ts, rest) = parse_prefix(line.as_bytes(), years).expect("parses");
+        (
+            ts.time
+                .naive_local()
+                .format("%Y-%m-%d %H:%M:%S%.f")
+                .to_string(),
+            ts.frac_digits,
+            String::from_utf8(rest.to_vec()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn syslog_forms() {
+        let y = ctx("2026-11-22 12:00:00");
+        for (line, want) in [
+            ("Nov 22 08:01:02 mx", "2026-11-22 08:01:02"),
+            ("Nov  2 08:01:02 mx", "2026-11-02 08:01:02"),
+            ("Nov 2 08:01:02 mx", "2026-11-02 08:01:02"),
+            ("Nov 02 08:01:02 mx", "2026-11-02 08:01:02"),
+        ] {
+            let (got, digits, rest) = naive_of(line, &y);
+            assert_eq!(
+                (got.as_str(), digits, rest.as_str()),
+                (want, 0, "mx"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn year_is_inferred_across_new_year() {
+        let jan = ctx("2027-01-03 10:00:00");
+        assert_eq!(
+            naive_of("Dec 31 23:59:59 mx", &jan).0,
+            "2026-12-31 23:59:59"
+        );
+        assert_eq!(
+            naive_of("Jan  1 00:00:01 mx", &jan).0,
+            "2027-01-01 00:00:01"
+        );
+        // Slightly ahead of the reference (clock skew) stays in the same year.
+        assert_eq!(
+            naive_of("Jan  4 09:00:00 mx", &jan).0,
+            "2027-01-04 09:00:00"
+        );
+        // Far ahead means last year.
+        assert_eq!(
+            naive_of("Jun  4 09:00:00 mx", &jan).0,
+            "2026-06-04 09:00:00"
+        );
+    }
+
+    #[test]
+    fn feb_29_finds_a_leap_year() {
+        let y = ctx("2027-03-10 00:00:00");
+        assert_eq!(naive_of("Feb 29 01:02:03 mx", &y).0, "2024-02-29 01:02:03");
+    }
+
+    #[test]
+    fn rfc3339_and_journal_forms() {
+        let y = ctx("2026-11-22 12:00:00");
+        for (line, want, digits) in [
+            (
+                "2026-11-22T08:01:02.123456+01:00 mx",
+                "2026-11-22T08:01:02.123456+01:00",
+                6,
+            ),
+            (
+                "2026-11-22T08:01:02+0100 mx",
+                "2026-11-22T08:01:02+01:00",
+                0,
+            ),
+            (
+                "2026-11-22T08:01:02.5-0330 mx",
+                "2026-11-22T08:01:02.500-03:30",
+                1,
+            ),
+            (
+                "2022-04-14T00:36:03.150Z mx",
+                "2022-04-14T00:36:03.150+00:00",
+                3,
+            ),
+            (
+                "2026-11-22T08:01:02.123456789+00:00 mx",
+                "2026-11-22T08:01:02.123456789+00:00",
+                9,
+            ),
+        ] {
+            let (ts, rest) = parse_prefix(line.as_bytes(), &y).expect(line);
+            assert_eq!(ts.to_rfc3339(), want, "{line}");
+            assert_eq!(ts.frac_digits, digits);
+            assert_eq!(rest, b"mx");
+        }
+    }
+
+    #[test]
+    fn rejects_non_timestamps() {
+        let y = ctx("2026-11-22 12:00:00");
+        for line in [
+            "",
+            "Nov",
+            "Foo 22 08:01:02 mx",
+            "Nov 22 08:01 mx",
+            "Nov 22 25:01:02 mx",
+            "Nov 32 08:01:02 mx",
+            "Nov   2 08:01:02 mx",
+            "Nov 22 08:01:02",
+            "2026-11-22 08:01:02 mx",
+            "2026-13-22T08:01:02Z mx",
+            "2026-11-22T08:01:02 mx",
+            "2026-11-22T08:01:02.Z mx",
+            "2026-11-22T08:01:02.1234567890Z mx",
+            "warning: unknown[1.2.3.4]: SASL LOGIN authentication failed",
+        ] {
+            assert!(parse_prefix(line.as_bytes(), &y).is_none(), "{line:?}");
+        }
+    }
+}

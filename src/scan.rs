@@ -1,0 +1,200 @@
+//! The one-shot pipeline behind `maillogsentinel scan`: each input in turn through the source
+//! ([`crate::source`]), the parser ([`crate::parse`]) and into the sink ([`crate::sink`]) —
+//! the same stages the daemon runs, driven to the end of each input instead of following it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::parse::{Found, Parsed, Parser, YearContext};
+use crate::sink::{CsvSink, SinkError};
+use crate::source::{self, BlockReader};
+use crate::stats::Stats;
+
+/// How many individual warnings of one kind are logged per input before they are only
+/// counted (the summary gives the total).
+pub const WARNINGS_PER_INPUT: u64 = 10;
+
+/// An input that could not be read (to its end).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}{}", path.display(), context(*at_line))]
+pub struct InputError {
+    /// The input (`-` for stdin).
+    pub path: PathBuf,
+    /// Lines read before the error, when reading had started (rows for them were kept).
+    pub at_line: Option<u64>,
+    /// What went wrong.
+    pub source: io::Error,
+}
+
+fn context(at_line: Option<u64>) -> String {
+    match at_line {
+        Some(n) => format!(" (after line {n}; rows before it were kept)"),
+        None => String::new(),
+    }
+}
+
+/// Why scanning stopped or an input was passed over.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// One input could not be read; the others go on.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The output failed: nothing more can be recorded, so scanning stops.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// What a scan did.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Counters over all inputs.
+    pub stats: Stats,
+    /// Inputs that could not be read, or not to their end.
+    pub failed: Vec<InputError>,
+}
+
+/// Scans `inputs` in order into `sink`. An input that cannot be read is reported and skipped;
+/// the sink failing stops the scan. Rows are synced to disk before returning.
+pub fn scan_all(
+    inputs: &[PathBuf],
+    max_line_bytes: usize,
+    sink: &mut CsvSink,
+) -> Result<ScanReport, SinkError> {
+    let parser = Parser::new(max_line_bytes);
+    let mut report = ScanReport::default();
+    for path in inputs {
+        let mut stats = Stats::default();
+        let outcome = scan_one(path, &parser, max_line_bytes, sink, &mut stats);
+        report.stats.add(&stats);
+        match outcome {
+            Ok(()) => tracing::debug!(path = %path.display(), "{stats}"),
+            Err(ScanError::Input(e)) => {
+                tracing::error!("{e}");
+                report.failed.push(e);
+            }
+            Err(ScanError::Sink(e)) => {
+                // Keep what was written before the failure.
+                let _ = sink.flush();
+                return Err(e);
+            }
+        }
+    }
+    sink.sync()?;
+    Ok(report)
+}
+
+/// Scans one input into `sink`, adding to `stats`.
+pub fn scan_one(
+    path: &Path,
+    parser: &Parser,
+    max_line_bytes: usize,
+    sink: &mut CsvSink,
+    stats: &mut Stats,
+) -> Result<(), ScanError> {
+    let input = source::open(path).map_err(|source| InputError {
+        path: path.to_path_buf(),
+        at_line: None,
+        source,
+    })?;
+    let years = input
+        .modified
+        .map_or_else(YearContext::now, |m| YearContext::new(m.into()));
+    let mut reader = BlockReader::new(input, max_line_bytes);
+    let mut warnings = Warnings::new(path);
+    let mut sink_error = None;
+    loop {
+        let block = match reader.next_block() {
+            Ok(Some(block)) => block,
+            Ok(None) => break,
+            Err(source) => {
+                stats.too_long += reader.too_long();
+                return Err(InputError {
+                    path: path.to_path_buf(),
+                    at_line: Some(stats.lines),
+                    source,
+                }
+                .into());
+            }
+        };
+        stats.bytes += block.bytes.len() as u64;
+        let counts = parser.scan_block(block.bytes, block.offset, stats.lines, &years, |found| {
+            if sink_error.is_some() {
+                return;
+            }
+            if let Err(e) = record(found, sink, stats, &mut warnings) {
+                sink_error = Some(e);
+            }
+        });
+        stats.lines += counts.lines;
+        stats.too_long += counts.too_long;
+        if let Some(e) = sink_error.take() {
+            return Err(e.into());
+        }
+    }
+    stats.too_long += reader.too_long();
+    warnings.finish(stats);
+    Ok(())
+}
+
+fn record(
+    found: Found,
+    sink: &mut CsvSink,
+    stats: &mut Stats,
+    warnings: &mut Warnings<'_>,
+) -> Result<(), SinkError> {
+    match found.parsed {
+        Parsed::Failure(f) => {
+            sink.write(&f)?;
+            stats.failures += 1;
+        }
+        Parsed::Backend(b) => {
+            stats.backend_failures += 1;
+            if stats.backend_failures <= WARNINGS_PER_INPUT {
+                tracing::warn!(
+                    path = %warnings.path.display(),
+                    line = found.line_number,
+                    ip = %b.ip,
+                    "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
+                    b.reason
+                );
+            }
+        }
+        Parsed::Unrecognised(why) => {
+            stats.unrecognised += 1;
+            if stats.unrecognised <= WARNINGS_PER_INPUT {
+                tracing::warn!(
+                    path = %warnings.path.display(),
+                    line = found.line_number,
+                    "a SASL failure line was not recorded: {why}"
+                );
+            }
+        }
+        Parsed::NotFailure => {}
+    }
+    Ok(())
+}
+
+/// Says, at the end of an input, how many warnings were only counted.
+struct Warnings<'a> {
+    path: &'a Path,
+}
+
+impl<'a> Warnings<'a> {
+    fn new(path: &'a Path) -> Self {
+        Warnings { path }
+    }
+
+    fn finish(&self, stats: &Stats) {
+        for (n, what) in [
+            (stats.backend_failures, "auth-backend failures"),
+            (stats.unrecognised, "unrecognised SASL failure lines"),
+        ] {
+            if n > WARNINGS_PER_INPUT {
+                tracing::warn!(path = %self.path.display(), "{n} {what} in all (the first {WARNINGS_PER_INPUT} were shown)");
+            }
+        }
+        if stats.too_long > 0 {
+            tracing::warn!(path = %self.path.display(), count = stats.too_long, "lines longer than max_line_bytes were skipped");
+        }
+    }
+}

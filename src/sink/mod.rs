@@ -1,0 +1,8 @@
+//! The sink stage: the durable record of every failed login.
+//!
+//! [`csv::CsvSink`] appends rows to the intrusion CSV (the default record). Rows are only
+//! ever appended; a file is never rewritten.
+
+pub mod csv;
+
+pub use self::csv::{COLUMNS, CsvSink, SinkError};

@@ -1,0 +1,234 @@
+//! The source stage: turns log files into blocks of whole lines, with their byte offsets.
+//!
+//! [`input::open`] opens a path (plain text, gzip detected by its magic bytes, or `-` for
+//! stdin) and [`BlockReader`] reads it in large chunks into one reused buffer, handing out
+//! runs of complete lines. Lines are never copied or split one by one here: the parser
+//! searches whole blocks. A line longer than the limit is skipped in bounded memory and
+//! counted.
+
+pub mod input;
+
+use std::io::{self, Read};
+
+pub use input::{Input, open};
+
+/// Bytes read per `read` call: large, so that syscalls and per-block work vanish against the
+/// search itself.
+pub const READ_CHUNK: usize = 1024 * 1024;
+
+/// Reads a byte stream into blocks of whole lines.
+pub struct BlockReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Start of the unconsumed data (a partial line) in `buf`.
+    start: usize,
+    /// End of the data in `buf`.
+    end: usize,
+    /// Input offset of `buf[0]`.
+    base: u64,
+    /// Lines longer than this are skipped.
+    max_line_bytes: usize,
+    /// Inside an overlong line: drop bytes up to its newline.
+    discarding: bool,
+    /// Lines skipped because they did not fit in `max_line_bytes`.
+    too_long: u64,
+    eof: bool,
+}
+
+/// A run of whole lines and where it starts in the input.
+#[derive(Debug)]
+pub struct Block<'a> {
+    /// The lines, each ending in `\n` except possibly the last one at end of input.
+    pub bytes: &'a [u8],
+    /// Input offset of `bytes[0]`.
+    pub offset: u64,
+}
+
+impl<R: Read> BlockReader<R> {
+    /// A reader that skips lines longer than `max_line_bytes` (their bytes are never all held).
+    pub fn new(inner: R, max_line_bytes: usize) -> Self {
+        let capacity = READ_CHUNK.max(max_line_bytes.saturating_add(READ_CHUNK / 4));
+        BlockReader {
+            inner,
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+            base: 0,
+            max_line_bytes,
+            discarding: false,
+            too_long: 0,
+            eof: false,
+        }
+    }
+
+    /// The next block of complete lines, or `None` at end of input. At end of input a final
+    /// line without a newline is returned as a block of its own (a one-shot read wants it;
+    /// a follower would wait for its newline instead).
+    ///
+    /// On a read error the lines already returned stay valid; the partial line is not
+    /// returned.
+    pub fn next_block(&mut self) -> io::Result<Option<Block<'_>>> {
+        loop {
+            if self.eof {
+                return Ok(None);
+            }
+            // Keep the partial line, move it to the front, read more after it.
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.base += self.start as u64;
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = read_retrying(&mut self.inner, &mut self.buf[self.end..])?;
+            if n == 0 {
+                self.eof = true;
+                if self.discarding || self.end == 0 {
+                    return Ok(None);
+                }
+                let (s, e) = (0, self.end);
+                self.start = e;
+                return Ok(Some(Block {
+                    bytes: &self.buf[s..e],
+                    offset: self.base,
+                }));
+            }
+            let new_from = self.end;
+            self.end += n;
+            if self.discarding {
+                match memchr::memchr(b'\n', &self.buf[new_from..self.end]) {
+                    Some(i) => {
+                        self.discarding = false;
+                        self.start = new_from + i + 1;
+                    }
+                    None => self.start = self.end,
+                }
+                if self.start == self.end {
+                    continue;
+                }
+            }
+            // Only the new bytes can hold the last newline: the partial line had none.
+            let search_from = new_from.max(self.start);
+            match memchr::memrchr(b'\n', &self.buf[search_from..self.end]) {
+                Some(i) => {
+                    let block_end = search_from + i + 1;
+                    let s = self.start;
+                    self.start = block_end;
+                    self.check_partial();
+                    let offset = self.base + s as u64;
+                    return Ok(Some(Block {
+                        bytes: &self.buf[s..block_end],
+                        offset,
+                    }));
+                }
+                None => self.check_partial(),
+            }
+        }
+    }
+
+    /// A partial line already over the limit will be skipped: stop holding it.
+    fn check_partial(&mut self) {
+        if self.end - self.start > self.max_line_bytes {
+            self.too_long += 1;
+            self.discarding = true;
+            self.start = self.end;
+        }
+    }
+
+    /// Lines skipped so far because they were longer than the limit (only those that did not
+    /// fit in a block; the parser counts overlong lines inside blocks).
+    pub fn too_long(&self) -> u64 {
+        self.too_long
+    }
+
+    /// Input offset just past the last byte handed out in a block.
+    pub fn consumed(&self) -> u64 {
+        self.base + self.start as u64
+    }
+}
+
+/// `read` that retries on `Interrupted`.
+fn read_retrying(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out its data in small pieces, like a pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn blocks(data: &[u8], piece: usize, max: usize) -> (Vec<(u64, Vec<u8>)>, u64) {
+        let mut r = BlockReader::new(Trickle(data, piece), max);
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block().unwrap() {
+            out.push((b.offset, b.bytes.to_vec()));
+        }
+        (out, r.too_long())
+    }
+
+    #[test]
+    fn blocks_hold_whole_lines_and_offsets() {
+        let data = b"one\ntwo\nthree\nfour";
+        let (bs, _) = blocks(data, 5, 100);
+        let joined: Vec<u8> = bs.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(joined, data);
+        for (off, b) in &bs {
+            assert_eq!(&data[*off as usize..*off as usize + b.len()], &b[..]);
+            // Every block but the last ends at a newline.
+            if *off as usize + b.len() < data.len() {
+                assert_eq!(b.last(), Some(&b'\n'));
+            }
+        }
+        assert_eq!(bs.last().unwrap().1, b"four");
+    }
+
+    #[test]
+    fn overlong_line_is_skipped_in_bounded_memory() {
+        let mut data = b"short\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+        data.extend_from_slice(b"\nafter\n");
+        let mut r = BlockReader::new(&data[..], 64 * 1024);
+        let mut got = Vec::new();
+        while let Some(b) = r.next_block().unwrap() {
+            got.extend_from_slice(b.bytes);
+        }
+        assert_eq!(got, b"short\nafter\n");
+        assert_eq!(r.too_long(), 1);
+        assert!(
+            r.buf.len() < 2 * 1024 * 1024,
+            "buffer grew to {}",
+            r.buf.len()
+        );
+    }
+
+    #[test]
+    fn overlong_line_without_newline_at_end() {
+        let mut data = b"short\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 3 * 1024 * 1024));
+        let (bs, too_long) = blocks(&data, READ_CHUNK, 1024);
+        assert_eq!(bs.len(), 1);
+        assert_eq!(bs[0].1, b"short\n");
+        assert_eq!(too_long, 1);
+    }
+
+    #[test]
+    fn empty_input() {
+        let (bs, too_long) = blocks(b"", 10, 10);
+        assert!(bs.is_empty());
+        assert_eq!(too_long, 0);
+    }
+}
