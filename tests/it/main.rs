@@ -1,1 +1,6 @@
-fn main() {}
+//! Integration tests: one test crate (one link step) driving the real binary.
+
+mod check;
+mod scan;
+mod scan_bad_input;
+mod support;
