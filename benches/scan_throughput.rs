@@ -1,1 +1,256 @@
-fn main() {}
+//! End-to-end `scan` throughput against baselines measured in the same run on the same file:
+//! `grep -c 'authentication failed'` and `cat` for plain text, `zcat` for gzip.
+//!
+//! Run with `cargo bench --bench scan_throughput` (size: `MLS_BENCH_MB`, default 200; runs per
+//! command: `MLS_BENCH_RUNS`, default 5). The log is generated once into
+//! `target/bench-data/` and kept in the page cache by a first read, so every command reads from
+//! memory: these are CPU figures. Medians are reported, with the ratio to the baseline.
+
+#[path = "support/loggen.rs"]
+#[allow(dead_code)]
+mod loggen;
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
+
+fn main() {
+    let mb: u64 = env_or("MLS_BENCH_MB", 200);
+    let runs: usize = env_or("MLS_BENCH_RUNS", 5);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = loggen::Spec {
+        bytes: mb * 1_000_000,
+        failures_per_10k: 100,
+        attacker_ips: 5000,
+        seed: 42,
+    };
+    let (log, generated) = ensure_log(&dir, &spec);
+    let gz = ensure_gz(&log);
+    warm(&log);
+    warm(&gz);
+    let size = std::fs::metadata(&log).unwrap().len() as f64;
+    let gz_size = std::fs::metadata(&gz).unwrap().len();
+    println!(
+        "input: {} ({:.1} MB, {} lines, {} failed logins); {} ({:.1} MB)",
+        log.display(),
+        size / 1e6,
+        generated.lines,
+        generated.failures,
+        gz.display(),
+        gz_size as f64 / 1e6
+    );
+
+    // Correctness first: a benchmark of wrong output is worthless.
+    let rows = scan_rows(&log);
+    assert_eq!(
+        rows, generated.failures,
+        "scan found {rows} rows, the generator wrote {}",
+        generated.failures
+    );
+    let grep_count = grep_count(&log);
+    assert_eq!(
+        grep_count, generated.failures,
+        "grep -c disagrees with the generator"
+    );
+
+    let l = log.to_str().unwrap();
+    let g = gz.to_str().unwrap();
+    // grep's output goes to a pipe: GNU grep stops at the first match when it sees its output
+    // is /dev/null, which would measure nothing.
+    let grep = measure_with(runs, &["grep", "-c", "authentication failed", l], true);
+    let cat = measure(runs, &["cat", l]);
+    let scan = measure(runs, &[BIN, "scan", "--no-enrich", "-o", "/dev/null", l]);
+    let zcat = measure(runs, &["zcat", g]);
+    let scan_gz = measure(runs, &[BIN, "scan", "--no-enrich", "-o", "/dev/null", g]);
+
+    let mbs = |d: Duration| size / 1e6 / d.as_secs_f64();
+    println!();
+    println!("| command | median time | MB/s | lines/s | max RSS | ratio |");
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, m: &Measured, base: Option<(&str, &Measured)>| {
+        let ratio = match base {
+            Some((bname, b)) => format!(
+                "{:.2}x the time of {bname}",
+                m.median.as_secs_f64() / b.median.as_secs_f64()
+            ),
+            None => "baseline".into(),
+        };
+        println!(
+            "| `{name}` | {:.3} s | {:.0} | {:.2} M | {:.1} MB | {ratio} |",
+            m.median.as_secs_f64(),
+            mbs(m.median),
+            generated.lines as f64 / m.median.as_secs_f64() / 1e6,
+            m.max_rss_kb as f64 / 1024.0,
+        );
+    };
+    row("grep -c 'authentication failed' FILE", &grep, None);
+    row("cat FILE > /dev/null", &cat, Some(("grep -c", &grep)));
+    row(
+        "scan --no-enrich -o /dev/null FILE",
+        &scan,
+        Some(("grep -c", &grep)),
+    );
+    row("zcat FILE.gz > /dev/null", &zcat, None);
+    row(
+        "scan --no-enrich -o /dev/null FILE.gz",
+        &scan_gz,
+        Some(("zcat", &zcat)),
+    );
+    println!();
+    println!("(MB/s and lines/s are of the uncompressed log for every row.)");
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Generates the log unless a file for the same spec is already there.
+fn ensure_log(dir: &Path, spec: &loggen::Spec) -> (PathBuf, loggen::Generated) {
+    let name = format!(
+        "mail-{}MB-{}-{}-{}.log",
+        spec.bytes / 1_000_000,
+        spec.failures_per_10k,
+        spec.attacker_ips,
+        spec.seed
+    );
+    let path = dir.join(&name);
+    let stamp = dir.join(format!("{name}.counts"));
+    if let (Ok(s), true) = (std::fs::read_to_string(&stamp), path.exists()) {
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [lines, failures, bytes] = v[..] {
+            return (
+                path,
+                loggen::Generated {
+                    lines,
+                    failures,
+                    bytes,
+                },
+            );
+        }
+    }
+    eprintln!("generating {} ...", path.display());
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).unwrap());
+    let g = loggen::generate(spec, &mut out).unwrap();
+    out.flush().unwrap();
+    std::fs::write(&stamp, format!("{} {} {}", g.lines, g.failures, g.bytes)).unwrap();
+    (path, g)
+}
+
+/// Compresses the log like logrotate does (`gzip`, default level).
+fn ensure_gz(log: &Path) -> PathBuf {
+    let gz = log.with_extension("log.gz");
+    if !gz.exists() {
+        eprintln!("compressing {} ...", log.display());
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "gzip -c '{}' > '{}.tmp' && mv '{}.tmp' '{}'",
+                log.display(),
+                gz.display(),
+                gz.display(),
+                gz.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    gz
+}
+
+/// Reads a file once so that every measured command finds it in the page cache.
+fn warm(path: &Path) {
+    let mut f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf).unwrap() > 0 {}
+}
+
+fn scan_rows(log: &Path) -> u64 {
+    let out = Command::new(BIN)
+        .args(["scan", "--no-enrich", "-o", "-"])
+        .arg(log)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64
+        - 1
+}
+
+fn grep_count(log: &Path) -> u64 {
+    let out = Command::new("grep")
+        .args(["-c", "authentication failed"])
+        .arg(log)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+struct Measured {
+    median: Duration,
+    max_rss_kb: i64,
+}
+
+/// Runs a command `runs` times (stdout to /dev/null) and returns the median wall time and the
+/// largest peak RSS, read from `wait4` for that very child.
+fn measure(runs: usize, argv: &[&str]) -> Measured {
+    measure_with(runs, argv, false)
+}
+
+/// Like [`measure`], with stdout drained through a pipe when `pipe` is set.
+fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
+    let mut times = Vec::with_capacity(runs);
+    let mut max_rss_kb = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut child = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(if pipe { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if let Some(mut out) = child.stdout.take() {
+            let mut buf = vec![0u8; 1 << 16];
+            while out.read(&mut buf).unwrap() > 0 {}
+        }
+        let (ok, rss) = wait4(child.id() as i32);
+        times.push(start.elapsed());
+        assert!(ok, "{argv:?} failed");
+        max_rss_kb = max_rss_kb.max(rss);
+    }
+    times.sort();
+    Measured {
+        median: times[times.len() / 2],
+        max_rss_kb,
+    }
+}
+
+/// Waits for a child and returns (exited with 0, peak RSS in KiB).
+fn wait4(pid: i32) -> (bool, i64) {
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 writes into the two out-pointers only.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    (
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        usage.ru_maxrss,
+    )
+}
