@@ -220,6 +220,8 @@ fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
     let mut max_rss_kb = 0;
     for _ in 0..runs {
         let start = Instant::now();
+        // Reaped by `wait4` below, which std's `wait` cannot replace: it returns the peak RSS.
+        #[allow(clippy::zombie_processes)]
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
             .stdout(if pipe { Stdio::piped() } else { Stdio::null() })

@@ -102,7 +102,7 @@ fn ip(rng: &mut Rng, pool: u64) -> String {
 }
 
 fn queue_id(rng: &mut Rng) -> String {
-    format!("{:011X}", rng.next() & 0xFFFF_FFFF_FFF)
+    format!("{:011X}", rng.next() & 0x0FFF_FFFF_FFFF)
 }
 
 /// Writes a log following `spec` to `out`.
