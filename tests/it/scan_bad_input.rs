@@ -147,3 +147,45 @@ fn empty_file_gives_only_the_header() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), HEADER);
 }
+
+#[test]
+fn a_file_without_read_permission_is_named_and_the_others_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = fixture_copy(dir.path(), "mail.log");
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let secret = dir.path().join("secret.log");
+    std::fs::write(&secret, failure_line("hidden")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let args = [
+        "scan",
+        "-o",
+        "-",
+        secret.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
+    // Root reads anything: drop to `nobody` for this run, as a postmaster's unprivileged
+    // account would be.
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let o = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_maillogsentinel"))
+            .env("TZ", TZ)
+            .env("NO_COLOR", "1");
+        run_in(cmd, &args)
+    } else {
+        run(&args)
+    };
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{}: Permission denied", secret.display())),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&o),
+        std::fs::read_to_string(data("mail.csv")).unwrap()
+    );
+}
