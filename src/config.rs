@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -23,6 +24,8 @@ pub struct RawConfig {
     pub sources: RawSources,
     /// `[output]`: where the record of attempts goes.
     pub output: RawOutput,
+    /// `[daemon]`: how `maillogsentinel run` behaves as a service.
+    pub daemon: RawDaemon,
 }
 
 /// `[sources]`
@@ -37,6 +40,65 @@ pub struct RawSources {
     /// Lines longer than this many bytes are skipped (and counted).
     #[serde(deserialize_with = "line_limit")]
     pub max_line_bytes: usize,
+    /// On the first start (no checkpoints yet), read the rotated history before following.
+    pub backfill: bool,
+    /// How often files are checked when no change notification came (the fallback for
+    /// filesystems without inotify, and a safety net everywhere else).
+    pub poll_interval: DurationStr,
+    /// How long a rotated-away file is kept open and read after it last grew (a writer that
+    /// has not reopened its log yet still writes there).
+    pub rotate_wait: DurationStr,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDaemon {
+    /// How long SIGTERM may take to drain the pipeline and write the last checkpoint.
+    pub shutdown_timeout: DurationStr,
+    /// How often a one-line statistics summary is logged (`"0s"` turns it off).
+    pub stats_interval: DurationStr,
+    /// How often reading progress is saved when no row was written (rows always save it).
+    pub checkpoint_interval: DurationStr,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            shutdown_timeout: DurationStr::secs(10),
+            stats_interval: DurationStr::secs(15 * 60),
+            checkpoint_interval: DurationStr::secs(5),
+        }
+    }
+}
+
+/// A duration written as a string with a unit (`"500ms"`, `"2s"`, `"6h"`, `"180d"`), as every
+/// duration in the configuration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationStr(pub Duration);
+
+impl DurationStr {
+    /// Whole seconds.
+    pub const fn secs(s: u64) -> Self {
+        DurationStr(Duration::from_secs(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(DurationStr).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}): write a number with a unit, like \"2s\", \"500ms\", \"6h\" or \"180d\""
+            ))
+        })
+    }
+}
+
+impl Serialize for DurationStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
 }
 
 /// `[output]`
@@ -61,6 +123,9 @@ impl Default for RawSources {
             files: vec![PathBuf::from("/var/log/mail.log")],
             state_dir: PathBuf::from("/var/lib/maillogsentinel"),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            backfill: true,
+            poll_interval: DurationStr::secs(1),
+            rotate_wait: DurationStr::secs(60),
         }
     }
 }
@@ -127,6 +192,18 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// The intrusion CSV.
     pub csv: PathBuf,
+    /// Read rotated history on the first start.
+    pub backfill: bool,
+    /// Polling fallback interval.
+    pub poll_interval: Duration,
+    /// How long a rotated-away file is still read after it last grew.
+    pub rotate_wait: Duration,
+    /// Deadline for a clean stop.
+    pub shutdown_timeout: Duration,
+    /// Interval of the statistics line (zero: never).
+    pub stats_interval: Duration,
+    /// Interval of progress-only checkpoints.
+    pub checkpoint_interval: Duration,
 }
 
 /// Why a configuration could not be used.
@@ -173,13 +250,30 @@ impl Config {
 
     /// Parses and validates a configuration text.
     pub fn from_toml(text: &str, origin: Origin) -> Result<Config, ConfigError> {
+        let path = match &origin {
+            Origin::File(p) => p.clone(),
+            Origin::BuiltIn => PathBuf::from("(built-in)"),
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: match &origin {
-                Origin::File(p) => p.clone(),
-                Origin::BuiltIn => PathBuf::from("(built-in)"),
-            },
+            path: path.clone(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        for (key, d) in [
+            ("sources.poll_interval", raw.sources.poll_interval),
+            ("sources.rotate_wait", raw.sources.rotate_wait),
+            ("daemon.shutdown_timeout", raw.daemon.shutdown_timeout),
+            ("daemon.checkpoint_interval", raw.daemon.checkpoint_interval),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: format!(
+                        "{key} must be longer than zero (line {})",
+                        line_of(text, key)
+                    ),
+                });
+            }
+        }
         Ok(Config::from_raw(raw, origin))
     }
 
@@ -190,14 +284,65 @@ impl Config {
             state_dir: raw.sources.state_dir.clone(),
             max_line_bytes: raw.sources.max_line_bytes,
             csv: raw.output.csv.clone(),
+            backfill: raw.sources.backfill,
+            poll_interval: raw.sources.poll_interval.0,
+            rotate_wait: raw.sources.rotate_wait.0,
+            shutdown_timeout: raw.daemon.shutdown_timeout.0,
+            stats_interval: raw.daemon.stats_interval.0,
+            checkpoint_interval: raw.daemon.checkpoint_interval.0,
             raw,
         }
+    }
+
+    /// What differs between two configurations, one line per changed key (for reload logs).
+    pub fn changes(&self, new: &Config) -> Vec<String> {
+        let (old, new) = (flatten(&self.raw), flatten(&new.raw));
+        let mut out = Vec::new();
+        for (k, v) in &new {
+            match old.get(k) {
+                Some(o) if o == v => {}
+                Some(o) => out.push(format!("{k}: {o} -> {v}")),
+                None => out.push(format!("{k}: {v}")),
+            }
+        }
+        out
     }
 
     /// The effective settings as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(&self.raw).expect("the configuration always serialises")
     }
+}
+
+/// `section.key = value` for every key, for diffs.
+fn flatten(raw: &RawConfig) -> std::collections::BTreeMap<String, String> {
+    let value = toml::Value::try_from(raw).expect("the configuration always serialises");
+    let mut out = std::collections::BTreeMap::new();
+    if let toml::Value::Table(sections) = value {
+        for (section, v) in sections {
+            if let toml::Value::Table(keys) = v {
+                for (k, v) in keys {
+                    out.insert(format!("{section}.{k}"), v.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The line (1-based) where `section.key` is set, or 0 when it is not in the text.
+fn line_of(text: &str, dotted: &str) -> usize {
+    let (section, key) = dotted.split_once('.').unwrap_or(("", dotted));
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim();
+        } else if current == section && t.split('=').next().is_some_and(|k| k.trim() == key) {
+            return i + 1;
+        }
+    }
+    0
 }
 
 #[cfg(test)]
@@ -259,6 +404,46 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = err("[output]\ncsv = 3\n");
         assert!(e.contains("line 2") && e.contains("csv"), "{e}");
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_name_the_line() {
+        let c =
+            Config::from_toml("[daemon]\nshutdown_timeout = \"2s\"\n", Origin::BuiltIn).unwrap();
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(2));
+        let c =
+            Config::from_toml("[sources]\npoll_interval = \"250ms\"\n", Origin::BuiltIn).unwrap();
+        assert_eq!(c.poll_interval, Duration::from_millis(250));
+        let e = err("[daemon]\n\nshutdown_timeout = 10\n");
+        assert!(
+            e.contains("line 3") && e.contains("shutdown_timeout"),
+            "{e}"
+        );
+        let e = err("[daemon]\nshutdown_timeout = \"10\"\n");
+        assert!(e.contains("line 2") && e.contains("with a unit"), "{e}");
+        let e = err("[sources]\n\npoll_interval = \"0s\"\n");
+        assert!(
+            e.contains("sources.poll_interval") && e.contains("line 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn changes_list_what_differs() {
+        let a = Config::from_toml("", Origin::BuiltIn).unwrap();
+        let b = Config::from_toml(
+            "[sources]\nfiles = [\"/a\", \"/b\"]\n[daemon]\nstats_interval = \"1m\"\n",
+            Origin::BuiltIn,
+        )
+        .unwrap();
+        assert_eq!(
+            a.changes(&b),
+            vec![
+                "daemon.stats_interval: \"15m\" -> \"1m\"".to_string(),
+                "sources.files: [\"/var/log/mail.log\"] -> [\"/a\", \"/b\"]".to_string(),
+            ]
+        );
+        assert!(a.changes(&a).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -57,96 +57,39 @@ pub enum SinkError {
         /// The header this program writes.
         expected: String,
     },
-    /// Serialising a row failed.
-    #[error("{path}: {source}")]
-    Csv {
+    /// Another process holds the file's lock.
+    #[error(
+        "{path}: locked by another process (is a maillogsentinel daemon writing it? stop it or write elsewhere with -o)"
+    )]
+    Locked {
         /// The CSV file.
         path: PathBuf,
-        /// What the CSV writer said.
-        source: ::csv::Error,
     },
 }
 
-/// Appends rows to an intrusion CSV.
-pub struct CsvSink {
-    name: PathBuf,
-    writer: ::csv::Writer<BufWriter<Box<dyn Write + Send>>>,
-    /// The file, when the output is a regular file (synced on [`CsvSink::sync`]).
-    file: Option<File>,
-    rows: u64,
+/// Formats rows into a reusable byte buffer, so that a caller knows exactly how many bytes a
+/// batch adds before it writes them (the daemon's checkpoint records that length).
+pub struct RowFormatter {
+    writer: ::csv::Writer<Vec<u8>>,
 }
 
-impl CsvSink {
-    /// Opens `path` for appending, creating it (mode 0640) with a header row when it is new.
-    /// An existing non-empty file must start with this program's header. A torn last row (the
-    /// writer died mid-row) is cut off, with a warning, so that new rows start on a line of
-    /// their own.
-    pub fn append(path: &Path) -> Result<Self, SinkError> {
-        let io_err = |source| SinkError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(FILE_MODE)
-            .open(path)
-            .map_err(io_err)?;
-        let meta = file.metadata().map_err(io_err)?;
-        let regular = meta.is_file();
-        let is_new = !regular || meta.len() == 0;
-        if !is_new {
-            check_header(&mut file, path)?;
-            repair_torn_tail(&file, meta.len(), path).map_err(io_err)?;
-        }
-        let sync_handle = if regular {
-            Some(file.try_clone().map_err(io_err)?)
-        } else {
-            None
-        };
-        let mut sink = CsvSink::from_writer(path.to_path_buf(), Box::new(file));
-        sink.file = sync_handle;
-        if is_new {
-            sink.write_header()?;
-        }
-        Ok(sink)
-    }
-
-    /// Writes to standard output, header first.
-    pub fn stdout() -> Result<Self, SinkError> {
-        let mut sink = CsvSink::from_writer(PathBuf::from("-"), Box::new(io::stdout()));
-        sink.write_header()?;
-        Ok(sink)
-    }
-
-    fn from_writer(name: PathBuf, out: Box<dyn Write + Send>) -> Self {
-        let writer = ::csv::WriterBuilder::new()
-            .terminator(::csv::Terminator::CRLF)
-            .from_writer(BufWriter::with_capacity(256 * 1024, out));
-        CsvSink {
-            name,
-            writer,
-            file: None,
-            rows: 0,
+impl Default for RowFormatter {
+    fn default() -> Self {
+        RowFormatter {
+            writer: csv_writer(Vec::with_capacity(64 * 1024)),
         }
     }
+}
 
-    fn write_header(&mut self) -> Result<(), SinkError> {
-        self.writer
-            .write_record(COLUMNS)
-            .map_err(|source| self.csv_err(source))
-    }
+fn csv_writer(buf: Vec<u8>) -> ::csv::Writer<Vec<u8>> {
+    ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(buf)
+}
 
-    fn csv_err(&self, source: ::csv::Error) -> SinkError {
-        SinkError::Csv {
-            path: self.name.clone(),
-            source,
-        }
-    }
-
-    /// Appends one row (buffered: see [`CsvSink::flush`]).
-    pub fn write(&mut self, f: &AuthFailure) -> Result<(), SinkError> {
+impl RowFormatter {
+    /// Formats one row after the ones already buffered.
+    pub fn push(&mut self, f: &AuthFailure) {
         let timestamp = f.timestamp.to_rfc3339();
         let ip = f.ip.to_string();
         let record: [Cow<'_, str>; 13] = [
@@ -167,39 +110,214 @@ impl CsvSink {
         ];
         self.writer
             .write_record(record.iter().map(|c| c.as_bytes()))
-            .map_err(|source| self.csv_err(source))?;
-        self.rows += 1;
+            .expect("writing CSV into memory cannot fail");
+    }
+
+    /// The header row.
+    fn push_header(&mut self) {
+        self.writer
+            .write_record(COLUMNS)
+            .expect("writing CSV into memory cannot fail");
+    }
+
+    /// The formatted bytes so far.
+    pub fn bytes(&mut self) -> &[u8] {
+        self.writer
+            .flush()
+            .expect("flushing into memory cannot fail");
+        self.writer.get_ref()
+    }
+
+    /// Forgets the formatted bytes (keeping the buffer's memory).
+    pub fn clear(&mut self) {
+        let old = std::mem::replace(&mut self.writer, csv_writer(Vec::new()));
+        let mut buf = old.into_inner().expect("flushing into memory cannot fail");
+        buf.clear();
+        self.writer = csv_writer(buf);
+    }
+}
+
+/// The intrusion CSV file (or stdout), opened for appending, with its current length.
+pub struct CsvFile {
+    path: PathBuf,
+    out: Output,
+    len: u64,
+}
+
+enum Output {
+    File(File),
+    Stdout(io::Stdout),
+}
+
+impl CsvFile {
+    /// Opens `path` for appending, creating it (mode 0640) with a header row when it is new.
+    /// An existing non-empty file must start with this program's header. A torn last row (the
+    /// writer died mid-row) is cut off, with a warning, so that new rows start on a line of
+    /// their own. The file is locked (`flock`) while open, so two writers never interleave rows.
+    pub fn open_append(path: &Path) -> Result<Self, SinkError> {
+        let io_err = |source| SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(path)
+            .map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        let regular = meta.is_file();
+        if regular {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(SinkError::Locked {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+            }
+        }
+        let mut len = if regular { meta.len() } else { 0 };
+        if len > 0 {
+            check_header(&mut file, path)?;
+            len = repair_torn_tail(&file, len, path).map_err(io_err)?;
+        }
+        let mut csv = CsvFile {
+            path: path.to_path_buf(),
+            out: Output::File(file),
+            len,
+        };
+        if len == 0 {
+            csv.write_header()?;
+        }
+        Ok(csv)
+    }
+
+    /// Standard output, header first.
+    pub fn stdout() -> Result<Self, SinkError> {
+        let mut csv = CsvFile {
+            path: PathBuf::from("-"),
+            out: Output::Stdout(io::stdout()),
+            len: 0,
+        };
+        csv.write_header()?;
+        Ok(csv)
+    }
+
+    fn write_header(&mut self) -> Result<(), SinkError> {
+        let mut f = RowFormatter::default();
+        f.push_header();
+        self.append(f.bytes())
+    }
+
+    /// Appends bytes (whole rows). Not durable until [`CsvFile::sync`].
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        let r = match &mut self.out {
+            Output::File(f) => f.write_all(bytes),
+            Output::Stdout(s) => s.write_all(bytes),
+        };
+        r.map_err(|source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Makes appended rows durable (fsync of a regular file; a flush of stdout).
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        let r = match &mut self.out {
+            Output::File(f) if f.metadata().is_ok_and(|m| m.is_file()) => f.sync_data(),
+            Output::File(_) => Ok(()),
+            Output::Stdout(s) => s.flush(),
+        };
+        r.map_err(|source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Length of the file in bytes as this writer knows it (header included).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing at all has been written (not even a header).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The output's name for messages (`-` for stdout).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Appends rows to an intrusion CSV in large writes: the one-shot `scan` sink.
+pub struct CsvSink {
+    file: CsvFile,
+    rows: RowFormatter,
+    written: u64,
+}
+
+/// Buffered rows are written out once they reach this many bytes.
+const SINK_BUFFER: usize = 256 * 1024;
+
+impl CsvSink {
+    /// Appends to `path`; see [`CsvFile::open_append`].
+    pub fn append(path: &Path) -> Result<Self, SinkError> {
+        Ok(CsvSink {
+            file: CsvFile::open_append(path)?,
+            rows: RowFormatter::default(),
+            written: 0,
+        })
+    }
+
+    /// Writes to standard output, header first.
+    pub fn stdout() -> Result<Self, SinkError> {
+        Ok(CsvSink {
+            file: CsvFile::stdout()?,
+            rows: RowFormatter::default(),
+            written: 0,
+        })
+    }
+
+    /// Appends one row (buffered: see [`CsvSink::flush`]).
+    pub fn write(&mut self, f: &AuthFailure) -> Result<(), SinkError> {
+        self.rows.push(f);
+        self.written += 1;
+        if self.rows.bytes().len() >= SINK_BUFFER {
+            self.flush()?;
+        }
         Ok(())
     }
 
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.written
     }
 
     /// Hands buffered rows to the operating system.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.writer.flush().map_err(|source| SinkError::Io {
-            path: self.name.clone(),
-            source,
-        })
+        let bytes = self.rows.bytes();
+        if !bytes.is_empty() {
+            self.file.append(bytes)?;
+            self.rows.clear();
+        }
+        Ok(())
     }
 
     /// Flushes and makes the rows durable (fsync) when the output is a regular file.
     pub fn sync(&mut self) -> Result<(), SinkError> {
         self.flush()?;
-        if let Some(file) = &self.file {
-            file.sync_data().map_err(|source| SinkError::Io {
-                path: self.name.clone(),
-                source,
-            })?;
-        }
-        Ok(())
+        self.file.sync()
     }
 
     /// The output's name for messages (`-` for stdout).
     pub fn name(&self) -> &Path {
-        &self.name
+        self.file.path()
     }
 }
 
@@ -245,12 +363,12 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 
 /// If the file does not end in a newline, the last row was torn by a crash: cut it off so the
 /// next row does not merge into it.
-fn repair_torn_tail(file: &File, len: u64, path: &Path) -> io::Result<()> {
+fn repair_torn_tail(file: &File, len: u64, path: &Path) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
     let mut last = [0u8; 1];
     file.read_exact_at(&mut last, len - 1)?;
     if last[0] == b'\n' {
-        return Ok(());
+        return Ok(len);
     }
     // Look back for the end of the last whole row.
     let mut end = len;
@@ -272,7 +390,8 @@ fn repair_torn_tail(file: &File, len: u64, path: &Path) -> io::Result<()> {
         bytes = len - cut,
         "the CSV ended in a torn row (a writer stopped mid-row); cutting it off"
     );
-    file.set_len(cut)
+    file.set_len(cut)?;
+    Ok(cut)
 }
 
 /// Neutralises spreadsheet formula injection: text starting with `= + - @ \t \r` gets a `'`.

@@ -5,4 +5,4 @@
 
 pub mod csv;
 
-pub use self::csv::{COLUMNS, CsvSink, SinkError};
+pub use self::csv::{COLUMNS, CsvFile, CsvSink, RowFormatter, SinkError};
