@@ -17,6 +17,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: follow the configured logs and record every failed SASL login.
+    Run(ConfigArg),
     /// Read log files once and write a CSV row per failed SASL login.
     Scan(ScanArgs),
     /// Validate the configuration and print the effective settings.

@@ -13,9 +13,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod parse;
+pub mod pipeline;
 pub mod scan;
 pub mod sink;
 pub mod source;

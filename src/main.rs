@@ -2,7 +2,6 @@
 //! and turns the outcome into an exit code (0 success, 1 something could not be read or
 //! written, 2 usage or configuration error).
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,6 +9,7 @@ use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{Cli, Command, ConfigArg, ScanArgs};
 use maillogsentinel::config::Config;
+use maillogsentinel::daemon;
 use maillogsentinel::scan;
 use maillogsentinel::sink::CsvSink;
 
@@ -23,8 +23,9 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    maillogsentinel::daemon::logging::init();
     let outcome = match cli.command {
+        Command::Run(args) => run_daemon(args),
         Command::Scan(args) => run_scan(args),
         Command::Check(args) => run_check(args),
     };
@@ -41,22 +42,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, `info` and up unless `MAILLOGSENTINEL_LOG` (or `RUST_LOG`) says otherwise.
-fn init_logging() {
-    let filter = std::env::var("MAILLOGSENTINEL_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .without_time()
-        .with_target(false)
-        .init();
-}
-
 fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
+}
+
+fn run_daemon(args: ConfigArg) -> Result<ExitCode, Failure> {
+    let config = load_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("maillogsentinel")
+        .build()
+        .context("cannot start the runtime")
+        .map_err(Failure::Runtime)?;
+    runtime.block_on(async {
+        let control = daemon::forward_signals()
+            .context("cannot install signal handlers")
+            .map_err(Failure::Runtime)?;
+        daemon::run(args.config, config, control)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_check(args: ConfigArg) -> Result<ExitCode, Failure> {

@@ -2,6 +2,8 @@
 //! skipped, so a summary or a periodic statistics line never has to be pieced together.
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What reading some input produced. Plain counters: one owner adds to them, and summaries
 /// add them up with [`Stats::add`].
@@ -44,6 +46,99 @@ impl fmt::Display for Stats {
             self.backend_failures,
             self.unrecognised,
             self.too_long
+        )
+    }
+}
+
+/// Counters shared by the daemon's actors (atomics: many writers, one reader), with the few
+/// notable events that are not per-input statistics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Lines read.
+    pub lines: AtomicU64,
+    /// Bytes read.
+    pub bytes: AtomicU64,
+    /// Rows durably written.
+    pub failures: AtomicU64,
+    /// Auth-backend failures seen.
+    pub backend_failures: AtomicU64,
+    /// Unrecognised SASL failure lines.
+    pub unrecognised: AtomicU64,
+    /// Lines skipped for length.
+    pub too_long: AtomicU64,
+    /// Files rotated away (renamed, replaced or deleted) while followed.
+    pub rotations: AtomicU64,
+    /// Files truncated while followed.
+    pub truncations: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// Bytes in followed files not read yet, summed over files at their last check.
+    pub lag_bytes: AtomicU64,
+}
+
+impl Counters {
+    /// Adds a reader's statistics (not `failures`: those count when written).
+    pub fn add_read(&self, s: &Stats) {
+        self.lines.fetch_add(s.lines, Relaxed);
+        self.bytes.fetch_add(s.bytes, Relaxed);
+        self.backend_failures.fetch_add(s.backend_failures, Relaxed);
+        self.unrecognised.fetch_add(s.unrecognised, Relaxed);
+        self.too_long.fetch_add(s.too_long, Relaxed);
+    }
+
+    /// A consistent-enough copy for a statistics line.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            lines: self.lines.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+            backend_failures: self.backend_failures.load(Relaxed),
+            unrecognised: self.unrecognised.load(Relaxed),
+            too_long: self.too_long.load(Relaxed),
+            rotations: self.rotations.load(Relaxed),
+            truncations: self.truncations.load(Relaxed),
+            checkpoints: self.checkpoints.load(Relaxed),
+            lag_bytes: self.lag_bytes.load(Relaxed),
+        }
+    }
+}
+
+/// A copy of [`Counters`] at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Lines read.
+    pub lines: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Rows written.
+    pub failures: u64,
+    /// Auth-backend failures.
+    pub backend_failures: u64,
+    /// Unrecognised SASL failure lines.
+    pub unrecognised: u64,
+    /// Lines skipped for length.
+    pub too_long: u64,
+    /// Rotations seen.
+    pub rotations: u64,
+    /// Truncations seen.
+    pub truncations: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Unread bytes in followed files.
+    pub lag_bytes: u64,
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} lines read, {} failed logins recorded, {} auth-backend failures, {} unrecognised, {} skipped as too long, lag {} bytes",
+            self.lines,
+            self.failures,
+            self.backend_failures,
+            self.unrecognised,
+            self.too_long,
+            self.lag_bytes
         )
     }
 }

@@ -239,6 +239,18 @@ impl CsvFile {
         })
     }
 
+    /// Cuts the file back to `len` bytes (a failed append's partial rows).
+    pub fn truncate_to(&mut self, len: u64) -> Result<(), SinkError> {
+        if let Output::File(f) = &self.out {
+            f.set_len(len).map_err(|source| SinkError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            self.len = len;
+        }
+        Ok(())
+    }
+
     /// Length of the file in bytes as this writer knows it (header included).
     pub fn len(&self) -> u64 {
         self.len

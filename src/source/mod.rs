@@ -6,7 +6,10 @@
 //! searches whole blocks. A line longer than the limit is skipped in bounded memory and
 //! counted.
 
+pub mod fingerprint;
 pub mod input;
+pub mod rotated;
+pub mod tailer;
 
 use std::io::{self, Read};
 

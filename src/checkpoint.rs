@@ -1,0 +1,346 @@
+//! Checkpoints: where reading stopped in each log file, saved with the length of the output the
+//! rows went into, so that a restart resumes exactly there — no line lost, none recorded twice,
+//! also after `kill -9` or a power cut at any moment.
+//!
+//! The file (`state_dir/checkpoint.json`) is replaced atomically: written to a temporary file,
+//! fsynced, renamed over the old one, and the directory fsynced, so it is always either the old
+//! or the new version, whole.
+//!
+//! A batch of rows is committed in this order (see `sink::committer`):
+//! 1. the checkpoint is written describing the state *after* the batch: each file's offset
+//!    before and after, and the CSV length before and after;
+//! 2. the rows are appended to the CSV and fsynced.
+//!
+//! On start, the CSV's actual length says which of the two states is true: equal to the "after"
+//! length, the batch landed; equal to the "before" length, it did not and its lines are read
+//! again; in between, it was torn by a crash, the partial rows are cut off and the lines read
+//! again. The position is thus always recorded together with the rows it accounts for.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::fingerprint::Fingerprint;
+
+/// The checkpoint file's name inside `state_dir`.
+pub const FILE_NAME: &str = "checkpoint.json";
+/// The format version this program writes and reads.
+pub const VERSION: u32 = 1;
+/// Entries for files not seen on disk for this long are dropped.
+pub const FORGET_AFTER_SECS: u64 = 14 * 24 * 3600;
+
+/// Where reading stopped in one file (one fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// The file's identity.
+    pub fingerprint: Fingerprint,
+    /// The name it was last read under (for people reading the checkpoint).
+    pub path: PathBuf,
+    /// Offset before the batch this checkpoint describes.
+    pub offset_before: u64,
+    /// Offset just past the last line whose rows are in the output, once the batch landed.
+    pub offset: u64,
+    /// When the file was last seen on disk (seconds since the epoch).
+    pub last_seen: u64,
+    /// Read to its end and closed for good: a rotated file that is never read again.
+    #[serde(default)]
+    pub complete: bool,
+}
+
+/// The output the rows went to and its length around the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputPosition {
+    /// The CSV file.
+    pub path: PathBuf,
+    /// Its length before the batch.
+    pub len_before: u64,
+    /// Its length once the batch landed.
+    pub len_after: u64,
+}
+
+/// The checkpoint file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Format version.
+    pub version: u32,
+    /// The output.
+    pub output: OutputPosition,
+    /// Every file known, by fingerprint.
+    pub files: Vec<FilePosition>,
+}
+
+/// Why checkpoints could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The file is not a checkpoint this version understands.
+    #[error(
+        "checkpoint {path} is unreadable ({message}); move it aside to start over (rows already in the output would then be recorded again)"
+    )]
+    Corrupt {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where to resume one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    /// Offset just past the last line accounted for.
+    pub offset: u64,
+    /// The file was read to its end and closed for good.
+    pub complete: bool,
+}
+
+/// Positions as the source needs them, by fingerprint.
+pub type Positions = BTreeMap<Fingerprint, Pos>;
+
+/// The checkpoint store in a state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    /// The store in `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        Store {
+            path: state_dir.join(FILE_NAME),
+        }
+    }
+
+    /// The checkpoint file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the checkpoint; `None` when there is none yet (the first start).
+    pub fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let cp: Checkpoint =
+            serde_json::from_slice(&text).map_err(|e| CheckpointError::Corrupt {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        if cp.version != VERSION {
+            return Err(CheckpointError::Corrupt {
+                path: self.path.clone(),
+                message: format!(
+                    "version {} (this program reads version {VERSION})",
+                    cp.version
+                ),
+            });
+        }
+        Ok(Some(cp))
+    }
+
+    /// Replaces the checkpoint atomically and durably.
+    pub fn save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        let io_err = |source| CheckpointError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        let mut bytes = serde_json::to_vec_pretty(cp).expect("a checkpoint always serialises");
+        bytes.push(b'\n');
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)
+            .map_err(io_err)?;
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(io_err)?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(io_err)?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What a restart resumes from, decided from a checkpoint and the output's actual length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Offsets to resume at.
+    pub positions: Positions,
+    /// Names last read, per fingerprint.
+    pub paths: BTreeMap<Fingerprint, PathBuf>,
+    /// When set, the output must be cut back to this length first (a torn batch).
+    pub truncate_output_to: Option<u64>,
+    /// What was decided, for the log.
+    pub note: String,
+}
+
+impl Checkpoint {
+    /// Decides where to resume given the output's actual length now (`None`: it is missing).
+    pub fn recover(&self, actual_len: Option<u64>) -> Recovery {
+        let out = &self.output;
+        let (after, truncate, note) = match actual_len {
+            Some(len) if len == out.len_after => {
+                (true, None, "the last batch is in the output".to_string())
+            }
+            Some(len) if len == out.len_before => (
+                false,
+                None,
+                "the last batch never reached the output: its lines are read again".to_string(),
+            ),
+            Some(len) if len > out.len_before && len < out.len_after => (
+                false,
+                Some(out.len_before),
+                format!(
+                    "the last batch was torn by a crash ({} of {} bytes): cutting it off, its lines are read again",
+                    len - out.len_before,
+                    out.len_after - out.len_before
+                ),
+            ),
+            Some(len) if len > out.len_after => (
+                true,
+                None,
+                "the output grew beyond the checkpoint (another writer appended to it)".to_string(),
+            ),
+            Some(_) => (
+                true,
+                None,
+                "the output is shorter than recorded (was it moved or truncated?)".to_string(),
+            ),
+            None => (
+                true,
+                None,
+                "the output is missing (moved away?): a new one is started".to_string(),
+            ),
+        };
+        let positions = self
+            .files
+            .iter()
+            .map(|f| {
+                let offset = if after { f.offset } else { f.offset_before };
+                // A file marked complete by the lost batch is not complete yet.
+                let complete = f.complete && (after || f.offset == f.offset_before);
+                (f.fingerprint, Pos { offset, complete })
+            })
+            .collect();
+        let paths = self
+            .files
+            .iter()
+            .map(|f| (f.fingerprint, f.path.clone()))
+            .collect();
+        Recovery {
+            positions,
+            paths,
+            truncate_output_to: truncate,
+            note,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp() -> Checkpoint {
+        Checkpoint {
+            version: VERSION,
+            output: OutputPosition {
+                path: "/x.csv".into(),
+                len_before: 100,
+                len_after: 180,
+            },
+            files: vec![
+                FilePosition {
+                    fingerprint: Fingerprint(1),
+                    path: "/var/log/mail.log".into(),
+                    offset_before: 1000,
+                    offset: 2000,
+                    last_seen: 5,
+                    complete: false,
+                },
+                FilePosition {
+                    fingerprint: Fingerprint(2),
+                    path: "/var/log/mail.log.1".into(),
+                    offset_before: 7,
+                    offset: 7,
+                    last_seen: 5,
+                    complete: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn recovery_follows_the_output_length() {
+        let c = cp();
+        let r = c.recover(Some(180));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 2000);
+        assert_eq!(r.truncate_output_to, None);
+        let r = c.recover(Some(100));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!(r.truncate_output_to, None);
+        let r = c.recover(Some(150));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!(r.truncate_output_to, Some(100));
+        assert_eq!(
+            r.positions[&Fingerprint(2)],
+            Pos {
+                offset: 7,
+                complete: true
+            }
+        );
+        for len in [Some(500), Some(10), None] {
+            let r = c.recover(len);
+            assert_eq!(r.positions[&Fingerprint(1)].offset, 2000, "{len:?}");
+            assert_eq!(r.truncate_output_to, None);
+        }
+    }
+
+    #[test]
+    fn save_and_load_round_trip_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert_eq!(store.load().unwrap(), None);
+        store.save(&cp()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(cp()));
+        assert!(!dir.path().join("checkpoint.json.tmp").exists());
+        std::fs::write(store.path(), b"{not json").unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(
+            e.contains("checkpoint.json") && e.contains("move it aside"),
+            "{e}"
+        );
+    }
+}

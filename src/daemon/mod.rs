@@ -1,0 +1,520 @@
+//! The daemon (`maillogsentinel run`): starts the pipeline, answers control requests (stop,
+//! reload, report), talks to systemd, and stops cleanly.
+//!
+//! Actors, one per role (mini-redis style): a [`Tailer`] thread per configured log (source and
+//! parser: the parser's prefilter runs over the reader's own buffer), the sink's
+//! [`Committer`] thread, and this async task for control, statistics and the watchdog. They are
+//! joined by a bounded channel of batches. Stopping is a pipeline drain: the tailers are
+//! cancelled and drop their senders, the committer sees the channel close, commits what is
+//! left, writes the last checkpoint and returns; then the daemon exits.
+
+pub mod logging;
+pub mod notify;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{Positions, Store};
+use crate::config::{Config, ConfigError};
+use crate::pipeline::{CHANNEL_CAPACITY, Heartbeat, ToSink};
+use crate::sink::committer::{CommitError, Committer, SharedPositions};
+use crate::sink::{CsvFile, SinkError};
+use crate::source::tailer::{Start, Tailer, TailerSettings, Wake};
+use crate::stats::Counters;
+
+/// What the daemon is asked to do (the binary turns signals into these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM / SIGINT: drain and stop. A second one stops at once.
+    Shutdown,
+    /// SIGHUP: re-read the configuration.
+    Reload,
+    /// SIGUSR1: send a report now.
+    Report,
+}
+
+/// Why the daemon could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state directory is unusable.
+    #[error("state directory {path}: {message}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Checkpoints could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The output could not be opened.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The sink failed for good.
+    #[error("the sink stopped: {0}")]
+    Commit(#[from] CommitError),
+    /// Draining took longer than `shutdown_timeout`.
+    #[error(
+        "shutdown took longer than {0:?}; stopped without finishing (the checkpoint makes the next start resume correctly)"
+    )]
+    ShutdownTimeout(Duration),
+    /// A second stop request came during the drain.
+    #[error(
+        "second stop request: stopped at once (the checkpoint makes the next start resume correctly)"
+    )]
+    Forced,
+}
+
+/// A running tailer.
+struct TailerHandle {
+    path: PathBuf,
+    cancel: CancellationToken,
+    wake: std_mpsc::Sender<Wake>,
+    join: std::thread::JoinHandle<()>,
+    heartbeat: Heartbeat,
+    lag: Arc<AtomicU64>,
+}
+
+/// Everything the control loop owns.
+struct Running {
+    config: Config,
+    config_path: Option<PathBuf>,
+    tx: Option<mpsc::Sender<ToSink>>,
+    tailers: Vec<TailerHandle>,
+    watcher: watch::Watcher,
+    counters: Arc<Counters>,
+    positions: SharedPositions,
+    epoch: Instant,
+    cancel: CancellationToken,
+    committer_heartbeat: Heartbeat,
+}
+
+/// Runs the daemon until a [`Control::Shutdown`] has drained the pipeline.
+pub async fn run(
+    config_path: Option<PathBuf>,
+    config: Config,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
+    let epoch = Instant::now();
+    let _lock = lock_state_dir(&config.state_dir)?;
+    let store = Store::new(&config.state_dir);
+    let checkpoint = store.load()?;
+    let first_start = checkpoint.is_none();
+    let (positions, paths) = match &checkpoint {
+        Some(cp) => {
+            let actual = std::fs::metadata(&cp.output.path).ok().map(|m| m.len());
+            let rec = cp.recover(actual);
+            if let Some(len) = rec.truncate_output_to {
+                tracing::warn!(path = %cp.output.path.display(), "{}", rec.note);
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&cp.output.path)
+                    .map_err(|source| SinkError::Io {
+                        path: cp.output.path.clone(),
+                        source,
+                    })?;
+                f.set_len(len)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|source| SinkError::Io {
+                        path: cp.output.path.clone(),
+                        source,
+                    })?;
+            } else {
+                tracing::info!(checkpoint = %store.path().display(), "resuming: {}", rec.note);
+            }
+            (rec.positions, rec.paths)
+        }
+        None => {
+            tracing::info!(
+                checkpoint = %store.path().display(),
+                backfill = config.backfill,
+                "first start: no checkpoint yet"
+            );
+            (Positions::new(), BTreeMap::new())
+        }
+    };
+    let csv = CsvFile::open_append(&config.csv)?;
+    let counters = Arc::new(Counters::default());
+    let committer_heartbeat = Heartbeat::new(epoch);
+    let committer = Committer::new(
+        store,
+        csv,
+        &positions,
+        &paths,
+        counters.clone(),
+        committer_heartbeat.clone(),
+        config.checkpoint_interval,
+    );
+    let shared = committer.shared_positions();
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let handle = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || {
+            let _ = done_tx.send(committer.run(rx, handle));
+        })
+        .expect("spawning the sink thread");
+
+    let mut running = Running {
+        config,
+        config_path,
+        tx: Some(tx),
+        tailers: Vec::new(),
+        watcher: watch::Watcher::new(),
+        counters,
+        positions: shared,
+        epoch,
+        cancel: CancellationToken::new(),
+        committer_heartbeat,
+    };
+    let start = if first_start && !running.config.backfill {
+        Start::AtEnd
+    } else {
+        Start::Resume
+    };
+    for path in running.config.files.clone() {
+        running.spawn_tailer(&path, positions.clone(), start);
+    }
+    let files: Vec<String> = running
+        .config
+        .files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    tracing::info!(files = ?files, output = %running.config.csv.display(), "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
+    notify::ready(&running.status_line());
+
+    let watchdog = notify::watchdog_interval();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+    let mut status_tick = tokio::time::interval(Duration::from_secs(5));
+    let mut stats_tick = stats_interval(&running.config);
+    let mut last_status = String::new();
+
+    loop {
+        tokio::select! {
+            c = control.recv() => match c {
+                Some(Control::Shutdown) | None => break,
+                Some(Control::Reload) => running.reload().await,
+                Some(Control::Report) => tracing::info!("report requested (SIGUSR1): reports are not part of this version yet"),
+            },
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let max = watchdog.expect("checked").as_millis() as u64;
+                if running.alive_within(max) {
+                    notify::watchdog();
+                } else {
+                    tracing::error!("an actor stopped responding; not pinging the watchdog");
+                }
+            },
+            _ = status_tick.tick() => {
+                let s = running.status_line();
+                if s != last_status {
+                    notify::status(&s);
+                    last_status = s;
+                }
+            },
+            _ = stats_tick.tick(), if !running.config.stats_interval.is_zero() => {
+                tracing::info!(
+                    lines = running.counters.lines.load(Relaxed),
+                    failures = running.counters.failures.load(Relaxed),
+                    lag_bytes = running.counters.lag_bytes.load(Relaxed),
+                    "statistics: {}", running.counters.snapshot()
+                );
+            },
+            r = &mut done_rx => {
+                // The sink stopped on its own: nothing can be recorded any more.
+                running.stop_tailers();
+                return match r {
+                    Ok(Err(e)) => Err(e.into()),
+                    _ => Err(DaemonError::Commit(CommitError::Sink(SinkError::Io {
+                        path: running.config.csv.clone(),
+                        source: std::io::Error::other("the sink thread ended unexpectedly"),
+                    }))),
+                };
+            },
+        }
+        if stats_tick.period() != running.config.stats_interval
+            && !running.config.stats_interval.is_zero()
+        {
+            stats_tick = stats_interval(&running.config);
+        }
+    }
+
+    // Drain: stop reading, let the sink commit what is in flight, write the last checkpoint.
+    notify::stopping();
+    tracing::info!("stopping: draining the pipeline");
+    running.stop_tailers();
+    let deadline = running.config.shutdown_timeout;
+    let drain = async {
+        for t in std::mem::take(&mut running.tailers) {
+            let _ = tokio::task::spawn_blocking(move || t.join.join()).await;
+        }
+        done_rx.await
+    };
+    tokio::select! {
+        r = tokio::time::timeout(deadline, drain) => match r {
+            Ok(Ok(Ok(()))) => {
+                tracing::info!("stopped: {}", running.counters.snapshot());
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Err(_)) => Err(DaemonError::Commit(CommitError::Sink(SinkError::Io {
+                path: running.config.csv.clone(),
+                source: std::io::Error::other("the sink thread ended unexpectedly"),
+            }))),
+            Err(_) => Err(DaemonError::ShutdownTimeout(deadline)),
+        },
+        c = control.recv() => match c {
+            Some(Control::Shutdown) => Err(DaemonError::Forced),
+            _ => Err(DaemonError::Forced),
+        },
+    }
+}
+
+fn stats_interval(config: &Config) -> tokio::time::Interval {
+    let period = if config.stats_interval.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        config.stats_interval
+    };
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    i
+}
+
+impl Running {
+    fn settings(&self, path: &Path) -> TailerSettings {
+        TailerSettings {
+            path: path.to_path_buf(),
+            max_line_bytes: self.config.max_line_bytes,
+            poll_interval: self.config.poll_interval,
+            rotate_wait: self.config.rotate_wait,
+            rescan_interval: Duration::from_secs(3600),
+        }
+    }
+
+    fn spawn_tailer(&mut self, path: &Path, positions: Positions, start: Start) {
+        let Some(tx) = self.tx.clone() else { return };
+        let (wake_tx, wake_rx) = std_mpsc::channel();
+        let cancel = self.cancel.child_token();
+        let heartbeat = Heartbeat::new(self.epoch);
+        let lag = Arc::new(AtomicU64::new(0));
+        let tailer = Tailer::new(
+            self.settings(path),
+            positions,
+            start,
+            tx,
+            wake_rx,
+            cancel.clone(),
+            self.counters.clone(),
+            heartbeat.clone(),
+            lag.clone(),
+        );
+        let name = path
+            .file_name()
+            .map_or("log".into(), |n| n.to_string_lossy().into_owned());
+        let join = std::thread::Builder::new()
+            .name(format!("tail {name}"))
+            .spawn(move || tailer.run())
+            .expect("spawning a tailer thread");
+        self.watcher.add(path, wake_tx.clone());
+        self.tailers.push(TailerHandle {
+            path: path.to_path_buf(),
+            cancel,
+            wake: wake_tx,
+            join,
+            heartbeat,
+            lag,
+        });
+    }
+
+    /// Cancels every tailer and drops the daemon's own sender, so the sink sees the end.
+    fn stop_tailers(&mut self) {
+        self.cancel.cancel();
+        for t in &self.tailers {
+            let _ = t.wake.send(Wake::Stop);
+        }
+        self.tx = None;
+    }
+
+    fn alive_within(&self, max_ms: u64) -> bool {
+        self.committer_heartbeat.alive_within(max_ms)
+            && self
+                .tailers
+                .iter()
+                .all(|t| t.heartbeat.alive_within(max_ms))
+    }
+
+    fn status_line(&self) -> String {
+        let lag: u64 = self.tailers.iter().map(|t| t.lag.load(Relaxed)).sum();
+        self.counters.lag_bytes.store(lag, Relaxed);
+        let s = self.counters.snapshot();
+        format!(
+            "following {} file(s): {} lines read, {} failed logins recorded, {} skipped, lag {} bytes",
+            self.tailers.len(),
+            s.lines,
+            s.failures,
+            s.too_long + s.unrecognised,
+            lag
+        )
+    }
+
+    /// SIGHUP: validate the new configuration, then apply it; on any error keep the old one.
+    async fn reload(&mut self) {
+        notify::reloading();
+        match Config::load(self.config_path.as_deref()) {
+            Err(e) => log_reload_error(&e),
+            Ok(new) => match self.apply(new).await {
+                Ok(changes) if changes.is_empty() => {
+                    tracing::info!("configuration reloaded: nothing changed")
+                }
+                Ok(changes) => {
+                    for c in changes {
+                        tracing::info!("configuration reloaded: {c}");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("configuration not applied, the running one is kept: {e}")
+                }
+            },
+        }
+        notify::ready(&self.status_line());
+    }
+
+    async fn apply(&mut self, mut new: Config) -> Result<Vec<String>, String> {
+        let mut changes = self.config.changes(&new);
+        if new.state_dir != self.config.state_dir {
+            tracing::warn!(
+                "sources.state_dir changes only at restart; {} stays in use until then",
+                self.config.state_dir.display()
+            );
+            changes.retain(|c| !c.starts_with("sources.state_dir"));
+            new.state_dir = self.config.state_dir.clone();
+            new.raw.sources.state_dir = self.config.raw.sources.state_dir.clone();
+        }
+        if new.csv != self.config.csv {
+            let (reply, answer) = oneshot::channel();
+            self.send(ToSink::SwitchOutput(new.csv.clone(), reply))
+                .await?;
+            answer.await.map_err(|_| "the sink is gone".to_string())??;
+        }
+        let restart_all = new.max_line_bytes != self.config.max_line_bytes
+            || new.poll_interval != self.config.poll_interval
+            || new.rotate_wait != self.config.rotate_wait;
+        let stop: Vec<PathBuf> = self
+            .tailers
+            .iter()
+            .map(|t| t.path.clone())
+            .filter(|p| restart_all || !new.files.contains(p))
+            .collect();
+        let old_files = self.config.files.clone();
+        self.config = new;
+        // Stopped readers must be gone, and their batches committed, before any reader starts
+        // again from the committed positions: otherwise lines in flight would be read twice.
+        for path in &stop {
+            if let Some(i) = self.tailers.iter().position(|t| &t.path == path) {
+                let t = self.tailers.remove(i);
+                t.cancel.cancel();
+                let _ = t.wake.send(Wake::Stop);
+                self.watcher.remove(&t.path);
+                let _ = tokio::task::spawn_blocking(move || t.join.join()).await;
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(ToSink::Barrier(reply)).await?;
+        answer.await.map_err(|_| "the sink is gone".to_string())?;
+        let positions = self.positions.lock().expect("positions lock").clone();
+        for path in self.config.files.clone() {
+            if !self.tailers.iter().any(|t| t.path == path) {
+                if !old_files.contains(&path) {
+                    tracing::info!(path = %path.display(), "now following");
+                }
+                self.spawn_tailer(&path, positions.clone(), Start::Resume);
+            }
+        }
+        for path in stop.iter().filter(|p| !self.config.files.contains(p)) {
+            tracing::info!(path = %path.display(), "no longer following");
+        }
+        Ok(changes)
+    }
+
+    async fn send(&self, msg: ToSink) -> Result<(), String> {
+        match &self.tx {
+            Some(tx) => tx
+                .send(msg)
+                .await
+                .map_err(|_| "the sink is gone".to_string()),
+            None => Err("stopping".into()),
+        }
+    }
+}
+
+fn log_reload_error(e: &ConfigError) {
+    tracing::error!("configuration reload failed, the running configuration is kept: {e}");
+}
+
+/// Creates the state directory (mode 0750) and takes its lock, so that two daemons never share
+/// checkpoints. The lock lasts as long as the returned file is open.
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |message: String| DaemonError::StateDir {
+        path: dir.to_path_buf(),
+        message,
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| err(format!("cannot create it: {e}")))?;
+    }
+    let lock_path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| err(format!("cannot open {}: {e}", lock_path.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(err(
+            "in use by another running maillogsentinel (its lock file is held)".into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(err(format!("cannot lock {}: {e}", lock_path.display())))
+        }
+    }
+}
+
+/// Turns SIGTERM, SIGINT, SIGHUP and SIGUSR1 into [`Control`] messages.
+pub fn forward_signals() -> std::io::Result<mpsc::Receiver<Control>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = mpsc::channel(8);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        loop {
+            let c = tokio::select! {
+                _ = term.recv() => Control::Shutdown,
+                _ = int.recv() => Control::Shutdown,
+                _ = hup.recv() => Control::Reload,
+                _ = usr1.recv() => Control::Report,
+            };
+            if tx.send(c).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}

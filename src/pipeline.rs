@@ -1,0 +1,85 @@
+//! What flows between the daemon's stages: the source sends [`ToSink`] messages through a
+//! bounded channel to the sink's committer, which writes rows and checkpoints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::parse::AuthFailure;
+use crate::source::fingerprint::Fingerprint;
+
+/// Messages in flight between stages: batches of blocks, not single lines.
+pub const CHANNEL_CAPACITY: usize = 64;
+
+/// A message to the sink.
+#[derive(Debug)]
+pub enum ToSink {
+    /// Rows from a contiguous range of one file, and the offset just past it.
+    Batch(Batch),
+    /// These files were seen on disk (keeps their checkpoint entries alive).
+    Seen(Vec<(Fingerprint, PathBuf)>),
+    /// This file was read to its end and closed for good (rotated away and quiet, or a
+    /// compressed rotation read whole).
+    Complete(Fingerprint),
+    /// Commit everything sent before this, then answer (reload uses it before restarting a
+    /// reader, so that the new reader starts from committed positions).
+    Barrier(oneshot::Sender<()>),
+    /// Write to another CSV from now on (reload).
+    SwitchOutput(PathBuf, oneshot::Sender<Result<(), String>>),
+}
+
+/// Rows from one file's byte range `[start, end)`.
+#[derive(Debug)]
+pub struct Batch {
+    /// The file's identity.
+    pub fingerprint: Fingerprint,
+    /// The name it was read under.
+    pub path: PathBuf,
+    /// Offset just past the last line of the range.
+    pub end: u64,
+    /// Failed logins in the range, in log order.
+    pub failures: Vec<AuthFailure>,
+}
+
+/// Proof of life for the watchdog: an actor beats in its loop; the watchdog pings systemd only
+/// while every actor beat recently.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    last: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+/// Marks an actor as waiting on another stage (alive, just blocked by backpressure).
+const WAITING: u64 = u64::MAX;
+
+impl Heartbeat {
+    /// A heartbeat counted from `epoch`.
+    pub fn new(epoch: Instant) -> Self {
+        let hb = Heartbeat {
+            last: Arc::new(AtomicU64::new(0)),
+            epoch,
+        };
+        hb.beat();
+        hb
+    }
+
+    /// Records that the actor is alive now.
+    pub fn beat(&self) {
+        self.last
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Records that the actor is blocked on a downstream stage (which has its own heartbeat).
+    pub fn waiting(&self) {
+        self.last.store(WAITING, Ordering::Relaxed);
+    }
+
+    /// Whether the actor beat within `max_ms` milliseconds (or is waiting downstream).
+    pub fn alive_within(&self, max_ms: u64) -> bool {
+        let last = self.last.load(Ordering::Relaxed);
+        last == WAITING || (self.epoch.elapsed().as_millis() as u64).saturating_sub(last) <= max_ms
+    }
+}

@@ -1,0 +1,334 @@
+//! The daemon's sink actor: takes batches from the source, appends their rows to the CSV and
+//! records the source positions with them, exactly once (the protocol is described in
+//! [`crate::checkpoint`]).
+//!
+//! It runs on a thread of its own: appending and fsync are blocking by nature. Batches waiting
+//! in the channel are merged into one commit, so under load the cost of the fsyncs is shared by
+//! many rows, and when idle a row reaches the disk as soon as it arrives.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, OutputPosition, Pos, Positions,
+    Store, VERSION, now_secs,
+};
+use crate::pipeline::{Heartbeat, ToSink};
+use crate::sink::{CsvFile, RowFormatter, SinkError};
+use crate::source::fingerprint::Fingerprint;
+use crate::stats::Counters;
+
+/// At most this many bytes of rows are merged into one commit.
+const MAX_COMMIT_BYTES: usize = 4 * 1024 * 1024;
+/// At most this many messages are merged into one commit.
+const MAX_COMMIT_MESSAGES: usize = 256;
+
+/// Positions committed so far, shared with whoever starts a new reader (reload).
+pub type SharedPositions = Arc<Mutex<Positions>>;
+
+#[derive(Debug, Clone)]
+struct FileState {
+    path: PathBuf,
+    /// Offset as of the last commit (or recovery).
+    committed: u64,
+    /// Offset including batches not committed yet.
+    current: u64,
+    last_seen: u64,
+    complete: bool,
+}
+
+/// Why the committer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The CSV failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// The sink actor.
+pub struct Committer {
+    store: Store,
+    csv: CsvFile,
+    rows: RowFormatter,
+    files: BTreeMap<Fingerprint, FileState>,
+    shared: SharedPositions,
+    counters: Arc<Counters>,
+    heartbeat: Heartbeat,
+    checkpoint_interval: Duration,
+    /// Progress not saved yet (row-less batches, seen files).
+    dirty: bool,
+    last_save: Instant,
+    /// Rows formatted but not committed.
+    pending_rows: u64,
+}
+
+impl Committer {
+    /// A committer writing `csv`, resuming from `positions`.
+    pub fn new(
+        store: Store,
+        csv: CsvFile,
+        positions: &Positions,
+        paths: &BTreeMap<Fingerprint, PathBuf>,
+        counters: Arc<Counters>,
+        heartbeat: Heartbeat,
+        checkpoint_interval: Duration,
+    ) -> Self {
+        let now = now_secs();
+        let files = positions
+            .iter()
+            .map(|(fp, p)| {
+                let path = paths.get(fp).cloned().unwrap_or_default();
+                (
+                    *fp,
+                    FileState {
+                        path,
+                        committed: p.offset,
+                        current: p.offset,
+                        last_seen: now,
+                        complete: p.complete,
+                    },
+                )
+            })
+            .collect();
+        Committer {
+            store,
+            csv,
+            rows: RowFormatter::default(),
+            files,
+            shared: Arc::new(Mutex::new(positions.clone())),
+            counters,
+            heartbeat,
+            checkpoint_interval,
+            dirty: true,
+            last_save: Instant::now(),
+            pending_rows: 0,
+        }
+    }
+
+    /// The committed positions, for readers started later.
+    pub fn shared_positions(&self) -> SharedPositions {
+        self.shared.clone()
+    }
+
+    /// Runs until every sender is gone, then commits what is left and saves the checkpoint.
+    /// `runtime` is used to wait on the channel with a timeout (for heartbeats and timed saves).
+    pub fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ToSink>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(), CommitError> {
+        let tick = self.checkpoint_interval.min(Duration::from_secs(1));
+        loop {
+            self.heartbeat.beat();
+            let first = runtime.block_on(async { tokio::time::timeout(tick, rx.recv()).await });
+            match first {
+                Ok(None) => break,
+                Ok(Some(msg)) => {
+                    let mut replies = Vec::new();
+                    self.take(msg, &mut replies)?;
+                    let mut n = 1;
+                    while n < MAX_COMMIT_MESSAGES && self.rows.bytes().len() < MAX_COMMIT_BYTES {
+                        match rx.try_recv() {
+                            Ok(msg) => {
+                                self.take(msg, &mut replies)?;
+                                n += 1;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_with_retry(&runtime)?;
+                    for r in replies {
+                        let _ = r.send(());
+                    }
+                }
+                Err(_timeout) => {}
+            }
+            if self.dirty && self.last_save.elapsed() >= self.checkpoint_interval {
+                self.save_progress()?;
+            }
+        }
+        self.commit_with_retry(&runtime)?;
+        self.save_progress()?;
+        Ok(())
+    }
+
+    fn take(
+        &mut self,
+        msg: ToSink,
+        replies: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), CommitError> {
+        match msg {
+            ToSink::Batch(b) => {
+                for f in &b.failures {
+                    self.rows.push(f);
+                }
+                self.pending_rows += b.failures.len() as u64;
+                let now = now_secs();
+                let e = self
+                    .files
+                    .entry(b.fingerprint)
+                    .or_insert_with(|| FileState {
+                        path: b.path.clone(),
+                        committed: 0,
+                        current: 0,
+                        last_seen: now,
+                        complete: false,
+                    });
+                e.current = b.end;
+                e.path = b.path;
+                e.last_seen = now;
+                self.dirty = true;
+            }
+            ToSink::Seen(list) => {
+                let now = now_secs();
+                for (fp, path) in list {
+                    if let Some(e) = self.files.get_mut(&fp) {
+                        e.last_seen = now;
+                        e.path = path;
+                    }
+                }
+                self.dirty = true;
+            }
+            ToSink::Complete(fp) => {
+                if let Some(e) = self.files.get_mut(&fp) {
+                    e.complete = true;
+                    self.dirty = true;
+                }
+            }
+            ToSink::Barrier(reply) => replies.push(reply),
+            ToSink::SwitchOutput(path, reply) => {
+                // Everything before the switch goes to the old output.
+                self.commit()?;
+                let r = self.switch_output(&path);
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn switch_output(&mut self, path: &Path) -> Result<(), CommitError> {
+        let csv = CsvFile::open_append(path)?;
+        tracing::info!(from = %self.csv.path().display(), to = %path.display(), "output switched");
+        self.csv = csv;
+        self.dirty = true;
+        self.save_progress()
+    }
+
+    /// Commits pending rows; on failure, retries with backoff (the pipeline waits: nothing is
+    /// read that cannot be written), logging each failure.
+    fn commit_with_retry(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), CommitError> {
+        let mut delay = Duration::from_millis(500);
+        let mut failures = 0u32;
+        loop {
+            match self.commit() {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(path = %self.csv.path().display(), "writing rows works again");
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(
+                        "cannot write rows: {e}; retrying in {}s (nothing is read meanwhile)",
+                        delay.as_secs_f32()
+                    );
+                    self.heartbeat.beat();
+                    runtime.block_on(tokio::time::sleep(delay));
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Writes the checkpoint describing the state after the pending rows, then the rows.
+    fn commit(&mut self) -> Result<(), CommitError> {
+        if self.pending_rows == 0 {
+            // Row-less progress is saved on a timer (re-reading it after a crash is harmless).
+            return Ok(());
+        }
+        let len_before = self.csv.len();
+        let bytes = self.rows.bytes();
+        let len_after = len_before + bytes.len() as u64;
+        let cp = self.checkpoint(len_before, len_after);
+        self.store.save(&cp)?;
+        self.counters.checkpoints.fetch_add(1, Relaxed);
+        let bytes = self.rows.bytes();
+        if let Err(e) = self.csv.append(bytes).and_then(|_| self.csv.sync()) {
+            // Take the partial rows back out, so that a retry appends them whole.
+            if let Err(cut) = self.csv.truncate_to(len_before) {
+                tracing::error!("cannot cut a failed write back: {cut}");
+            }
+            return Err(e.into());
+        }
+        self.counters.failures.fetch_add(self.pending_rows, Relaxed);
+        self.pending_rows = 0;
+        self.rows.clear();
+        self.mark_committed();
+        Ok(())
+    }
+
+    /// Saves progress that carries no rows.
+    fn save_progress(&mut self) -> Result<(), CommitError> {
+        if self.pending_rows > 0 {
+            return Ok(());
+        }
+        let len = self.csv.len();
+        let cp = self.checkpoint(len, len);
+        self.store.save(&cp)?;
+        self.counters.checkpoints.fetch_add(1, Relaxed);
+        self.mark_committed();
+        Ok(())
+    }
+
+    fn mark_committed(&mut self) {
+        let now = now_secs();
+        self.files
+            .retain(|_, f| now.saturating_sub(f.last_seen) < FORGET_AFTER_SECS);
+        let mut shared = self.shared.lock().expect("positions lock");
+        shared.clear();
+        for (fp, f) in self.files.iter_mut() {
+            f.committed = f.current;
+            shared.insert(
+                *fp,
+                Pos {
+                    offset: f.current,
+                    complete: f.complete,
+                },
+            );
+        }
+        self.dirty = false;
+        self.last_save = Instant::now();
+    }
+
+    fn checkpoint(&self, len_before: u64, len_after: u64) -> Checkpoint {
+        Checkpoint {
+            version: VERSION,
+            output: OutputPosition {
+                path: self.csv.path().to_path_buf(),
+                len_before,
+                len_after,
+            },
+            files: self
+                .files
+                .iter()
+                .map(|(fp, f)| FilePosition {
+                    fingerprint: *fp,
+                    path: f.path.clone(),
+                    offset_before: f.committed,
+                    offset: f.current,
+                    last_seen: f.last_seen,
+                    complete: f.complete,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! File identity by content: a hash of the file's first line (after decompression).
+//!
+//! Names change (logrotate renames `mail.log` to `mail.log.1`, then compresses it to
+//! `mail.log.1.gz`) and inodes change (compression writes a new file), but the first line of a
+//! log stays what it was. So positions are recorded per fingerprint, and a file found under any
+//! name resumes where its content was left (vector's file source does the same).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The identity of a log file's content: xxh3 of its first line, newline included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+impl Fingerprint {
+    /// The fingerprint of a first line (with its newline).
+    pub fn of_line(line: &[u8]) -> Self {
+        Fingerprint(xxhash_rust::xxh3::xxh3_64(line))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        u64::from_str_radix(&s, 16)
+            .map(Fingerprint)
+            .map_err(|_| serde::de::Error::custom(format!("bad fingerprint {s:?}")))
+    }
+}
+
+/// The fingerprint of a plain file read at offset 0 through `file`, or `None` while it has no
+/// complete first line (empty, or its first line is still being written). A first line longer
+/// than `max` bytes is hashed over its first `max` bytes.
+pub fn of_plain(file: &File, max: usize) -> io::Result<Option<Fingerprint>> {
+    let mut buf = vec![0u8; 512.min(max.max(1))];
+    let mut filled = 0;
+    loop {
+        let n = file.read_at(&mut buf[filled..], filled as u64)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let from = filled;
+        filled += n;
+        if let Some(i) = memchr::memchr(b'\n', &buf[from..filled]) {
+            return Ok(Some(Fingerprint::of_line(&buf[..from + i + 1])));
+        }
+        if filled == buf.len() {
+            if buf.len() >= max {
+                return Ok(Some(Fingerprint::of_line(&buf)));
+            }
+            buf.resize((buf.len() * 2).min(max), 0);
+        }
+    }
+}
+
+/// The fingerprint of any input (plain or gzip) at `path`, read from its start.
+pub fn of_path(path: &Path, max: usize) -> io::Result<Option<Fingerprint>> {
+    let input = super::open(path)?;
+    if !input.compressed {
+        return of_plain(&File::open(path)?, max);
+    }
+    let mut first = Vec::with_capacity(256);
+    let mut byte = [0u8; 4096];
+    let mut input = input;
+    loop {
+        let n = match input.read(&mut byte) {
+            Ok(0) => return Ok(None),
+            Ok(n) => n,
+            // A gzip file still being written: no complete first line yet.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(i) = memchr::memchr(b'\n', &byte[..n]) {
+            first.extend_from_slice(&byte[..=i]);
+            first.truncate(max);
+            return Ok(Some(Fingerprint::of_line(&first)));
+        }
+        first.extend_from_slice(&byte[..n]);
+        if first.len() >= max {
+            first.truncate(max);
+            return Ok(Some(Fingerprint::of_line(&first)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+
+    #[test]
+    fn same_first_line_same_fingerprint_in_any_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("mail.log");
+        std::fs::write(&plain, b"Nov 22 first line\nsecond\n").unwrap();
+        let gz = dir.path().join("mail.log.1.gz");
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(b"Nov 22 first line\nsomething else entirely\n")
+            .unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let a = of_path(&plain, 65536).unwrap().unwrap();
+        let b = of_path(&gz, 65536).unwrap().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, Fingerprint::of_line(b"Nov 22 first line\n"));
+        assert_eq!(
+            of_plain(&File::open(&plain).unwrap(), 65536).unwrap(),
+            Some(a)
+        );
+    }
+
+    #[test]
+    fn no_fingerprint_without_a_complete_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, b"").unwrap();
+        assert_eq!(of_path(&p, 1024).unwrap(), None);
+        std::fs::write(&p, b"partial").unwrap();
+        assert_eq!(of_path(&p, 1024).unwrap(), None);
+    }
+
+    #[test]
+    fn long_first_line_is_cut_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        let line = vec![b'a'; 5000];
+        std::fs::write(&p, &line).unwrap();
+        let f = of_plain(&File::open(&p).unwrap(), 2048).unwrap().unwrap();
+        assert_eq!(f, Fingerprint::of_line(&line[..2048]));
+    }
+
+    #[test]
+    fn round_trips_as_hex() {
+        let f = Fingerprint(0x0123_4567_89ab_cdef);
+        let s = serde_json::to_string(&f).unwrap();
+        assert_eq!(s, "\"0123456789abcdef\"");
+        assert_eq!(serde_json::from_str::<Fingerprint>(&s).unwrap(), f);
+    }
+}

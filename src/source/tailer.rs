@@ -1,0 +1,712 @@
+//! The source actor for one configured log: follows it as it is written, through rotation,
+//! truncation, deletion and replacement, reading each line once.
+//!
+//! A `Tailer` runs on a thread of its own (file reads and parsing are blocking CPU work) and
+//! wakes on change notifications or every `poll_interval`. Every wake does the same checks, so
+//! no event is ever required for correctness, only for speed:
+//!
+//! 1. `stat` the configured path: a different inode means the file was rotated or replaced,
+//!    the old handle is kept open to be finished ("draining"); a missing path means it was
+//!    renamed or deleted; a shorter file, or a changed first line, means it was truncated.
+//! 2. After a rotation, truncation or on a timer, look at the rotated siblings: any whose
+//!    fingerprint has unread bytes (the copy `copytruncate` made, a file rotated while the
+//!    daemon was down) is read from its recorded offset.
+//! 3. Read draining files, then the live file, in blocks of whole lines; a line still being
+//!    written waits for its newline.
+//!
+//! Positions are per fingerprint ([`super::fingerprint`]) and only ever move forward past whole
+//! lines; each block goes to the sink as a [`Batch`] carrying its end offset.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::fingerprint::{self, Fingerprint};
+use super::rotated;
+use super::{BlockReader, READ_CHUNK};
+use crate::checkpoint::{Pos, Positions};
+use crate::parse::{Found, Parsed, Parser, YearContext};
+use crate::pipeline::{Batch, Heartbeat, ToSink};
+use crate::stats::{Counters, Stats};
+
+/// Why a tailer is woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Something changed in the directory (the file or a sibling).
+    Changed,
+    /// Something happened to a sibling name (rotation): look at the siblings too.
+    Siblings,
+    /// Stop (the token says whether for good).
+    Stop,
+}
+
+/// How a tailer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Resume from checkpoints; files never seen are read from their start.
+    Resume,
+    /// First start without backfill: everything already on disk counts as read.
+    AtEnd,
+}
+
+/// Settings of one tailer.
+#[derive(Debug, Clone)]
+pub struct TailerSettings {
+    /// The configured log path.
+    pub path: PathBuf,
+    /// Longest line accepted.
+    pub max_line_bytes: usize,
+    /// Wake at least this often.
+    pub poll_interval: Duration,
+    /// Keep reading a rotated-away file this long after it last grew.
+    pub rotate_wait: Duration,
+    /// Look at the siblings at least this often, to keep their checkpoint entries alive.
+    pub rescan_interval: Duration,
+}
+
+/// A file being read.
+struct Tracked {
+    file: File,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    fp: Option<Fingerprint>,
+    offset: u64,
+    /// Inside an overlong line: skip to its newline.
+    skipping: bool,
+    last_growth: Instant,
+}
+
+/// The source actor for one configured path.
+pub struct Tailer {
+    settings: TailerSettings,
+    tx: mpsc::Sender<ToSink>,
+    wake: std_mpsc::Receiver<Wake>,
+    cancel: CancellationToken,
+    counters: Arc<Counters>,
+    heartbeat: Heartbeat,
+    lag: Arc<AtomicU64>,
+    positions: Positions,
+    start: Start,
+    parser: Parser,
+    buf: Vec<u8>,
+    live: Option<Tracked>,
+    draining: Vec<Tracked>,
+    last_rescan: Option<Instant>,
+    rescan_due: bool,
+    /// Problems already reported (reported again only after they went away).
+    reported: BTreeSet<String>,
+    warned_missing: bool,
+    /// The file went missing through a rotation: its reappearance is not news.
+    quiet_missing: bool,
+    closed: bool,
+}
+
+impl Tailer {
+    /// A tailer for `settings.path`, resuming from `positions`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: TailerSettings,
+        positions: Positions,
+        start: Start,
+        tx: mpsc::Sender<ToSink>,
+        wake: std_mpsc::Receiver<Wake>,
+        cancel: CancellationToken,
+        counters: Arc<Counters>,
+        heartbeat: Heartbeat,
+        lag: Arc<AtomicU64>,
+    ) -> Self {
+        let cap = READ_CHUNK.max(settings.max_line_bytes + 1);
+        Tailer {
+            parser: Parser::new(settings.max_line_bytes),
+            settings,
+            tx,
+            wake,
+            cancel,
+            counters,
+            heartbeat,
+            lag,
+            positions,
+            start,
+            buf: vec![0; cap],
+            live: None,
+            draining: Vec::new(),
+            last_rescan: None,
+            rescan_due: true,
+            reported: BTreeSet::new(),
+            warned_missing: false,
+            quiet_missing: false,
+            closed: false,
+        }
+    }
+
+    /// Follows the file until cancelled or the sink goes away. Dropping the tailer's sender at
+    /// the end tells the sink this source is done.
+    pub fn run(mut self) {
+        let path = self.settings.path.display().to_string();
+        tracing::debug!(path, "following");
+        while !self.cancel.is_cancelled() && !self.closed {
+            self.heartbeat.beat();
+            self.tick();
+            // "Everything on disk counts as read" applies to what was there at start only.
+            self.start = Start::Resume;
+            if self.cancel.is_cancelled() || self.closed {
+                break;
+            }
+            match self.wake.recv_timeout(self.settings.poll_interval) {
+                Ok(w) => {
+                    self.note_wake(w);
+                    // Coalesce a burst of notifications into one pass.
+                    while let Ok(w) = self.wake.try_recv() {
+                        self.note_wake(w);
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.lag.store(0, Relaxed);
+        tracing::debug!(path, "stopped following");
+    }
+
+    fn note_wake(&mut self, w: Wake) {
+        if w == Wake::Siblings {
+            self.rescan_due = true;
+        }
+    }
+
+    /// One pass: identity checks, siblings, then reading.
+    fn tick(&mut self) {
+        self.check_live();
+        let rescan_timer = self
+            .last_rescan
+            .is_none_or(|t| t.elapsed() >= self.settings.rescan_interval);
+        if self.rescan_due || rescan_timer {
+            self.rescan_due = false;
+            self.rescan();
+        }
+        // Rotated-away files first: their lines are older.
+        let mut draining = std::mem::take(&mut self.draining);
+        for t in &mut draining {
+            if self.cancel.is_cancelled() || self.closed {
+                break;
+            }
+            self.read_plain(t);
+        }
+        let rotate_wait = self.settings.rotate_wait;
+        draining.retain(|t| {
+            let quiet = t.last_growth.elapsed() >= rotate_wait;
+            if quiet {
+                tracing::info!(path = %t.path.display(), offset = t.offset, "finished reading rotated file");
+                if let Some(fp) = t.fp {
+                    self.positions.entry(fp).or_default().complete = true;
+                    self.send(ToSink::Complete(fp));
+                }
+            }
+            !quiet
+        });
+        self.draining = draining;
+        if let Some(mut live) = self.live.take() {
+            if !self.cancel.is_cancelled() && !self.closed {
+                self.read_plain(&mut live);
+            }
+            let size = live.file.metadata().map_or(live.offset, |m| m.len());
+            self.lag.store(size.saturating_sub(live.offset), Relaxed);
+            self.live = Some(live);
+        }
+    }
+
+    /// Checks what the configured path is now.
+    fn check_live(&mut self) {
+        let path = self.settings.path.clone();
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(old) = self.live.take() {
+                    tracing::info!(path = %path.display(), "log file gone (renamed or deleted); finishing what was written to it and waiting for a new one");
+                    self.counters.rotations.fetch_add(1, Relaxed);
+                    self.draining.push(old);
+                    self.rescan_due = true;
+                    // A rotation in progress, not a problem worth a warning.
+                    self.warned_missing = true;
+                    self.quiet_missing = true;
+                }
+                if !self.warned_missing {
+                    tracing::warn!(path = %path.display(), "log file does not exist (yet); waiting for it to appear");
+                    self.warned_missing = true;
+                }
+                return;
+            }
+            Err(e) => {
+                self.report(format!("cannot read {}: {e}; retrying", path.display()));
+                return;
+            }
+        };
+        if !meta.is_file() {
+            self.report(format!(
+                "{} is not a regular file; waiting for a log file there",
+                path.display()
+            ));
+            return;
+        }
+        let id = (meta.dev(), meta.ino());
+        if let Some(live) = &mut self.live
+            && (live.dev, live.ino) == id
+        {
+            let truncated = meta.len() < live.offset || {
+                let now = fingerprint::of_plain(&live.file, self.settings.max_line_bytes)
+                    .ok()
+                    .flatten();
+                live.fp.is_some() && now != live.fp
+            };
+            if truncated {
+                tracing::info!(path = %path.display(), offset = live.offset, size = meta.len(), "log file truncated (copytruncate or emptied); reading it again from its start");
+                self.counters.truncations.fetch_add(1, Relaxed);
+                // What was not read yet may be in the copy: the siblings are checked for it.
+                live.fp = None;
+                live.offset = 0;
+                live.skipping = false;
+                self.rescan_due = true;
+            }
+            return;
+        }
+        // A new file at the path (first open, rotation, replacement).
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.report(format!(
+                    "cannot open {}: {e}; retrying every {:?}",
+                    path.display(),
+                    self.settings.poll_interval
+                ));
+                return;
+            }
+        };
+        self.resolved(&format!("cannot open {}", path.display()));
+        self.resolved(&format!("cannot read {}", path.display()));
+        if let Some(old) = self.live.take() {
+            tracing::info!(path = %path.display(), "log file rotated or replaced; finishing the old one");
+            self.counters.rotations.fetch_add(1, Relaxed);
+            self.draining.push(old);
+            self.rescan_due = true;
+        }
+        if self.warned_missing {
+            if !self.quiet_missing {
+                tracing::info!(path = %path.display(), "log file appeared");
+            }
+            self.warned_missing = false;
+            self.quiet_missing = false;
+        }
+        let mtime = meta.modified().ok();
+        let mut t = Tracked {
+            file,
+            path: path.clone(),
+            dev: id.0,
+            ino: id.1,
+            fp: None,
+            offset: 0,
+            skipping: false,
+            last_growth: instant_of(mtime),
+        };
+        self.identify(&mut t, meta.len(), false);
+        self.live = Some(t);
+    }
+
+    /// Computes a file's fingerprint and where to start reading it.
+    fn identify(&mut self, t: &mut Tracked, size: u64, rotated: bool) {
+        if t.fp.is_some() {
+            return;
+        }
+        let Ok(Some(fp)) = fingerprint::of_plain(&t.file, self.settings.max_line_bytes) else {
+            return;
+        };
+        t.fp = Some(fp);
+        t.offset = match self.positions.get(&fp) {
+            Some(p) => p.offset,
+            None if self.start == Start::AtEnd => {
+                let end = end_of_last_line(&t.file, size).unwrap_or(0);
+                if !rotated {
+                    tracing::info!(path = %t.path.display(), offset = end, "first start without backfill: reading only what comes next");
+                }
+                self.positions.insert(
+                    fp,
+                    Pos {
+                        offset: end,
+                        complete: false,
+                    },
+                );
+                end
+            }
+            None => 0,
+        };
+        // Another handle on the same content (a copy put in place): this one takes over.
+        if let Some(i) = self.draining.iter().position(|d| d.fp == Some(fp)) {
+            let d = self.draining.remove(i);
+            t.offset = t.offset.max(d.offset);
+        }
+    }
+
+    /// Looks at the rotated siblings for unread bytes.
+    fn rescan(&mut self) {
+        self.last_rescan = Some(Instant::now());
+        let (siblings, unreadable) = match rotated::siblings(&self.settings.path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.report(format!(
+                    "cannot list the directory of {}: {e}",
+                    self.settings.path.display()
+                ));
+                return;
+            }
+        };
+        for p in unreadable {
+            self.report(format!(
+                "{} is compressed in a format this program cannot read (only gzip); it is skipped",
+                p.display()
+            ));
+        }
+        let mut seen = Vec::new();
+        for s in siblings {
+            if self.cancel.is_cancelled() || self.closed {
+                return;
+            }
+            let Ok(meta) = std::fs::metadata(&s.path) else {
+                continue;
+            };
+            let id = (meta.dev(), meta.ino());
+            if let Some(fp) = self.tracked_fp(id) {
+                seen.push((fp, s.path.clone()));
+                continue;
+            }
+            let fp = match fingerprint::of_path(&s.path, self.settings.max_line_bytes) {
+                Ok(Some(fp)) => fp,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.report(format!(
+                        "cannot read rotated file {}: {e}",
+                        s.path.display()
+                    ));
+                    continue;
+                }
+            };
+            seen.push((fp, s.path.clone()));
+            if self
+                .live
+                .iter()
+                .chain(&self.draining)
+                .any(|t| t.fp == Some(fp))
+            {
+                continue;
+            }
+            let known = self.positions.get(&fp).copied();
+            if known.is_some_and(|p| p.complete) {
+                continue;
+            }
+            let compressed = super::open(&s.path).map(|i| i.compressed).unwrap_or(false);
+            if known.is_none() && self.start == Start::AtEnd {
+                // First start without backfill: history counts as read.
+                let end = if compressed {
+                    u64::MAX
+                } else {
+                    File::open(&s.path)
+                        .and_then(|f| end_of_last_line(&f, meta.len()))
+                        .unwrap_or(0)
+                };
+                self.positions.insert(
+                    fp,
+                    Pos {
+                        offset: end,
+                        complete: compressed,
+                    },
+                );
+                if compressed {
+                    self.send(ToSink::Complete(fp));
+                }
+                continue;
+            }
+            let from = known.map_or(0, |p| p.offset);
+            if compressed {
+                self.read_gz(&s.path, fp, from, s.modified);
+            } else if let Ok(file) = File::open(&s.path) {
+                if from < meta.len() {
+                    tracing::info!(path = %s.path.display(), offset = from, "reading rotated file");
+                }
+                let mut t = Tracked {
+                    file,
+                    path: s.path.clone(),
+                    dev: id.0,
+                    ino: id.1,
+                    fp: Some(fp),
+                    offset: from,
+                    skipping: false,
+                    last_growth: instant_of(Some(s.modified)),
+                };
+                self.read_plain(&mut t);
+                self.draining.push(t);
+            }
+        }
+        if !seen.is_empty() {
+            self.send(ToSink::Seen(seen));
+        }
+    }
+
+    fn tracked_fp(&self, id: (u64, u64)) -> Option<Fingerprint> {
+        self.live
+            .iter()
+            .chain(&self.draining)
+            .find(|t| (t.dev, t.ino) == id)
+            .and_then(|t| t.fp)
+    }
+
+    /// Reads a plain file from its offset to its last complete line.
+    fn read_plain(&mut self, t: &mut Tracked) {
+        if t.fp.is_none() {
+            let size = t.file.metadata().map_or(0, |m| m.len());
+            self.identify(t, size, false);
+            if t.fp.is_none() {
+                return;
+            }
+        }
+        let fp = t.fp.expect("identified");
+        let years = YearContext::new(
+            t.file
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or_else(|_| chrono::Local::now(), Into::into),
+        );
+        loop {
+            if self.cancel.is_cancelled() || self.closed {
+                return;
+            }
+            let n = match t.file.read_at(&mut self.buf, t.offset) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.report(format!("cannot read {}: {e}; retrying", t.path.display()));
+                    return;
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            t.last_growth = Instant::now();
+            if t.skipping {
+                match memchr::memchr(b'\n', &self.buf[..n]) {
+                    Some(i) => {
+                        t.offset += i as u64 + 1;
+                        t.skipping = false;
+                    }
+                    None => t.offset += n as u64,
+                }
+                continue;
+            }
+            let Some(last) = memchr::memrchr(b'\n', &self.buf[..n]) else {
+                if n > self.settings.max_line_bytes {
+                    self.counters.too_long.fetch_add(1, Relaxed);
+                    tracing::warn!(path = %t.path.display(), offset = t.offset, "line longer than max_line_bytes skipped");
+                    t.skipping = true;
+                    t.offset += n as u64;
+                    continue;
+                }
+                // A line still being written: wait for its newline.
+                return;
+            };
+            let end = t.offset + last as u64 + 1;
+            let mut stats = Stats {
+                bytes: last as u64 + 1,
+                ..Stats::default()
+            };
+            let mut failures = Vec::new();
+            let counts = self
+                .parser
+                .scan_block(&self.buf[..=last], t.offset, 0, &years, |found| {
+                    collect(found, &t.path, &mut failures, &mut stats);
+                });
+            stats.lines = counts.lines;
+            stats.too_long += counts.too_long;
+            self.counters.add_read(&stats);
+            t.offset = end;
+            self.positions.insert(
+                fp,
+                Pos {
+                    offset: end,
+                    complete: false,
+                },
+            );
+            self.send(ToSink::Batch(Batch {
+                fingerprint: fp,
+                path: t.path.clone(),
+                end,
+                failures,
+            }));
+            if n < self.buf.len() && last + 1 == n {
+                // Everything read was whole lines and the read was short: at the end for now.
+                return;
+            }
+        }
+    }
+
+    /// Reads a gzip-compressed rotated file from `from` (in uncompressed bytes) to its end.
+    fn read_gz(&mut self, path: &Path, fp: Fingerprint, from: u64, modified: SystemTime) {
+        let input = match super::open(path) {
+            Ok(i) => i,
+            Err(e) => {
+                self.report(format!("cannot read rotated file {}: {e}", path.display()));
+                return;
+            }
+        };
+        tracing::info!(path = %path.display(), offset = from, "reading compressed rotated file");
+        let years = YearContext::new(modified.into());
+        let mut reader = BlockReader::new(input, self.settings.max_line_bytes);
+        loop {
+            if self.cancel.is_cancelled() || self.closed {
+                return;
+            }
+            let block = match reader.next_block() {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    let recent = modified
+                        .elapsed()
+                        .is_ok_and(|d| d < Duration::from_secs(30));
+                    if recent && e.kind() == io::ErrorKind::UnexpectedEof {
+                        // Still being compressed: try again on a later pass.
+                        self.rescan_due = true;
+                        return;
+                    }
+                    self.report(format!(
+                        "{}: {e}; the rest of this compressed file cannot be read",
+                        path.display()
+                    ));
+                    break;
+                }
+            };
+            let block_end = block.offset + block.bytes.len() as u64;
+            if block_end <= from {
+                continue;
+            }
+            let skip = from.saturating_sub(block.offset) as usize;
+            let bytes = &block.bytes[skip..];
+            let start = block.offset + skip as u64;
+            let mut stats = Stats {
+                bytes: bytes.len() as u64,
+                ..Stats::default()
+            };
+            let mut failures = Vec::new();
+            let counts = self.parser.scan_block(bytes, start, 0, &years, |found| {
+                collect(found, path, &mut failures, &mut stats);
+            });
+            stats.lines = counts.lines;
+            stats.too_long += counts.too_long;
+            self.counters.add_read(&stats);
+            self.positions.insert(
+                fp,
+                Pos {
+                    offset: block_end,
+                    complete: false,
+                },
+            );
+            self.send(ToSink::Batch(Batch {
+                fingerprint: fp,
+                path: path.to_path_buf(),
+                end: block_end,
+                failures,
+            }));
+        }
+        self.counters.too_long.fetch_add(reader.too_long(), Relaxed);
+        self.positions.insert(
+            fp,
+            Pos {
+                offset: reader.consumed().max(from),
+                complete: true,
+            },
+        );
+        self.send(ToSink::Complete(fp));
+    }
+
+    fn send(&mut self, msg: ToSink) {
+        self.heartbeat.waiting();
+        if self.tx.blocking_send(msg).is_err() {
+            // The sink is gone: nothing more can be recorded.
+            self.closed = true;
+        }
+        self.heartbeat.beat();
+    }
+
+    /// Logs a problem once until it goes away.
+    fn report(&mut self, message: String) {
+        if self.reported.insert(message.clone()) {
+            tracing::error!("{message}");
+        }
+    }
+
+    /// Forgets problems starting with `prefix` (they went away), saying so.
+    fn resolved(&mut self, prefix: &str) {
+        let gone: Vec<String> = self
+            .reported
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .cloned()
+            .collect();
+        for m in gone {
+            self.reported.remove(&m);
+            tracing::info!("resolved: {m}");
+        }
+    }
+}
+
+/// Handles one parsed candidate line: rows are kept, the rest counted and reported.
+fn collect(
+    found: Found,
+    path: &Path,
+    failures: &mut Vec<crate::parse::AuthFailure>,
+    stats: &mut Stats,
+) {
+    match found.parsed {
+        Parsed::Failure(f) => failures.push(f),
+        Parsed::Backend(b) => {
+            stats.backend_failures += 1;
+            tracing::warn!(
+                path = %path.display(),
+                ip = %b.ip,
+                "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
+                b.reason
+            );
+        }
+        Parsed::Unrecognised(why) => {
+            stats.unrecognised += 1;
+            tracing::warn!(path = %path.display(), offset = found.end_offset, "a SASL failure line was not recorded: {why}");
+        }
+        Parsed::NotFailure => {}
+    }
+}
+
+/// Offset just past the last newline in the first `size` bytes of `file`.
+fn end_of_last_line(file: &File, size: u64) -> io::Result<u64> {
+    let mut end = size;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// The `Instant` that was `mtime` ago (now for the future or unknown).
+fn instant_of(mtime: Option<SystemTime>) -> Instant {
+    let age = mtime.and_then(|m| m.elapsed().ok()).unwrap_or_default();
+    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+}
