@@ -532,6 +532,9 @@ impl Tailer {
                 });
             stats.lines = counts.lines;
             stats.too_long += counts.too_long;
+            if counts.too_long > 0 {
+                tracing::warn!(path = %t.path.display(), count = counts.too_long, "line longer than max_line_bytes skipped");
+            }
             self.counters.add_read(&stats);
             t.offset = end;
             self.positions.insert(
@@ -606,6 +609,9 @@ impl Tailer {
             });
             stats.lines = counts.lines;
             stats.too_long += counts.too_long;
+            if counts.too_long > 0 {
+                tracing::warn!(path = %path.display(), count = counts.too_long, "line longer than max_line_bytes skipped");
+            }
             self.counters.add_read(&stats);
             self.positions.insert(
                 fp,

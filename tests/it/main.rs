@@ -1,6 +1,7 @@
 //! Integration tests: one test crate (one link step) driving the real binary.
 
 mod check;
+mod daemon;
 mod scan;
 mod scan_bad_input;
 mod support;

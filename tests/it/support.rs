@@ -86,3 +86,169 @@ pub fn config_in(dir: &Path) -> PathBuf {
 
 /// The CSV header row.
 pub const HEADER: &str = "timestamp,server,service,ip,username,mechanism,reason,client_hostname,reverse_dns,dns_status,country,asn,as_org\r\n";
+
+/// A daemon under test: the real binary running `run` on a config in a temp dir.
+pub struct Daemon {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `maillogsentinel run -c cfg`, stderr to `dir/daemon.log` (appended).
+    pub fn start(cfg: &Path, dir: &Path) -> Daemon {
+        Daemon::start_with(bin(), cfg, dir)
+    }
+
+    /// Starts with a prepared command (extra environment, another user).
+    pub fn start_with(mut cmd: Command, cfg: &Path, dir: &Path) -> Daemon {
+        let log = dir.join("daemon.log");
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = cmd
+            .args(["run", "-c", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("daemon starts");
+        Daemon { child, log }
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, `KILL`, `USR1`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.signal("TERM");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20))
+            .expect("daemon stops within 20 s");
+        status.code()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// What it logged so far.
+    pub fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits for a child up to `limit`.
+pub fn wait_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The data rows of a CSV file (no header); empty when it does not exist.
+pub fn csv_rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split_terminator("\r\n")
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The username column of each row (usernames in these tests have no comma or quote).
+pub fn usernames(path: &Path) -> Vec<String> {
+    csv_rows(path)
+        .iter()
+        .map(|r| r.split(',').nth(4).unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A failure line for `user`, with a syslog timestamp of today.
+pub fn attack(user: &str) -> String {
+    format!(
+        "Nov 22 08:01:04 mx postfix/submission/smtpd[77]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username={user}\n"
+    )
+}
+
+/// An ordinary line that is not a failure.
+pub fn noise(i: usize) -> String {
+    format!("Nov 22 08:01:05 mx postfix/qmgr[12]: {i:010X}: removed\n")
+}
+
+/// Appends to a file (creating it).
+pub fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// A daemon config in `dir` following `files`, with fast polling for tests.
+pub fn daemon_config(dir: &Path, files: &[&Path], extra: &str) -> PathBuf {
+    let cfg = dir.join("config.toml");
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| format!("\"{}\"", f.display()))
+        .collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nfiles = [{}]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"2s\"\n{extra}\n[output]\ncsv = \"{d}/out.csv\"\n",
+            list.join(", "),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}

@@ -1,0 +1,337 @@
+//! `maillogsentinel run`: live following, partial lines, backfill, missing and unreadable
+//! files, reload, signals.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn appended_lines_become_rows_and_a_partial_line_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("first"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["first"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    // Half a line, then the rest: exactly one row, once complete.
+    let line = attack("split");
+    let (a, b) = line.split_at(60);
+    append(&log, a);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        usernames(&out),
+        ["first"],
+        "a partial line must wait for its newline"
+    );
+    append(&log, b);
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["first", "split"]),
+        "{:?}",
+        usernames(&out)
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["first", "split"]);
+}
+
+#[test]
+fn first_start_reads_rotated_history_oldest_first() {
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let base = fixture_mtime();
+    let hour = Duration::from_secs(3600);
+    for (i, name) in [
+        "mail.log.4.gz",
+        "mail.log.3.gz",
+        "mail.log.2.gz",
+        "mail.log.1",
+        "mail.log",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let text = format!(
+            "{}{}{}",
+            noise(i),
+            attack(&format!("u{i}a")),
+            attack(&format!("u{i}b"))
+        );
+        let path = dir.path().join(name);
+        if name.ends_with(".gz") {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+            enc.write_all(text.as_bytes()).unwrap();
+            std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        } else {
+            std::fs::write(&path, text).unwrap();
+        }
+        set_mtime(&path, base - hour * (5 - i as u32));
+    }
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    let want: Vec<String> = (0..5)
+        .flat_map(|i| [format!("u{i}a"), format!("u{i}b")])
+        .collect();
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() >= 10),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), want);
+}
+
+#[test]
+fn without_backfill_only_new_lines_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&dir.path().join("mail.log.1"), &attack("old-rotated"));
+    append(&log, &(attack("old") + "partial line without newline "));
+    let cfg = daemon_config(dir.path(), &[&log], "backfill = false");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("first start without backfill")),
+        "{}",
+        d.logged()
+    );
+    // The partial line at the end was not read yet: its completion is a new line.
+    append(&log, "and its end\n");
+    append(&log, &attack("new"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["new"]),
+        "{:?}",
+        usernames(&out)
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["new"]);
+}
+
+#[test]
+fn a_missing_file_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("does not exist (yet)")),
+        "{}",
+        d.logged()
+    );
+    append(&log, &attack("late"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["late"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(
+        d.logged().matches("does not exist").count(),
+        1,
+        "warned once"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_retried() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &attack("secret"));
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = dir.path().join("out.csv");
+    let root = String::from_utf8_lossy(
+        &std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+        == "0";
+    let cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_maillogsentinel"))
+            .env("TZ", TZ)
+            .env("NO_COLOR", "1");
+        c
+    } else {
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o000)).unwrap();
+        bin()
+    };
+    let d = Daemon::start_with(cmd, &cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("Permission denied")),
+        "{}",
+        d.logged()
+    );
+    assert!(
+        d.logged()
+            .contains(&format!("cannot open {}", log.display())),
+        "{}",
+        d.logged()
+    );
+    std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["secret"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    let errors = d
+        .logged()
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("Permission denied"))
+        .count();
+    assert_eq!(errors, 1, "reported once: {}", d.logged());
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_running_on_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    append(&a, &attack("a1"));
+    append(&b, &attack("b1"));
+    let cfg = daemon_config(dir.path(), &[&a], "");
+    let out = dir.path().join("out.csv");
+    let mut d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["a1"]),
+        "{:?}",
+        usernames(&out)
+    );
+
+    // A broken config: the daemon says what is wrong and goes on with the old one.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        good.replace("poll_interval = \"200ms\"", "poll_interval = 200"),
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(WAIT, || d.logged().contains("reload failed")),
+        "{}",
+        d.logged()
+    );
+    assert!(d.logged().contains("line 4"), "{}", d.logged());
+    assert!(d.running());
+    append(&a, &attack("a2"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["a1", "a2"]),
+        "{:?}",
+        usernames(&out)
+    );
+
+    // A valid change: a second file is followed, the first is not read again.
+    std::fs::write(
+        &cfg,
+        daemon_config(dir.path(), &[&a, &b], "").pipe(|p| std::fs::read_to_string(p).unwrap()),
+    )
+    .unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 3),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert!(
+        d.logged().contains("configuration reloaded: sources.files"),
+        "{}",
+        d.logged()
+    );
+    append(&a, &attack("a3"));
+    append(&b, &attack("b2"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 5),
+        "{:?}",
+        usernames(&out)
+    );
+    let mut got = usernames(&out);
+    got.sort();
+    assert_eq!(got, ["a1", "a2", "a3", "b1", "b2"]);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn sigusr1_does_not_stop_the_daemon_and_a_second_daemon_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(1));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let mut d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("running")),
+        "{}",
+        d.logged()
+    );
+    d.signal("USR1");
+    assert!(
+        wait_until(WAIT, || d.logged().contains("report requested")),
+        "{}",
+        d.logged()
+    );
+    assert!(d.running());
+    let second = run(&["run", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(1));
+    let err = stderr(&second);
+    assert!(
+        err.contains("another running maillogsentinel") || err.contains("locked"),
+        "{err}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn overlong_live_lines_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "max_line_bytes = 4096");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    let mut huge = attack("huge");
+    huge.insert_str(20, &"x".repeat(100_000));
+    append(&log, &huge);
+    append(&log, &attack("after"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["after"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert!(
+        d.logged().contains("longer than max_line_bytes"),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// `x.pipe(f)`: for building a value inline.
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
