@@ -68,6 +68,40 @@ pub struct Committer {
     last_save: Instant,
     /// Rows formatted but not committed.
     pending_rows: u64,
+    /// Where to simulate a crash (tests only; see [`CrashPoint`]).
+    crash: Option<CrashPoint>,
+}
+
+/// Moments of a commit at which the durability tests make the process die, to prove that a
+/// restart recovers from each. Chosen with `MAILLOGSENTINEL_TEST_CRASH=after-checkpoint`,
+/// `mid-rows` or `after-rows`; never set in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The checkpoint is saved, no row is written.
+    AfterCheckpoint,
+    /// Half of the rows' bytes are written.
+    MidRows,
+    /// The rows are written and synced; nothing after.
+    AfterRows,
+}
+
+impl CrashPoint {
+    fn from_env() -> Option<CrashPoint> {
+        match std::env::var("MAILLOGSENTINEL_TEST_CRASH").ok()?.as_str() {
+            "after-checkpoint" => Some(CrashPoint::AfterCheckpoint),
+            "mid-rows" => Some(CrashPoint::MidRows),
+            "after-rows" => Some(CrashPoint::AfterRows),
+            _ => None,
+        }
+    }
+}
+
+/// Dies on the spot (like `kill -9` or a power cut) when `at` is the chosen crash point.
+fn crash_point(at: CrashPoint, chosen: Option<CrashPoint>) {
+    if chosen == Some(at) {
+        eprintln!("simulated crash at {at:?}");
+        std::process::abort();
+    }
 }
 
 impl Committer {
@@ -110,6 +144,7 @@ impl Committer {
             dirty: true,
             last_save: Instant::now(),
             pending_rows: 0,
+            crash: CrashPoint::from_env(),
         }
     }
 
@@ -261,7 +296,16 @@ impl Committer {
         let cp = self.checkpoint(len_before, len_after);
         self.store.save(&cp)?;
         self.counters.checkpoints.fetch_add(1, Relaxed);
+        crash_point(CrashPoint::AfterCheckpoint, self.crash);
         let bytes = self.rows.bytes();
+        if self.crash == Some(CrashPoint::MidRows) {
+            let half = bytes.len() / 2;
+            let _ = self
+                .csv
+                .append(&bytes[..half])
+                .and_then(|_| self.csv.sync());
+            crash_point(CrashPoint::MidRows, self.crash);
+        }
         if let Err(e) = self.csv.append(bytes).and_then(|_| self.csv.sync()) {
             // Take the partial rows back out, so that a retry appends them whole.
             if let Err(cut) = self.csv.truncate_to(len_before) {
@@ -269,6 +313,7 @@ impl Committer {
             }
             return Err(e.into());
         }
+        crash_point(CrashPoint::AfterRows, self.crash);
         self.counters.failures.fetch_add(self.pending_rows, Relaxed);
         self.pending_rows = 0;
         self.rows.clear();

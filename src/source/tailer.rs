@@ -497,6 +497,18 @@ impl Tailer {
             if n == 0 {
                 return;
             }
+            // The file may have been truncated and written again between the identity check
+            // and this read (copytruncate with a busy writer): then these bytes belong to new
+            // content, not to the position we hold. Trust them only if the first line is
+            // still the one we know.
+            let same = fingerprint::of_plain(&t.file, self.settings.max_line_bytes)
+                .ok()
+                .flatten()
+                == t.fp;
+            if !same {
+                self.rescan_due = true;
+                return;
+            }
             t.last_growth = Instant::now();
             if t.skipping {
                 match memchr::memchr(b'\n', &self.buf[..n]) {

@@ -2,6 +2,7 @@
 
 mod check;
 mod daemon;
+mod daemon_durability;
 mod scan;
 mod scan_bad_input;
 mod support;
