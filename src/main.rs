@@ -23,7 +23,7 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    maillogsentinel::daemon::logging::init();
+    maillogsentinel::daemon::logging::init(matches!(cli.command, Command::Run(_)));
     let outcome = match cli.command {
         Command::Run(args) => run_daemon(args),
         Command::Scan(args) => run_scan(args),

@@ -33,8 +33,9 @@ pub fn stderr_is_journal() -> bool {
 }
 
 /// Installs the global subscriber: `MAILLOGSENTINEL_LOG` (or `RUST_LOG`) filters, `info` by
-/// default.
-pub fn init() {
+/// default. `timestamps` asks for times on each line (the daemon outside the journal; one-shot
+/// commands do without).
+pub fn init(timestamps: bool) {
     let filter = std::env::var("MAILLOGSENTINEL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
@@ -45,11 +46,12 @@ pub fn init() {
         builder.event_format(JournalFormat).init();
     } else {
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        builder
-            .with_ansi(colour)
-            .without_time()
-            .with_target(false)
-            .init();
+        let builder = builder.with_ansi(colour).with_target(false);
+        if timestamps {
+            builder.init();
+        } else {
+            builder.without_time().init();
+        }
     }
 }
 

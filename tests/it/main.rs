@@ -3,6 +3,7 @@
 mod check;
 mod daemon;
 mod daemon_durability;
+mod daemon_systemd;
 mod scan;
 mod scan_bad_input;
 mod support;
