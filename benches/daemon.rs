@@ -1,0 +1,338 @@
+//! The daemon's figures, each beside a baseline measured in the same run:
+//! - latency from a line appended to the log to its row readable in the CSV (10,000 lines,
+//!   one every millisecond; median and p99), no enrichment;
+//! - sustained throughput while the live file grows at full speed, against `scan` on the
+//!   same bytes;
+//! - CPU used while idle, and resident memory (RSS).
+//!
+//! Run with `cargo bench --bench daemon` (sizes: `MLS_BENCH_LINES` default 10000,
+//! `MLS_BENCH_MB` default 200).
+
+#[path = "support/loggen.rs"]
+#[allow(dead_code)]
+mod loggen;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(dir: &Path, log: &Path) -> PathBuf {
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nfiles = [\"{}\"]\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n",
+            log.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn start(cfg: &Path, dir: &Path) -> Child {
+    Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .env("MAILLOGSENTINEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn stop(mut child: Child) {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-data")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// utime+stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+/// CPU seconds (user + system) of the children waited for so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn attack(i: usize) -> String {
+    format!(
+        "Nov 22 08:01:04 mx postfix/submission/smtpd[77]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}\n"
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let lines: usize = env_or("MLS_BENCH_LINES", 10_000);
+    let mb: u64 = env_or("MLS_BENCH_MB", 200);
+
+    // 1. Latency.
+    let dir = fresh_dir("daemon-latency");
+    let log = dir.join("mail.log");
+    std::fs::write(
+        &log,
+        "Nov 22 08:00:00 mx postfix/master[1]: daemon started\n",
+    )
+    .unwrap();
+    let cfg = config(&dir, &log);
+    let child = start(&cfg, &dir);
+    let pid = child.id();
+    let out = dir.join("out.csv");
+    while !out.exists() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let writer_log = log.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = OpenOptions::new().append(true).open(&writer_log).unwrap();
+        let start = Instant::now();
+        let mut sent = Vec::with_capacity(lines);
+        for i in 0..lines {
+            let due = start + Duration::from_millis(i as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            sent.push(Instant::now());
+            f.write_all(attack(i).as_bytes()).unwrap();
+        }
+        sent
+    });
+    // The reader follows the CSV and notes when each row arrives.
+    let mut arrived = vec![None; lines];
+    let mut csv = File::open(&out).unwrap();
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen < lines && Instant::now() < deadline {
+        let n = csv.read(&mut buf).unwrap();
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let now = Instant::now();
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let row: Vec<u8> = pending.drain(..=i).collect();
+            let row = String::from_utf8_lossy(&row);
+            if let Some(u) = row
+                .split(',')
+                .nth(4)
+                .and_then(|u| u.strip_prefix('u'))
+                .and_then(|u| u.parse::<usize>().ok())
+            {
+                if u < lines && arrived[u].is_none() {
+                    arrived[u] = Some(now);
+                    seen += 1;
+                }
+            }
+        }
+    }
+    let sent = writer.join().unwrap();
+    assert_eq!(seen, lines, "every row arrived");
+    let mut lat: Vec<Duration> = sent
+        .iter()
+        .zip(&arrived)
+        .map(|(s, a)| a.unwrap().duration_since(*s))
+        .collect();
+    lat.sort();
+    let (median, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        *lat.last().unwrap(),
+    );
+
+    // 2. Idle CPU and memory.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_secs = 10;
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle_ticks = cpu_ticks(pid) - t0;
+    let (rss_idle, hwm_latency) = rss_kib(pid);
+    stop(child);
+
+    // 3. Sustained throughput: the live file grows at full speed.
+    let dir = fresh_dir("daemon-throughput");
+    let log = dir.join("mail.log");
+    let spec = loggen::Spec {
+        bytes: mb * 1_000_000,
+        failures_per_10k: 100,
+        attacker_ips: 5000,
+        seed: 42,
+    };
+    let source = dir.join("source.log");
+    let generated = {
+        let mut f = std::io::BufWriter::new(File::create(&source).unwrap());
+        let g = loggen::generate(&spec, &mut f).unwrap();
+        f.flush().unwrap();
+        g
+    };
+    let size = std::fs::metadata(&source).unwrap().len();
+    // Baseline: scan on the same bytes (from the page cache).
+    let mut warm = Vec::new();
+    File::open(&source).unwrap().read_to_end(&mut warm).unwrap();
+    let scan_cpu_before = children_cpu();
+    let t = Instant::now();
+    let ok = Command::new(BIN)
+        .args(["scan", "--no-enrich", "-o", "/dev/null"])
+        .arg(&source)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let scan_time = t.elapsed();
+    let scan_cpu = children_cpu() - scan_cpu_before;
+
+    std::fs::write(
+        &log,
+        &warm[..warm.iter().position(|&b| b == b'\n').unwrap() + 1],
+    )
+    .unwrap();
+    let cfg = config(&dir, &log);
+    let child = start(&cfg, &dir);
+    let pid = child.id();
+    let out = dir.join("out.csv");
+    while !out.exists() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let daemon_cpu_before = cpu_ticks(pid);
+    let t = Instant::now();
+    {
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        let body = &warm[warm.iter().position(|&b| b == b'\n').unwrap() + 1..];
+        for chunk in body.chunks(256 * 1024) {
+            f.write_all(chunk).unwrap();
+        }
+    }
+    let append_time = t.elapsed();
+    // Done when every failure is a row (the generator counted them).
+    let want_rows = generated.failures;
+    let mut csv = File::open(&out).unwrap();
+    let mut rows = 0u64;
+    let mut scanned = 0u64;
+    loop {
+        csv.seek(SeekFrom::Start(scanned)).unwrap();
+        let mut tail = Vec::new();
+        csv.read_to_end(&mut tail).unwrap();
+        scanned += tail.len() as u64;
+        rows += tail.iter().filter(|&&b| b == b'\n').count() as u64;
+        if rows > want_rows {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let follow_time = t.elapsed();
+    let daemon_cpu = (cpu_ticks(pid) - daemon_cpu_before) as f64 / 100.0;
+    let (_, hwm_load) = rss_kib(pid);
+    stop(child);
+
+    let mbs = |d: Duration| size as f64 / 1e6 / d.as_secs_f64();
+    println!(
+        "daemon benchmark ({lines} lines for latency, {:.0} MB for throughput)",
+        size as f64 / 1e6
+    );
+    println!();
+    println!("| measure | value | baseline in the same run |");
+    println!("|---|---|---|");
+    println!(
+        "| latency append -> row, median | {:.2} ms | |",
+        median.as_secs_f64() * 1e3
+    );
+    println!(
+        "| latency append -> row, p99 | {:.2} ms | goal < 50 ms |",
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "| latency append -> row, max | {:.2} ms | |",
+        max.as_secs_f64() * 1e3
+    );
+    println!(
+        "| following a file growing at full speed: wall time until the last row | {:.3} s ({:.0} MB/s) | the writer alone took {:.3} s: the daemon finished {:.0} ms after it |",
+        follow_time.as_secs_f64(),
+        mbs(follow_time),
+        append_time.as_secs_f64(),
+        (follow_time.as_secs_f64() - append_time.as_secs_f64()) * 1e3
+    );
+    println!(
+        "| daemon CPU time for those {:.0} MB | {:.2} s ({:.0} MB per CPU-second) | `scan` of the same file: {:.2} s CPU, {:.3} s wall ({:.0} MB/s); ratio {:.2}x (goal <= 2x) |",
+        size as f64 / 1e6,
+        daemon_cpu,
+        size as f64 / 1e6 / daemon_cpu.max(0.01),
+        scan_cpu,
+        scan_time.as_secs_f64(),
+        mbs(scan_time),
+        daemon_cpu / scan_cpu.max(0.001)
+    );
+    let ticks_per_sec = 100.0;
+    println!(
+        "| CPU while idle | {:.2}% ({} ticks in {idle_secs} s) | goal ~0% |",
+        idle_ticks as f64 / ticks_per_sec / idle_secs as f64 * 100.0,
+        idle_ticks
+    );
+    println!(
+        "| RSS idle after the latency run | {:.1} MB | goal < 20 MB |",
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS, latency run | {:.1} MB | |",
+        hwm_latency as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS, throughput run | {:.1} MB | |",
+        hwm_load as f64 / 1024.0
+    );
+    println!(
+        "({} rows expected in the throughput run, {} generated lines)",
+        want_rows, generated.lines
+    );
+}
