@@ -164,16 +164,17 @@ fn main() {
         while let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let row: Vec<u8> = pending.drain(..=i).collect();
             let row = String::from_utf8_lossy(&row);
-            if let Some(u) = row
+            let user = row
                 .split(',')
                 .nth(4)
                 .and_then(|u| u.strip_prefix('u'))
-                .and_then(|u| u.parse::<usize>().ok())
+                .and_then(|u| u.parse::<usize>().ok());
+            if let Some(u) = user
+                && u < lines
+                && arrived[u].is_none()
             {
-                if u < lines && arrived[u].is_none() {
-                    arrived[u] = Some(now);
-                    seen += 1;
-                }
+                arrived[u] = Some(now);
+                seen += 1;
             }
         }
     }
