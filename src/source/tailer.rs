@@ -195,12 +195,26 @@ impl Tailer {
             self.rescan();
         }
         // Rotated-away files first: their lines are older.
-        let mut draining = std::mem::take(&mut self.draining);
-        for t in &mut draining {
+        let mut draining: Vec<Tracked> = Vec::new();
+        for mut t in std::mem::take(&mut self.draining) {
             if self.cancel.is_cancelled() || self.closed {
-                break;
+                draining.push(t);
+                continue;
             }
-            self.read_plain(t);
+            if t.fp.is_none() {
+                let size = t.file.metadata().map_or(0, |m| m.len());
+                self.identify(&mut t, size, true);
+            }
+            // Two handles on the same content (a file and its copy): one reader is enough.
+            let duplicate = t.fp.is_some()
+                && (draining.iter().any(|d| d.fp == t.fp)
+                    || self.live.as_ref().is_some_and(|l| l.fp == t.fp));
+            if duplicate {
+                tracing::debug!(path = %t.path.display(), "a second handle on content already being read; closed");
+                continue;
+            }
+            self.read_plain(&mut t);
+            draining.push(t);
         }
         let rotate_wait = self.settings.rotate_wait;
         draining.retain(|t| {
@@ -383,8 +397,10 @@ impl Tailer {
                 continue;
             };
             let id = (meta.dev(), meta.ino());
-            if let Some(fp) = self.tracked_fp(id) {
-                seen.push((fp, s.path.clone()));
+            if let Some(t) = self.tracked(id) {
+                if let Some(fp) = t.fp {
+                    seen.push((fp, s.path.clone()));
+                }
                 continue;
             }
             let fp = match fingerprint::of_path(&s.path, self.settings.max_line_bytes) {
@@ -459,12 +475,13 @@ impl Tailer {
         }
     }
 
-    fn tracked_fp(&self, id: (u64, u64)) -> Option<Fingerprint> {
+    /// The handle already open on inode `id`, if any (whether or not its fingerprint is known
+    /// yet): a second handle on the same file would read its lines twice.
+    fn tracked(&self, id: (u64, u64)) -> Option<&Tracked> {
         self.live
             .iter()
             .chain(&self.draining)
             .find(|t| (t.dev, t.ino) == id)
-            .and_then(|t| t.fp)
     }
 
     /// Reads a plain file from its offset to its last complete line.
@@ -592,8 +609,8 @@ impl Tailer {
                     let recent = modified
                         .elapsed()
                         .is_ok_and(|d| d < Duration::from_secs(30));
-                    if recent && e.kind() == io::ErrorKind::UnexpectedEof {
-                        // Still being compressed: try again on a later pass.
+                    if recent {
+                        // Probably still being compressed: try again on a later pass.
                         self.rescan_due = true;
                         return;
                     }
