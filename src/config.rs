@@ -45,6 +45,8 @@ pub struct RawSources {
     /// How often files are checked when no change notification came (the fallback for
     /// filesystems without inotify, and a safety net everywhere else).
     pub poll_interval: DurationStr,
+    /// Use change notifications (inotify); with false, files are only polled.
+    pub notify: bool,
     /// How long a rotated-away file is kept open and read after it last grew (a writer that
     /// has not reopened its log yet still writes there).
     pub rotate_wait: DurationStr,
@@ -125,6 +127,7 @@ impl Default for RawSources {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             backfill: true,
             poll_interval: DurationStr::secs(1),
+            notify: true,
             rotate_wait: DurationStr::secs(60),
         }
     }
@@ -196,6 +199,8 @@ pub struct Config {
     pub backfill: bool,
     /// Polling fallback interval.
     pub poll_interval: Duration,
+    /// Use change notifications.
+    pub notify: bool,
     /// How long a rotated-away file is still read after it last grew.
     pub rotate_wait: Duration,
     /// Deadline for a clean stop.
@@ -286,6 +291,7 @@ impl Config {
             csv: raw.output.csv.clone(),
             backfill: raw.sources.backfill,
             poll_interval: raw.sources.poll_interval.0,
+            notify: raw.sources.notify,
             rotate_wait: raw.sources.rotate_wait.0,
             shutdown_timeout: raw.daemon.shutdown_timeout.0,
             stats_interval: raw.daemon.stats_interval.0,

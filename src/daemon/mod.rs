@@ -164,12 +164,17 @@ pub async fn run(
         })
         .expect("spawning the sink thread");
 
+    let watcher = if config.notify {
+        watch::Watcher::new()
+    } else {
+        watch::Watcher::disabled()
+    };
     let mut running = Running {
         config,
         config_path,
         tx: Some(tx),
         tailers: Vec::new(),
-        watcher: watch::Watcher::new(),
+        watcher,
         counters,
         positions: shared,
         epoch,
@@ -406,6 +411,12 @@ impl Running {
             self.send(ToSink::SwitchOutput(new.csv.clone(), reply))
                 .await?;
             answer.await.map_err(|_| "the sink is gone".to_string())??;
+        }
+        if new.notify != self.config.notify {
+            tracing::warn!("sources.notify changes only at restart");
+            changes.retain(|c| !c.starts_with("sources.notify"));
+            new.notify = self.config.notify;
+            new.raw.sources.notify = self.config.raw.sources.notify;
         }
         let restart_all = new.max_line_bytes != self.config.max_line_bytes
             || new.poll_interval != self.config.poll_interval

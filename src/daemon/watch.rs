@@ -36,6 +36,15 @@ fn dir_of(path: &Path) -> PathBuf {
 }
 
 impl Watcher {
+    /// A watcher that never wakes anyone: polling alone (`[sources] notify = false`).
+    pub fn disabled() -> Self {
+        Watcher {
+            inner: None,
+            routes: Arc::default(),
+            watched: Vec::new(),
+        }
+    }
+
     /// A watcher; without inotify it only warns, and polling does the work.
     pub fn new() -> Self {
         let routes: Arc<Mutex<Vec<Route>>> = Arc::default();

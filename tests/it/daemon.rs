@@ -335,3 +335,63 @@ trait Pipe: Sized {
     }
 }
 impl<T> Pipe for T {}
+
+#[test]
+fn polling_alone_follows_the_file_when_notifications_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "notify = false");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("polled"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["polled"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    std::fs::rename(&log, dir.path().join("mail.log.1")).unwrap();
+    append(&dir.path().join("mail.log.1"), &attack("late-in-old"));
+    append(&log, &attack("in-new"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 3),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["polled", "late-in-old", "in-new"]);
+}
+
+#[test]
+fn a_file_replaced_by_another_under_the_same_name_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &attack("one"));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["one"]),
+        "{:?}",
+        usernames(&out)
+    );
+    let other = dir.path().join("other.log");
+    append(&other, &(noise(7) + &attack("two") + &attack("three")));
+    std::fs::rename(&other, &log).unwrap();
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 3),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    append(&log, &attack("four"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 4),
+        "{:?}",
+        usernames(&out)
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["one", "two", "three", "four"]);
+}
