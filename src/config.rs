@@ -26,6 +26,72 @@ pub struct RawConfig {
     pub output: RawOutput,
     /// `[daemon]`: how `maillogsentinel run` behaves as a service.
     pub daemon: RawDaemon,
+    /// `[enrich]`: reverse DNS, country and AS of each attacker.
+    pub enrich: RawEnrich,
+}
+
+/// `[enrich]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEnrich {
+    /// Look up the reverse DNS name of each attacking address.
+    pub reverse_dns: bool,
+    /// DNS servers to ask (`"IP"` or `"IP:port"`, `"[IPv6]:port"`); empty: /etc/resolv.conf.
+    #[serde(deserialize_with = "socket_addrs")]
+    pub dns_servers: Vec<String>,
+    /// Per-query timeout.
+    pub dns_timeout: DurationStr,
+    /// Require the PTR name to resolve back to the address (status `mismatch` otherwise).
+    pub verify_reverse_dns: bool,
+    /// MaxMind DB file for countries ("" for none).
+    pub country_db: PathBuf,
+    /// MaxMind DB file for AS numbers and organisations ("" for none; may be the same file).
+    pub asn_db: PathBuf,
+    /// Reverse DNS answers kept in memory at most.
+    pub cache_size: u64,
+    /// How long an answer is kept.
+    pub cache_ttl: DurationStr,
+    /// How long a negative answer (nxdomain, timeout, servfail, error) is kept.
+    pub negative_cache_ttl: DurationStr,
+    /// Reverse lookups in flight at most.
+    pub concurrency: usize,
+}
+
+impl Default for RawEnrich {
+    fn default() -> Self {
+        RawEnrich {
+            reverse_dns: true,
+            dns_servers: Vec::new(),
+            dns_timeout: DurationStr::secs(2),
+            verify_reverse_dns: true,
+            country_db: PathBuf::from("/var/lib/maillogsentinel/dbip-country-lite.mmdb"),
+            asn_db: PathBuf::from("/var/lib/maillogsentinel/dbip-asn-lite.mmdb"),
+            cache_size: 100_000,
+            cache_ttl: DurationStr::secs(6 * 3600),
+            negative_cache_ttl: DurationStr::secs(15 * 60),
+            concurrency: 256,
+        }
+    }
+}
+
+/// Parses `"IP"`, `"IP:port"` or `"[IPv6]:port"` (port 53 when not given).
+pub fn parse_dns_server(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(sa);
+    }
+    s.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+}
+
+fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = v.iter().find(|s| parse_dns_server(s).is_none()) {
+        return Err(serde::de::Error::custom(format!(
+            "{bad:?} is not a DNS server address: write \"IP\" or \"IP:port\" (\"[IPv6]:port\")"
+        )));
+    }
+    Ok(v)
 }
 
 /// `[sources]`
@@ -209,6 +275,8 @@ pub struct Config {
     pub stats_interval: Duration,
     /// Interval of progress-only checkpoints.
     pub checkpoint_interval: Duration,
+    /// Enrichment settings.
+    pub enrich: crate::enrich::EnrichSettings,
 }
 
 /// Why a configuration could not be used.
@@ -268,6 +336,7 @@ impl Config {
             ("sources.rotate_wait", raw.sources.rotate_wait),
             ("daemon.shutdown_timeout", raw.daemon.shutdown_timeout),
             ("daemon.checkpoint_interval", raw.daemon.checkpoint_interval),
+            ("enrich.dns_timeout", raw.enrich.dns_timeout),
         ] {
             if d.0.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -296,6 +365,7 @@ impl Config {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,
             stats_interval: raw.daemon.stats_interval.0,
             checkpoint_interval: raw.daemon.checkpoint_interval.0,
+            enrich: enrich_settings(&raw.enrich),
             raw,
         }
     }
@@ -317,6 +387,27 @@ impl Config {
     /// The effective settings as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(&self.raw).expect("the configuration always serialises")
+    }
+}
+
+fn enrich_settings(raw: &RawEnrich) -> crate::enrich::EnrichSettings {
+    let path = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+    crate::enrich::EnrichSettings {
+        dns: raw.reverse_dns.then(|| crate::enrich::DnsSettings {
+            servers: raw
+                .dns_servers
+                .iter()
+                .filter_map(|s| parse_dns_server(s))
+                .collect(),
+            timeout: raw.dns_timeout.0,
+            verify: raw.verify_reverse_dns,
+        }),
+        country_db: path(&raw.country_db),
+        asn_db: path(&raw.asn_db),
+        cache_size: raw.cache_size,
+        cache_ttl: raw.cache_ttl.0,
+        negative_ttl: raw.negative_cache_ttl.0,
+        concurrency: raw.concurrency.max(1),
     }
 }
 

@@ -10,13 +10,14 @@
 //! - [`stats`]: the counters every stage reports into.
 //!
 //! The binary (`src/main.rs`, with [`cli`]) is a thin edge over it.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod enrich;
 pub mod parse;
 pub mod pipeline;
 pub mod scan;

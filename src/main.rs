@@ -10,6 +10,7 @@ use clap::Parser as _;
 use maillogsentinel::cli::{Cli, Command, ConfigArg, ScanArgs};
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
+use maillogsentinel::enrich::Enricher;
 use maillogsentinel::scan;
 use maillogsentinel::sink::CsvSink;
 
@@ -83,7 +84,22 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         }
     }
     .map_err(|e| Failure::Runtime(e.into()))?;
-    let report = scan::scan_all(&args.files, config.max_line_bytes, &mut sink)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .map_err(Failure::Runtime)?;
+    let enricher = if args.no_enrich {
+        None
+    } else {
+        let _guard = runtime.enter();
+        Some(Enricher::new(config.enrich.clone()).map_err(|e| Failure::Usage(e.into()))?)
+    };
+    let enrich = enricher.as_ref().map(|enricher| scan::ScanEnrich {
+        enricher,
+        runtime: &runtime,
+    });
+    let report = scan::scan_all(&args.files, config.max_line_bytes, &mut sink, enrich)
         .map_err(|e| Failure::Runtime(e.into()))?;
     tracing::info!(
         files = args.files.len(),

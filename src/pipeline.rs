@@ -42,6 +42,9 @@ pub struct Batch {
     pub end: u64,
     /// Failed logins in the range, in log order.
     pub failures: Vec<AuthFailure>,
+    /// What the enrichment stage found for each failure (same order); empty when enrichment
+    /// is off.
+    pub enrichment: Vec<crate::enrich::Enrichment>,
 }
 
 /// Proof of life for the watchdog: an actor beats in its loop; the watchdog pings systemd only

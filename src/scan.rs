@@ -5,7 +5,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::parse::{Found, Parsed, Parser, YearContext};
+use crate::enrich::Enricher;
+use crate::parse::{AuthFailure, Found, Parsed, Parser, YearContext};
 use crate::sink::{CsvSink, SinkError};
 use crate::source::{self, BlockReader};
 use crate::stats::Stats;
@@ -53,15 +54,77 @@ pub struct ScanReport {
     pub failed: Vec<InputError>,
 }
 
+/// Enrichment for a scan: the enricher and the runtime its lookups run on.
+pub struct ScanEnrich<'a> {
+    /// The enricher.
+    pub enricher: &'a Enricher,
+    /// A runtime to wait on lookups with.
+    pub runtime: &'a tokio::runtime::Runtime,
+}
+
+/// Rows on their way to the sink: with enrichment, failures are gathered so that many
+/// addresses are looked up at once, then written in their order.
+pub struct Recorder<'a> {
+    sink: &'a mut CsvSink,
+    enrich: Option<ScanEnrich<'a>>,
+    pending: Vec<AuthFailure>,
+}
+
+/// Failures gathered before their lookups run together.
+const ENRICH_BATCH: usize = 2048;
+
+impl<'a> Recorder<'a> {
+    /// Rows to `sink`, enriched when `enrich` is given.
+    pub fn new(sink: &'a mut CsvSink, enrich: Option<ScanEnrich<'a>>) -> Self {
+        Recorder {
+            sink,
+            enrich,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, f: AuthFailure) -> Result<(), SinkError> {
+        if self.enrich.is_none() {
+            return self.sink.write(&f, None);
+        }
+        self.pending.push(f);
+        if self.pending.len() >= ENRICH_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Enriches and writes what is gathered, then hands it to the operating system.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        if let Some(e) = &self.enrich {
+            let lookups = self.pending.iter().map(|f| e.enricher.enrich(f.ip));
+            let found = e.runtime.block_on(futures::future::join_all(lookups));
+            for (f, en) in self.pending.drain(..).zip(found) {
+                self.sink.write(&f, Some(&en))?;
+            }
+        }
+        self.sink.flush()
+    }
+
+    /// Flushes and syncs.
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        self.sink.sync()
+    }
+}
+
 /// Scans `inputs` in order into `sink`. An input that cannot be read is reported and skipped;
 /// the sink failing stops the scan. Rows are synced to disk before returning.
 pub fn scan_all(
     inputs: &[PathBuf],
     max_line_bytes: usize,
     sink: &mut CsvSink,
+    enrich: Option<ScanEnrich<'_>>,
 ) -> Result<ScanReport, SinkError> {
     let parser = Parser::new(max_line_bytes);
     let mut report = ScanReport::default();
+    let mut sink = Recorder::new(sink, enrich);
+    let sink = &mut sink;
     for path in inputs {
         let mut stats = Stats::default();
         let outcome = scan_one(path, &parser, max_line_bytes, sink, &mut stats);
@@ -88,7 +151,7 @@ pub fn scan_one(
     path: &Path,
     parser: &Parser,
     max_line_bytes: usize,
-    sink: &mut CsvSink,
+    sink: &mut Recorder<'_>,
     stats: &mut Stats,
 ) -> Result<(), ScanError> {
     let input = source::open(path).map_err(|source| InputError {
@@ -138,13 +201,13 @@ pub fn scan_one(
 
 fn record(
     found: Found,
-    sink: &mut CsvSink,
+    sink: &mut Recorder<'_>,
     stats: &mut Stats,
     warnings: &mut Warnings<'_>,
 ) -> Result<(), SinkError> {
     match found.parsed {
         Parsed::Failure(f) => {
-            sink.write(&f)?;
+            sink.push(f)?;
             stats.failures += 1;
         }
         Parsed::Backend(b) => {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Positions, Store};
 use crate::config::{Config, ConfigError};
+use crate::enrich::Enricher;
 use crate::pipeline::{CHANNEL_CAPACITY, Heartbeat, ToSink};
 use crate::sink::committer::{CommitError, Committer, SharedPositions};
 use crate::sink::{CsvFile, SinkError};
@@ -66,6 +67,9 @@ pub enum DaemonError {
         "shutdown took longer than {0:?}; stopped without finishing (the checkpoint makes the next start resume correctly)"
     )]
     ShutdownTimeout(Duration),
+    /// The enrichment stage could not be set up.
+    #[error("enrichment: {0}")]
+    Enrich(String),
     /// A second stop request came during the drain.
     #[error(
         "second stop request: stopped at once (the checkpoint makes the next start resume correctly)"
@@ -85,6 +89,7 @@ struct TailerHandle {
 
 /// Everything the control loop owns.
 struct Running {
+    enricher: Arc<Enricher>,
     config: Config,
     config_path: Option<PathBuf>,
     tx: Option<mpsc::Sender<ToSink>>,
@@ -154,7 +159,17 @@ pub async fn run(
         config.checkpoint_interval,
     );
     let shared = committer.shared_positions();
-    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    // source -> enrichment -> sink, each hop a bounded channel.
+    let enricher = Arc::new(
+        Enricher::new(config.enrich.clone()).map_err(|e| DaemonError::Enrich(e.to_string()))?,
+    );
+    let (tx, enrich_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (sink_tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    tokio::spawn(crate::enrich::stage::run(
+        enricher.clone(),
+        enrich_rx,
+        sink_tx,
+    ));
     let (done_tx, mut done_rx) = oneshot::channel();
     let handle = tokio::runtime::Handle::current();
     std::thread::Builder::new()
@@ -169,7 +184,9 @@ pub async fn run(
     } else {
         watch::Watcher::disabled()
     };
+    let mut geo_tick = tokio::time::interval(Duration::from_secs(30));
     let mut running = Running {
+        enricher,
         config,
         config_path,
         tx: Some(tx),
@@ -220,6 +237,11 @@ pub async fn run(
                     tracing::error!("an actor stopped responding; not pinging the watchdog");
                 }
             },
+            _ = geo_tick.tick() => {
+                // A database replaced on disk is picked up without a reload.
+                let enricher = running.enricher.clone();
+                let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(false)).await;
+            },
             _ = status_tick.tick() => {
                 let s = running.status_line();
                 if s != last_status {
@@ -228,11 +250,14 @@ pub async fn run(
                 }
             },
             _ = stats_tick.tick(), if !running.config.stats_interval.is_zero() => {
+                let (hits, misses) = (running.enricher.stats.hits.load(Relaxed), running.enricher.stats.misses.load(Relaxed));
                 tracing::info!(
                     lines = running.counters.lines.load(Relaxed),
                     failures = running.counters.failures.load(Relaxed),
                     lag_bytes = running.counters.lag_bytes.load(Relaxed),
-                    "statistics: {}", running.counters.snapshot()
+                    dns_cache_hits = hits,
+                    dns_cache_misses = misses,
+                    "statistics: {}, reverse DNS cache {hits} hits / {misses} misses ({} entries)", running.counters.snapshot(), running.enricher.cached()
                 );
             },
             r = &mut done_rx => {
@@ -406,6 +431,12 @@ impl Running {
             new.state_dir = self.config.state_dir.clone();
             new.raw.sources.state_dir = self.config.raw.sources.state_dir.clone();
         }
+        self.enricher
+            .reconfigure(new.enrich.clone())
+            .map_err(|e| e.to_string())?;
+        // SIGHUP also picks up databases replaced on disk.
+        let enricher = self.enricher.clone();
+        let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(true)).await;
         if new.csv != self.config.csv {
             let (reply, answer) = oneshot::channel();
             self.send(ToSink::SwitchOutput(new.csv.clone(), reply))

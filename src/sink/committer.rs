@@ -202,8 +202,8 @@ impl Committer {
     ) -> Result<(), CommitError> {
         match msg {
             ToSink::Batch(b) => {
-                for f in &b.failures {
-                    self.rows.push(f);
+                for (i, f) in b.failures.iter().enumerate() {
+                    self.rows.push(f, b.enrichment.get(i));
                 }
                 self.pending_rows += b.failures.len() as u64;
                 let now = now_secs();

@@ -13,6 +13,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::enrich::Enrichment;
 use crate::parse::AuthFailure;
 
 /// The columns, in order. Part of the public interface: documented in the README.
@@ -88,10 +89,13 @@ fn csv_writer(buf: Vec<u8>) -> ::csv::Writer<Vec<u8>> {
 }
 
 impl RowFormatter {
-    /// Formats one row after the ones already buffered.
-    pub fn push(&mut self, f: &AuthFailure) {
+    /// Formats one row after the ones already buffered; `enrichment` fills the last five
+    /// columns (empty without it).
+    pub fn push(&mut self, f: &AuthFailure, enrichment: Option<&Enrichment>) {
         let timestamp = f.timestamp.to_rfc3339();
         let ip = f.ip.to_string();
+        let e = enrichment.cloned().unwrap_or_default();
+        let asn = e.asn.map(|a| a.to_string()).unwrap_or_default();
         let record: [Cow<'_, str>; 13] = [
             timestamp.as_str().into(),
             neutralise(&f.server),
@@ -101,12 +105,11 @@ impl RowFormatter {
             neutralise(&f.mechanism),
             neutralise(&f.reason),
             neutralise(f.client_hostname.as_deref().unwrap_or("")),
-            // Enrichment columns: filled by the enrichment stage, empty until then.
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
+            neutralise(e.reverse_dns.as_deref().unwrap_or("")),
+            e.dns_status.map_or("", |s| s.as_str()).into(),
+            neutralise(e.country.as_deref().unwrap_or("")),
+            asn.as_str().into(),
+            neutralise(e.as_org.as_deref().unwrap_or("")),
         ];
         self.writer
             .write_record(record.iter().map(|c| c.as_bytes()))
@@ -297,8 +300,12 @@ impl CsvSink {
     }
 
     /// Appends one row (buffered: see [`CsvSink::flush`]).
-    pub fn write(&mut self, f: &AuthFailure) -> Result<(), SinkError> {
-        self.rows.push(f);
+    pub fn write(
+        &mut self,
+        f: &AuthFailure,
+        enrichment: Option<&Enrichment>,
+    ) -> Result<(), SinkError> {
+        self.rows.push(f, enrichment);
         self.written += 1;
         if self.rows.bytes().len() >= SINK_BUFFER {
             self.flush()?;

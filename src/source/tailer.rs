@@ -578,6 +578,7 @@ impl Tailer {
                 path: t.path.clone(),
                 end,
                 failures,
+                enrichment: Vec::new(),
             }));
             if n < self.buf.len() && last + 1 == n {
                 // Everything read was whole lines and the read was short: at the end for now.
@@ -654,6 +655,7 @@ impl Tailer {
                 path: path.to_path_buf(),
                 end: block_end,
                 failures,
+                enrichment: Vec::new(),
             }));
         }
         self.counters.too_long.fetch_add(reader.too_long(), Relaxed);

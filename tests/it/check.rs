@@ -42,7 +42,7 @@ fn invalid_config_exits_2_naming_key_and_line() {
     .unwrap();
     for args in [
         vec!["check", "-c"],
-        vec!["scan", "-o", "-", "/dev/null", "-c"],
+        vec!["scan", "--no-enrich", "-o", "-", "/dev/null", "-c"],
     ] {
         let mut args = args.clone();
         args.push(cfg.to_str().unwrap());

@@ -33,7 +33,7 @@ fn plain_file_to_stdout() {
 fn gzip_file_gives_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let gz = fixture_copy(dir.path(), "mail.log.gz");
-    let o = run(&["scan", "-o", "-", gz.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", gz.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), expected("mail.csv"));
 }
@@ -42,7 +42,7 @@ fn gzip_file_gives_the_same_rows() {
 fn rfc3339_and_journal_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let log = fixture_copy(dir.path(), "iso.log");
-    let o = run(&["scan", "-o", "-", log.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), expected("iso.csv"));
 }
@@ -56,7 +56,7 @@ fn year_is_inferred_across_new_year() {
         &log,
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_880_400),
     );
-    let o = run(&["scan", "-o", "-", log.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), expected("newyear.csv"));
 }
@@ -64,7 +64,7 @@ fn year_is_inferred_across_new_year() {
 #[test]
 fn stdin_dash() {
     let mut child = bin()
-        .args(["scan", "-o", "-", "-"])
+        .args(["scan", "--no-enrich", "-o", "-", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -87,7 +87,14 @@ fn files_are_read_in_the_order_given() {
     let dir = tempfile::tempdir().unwrap();
     let a = fixture_copy(dir.path(), "iso.log");
     let b = fixture_copy(dir.path(), "mail.log.gz");
-    let o = run(&["scan", "-o", "-", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-o",
+        "-",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mail = expected("mail.csv");
     let want = expected("iso.csv") + mail.strip_prefix(HEADER).unwrap();
@@ -100,7 +107,13 @@ fn output_file_is_appended_with_one_header() {
     let log = fixture_copy(dir.path(), "mail.log");
     let out = dir.path().join("out.csv");
     for _ in 0..2 {
-        let o = run(&["scan", "-o", out.to_str().unwrap(), log.to_str().unwrap()]);
+        let o = run(&[
+            "scan",
+            "--no-enrich",
+            "-o",
+            out.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(o.stdout.is_empty());
     }
@@ -117,7 +130,13 @@ fn without_output_rows_go_to_the_configured_csv() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_in(dir.path());
     let log = fixture_copy(dir.path(), "mail.log");
-    let o = run(&["scan", "-c", cfg.to_str().unwrap(), log.to_str().unwrap()]);
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = dir.path().join("out/intrusions.csv");
     assert_eq!(std::fs::read_to_string(csv).unwrap(), expected("mail.csv"));
@@ -129,7 +148,13 @@ fn a_foreign_output_file_is_refused_untouched() {
     let log = fixture_copy(dir.path(), "mail.log");
     let out = dir.path().join("other.csv");
     std::fs::write(&out, "a,b\n1,2\n").unwrap();
-    let o = run(&["scan", "-o", out.to_str().unwrap(), log.to_str().unwrap()]);
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-o",
+        out.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(out.to_str().unwrap()), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "a,b\n1,2\n");

@@ -33,7 +33,7 @@ fn garbage_nul_bytes_and_invalid_utf8() {
     data.extend_from_slice(failure_line("after").as_bytes());
     std::fs::write(&log, data).unwrap();
     set_mtime(&log, fixture_mtime());
-    let o = run(&["scan", "-o", "-", log.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let users: Vec<&str> = rows(&out)
@@ -58,7 +58,7 @@ fn a_10_mb_line_without_newline_is_skipped_and_counted() {
     f.write_all(&huge).unwrap();
     drop(f);
     set_mtime(&log, fixture_mtime());
-    let o = run(&["scan", "-o", "-", log.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert_eq!(rows(&out).len(), 2, "{out}");
@@ -90,12 +90,12 @@ fn truncated_gzip_keeps_the_rows_before_the_damage() {
         set_mtime(p, fixture_mtime());
     }
 
-    let all = run(&["scan", "-o", "-", full.to_str().unwrap()]);
+    let all = run(&["scan", "--no-enrich", "-o", "-", full.to_str().unwrap()]);
     assert!(all.status.success());
     let all = stdout(&all);
     assert_eq!(rows(&all).len(), 1200);
 
-    let o = run(&["scan", "-o", "-", cut.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", cut.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains(cut.to_str().unwrap()), "{err}");
@@ -118,6 +118,7 @@ fn unreadable_inputs_do_not_stop_the_others() {
     let missing = dir.path().join("missing.log");
     let o = run(&[
         "scan",
+        "--no-enrich",
         "-o",
         "-",
         missing.to_str().unwrap(),
@@ -143,7 +144,7 @@ fn empty_file_gives_only_the_header() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("empty.log");
     std::fs::write(&log, "").unwrap();
-    let o = run(&["scan", "-o", "-", log.to_str().unwrap()]);
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), HEADER);
 }
@@ -160,6 +161,7 @@ fn a_file_without_read_permission_is_named_and_the_others_are_read() {
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
     let args = [
         "scan",
+        "--no-enrich",
         "-o",
         "-",
         secret.to_str().unwrap(),

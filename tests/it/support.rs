@@ -234,6 +234,9 @@ pub fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
+/// Enrichment off (no network, no databases): for tests about everything else.
+pub const NO_ENRICH: &str = "[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n";
+
 /// A daemon config in `dir` following `files`, with fast polling for tests.
 pub fn daemon_config(dir: &Path, files: &[&Path], extra: &str) -> PathBuf {
     let cfg = dir.join("config.toml");
@@ -244,7 +247,7 @@ pub fn daemon_config(dir: &Path, files: &[&Path], extra: &str) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [{}]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"2s\"\n{extra}\n[output]\ncsv = \"{d}/out.csv\"\n",
+            "[sources]\nfiles = [{}]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"2s\"\n{extra}\n[output]\ncsv = \"{d}/out.csv\"\n{NO_ENRICH}",
             list.join(", "),
             d = dir.display()
         ),

@@ -1,0 +1,208 @@
+//! The enrichment stage: who is behind an attacking address — reverse DNS, country and AS —
+//! looked up between the parser and the sink.
+//!
+//! Reverse DNS is the slow part (a network round trip, up to `dns_timeout` for a dead server),
+//! so its answers are cached in one bounded moka cache keyed by IP, with a TTL (`cache_ttl`,
+//! shorter for negative answers), and concurrent lookups of one address are coalesced into one
+//! query (`get_with`). A semaphore bounds the queries in flight. GeoIP lookups are memory-mapped
+//! tree walks (about a microsecond) and are not cached, so a replaced database takes effect at
+//! once.
+//!
+//! [`stage::run`] is the pipeline stage: it enriches batches concurrently while keeping their
+//! order, so rows from cached addresses are only held back as long as log order requires.
+
+pub mod dns;
+pub mod geoip;
+pub mod stage;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+use tokio::sync::Semaphore;
+
+pub use dns::{DnsAnswer, DnsSettings, DnsStatus, ReverseDns};
+pub use geoip::{GeoAnswer, GeoDbs};
+
+/// What the enrichment columns hold for one row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Enrichment {
+    /// The reverse DNS name (also when it does not confirm).
+    pub reverse_dns: Option<String>,
+    /// How the reverse lookup went (`None` only when enrichment is off).
+    pub dns_status: Option<DnsStatus>,
+    /// ISO country code.
+    pub country: Option<String>,
+    /// AS number.
+    pub asn: Option<u32>,
+    /// AS organisation.
+    pub as_org: Option<String>,
+}
+
+/// Enrichment settings, from `[enrich]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichSettings {
+    /// Reverse DNS, or `None` when `reverse_dns = false`.
+    pub dns: Option<DnsSettings>,
+    /// Country database.
+    pub country_db: Option<PathBuf>,
+    /// ASN database.
+    pub asn_db: Option<PathBuf>,
+    /// Cache capacity in entries.
+    pub cache_size: u64,
+    /// TTL of positive answers.
+    pub cache_ttl: Duration,
+    /// TTL of negative answers (nxdomain, timeout, servfail, error).
+    pub negative_ttl: Duration,
+    /// Reverse lookups in flight at most.
+    pub concurrency: usize,
+}
+
+/// Cache hit and miss counts.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Answers served from the cache (including coalesced waits).
+    pub hits: AtomicU64,
+    /// Answers that needed a query.
+    pub misses: AtomicU64,
+}
+
+struct TtlByStatus {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl Expiry<IpAddr, Arc<DnsAnswer>> for TtlByStatus {
+    fn expire_after_create(&self, _: &IpAddr, v: &Arc<DnsAnswer>, _: Instant) -> Option<Duration> {
+        Some(if v.status.is_positive() {
+            self.positive
+        } else {
+            self.negative
+        })
+    }
+}
+
+/// Looks addresses up. Cheap to share (`Arc`); reconfigured in place on reload.
+pub struct Enricher {
+    dns: RwLock<Option<Arc<ReverseDns>>>,
+    geo: RwLock<Arc<GeoDbs>>,
+    settings: RwLock<EnrichSettings>,
+    cache: Cache<IpAddr, Arc<DnsAnswer>>,
+    permits: Arc<Semaphore>,
+    /// Hit and miss counts.
+    pub stats: CacheStats,
+}
+
+impl Enricher {
+    /// Sets up the resolver, opens the databases (warning about missing ones) and the cache.
+    pub fn new(settings: EnrichSettings) -> Result<Self, dns::DnsSetupError> {
+        let dns = settings
+            .dns
+            .clone()
+            .map(ReverseDns::new)
+            .transpose()?
+            .map(Arc::new);
+        let geo = GeoDbs::open(settings.country_db.as_deref(), settings.asn_db.as_deref());
+        let cache = Cache::builder()
+            .max_capacity(settings.cache_size)
+            .expire_after(TtlByStatus {
+                positive: settings.cache_ttl,
+                negative: settings.negative_ttl,
+            })
+            .build();
+        Ok(Enricher {
+            dns: RwLock::new(dns),
+            geo: RwLock::new(Arc::new(geo)),
+            permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            settings: RwLock::new(settings),
+            cache,
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// Everything known about `ip`.
+    pub async fn enrich(&self, ip: IpAddr) -> Enrichment {
+        let dns = self.reverse(ip).await;
+        let geo = self.geo.read().expect("geo lock").clone().lookup(ip);
+        Enrichment {
+            reverse_dns: dns.as_ref().and_then(|d| d.name.clone()),
+            dns_status: Some(dns.map_or(DnsStatus::Disabled, |d| d.status)),
+            country: geo.country,
+            asn: geo.asn,
+            as_org: geo.as_org,
+        }
+    }
+
+    /// The (cached) reverse DNS answer, or `None` when reverse DNS is off.
+    async fn reverse(&self, ip: IpAddr) -> Option<Arc<DnsAnswer>> {
+        let dns = self.dns.read().expect("dns lock").clone()?;
+        let mut queried = false;
+        let answer = self
+            .cache
+            .get_with(ip, async {
+                queried = true;
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                Arc::new(dns.lookup(ip).await)
+            })
+            .await;
+        if queried {
+            self.stats.misses.fetch_add(1, Relaxed);
+        } else {
+            self.stats.hits.fetch_add(1, Relaxed);
+        }
+        Some(answer)
+    }
+
+    /// Applies new settings: a new resolver when DNS settings changed (the cache is emptied,
+    /// its answers came from the old one), the databases reopened when their paths changed.
+    pub fn reconfigure(&self, new: EnrichSettings) -> Result<(), dns::DnsSetupError> {
+        let old = self.settings.read().expect("settings lock").clone();
+        if new.dns != old.dns {
+            let dns = new
+                .dns
+                .clone()
+                .map(ReverseDns::new)
+                .transpose()?
+                .map(Arc::new);
+            *self.dns.write().expect("dns lock") = dns;
+            self.cache.invalidate_all();
+        }
+        if new.country_db != old.country_db || new.asn_db != old.asn_db {
+            let geo = GeoDbs::open(new.country_db.as_deref(), new.asn_db.as_deref());
+            *self.geo.write().expect("geo lock") = Arc::new(geo);
+        }
+        if new.cache_size != old.cache_size
+            || new.cache_ttl != old.cache_ttl
+            || new.concurrency != old.concurrency
+        {
+            tracing::warn!("enrich.cache_size, cache_ttl and concurrency change only at restart");
+        }
+        *self.settings.write().expect("settings lock") = new;
+        Ok(())
+    }
+
+    /// Reopens the databases if their files were replaced; returns whether they were.
+    pub fn refresh_geo(&self, force: bool) -> bool {
+        let settings = self.settings.read().expect("settings lock").clone();
+        let (c, a) = (settings.country_db.as_deref(), settings.asn_db.as_deref());
+        if !force && !self.geo.read().expect("geo lock").changed_on_disk(c, a) {
+            return false;
+        }
+        let geo = GeoDbs::open(c, a);
+        *self.geo.write().expect("geo lock") = Arc::new(geo);
+        true
+    }
+
+    /// Entries in the cache now.
+    pub fn cached(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
