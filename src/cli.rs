@@ -23,6 +23,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Validate the configuration and print the effective settings.
     Check(ConfigArg),
+    /// Show what enrichment knows about addresses: reverse DNS, country, AS.
+    Lookup(LookupArgs),
 }
 
 /// `-c CONFIG`, shared by every subcommand that reads the configuration.
@@ -32,6 +34,17 @@ pub struct ConfigArg {
     /// when that file does not exist].
     #[arg(short, long, value_name = "CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// `lookup`
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Addresses to look up (IPv4 or IPv6).
+    #[arg(value_name = "IP", required = true)]
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 /// `scan`

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser as _;
-use maillogsentinel::cli::{Cli, Command, ConfigArg, ScanArgs};
+use maillogsentinel::cli::{Cli, Command, ConfigArg, LookupArgs, ScanArgs};
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
 use maillogsentinel::enrich::Enricher;
@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_daemon(args),
         Command::Scan(args) => run_scan(args),
         Command::Check(args) => run_check(args),
+        Command::Lookup(args) => run_lookup(args),
     };
     match outcome {
         Ok(code) => code,
@@ -63,6 +64,24 @@ fn run_daemon(args: ConfigArg) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| Failure::Runtime(e.into()))
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_lookup(args: LookupArgs) -> Result<ExitCode, Failure> {
+    let config = load_config(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .map_err(Failure::Runtime)?;
+    let _guard = runtime.enter();
+    let enricher = Enricher::new(config.enrich.clone()).map_err(|e| Failure::Usage(e.into()))?;
+    let found = runtime.block_on(futures::future::join_all(
+        args.ips.iter().map(|ip| enricher.enrich(*ip)),
+    ));
+    for (ip, e) in args.ips.iter().zip(found) {
+        print!("{}", maillogsentinel::enrich::describe(*ip, &e));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -184,7 +184,7 @@ pub async fn run(
     } else {
         watch::Watcher::disabled()
     };
-    let mut geo_tick = tokio::time::interval(Duration::from_secs(30));
+    let mut geo_tick = tokio::time::interval(Duration::from_secs(5));
     let mut running = Running {
         enricher,
         config,

@@ -43,6 +43,47 @@ pub struct Enrichment {
     pub as_org: Option<String>,
 }
 
+/// What `maillogsentinel lookup` prints for one address. Names come from DNS and databases,
+/// which attackers control: control characters are shown escaped, never sent to the terminal.
+pub fn describe(ip: IpAddr, e: &Enrichment) -> String {
+    let status = e.dns_status.map_or("", |s| s.as_str());
+    let dns = match (&e.reverse_dns, e.dns_status) {
+        (Some(name), Some(DnsStatus::Mismatch)) => {
+            format!(
+                "{} (mismatch: does not resolve back to {ip})",
+                printable(name)
+            )
+        }
+        (Some(name), _) => format!("{} ({status})", printable(name)),
+        (None, _) => format!("- ({status})"),
+    };
+    let asn = match (e.asn, &e.as_org) {
+        (Some(n), Some(org)) => format!("AS{n} {}", printable(org)),
+        (Some(n), None) => format!("AS{n}"),
+        (None, Some(org)) => printable(org),
+        (None, None) => "-".into(),
+    };
+    format!(
+        "{ip}\n  reverse DNS: {dns}\n  country:     {}\n  AS:          {asn}\n",
+        e.country
+            .as_deref()
+            .map_or_else(|| "-".to_string(), printable)
+    )
+}
+
+/// Text with control characters shown as escapes (`\u{1b}`), safe to print on a terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Enrichment settings, from `[enrich]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrichSettings {
@@ -204,5 +245,64 @@ impl Enricher {
     /// Entries in the cache now.
     pub fn cached(&self) -> u64 {
         self.cache.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_escapes_attacker_text_for_the_terminal() {
+        let e = Enrichment {
+            reverse_dns: Some("evil\u{1b}[2J.example".into()),
+            dns_status: Some(DnsStatus::Mismatch),
+            country: Some("FR".into()),
+            asn: Some(64500),
+            as_org: Some("Org\r\nInjected: yes".into()),
+        };
+        let text = describe("192.0.2.1".parse().unwrap(), &e);
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(
+            text.contains("evil\\u{1b}[2J.example (mismatch: does not resolve back to 192.0.2.1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("AS64500 Org\\u{d}\\u{a}Injected: yes"),
+            "{text}"
+        );
+        let none = describe(
+            "192.0.2.2".parse().unwrap(),
+            &Enrichment {
+                dns_status: Some(DnsStatus::Timeout),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            none,
+            "192.0.2.2\n  reverse DNS: - (timeout)\n  country:     -\n  AS:          -\n"
+        );
+    }
+
+    #[test]
+    fn statuses_are_the_documented_words() {
+        let all = [
+            DnsStatus::Ok,
+            DnsStatus::Nxdomain,
+            DnsStatus::Timeout,
+            DnsStatus::Servfail,
+            DnsStatus::Error,
+            DnsStatus::Mismatch,
+            DnsStatus::Disabled,
+        ];
+        let words: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "ok", "nxdomain", "timeout", "servfail", "error", "mismatch", "disabled"
+            ]
+        );
+        assert!(DnsStatus::Ok.is_positive() && DnsStatus::Mismatch.is_positive());
+        assert!(!DnsStatus::Timeout.is_positive() && !DnsStatus::Nxdomain.is_positive());
     }
 }
