@@ -25,6 +25,9 @@ pub enum Command {
     Check(ConfigArg),
     /// Show what enrichment knows about addresses: reverse DNS, country, AS.
     Lookup(LookupArgs),
+    /// Manage the GeoIP databases.
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
 }
 
 /// `-c CONFIG`, shared by every subcommand that reads the configuration.
@@ -34,6 +37,13 @@ pub struct ConfigArg {
     /// when that file does not exist].
     #[arg(short, long, value_name = "CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// `geoip ...`
+#[derive(Debug, Subcommand)]
+pub enum GeoipCommand {
+    /// Download the configured databases, check them and replace the old ones atomically.
+    Update(ConfigArg),
 }
 
 /// `lookup`

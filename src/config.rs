@@ -55,6 +55,10 @@ pub struct RawEnrich {
     pub negative_cache_ttl: DurationStr,
     /// Reverse lookups in flight at most.
     pub concurrency: usize,
+    /// Where `geoip update` fetches `country_db` (`{year}`, `{month}` filled in; "" to skip).
+    pub country_db_url: String,
+    /// Where `geoip update` fetches `asn_db` ("" to skip).
+    pub asn_db_url: String,
 }
 
 impl Default for RawEnrich {
@@ -70,6 +74,10 @@ impl Default for RawEnrich {
             cache_ttl: DurationStr::secs(6 * 3600),
             negative_cache_ttl: DurationStr::secs(15 * 60),
             concurrency: 256,
+            country_db_url:
+                "https://download.db-ip.com/free/dbip-country-lite-{year}-{month}.mmdb.gz".into(),
+            asn_db_url: "https://download.db-ip.com/free/dbip-asn-lite-{year}-{month}.mmdb.gz"
+                .into(),
         }
     }
 }
@@ -277,6 +285,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// Enrichment settings.
     pub enrich: crate::enrich::EnrichSettings,
+    /// What `geoip update` fetches.
+    pub geoip_downloads: Vec<crate::enrich::update::Download>,
 }
 
 /// Why a configuration could not be used.
@@ -366,6 +376,7 @@ impl Config {
             stats_interval: raw.daemon.stats_interval.0,
             checkpoint_interval: raw.daemon.checkpoint_interval.0,
             enrich: enrich_settings(&raw.enrich),
+            geoip_downloads: geoip_downloads(&raw.enrich),
             raw,
         }
     }
@@ -388,6 +399,26 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(&self.raw).expect("the configuration always serialises")
     }
+}
+
+fn geoip_downloads(raw: &RawEnrich) -> Vec<crate::enrich::update::Download> {
+    let mut out: Vec<crate::enrich::update::Download> = Vec::new();
+    for (url, target) in [
+        (&raw.country_db_url, &raw.country_db),
+        (&raw.asn_db_url, &raw.asn_db),
+    ] {
+        if url.is_empty() || target.as_os_str().is_empty() {
+            continue;
+        }
+        // One file serving both keys (IPinfo Lite) is fetched once.
+        if !out.iter().any(|d| &d.target == target) {
+            out.push(crate::enrich::update::Download {
+                url: url.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+    out
 }
 
 fn enrich_settings(raw: &RawEnrich) -> crate::enrich::EnrichSettings {

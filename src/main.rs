@@ -2,12 +2,13 @@
 //! and turns the outcome into an exit code (0 success, 1 something could not be read or
 //! written, 2 usage or configuration error).
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser as _;
-use maillogsentinel::cli::{Cli, Command, ConfigArg, LookupArgs, ScanArgs};
+use maillogsentinel::cli::{Cli, Command, ConfigArg, GeoipCommand, LookupArgs, ScanArgs};
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
 use maillogsentinel::enrich::Enricher;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Check(args) => run_check(args),
         Command::Lookup(args) => run_lookup(args),
+        Command::Geoip(GeoipCommand::Update(args)) => run_geoip_update(args),
     };
     match outcome {
         Ok(code) => code,
@@ -64,6 +66,34 @@ fn run_daemon(args: ConfigArg) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| Failure::Runtime(e.into()))
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_geoip_update(args: ConfigArg) -> Result<ExitCode, Failure> {
+    let config = load_config(&args)?;
+    if config.geoip_downloads.is_empty() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "nothing to update: set [enrich] country_db and country_db_url (or asn_db and asn_db_url)"
+        )));
+    }
+    let progress = std::io::stderr().is_terminal();
+    let mut failed = 0;
+    for d in &config.geoip_downloads {
+        match maillogsentinel::enrich::update::update(d, progress) {
+            Ok(desc) => println!("{}: updated ({desc})", d.target.display()),
+            Err(e) => {
+                eprintln!("maillogsentinel: {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "maillogsentinel: {failed} of {} databases not updated; the old files are kept",
+            config.geoip_downloads.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

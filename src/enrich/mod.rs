@@ -14,6 +14,7 @@
 pub mod dns;
 pub mod geoip;
 pub mod stage;
+pub mod update;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -6,6 +6,8 @@ mod daemon_durability;
 mod daemon_systemd;
 mod dns_server;
 mod enrich;
+mod geoip_update;
+mod http_server;
 mod mmdb;
 mod scan;
 mod scan_bad_input;
