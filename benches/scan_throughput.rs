@@ -10,11 +10,14 @@
 #[allow(dead_code)]
 mod loggen;
 
+#[path = "support/peak.rs"]
+mod peak;
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
 
@@ -205,11 +208,11 @@ fn grep_count(log: &Path) -> u64 {
 
 struct Measured {
     median: Duration,
-    max_rss_kb: i64,
+    max_rss_kb: u64,
 }
 
 /// Runs a command `runs` times (stdout to /dev/null) and returns the median wall time and the
-/// largest peak RSS, read from `wait4` for that very child.
+/// largest peak RSS.
 fn measure(runs: usize, argv: &[&str]) -> Measured {
     measure_with(runs, argv, false)
 }
@@ -219,22 +222,9 @@ fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
     let mut times = Vec::with_capacity(runs);
     let mut max_rss_kb = 0;
     for _ in 0..runs {
-        let start = Instant::now();
-        // Reaped by `wait4` below, which std's `wait` cannot replace: it returns the peak RSS.
-        #[allow(clippy::zombie_processes)]
-        let mut child = Command::new(argv[0])
-            .args(&argv[1..])
-            .stdout(if pipe { Stdio::piped() } else { Stdio::null() })
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        if let Some(mut out) = child.stdout.take() {
-            let mut buf = vec![0u8; 1 << 16];
-            while out.read(&mut buf).unwrap() > 0 {}
-        }
-        let (ok, rss) = wait4(child.id() as i32);
-        times.push(start.elapsed());
+        let (t, ok, rss) = peak::run(argv, pipe);
         assert!(ok, "{argv:?} failed");
+        times.push(t);
         max_rss_kb = max_rss_kb.max(rss);
     }
     times.sort();
@@ -242,17 +232,4 @@ fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
         median: times[times.len() / 2],
         max_rss_kb,
     }
-}
-
-/// Waits for a child and returns (exited with 0, peak RSS in KiB).
-fn wait4(pid: i32) -> (bool, i64) {
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid value; wait4 writes into the two out-pointers only.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4 failed");
-    (
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        usage.ru_maxrss,
-    )
 }

@@ -97,10 +97,17 @@ impl<'a> Recorder<'a> {
     /// Enriches and writes what is gathered, then hands it to the operating system.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if let Some(e) = &self.enrich {
-            let lookups = self.pending.iter().map(|f| e.enricher.enrich(f.ip));
+            // Each address once per batch: attackers repeat themselves.
+            let mut distinct: Vec<std::net::IpAddr> = self.pending.iter().map(|f| f.ip).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let lookups = distinct.iter().map(|ip| e.enricher.enrich(*ip));
             let found = e.runtime.block_on(futures::future::join_all(lookups));
-            for (f, en) in self.pending.drain(..).zip(found) {
-                self.sink.write(&f, Some(&en))?;
+            for f in self.pending.drain(..) {
+                let i = distinct
+                    .binary_search(&f.ip)
+                    .expect("every address was looked up");
+                self.sink.write(&f, Some(&found[i]))?;
             }
         }
         self.sink.flush()
