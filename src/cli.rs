@@ -23,6 +23,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Validate the configuration and print the effective settings.
     Check(ConfigArg),
+    /// Summarise who attacked in a window of time: print it, or mail it.
+    Report(ReportArgs),
     /// Show what enrichment knows about addresses: reverse DNS, country, AS.
     Lookup(LookupArgs),
     /// Manage the GeoIP databases.
@@ -44,6 +46,45 @@ pub struct ConfigArg {
 pub enum GeoipCommand {
     /// Download the configured databases, check them and replace the old ones atomically.
     Update(ConfigArg),
+}
+
+/// Output formats of `report --print`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned tables (colour on a terminal).
+    Text,
+    /// The HTML the mail carries.
+    Html,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// `report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// The window: the last DURATION until now (e.g. 24h, 7d) [default: since the last report
+    /// sent, or 24h].
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// Window start (2026-11-22, "2026-11-22 08:00", or RFC 3339).
+    #[arg(long, value_name = "TIME", requires = "to")]
+    pub from: Option<String>,
+    /// Window end, excluded.
+    #[arg(long, value_name = "TIME", requires = "from")]
+    pub to: Option<String>,
+    /// Print the report (the default unless --send is given).
+    #[arg(long)]
+    pub print: bool,
+    /// Mail the report to `[report] to`; exit 1 if it cannot be sent (it then waits in the
+    /// outbox, which the daemon retries).
+    #[arg(long)]
+    pub send: bool,
+    /// Format of --print.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 /// `lookup`

@@ -28,6 +28,119 @@ pub struct RawConfig {
     pub daemon: RawDaemon,
     /// `[enrich]`: reverse DNS, country and AS of each attacker.
     pub enrich: RawEnrich,
+    /// `[report]`: scheduled and on-demand summaries by email.
+    pub report: RawReport,
+}
+
+/// `[report]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReport {
+    /// When the daemon sends a report: cron with seconds (`sec min hour day month weekday`), in
+    /// the local time zone; "" for never.
+    #[serde(deserialize_with = "cron_schedule")]
+    pub schedule: String,
+    /// Recipients; none: reports are not mailed.
+    #[serde(deserialize_with = "mailboxes")]
+    pub to: Vec<String>,
+    /// Sender.
+    #[serde(deserialize_with = "mailbox")]
+    pub from: String,
+    /// Start of every subject.
+    pub subject_prefix: String,
+    /// `smtp` or `sendmail`.
+    pub transport: TransportKind,
+    /// `[report.smtp]`
+    pub smtp: RawSmtp,
+}
+
+/// How report mail leaves.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// SMTP (`[report.smtp]`).
+    Smtp,
+    /// The local sendmail binary.
+    Sendmail,
+}
+
+/// `[report.smtp]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSmtp {
+    /// Server.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub security: crate::report::mail::Security,
+    /// Login name ("" for none).
+    pub username: String,
+    /// File holding the password (first line).
+    pub password_file: PathBuf,
+    /// The password itself: refused unless the config file is readable by its owner only.
+    pub password: String,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        RawSmtp {
+            host: "localhost".into(),
+            port: 25,
+            security: crate::report::mail::Security::None,
+            username: String::new(),
+            password_file: PathBuf::new(),
+            password: String::new(),
+        }
+    }
+}
+
+impl Default for RawReport {
+    fn default() -> Self {
+        RawReport {
+            schedule: "0 0 8 * * *".into(),
+            to: Vec::new(),
+            from: "maillogsentinel@localhost".into(),
+            subject_prefix: "[maillogsentinel]".into(),
+            transport: TransportKind::Smtp,
+            smtp: RawSmtp::default(),
+        }
+    }
+}
+
+/// Parses a report schedule (cron with seconds); "" means none.
+pub fn parse_schedule(s: &str) -> Result<Option<croner::Cron>, String> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(s)
+        .map(Some)
+        .map_err(|e| format!("invalid schedule {s:?} ({e}): write cron with seconds, like \"0 0 8 * * *\" (08:00:00 every day)"))
+}
+
+fn cron_schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_schedule(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+fn mailbox<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<lettre::message::Mailbox>()
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a mail address ({e})")))?;
+    Ok(s)
+}
+
+fn mailboxes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    for s in &v {
+        s.parse::<lettre::message::Mailbox>()
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a mail address ({e})")))?;
+    }
+    Ok(v)
 }
 
 /// `[enrich]`
@@ -287,6 +400,10 @@ pub struct Config {
     pub enrich: crate::enrich::EnrichSettings,
     /// What `geoip update` fetches.
     pub geoip_downloads: Vec<crate::enrich::update::Download>,
+    /// Report schedule (validated cron), "" for none.
+    pub report_schedule: String,
+    /// Where reports are mailed; `None` when `[report] to` is empty.
+    pub report_mail: Option<crate::report::mail::MailSettings>,
 }
 
 /// Why a configuration could not be used.
@@ -358,7 +475,14 @@ impl Config {
                 });
             }
         }
-        Ok(Config::from_raw(raw, origin))
+        let mail =
+            report_mail(&raw.report, &origin, text).map_err(|message| ConfigError::Invalid {
+                path: path.clone(),
+                message,
+            })?;
+        let mut config = Config::from_raw(raw, origin);
+        config.report_mail = mail;
+        Ok(config)
     }
 
     fn from_raw(raw: RawConfig, origin: Origin) -> Config {
@@ -377,6 +501,8 @@ impl Config {
             checkpoint_interval: raw.daemon.checkpoint_interval.0,
             enrich: enrich_settings(&raw.enrich),
             geoip_downloads: geoip_downloads(&raw.enrich),
+            report_schedule: raw.report.schedule.clone(),
+            report_mail: None,
             raw,
         }
     }
@@ -397,8 +523,84 @@ impl Config {
 
     /// The effective settings as TOML.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(&self.raw).expect("the configuration always serialises")
+        let mut raw = self.raw.clone();
+        if !raw.report.smtp.password.is_empty() {
+            raw.report.smtp.password = "(hidden)".into();
+        }
+        toml::to_string_pretty(&raw).expect("the configuration always serialises")
     }
+}
+
+/// Mail settings from `[report]`, checking the password rules.
+fn report_mail(
+    raw: &RawReport,
+    origin: &Origin,
+    text: &str,
+) -> Result<Option<crate::report::mail::MailSettings>, String> {
+    use crate::report::mail::{MailSettings, Transport};
+    if raw.to.is_empty() {
+        return Ok(None);
+    }
+    let parse = |s: &str| {
+        s.parse::<lettre::message::Mailbox>()
+            .expect("validated while reading")
+    };
+    let transport = match raw.transport {
+        TransportKind::Sendmail => Transport::Sendmail,
+        TransportKind::Smtp => {
+            let smtp = &raw.smtp;
+            let password = if !smtp.password.is_empty() {
+                if let Origin::File(p) = origin {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(p)
+                        .map(|m| m.permissions().mode())
+                        .unwrap_or(0o644);
+                    if mode & 0o077 != 0 {
+                        return Err(format!(
+                            "report.smtp.password (line {}) is in a file others can read (mode {:o}): move it to password_file, or chmod 600 {}",
+                            line_of(text, "report.smtp.password"),
+                            mode & 0o777,
+                            p.display()
+                        ));
+                    }
+                }
+                Some(smtp.password.clone())
+            } else if !smtp.password_file.as_os_str().is_empty() {
+                let text = std::fs::read_to_string(&smtp.password_file).map_err(|e| {
+                    format!(
+                        "report.smtp.password_file {}: {e}",
+                        smtp.password_file.display()
+                    )
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_string())
+            } else {
+                None
+            };
+            let credentials = if smtp.username.is_empty() {
+                None
+            } else {
+                Some((
+                    smtp.username.clone(),
+                    password.ok_or_else(|| {
+                        "report.smtp.username is set but neither password_file nor password is"
+                            .to_string()
+                    })?,
+                ))
+            };
+            Transport::Smtp {
+                host: smtp.host.clone(),
+                port: smtp.port,
+                security: smtp.security,
+                credentials,
+            }
+        }
+    };
+    Ok(Some(MailSettings {
+        to: raw.to.iter().map(|s| parse(s)).collect(),
+        from: parse(&raw.from),
+        subject_prefix: raw.subject_prefix.clone(),
+        transport,
+    }))
 }
 
 fn geoip_downloads(raw: &RawEnrich) -> Vec<crate::enrich::update::Download> {
@@ -460,7 +662,7 @@ fn flatten(raw: &RawConfig) -> std::collections::BTreeMap<String, String> {
 
 /// The line (1-based) where `section.key` is set, or 0 when it is not in the text.
 fn line_of(text: &str, dotted: &str) -> usize {
-    let (section, key) = dotted.split_once('.').unwrap_or(("", dotted));
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
     let mut current = "";
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();

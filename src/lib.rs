@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod enrich;
 pub mod parse;
 pub mod pipeline;
+pub mod report;
 pub mod scan;
 pub mod sink;
 pub mod source;

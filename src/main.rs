@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser as _;
-use maillogsentinel::cli::{Cli, Command, ConfigArg, GeoipCommand, LookupArgs, ScanArgs};
+use maillogsentinel::cli::{
+    Cli, Command, ConfigArg, Format, GeoipCommand, LookupArgs, ReportArgs, ScanArgs,
+};
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
 use maillogsentinel::enrich::Enricher;
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => run_scan(args),
         Command::Check(args) => run_check(args),
         Command::Lookup(args) => run_lookup(args),
+        Command::Report(args) => run_report(args),
         Command::Geoip(GeoipCommand::Update(args)) => run_geoip_update(args),
     };
     match outcome {
@@ -66,6 +69,85 @@ fn run_daemon(args: ConfigArg) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| Failure::Runtime(e.into()))
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::report::{self, Window};
+    let config = load_config(&args.config)?;
+    let now = report::now();
+    let usage = |e: report::ReportError| Failure::Usage(e.into());
+    let state = report::state::ReportState::load(&config.state_dir);
+    let (window, default_window) = match (&args.since, &args.from, &args.to) {
+        (Some(d), _, _) => {
+            let d = humantime::parse_duration(d).map_err(|e| {
+                Failure::Usage(anyhow::anyhow!("--since {d}: {e} (write e.g. 24h or 7d)"))
+            })?;
+            (
+                Window {
+                    from: now - d.as_secs() as i64,
+                    to: now,
+                },
+                false,
+            )
+        }
+        (None, Some(f), Some(t)) => (
+            Window {
+                from: report::parse_time(f).map_err(usage)?,
+                to: report::parse_time(t).map_err(usage)?,
+            },
+            false,
+        ),
+        _ => (state.default_window(now), true),
+    };
+    if window.to <= window.from {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "the window is empty: --from must be before --to"
+        )));
+    }
+    let built = report::build(&config.csv, &config.state_dir, window, args.send)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    if args.print || !args.send {
+        let out = match args.format {
+            Format::Text => report::render::text(&built.summary, std::io::stdout().is_terminal()),
+            Format::Html => report::render::html(&built.summary, false),
+            Format::Json => report::render::json(&built.summary),
+        };
+        print!("{out}");
+    }
+    if args.send {
+        let Some(mail) = &config.report_mail else {
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "--send: no recipients: set [report] to = [\"postmaster@example.org\"]"
+            )));
+        };
+        let state_dir = config
+            .state_dir
+            .is_dir()
+            .then_some(config.state_dir.as_path());
+        let sent = report::mail::send(mail, &built, state_dir);
+        if default_window && state_dir.is_some() {
+            // Sent or queued: the next default report starts where this one ended.
+            let _ = report::state::ReportState {
+                last_to: Some(window.to),
+            }
+            .save(&config.state_dir);
+        }
+        match sent {
+            Ok(()) => eprintln!(
+                "maillogsentinel: report sent to {}",
+                mail.to
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => {
+                eprintln!("maillogsentinel: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

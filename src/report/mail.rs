@@ -1,0 +1,284 @@
+//! The report as an email (lettre): a plain-text part and an HTML part with the tables and an
+//! inline chart, and the window's rows attached as CSV (gzip over 1 MB). Sent over SMTP (none,
+//! STARTTLS or TLS, optional login) or through the local sendmail binary. A report that cannot
+//! be sent waits in `state_dir/outbox` and is retried until it goes.
+//!
+//! Nothing an attacker controls goes into a header: the subject holds only counts and dates,
+//! and lettre encodes every header value itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Address, Message, SendmailTransport, SmtpTransport, Transport as _};
+use serde::{Deserialize, Serialize};
+
+use super::{Report, chart, render};
+
+/// How the mail leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// SMTP to a server.
+    Smtp {
+        /// Server name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// `none`, `starttls` or `tls`.
+        security: Security,
+        /// Login, when the server wants one.
+        credentials: Option<(String, String)>,
+    },
+    /// The local `sendmail` binary.
+    Sendmail,
+}
+
+/// SMTP connection security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Plain SMTP (a local relay).
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where reports go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSettings {
+    /// Recipients.
+    pub to: Vec<Mailbox>,
+    /// Sender.
+    pub from: Mailbox,
+    /// Start of every subject.
+    pub subject_prefix: String,
+    /// How it is sent.
+    pub transport: Transport,
+}
+
+/// Why a report mail could not be built or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// Building the message failed.
+    #[error("cannot build the report mail: {0}")]
+    Build(String),
+    /// Sending failed (it is kept in the outbox when there is one).
+    #[error("cannot send the report mail: {0}")]
+    Send(String),
+    /// The outbox could not be written or read.
+    #[error("outbox {path}: {message}")]
+    Outbox {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The subject line: counts and dates only.
+pub fn subject(prefix: &str, report: &Report) -> String {
+    let s = &report.summary;
+    let day = s.from.get(..16).unwrap_or(&s.from).replace('T', " ");
+    let to = s.to.get(..16).unwrap_or(&s.to).replace('T', " ");
+    format!(
+        "{prefix} {} failed logins from {} addresses ({day} to {to})",
+        s.totals.attempts, s.totals.distinct_ips
+    )
+    .trim()
+    .to_string()
+}
+
+/// Builds the mail.
+pub fn build(settings: &MailSettings, report: &Report) -> Result<Message, MailError> {
+    let text = render::text(&report.summary, false);
+    let png = chart::per_hour_png(&report.summary.per_hour);
+    let html = render::html(&report.summary, png.is_some());
+    let mut related = MultiPart::related().singlepart(SinglePart::html(html));
+    if let Some(png) = png {
+        related = related.singlepart(
+            MailAttachment::new_inline_with_name("chart".into(), "attempts-per-hour.png".into())
+                .body(png, ContentType::parse("image/png").expect("valid")),
+        );
+    }
+    let alternative = MultiPart::alternative()
+        .singlepart(SinglePart::plain(text))
+        .multipart(related);
+    let mut mixed = MultiPart::mixed().multipart(alternative);
+    if let Some(a) = &report.rows_csv {
+        let ctype = if a.name.ends_with(".gz") {
+            "application/gzip"
+        } else {
+            "text/csv; charset=utf-8"
+        };
+        mixed = mixed.singlepart(
+            MailAttachment::new(a.name.clone())
+                .body(a.bytes.clone(), ContentType::parse(ctype).expect("valid")),
+        );
+    }
+    let mut builder = Message::builder()
+        .from(settings.from.clone())
+        .subject(subject(&settings.subject_prefix, report));
+    for to in &settings.to {
+        builder = builder.to(to.clone());
+    }
+    builder
+        .multipart(mixed)
+        .map_err(|e| MailError::Build(e.to_string()))
+}
+
+/// Sends a formatted message to its envelope.
+pub fn send_raw(
+    settings: &MailSettings,
+    envelope: &lettre::address::Envelope,
+    raw: &[u8],
+) -> Result<(), MailError> {
+    let err = |e: &dyn std::fmt::Display| MailError::Send(e.to_string());
+    match &settings.transport {
+        Transport::Sendmail => SendmailTransport::new()
+            .send_raw(envelope, raw)
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+        Transport::Smtp {
+            host,
+            port,
+            security,
+            credentials,
+        } => {
+            let mut b = match security {
+                Security::None => SmtpTransport::builder_dangerous(host.as_str()).tls(Tls::None),
+                Security::Starttls => {
+                    let tls = TlsParameters::new(host.clone()).map_err(|e| err(&e))?;
+                    SmtpTransport::builder_dangerous(host.as_str()).tls(Tls::Required(tls))
+                }
+                Security::Tls => {
+                    let tls = TlsParameters::new(host.clone()).map_err(|e| err(&e))?;
+                    SmtpTransport::builder_dangerous(host.as_str()).tls(Tls::Wrapper(tls))
+                }
+            }
+            .port(*port)
+            .timeout(Some(Duration::from_secs(30)));
+            if let Some((user, pass)) = credentials {
+                b = b.credentials(Credentials::new(user.clone(), pass.clone()));
+            }
+            b.build()
+                .send_raw(envelope, raw)
+                .map(|_| ())
+                .map_err(|e| err(&e))
+        }
+    }
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Serialize, Deserialize)]
+struct Queued {
+    from: Option<String>,
+    to: Vec<String>,
+    /// Attempts so far.
+    attempts: u32,
+}
+
+fn outbox_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("outbox")
+}
+
+/// Puts a message in the outbox (`NAME.eml` and `NAME.json` with its envelope).
+pub fn queue(state_dir: &Path, message: &Message) -> Result<PathBuf, MailError> {
+    let dir = outbox_dir(state_dir);
+    let err = |p: &Path, e: &dyn std::fmt::Display| MailError::Outbox {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| err(&dir, &e))?;
+    let name = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"),
+        std::process::id()
+    );
+    let env = message.envelope();
+    let q = Queued {
+        from: env.from().map(|a| a.to_string()),
+        to: env.to().iter().map(|a| a.to_string()).collect(),
+        attempts: 0,
+    };
+    let eml = dir.join(format!("{name}.eml"));
+    let meta = dir.join(format!("{name}.json"));
+    std::fs::write(&eml, message.formatted()).map_err(|e| err(&eml, &e))?;
+    // The envelope last: a message counts as queued once both are there.
+    let tmp = meta.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&q).expect("serialisable"))
+        .map_err(|e| err(&tmp, &e))?;
+    std::fs::rename(&tmp, &meta).map_err(|e| err(&meta, &e))?;
+    Ok(eml)
+}
+
+/// Tries to send everything in the outbox; returns (sent, still waiting). Each message is
+/// removed once sent, so a report is delivered once.
+pub fn flush_outbox(state_dir: &Path, settings: &MailSettings) -> (usize, usize) {
+    let dir = outbox_dir(state_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return (0, 0);
+    };
+    let mut metas: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    metas.sort();
+    let (mut sent, mut waiting) = (0, 0);
+    for meta in metas {
+        let eml = meta.with_extension("eml");
+        let (Ok(m), Ok(raw)) = (std::fs::read(&meta), std::fs::read(&eml)) else {
+            continue;
+        };
+        let Ok(mut q) = serde_json::from_slice::<Queued>(&m) else {
+            continue;
+        };
+        let to: Vec<Address> = q.to.iter().filter_map(|a| a.parse().ok()).collect();
+        let from = q.from.as_deref().and_then(|a| a.parse().ok());
+        let Ok(envelope) = lettre::address::Envelope::new(from, to) else {
+            continue;
+        };
+        match send_raw(settings, &envelope, &raw) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&meta);
+                let _ = std::fs::remove_file(&eml);
+                sent += 1;
+            }
+            Err(e) => {
+                q.attempts += 1;
+                let _ = std::fs::write(&meta, serde_json::to_vec(&q).expect("serialisable"));
+                tracing::warn!(message = %eml.display(), attempts = q.attempts, "report still not sent: {e}");
+                waiting += 1;
+            }
+        }
+    }
+    (sent, waiting)
+}
+
+/// Sends a report now; on failure it is queued in `state_dir`'s outbox (when given) and the
+/// error says so.
+pub fn send(
+    settings: &MailSettings,
+    report: &Report,
+    state_dir: Option<&Path>,
+) -> Result<(), MailError> {
+    let message = build(settings, report)?;
+    let raw = message.formatted();
+    match send_raw(settings, message.envelope(), &raw) {
+        Ok(()) => Ok(()),
+        Err(e) => match state_dir {
+            Some(dir) => {
+                let path = queue(dir, &message)?;
+                Err(MailError::Send(format!(
+                    "{e}; kept in {} to be retried",
+                    path.display()
+                )))
+            }
+            None => Err(e),
+        },
+    }
+}

@@ -1,0 +1,266 @@
+//! Reports: who attacked in a window of time, read from the intrusion CSV, rendered for a
+//! terminal, as JSON, or as an email with an HTML part, a chart and the rows attached.
+//!
+//! Only the window's rows are read ([`index`]), the previous window of the same length too (for
+//! the side-by-side change and the "new addresses"), in one pass each ([`summary`]).
+
+pub mod chart;
+pub mod index;
+pub mod mail;
+pub mod render;
+pub mod state;
+pub mod summary;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use flate2::{Compression, write::GzEncoder};
+
+use index::Index;
+use summary::{Aggregator, Row, Summary};
+
+/// Attachments larger than this are gzipped.
+pub const GZIP_OVER: usize = 1024 * 1024;
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The CSV or the index could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A time given on the command line could not be understood.
+    #[error("{0}")]
+    Time(String),
+}
+
+/// A window of time `[from, to)`, seconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start, included.
+    pub from: i64,
+    /// End, excluded.
+    pub to: i64,
+}
+
+impl Window {
+    /// The window of the same length just before this one.
+    pub fn previous(&self) -> Window {
+        Window {
+            from: self.from - (self.to - self.from),
+            to: self.from,
+        }
+    }
+}
+
+/// Parses a time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DD` (local time).
+pub fn parse_time(s: &str) -> Result<i64, ReportError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
+            return local(n, s);
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return local(d.and_hms_opt(0, 0, 0).expect("midnight"), s);
+    }
+    Err(ReportError::Time(format!(
+        "cannot read the time {s:?}: write 2026-11-22, \"2026-11-22 08:00\" or 2026-11-22T08:00:00+01:00"
+    )))
+}
+
+fn local(n: NaiveDateTime, s: &str) -> Result<i64, ReportError> {
+    Local
+        .from_local_datetime(&n)
+        .earliest()
+        .map(|t| t.timestamp())
+        .ok_or_else(|| ReportError::Time(format!("{s:?} does not exist in the local time zone")))
+}
+
+/// Now, in seconds.
+pub fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// A report's content: the summary and, when asked for, the window's rows as a CSV.
+pub struct Report {
+    /// The figures.
+    pub summary: Summary,
+    /// The window's rows with the header (gzip when over [`GZIP_OVER`]), when collected.
+    pub rows_csv: Option<Attachment>,
+}
+
+/// The rows attached to a report mail.
+pub struct Attachment {
+    /// File name (`.csv` or `.csv.gz`).
+    pub name: String,
+    /// Content.
+    pub bytes: Vec<u8>,
+    /// Rows in it.
+    pub rows: u64,
+}
+
+/// Builds the report for `window` from `csv`, using (and extending) the index in `state_dir`.
+pub fn build(
+    csv: &Path,
+    state_dir: &Path,
+    window: Window,
+    with_rows: bool,
+) -> Result<Report, ReportError> {
+    let read_err = |path: &Path, e: &dyn std::fmt::Display| ReportError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let csv_bytes = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
+    let index_path = state_dir.join("report-index.json");
+    let mut index = Index::load(&index_path, csv);
+    if csv_bytes > 0 {
+        index.extend().map_err(|e| read_err(csv, &e))?;
+        if state_dir.is_dir() {
+            // An index that cannot be saved only costs time next run.
+            if let Err(e) = index.save(&index_path) {
+                tracing::warn!("cannot save the report index: {e}");
+            }
+        }
+    }
+    let mut current = Aggregator::default();
+    let mut rows = with_rows.then(RowsOut::new);
+    scan_window(csv, &index, window, &mut current, rows.as_mut()).map_err(|e| read_err(csv, &e))?;
+    let mut previous = Aggregator::default();
+    scan_window(csv, &index, window.previous(), &mut previous, None)
+        .map_err(|e| read_err(csv, &e))?;
+    let summary = current.finish(window.from, window.to, &previous, csv_bytes);
+    let rows_csv = rows.map(|r| r.finish(window));
+    Ok(Report { summary, rows_csv })
+}
+
+/// Collects raw rows for the attachment: plain up to [`GZIP_OVER`], then gzip.
+struct RowsOut {
+    plain: Vec<u8>,
+    gz: Option<GzEncoder<Vec<u8>>>,
+    rows: u64,
+}
+
+impl RowsOut {
+    fn new() -> Self {
+        let mut plain = crate::sink::COLUMNS.join(",").into_bytes();
+        plain.extend_from_slice(b"\r\n");
+        RowsOut {
+            plain,
+            gz: None,
+            rows: 0,
+        }
+    }
+
+    fn push(&mut self, raw: &[u8]) {
+        self.rows += 1;
+        match &mut self.gz {
+            Some(gz) => gz.write_all(raw).expect("writing to memory"),
+            None => {
+                self.plain.extend_from_slice(raw);
+                if self.plain.len() > GZIP_OVER {
+                    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+                    gz.write_all(&self.plain).expect("writing to memory");
+                    self.plain = Vec::new();
+                    self.gz = Some(gz);
+                }
+            }
+        }
+    }
+
+    fn finish(self, w: Window) -> Attachment {
+        let day = |t: i64| {
+            DateTime::from_timestamp(t, 0)
+                .map(|d| d.with_timezone(&Local).format("%Y%m%d-%H%M").to_string())
+                .unwrap_or_default()
+        };
+        let base = format!("intrusions-{}-{}", day(w.from), day(w.to));
+        match self.gz {
+            Some(gz) => Attachment {
+                name: format!("{base}.csv.gz"),
+                bytes: gz.finish().expect("in memory"),
+                rows: self.rows,
+            },
+            None => Attachment {
+                name: format!("{base}.csv"),
+                bytes: self.plain,
+                rows: self.rows,
+            },
+        }
+    }
+}
+
+/// Feeds the rows of `window` to `agg` (and their raw bytes to `rows`), reading only the
+/// chunks the index says may hold them.
+fn scan_window(
+    csv: &Path,
+    index: &Index,
+    window: Window,
+    agg: &mut Aggregator,
+    mut rows: Option<&mut RowsOut>,
+) -> std::io::Result<()> {
+    let mut file = match std::fs::File::open(csv) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut row = Row::default();
+    for chunk in index.chunks_for(window.from, window.to) {
+        buf.clear();
+        file.seek(SeekFrom::Start(chunk.offset))?;
+        (&mut file).take(chunk.len).read_to_end(&mut buf)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&buf[..]);
+        loop {
+            let start = reader.position().byte() as usize;
+            if !reader.read_byte_record(&mut record).unwrap_or(false) {
+                break;
+            }
+            let Some((start, end)) =
+                index::row_span(&buf, start, reader.position().byte() as usize)
+            else {
+                break;
+            };
+            let Some(ts) = record.get(0).and_then(index::parse_ts) else {
+                continue;
+            };
+            if ts < window.from || ts >= window.to {
+                continue;
+            }
+            let cell =
+                |i: usize| String::from_utf8_lossy(record.get(i).unwrap_or_default()).into_owned();
+            row.ts = ts;
+            row.service = cell(2);
+            row.ip = cell(3);
+            row.username = cell(4);
+            row.mechanism = cell(5);
+            row.client_hostname = cell(7);
+            row.reverse_dns = cell(8);
+            row.dns_status = cell(9);
+            row.country = cell(10);
+            row.asn = cell(11);
+            row.as_org = cell(12);
+            agg.add(&row);
+            if let Some(r) = rows.as_deref_mut() {
+                r.push(&buf[start..end]);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! What the reporter remembers across restarts: where the last report's window ended, so the
+//! next one starts there (no period skipped or repeated).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Window;
+
+/// The window used when there was no report before.
+pub const FIRST_WINDOW_SECS: i64 = 24 * 3600;
+
+/// `state_dir/report-state.json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportState {
+    /// End of the last report's window (seconds since the epoch).
+    pub last_to: Option<i64>,
+}
+
+impl ReportState {
+    /// Reads the state (none yet: default).
+    pub fn load(state_dir: &Path) -> ReportState {
+        std::fs::read(state_dir.join("report-state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves it atomically.
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        let path = state_dir.join("report-state.json");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).expect("serialisable"))?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// The window of the next default report: from the last one's end to `now`.
+    pub fn default_window(&self, now: i64) -> Window {
+        let from = self
+            .last_to
+            .filter(|t| *t < now)
+            .unwrap_or(now - FIRST_WINDOW_SECS);
+        Window { from, to: now }
+    }
+}

@@ -1,0 +1,388 @@
+//! The figures of a report, computed from the window's rows in one pass.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// Rows listed in each "top" table.
+pub const TOP: usize = 10;
+
+/// One CSV row as a report reads it (the columns it uses).
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// Seconds since the epoch.
+    pub ts: i64,
+    /// Client address.
+    pub ip: String,
+    /// Username tried ("" when none was logged).
+    pub username: String,
+    /// Client hostname Postfix logged.
+    pub client_hostname: String,
+    /// Reverse DNS name.
+    pub reverse_dns: String,
+    /// Reverse DNS status.
+    pub dns_status: String,
+    /// Country code.
+    pub country: String,
+    /// AS number.
+    pub asn: String,
+    /// AS organisation.
+    pub as_org: String,
+    /// SASL mechanism.
+    pub mechanism: String,
+    /// Logging service.
+    pub service: String,
+}
+
+/// Undoes the CSV's formula-injection guard for display (the report escapes for its own
+/// medium instead).
+pub fn unguard(cell: &str) -> &str {
+    match cell.as_bytes() {
+        [b'\'', b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r', ..] => &cell[1..],
+        _ => cell,
+    }
+}
+
+/// Totals of a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Failed logins.
+    pub attempts: u64,
+    /// Distinct client addresses.
+    pub distinct_ips: u64,
+    /// Distinct usernames (the empty one included when some lines had none).
+    pub distinct_usernames: u64,
+}
+
+/// A top-list line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// What is counted.
+    pub key: String,
+    /// How often.
+    pub count: u64,
+}
+
+/// An attacking address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IpLine {
+    /// The address.
+    pub ip: String,
+    /// Attempts.
+    pub count: u64,
+    /// Reverse DNS name.
+    pub reverse_dns: String,
+    /// Country.
+    pub country: String,
+    /// AS number.
+    pub asn: String,
+    /// AS organisation.
+    pub as_org: String,
+}
+
+/// A targeted username and how widely it was attacked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UserLine {
+    /// The username ("" for none).
+    pub username: String,
+    /// Attempts.
+    pub count: u64,
+    /// Distinct addresses that tried it.
+    pub distinct_ips: u64,
+    /// Distinct autonomous systems those addresses belong to.
+    pub distinct_asns: u64,
+}
+
+/// An IPv6 /64 and its attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PrefixLine {
+    /// The /64.
+    pub prefix: String,
+    /// Attempts.
+    pub count: u64,
+    /// Distinct addresses in it.
+    pub addresses: u64,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Window start (RFC 3339).
+    pub from: String,
+    /// Window end (exclusive).
+    pub to: String,
+    /// This window's totals.
+    pub totals: Totals,
+    /// The previous window of the same length.
+    pub previous: Totals,
+    /// Top addresses.
+    pub top_ips: Vec<IpLine>,
+    /// Top usernames, with how many addresses and ASNs tried each.
+    pub top_usernames: Vec<UserLine>,
+    /// Usernames tried from the most distinct addresses: slow distributed brute force shows
+    /// here even when no address tries often.
+    pub distributed: Vec<UserLine>,
+    /// Top countries.
+    pub top_countries: Vec<Count>,
+    /// Top autonomous systems (`AS123 Org`).
+    pub top_asns: Vec<Count>,
+    /// Top client hostnames (reverse DNS, else the name Postfix logged).
+    pub top_hosts: Vec<Count>,
+    /// IPv6 attackers grouped by /64.
+    pub ipv6_prefixes: Vec<PrefixLine>,
+    /// Attempts per hour (start of the hour, RFC 3339), every hour of the window.
+    pub per_hour: Vec<Count>,
+    /// Addresses not seen in the previous window (how many, and the first few).
+    pub new_ips: u64,
+    /// Up to 20 of them, busiest first.
+    pub new_ip_sample: Vec<Count>,
+    /// Reverse DNS outcomes.
+    pub dns_status: Vec<Count>,
+    /// Mechanisms used.
+    pub mechanisms: Vec<Count>,
+    /// Services attacked.
+    pub services: Vec<Count>,
+    /// Size of the CSV record, bytes.
+    pub csv_bytes: u64,
+}
+
+#[derive(Default)]
+struct IpAgg {
+    count: u64,
+    reverse_dns: String,
+    country: String,
+    asn: String,
+    as_org: String,
+}
+
+#[derive(Default)]
+struct UserAgg {
+    count: u64,
+    ips: HashSet<String>,
+    asns: HashSet<String>,
+}
+
+/// Accumulates rows of the window.
+#[derive(Default)]
+pub struct Aggregator {
+    attempts: u64,
+    ips: HashMap<String, IpAgg>,
+    users: HashMap<String, UserAgg>,
+    countries: HashMap<String, u64>,
+    asns: HashMap<String, u64>,
+    hosts: HashMap<String, u64>,
+    v6: HashMap<String, (u64, HashSet<String>)>,
+    hours: BTreeMap<i64, u64>,
+    dns_status: HashMap<String, u64>,
+    mechanisms: HashMap<String, u64>,
+    services: HashMap<String, u64>,
+}
+
+fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
+    let mut v: Vec<Count> = map
+        .into_iter()
+        .map(|(key, count)| Count { key, count })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    v.truncate(n);
+    v
+}
+
+fn slash64(ip: &str) -> Option<String> {
+    let IpAddr::V6(v6) = ip.parse::<IpAddr>().ok()? else {
+        return None;
+    };
+    let s = v6.segments();
+    Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+}
+
+impl Aggregator {
+    /// Adds one row.
+    pub fn add(&mut self, r: &Row) {
+        self.attempts += 1;
+        let ip = self.ips.entry(r.ip.clone()).or_default();
+        ip.count += 1;
+        if ip.reverse_dns.is_empty() {
+            ip.reverse_dns = unguard(&r.reverse_dns).to_string();
+        }
+        if ip.country.is_empty() {
+            ip.country = r.country.clone();
+        }
+        if ip.asn.is_empty() {
+            ip.asn = r.asn.clone();
+            ip.as_org = unguard(&r.as_org).to_string();
+        }
+        let user = self
+            .users
+            .entry(unguard(&r.username).to_string())
+            .or_default();
+        user.count += 1;
+        if !user.ips.contains(&r.ip) {
+            user.ips.insert(r.ip.clone());
+        }
+        if !r.asn.is_empty() && !user.asns.contains(&r.asn) {
+            user.asns.insert(r.asn.clone());
+        }
+        if !r.country.is_empty() {
+            *self.countries.entry(r.country.clone()).or_default() += 1;
+        }
+        if !r.asn.is_empty() {
+            let key = format!("AS{} {}", r.asn, unguard(&r.as_org))
+                .trim_end()
+                .to_string();
+            *self.asns.entry(key).or_default() += 1;
+        }
+        let host = if !r.reverse_dns.is_empty() {
+            unguard(&r.reverse_dns)
+        } else {
+            unguard(&r.client_hostname)
+        };
+        if !host.is_empty() {
+            *self.hosts.entry(host.to_string()).or_default() += 1;
+        }
+        if r.ip.contains(':')
+            && let Some(p) = slash64(&r.ip)
+        {
+            let e = self.v6.entry(p).or_default();
+            e.0 += 1;
+            e.1.insert(r.ip.clone());
+        }
+        *self.hours.entry(r.ts.div_euclid(3600) * 3600).or_default() += 1;
+        let status = if r.dns_status.is_empty() {
+            "(not enriched)"
+        } else {
+            &r.dns_status
+        };
+        *self.dns_status.entry(status.to_string()).or_default() += 1;
+        *self
+            .mechanisms
+            .entry(unguard(&r.mechanism).to_string())
+            .or_default() += 1;
+        *self
+            .services
+            .entry(unguard(&r.service).to_string())
+            .or_default() += 1;
+    }
+
+    /// The distinct addresses seen.
+    pub fn ip_set(&self) -> HashSet<&str> {
+        self.ips.keys().map(String::as_str).collect()
+    }
+
+    /// This period's totals.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            attempts: self.attempts,
+            distinct_ips: self.ips.len() as u64,
+            distinct_usernames: self.users.len() as u64,
+        }
+    }
+
+    /// The summary, given the window (seconds), the previous period's aggregate and the CSV size.
+    pub fn finish(self, from: i64, to: i64, previous: &Aggregator, csv_bytes: u64) -> Summary {
+        let rfc = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| {
+                    d.with_timezone(&chrono::Local)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+                })
+                .unwrap_or_default()
+        };
+        let totals = self.totals();
+        let before = previous.ip_set();
+        let mut new_ips: Vec<Count> = self
+            .ips
+            .iter()
+            .filter(|(ip, _)| !before.contains(ip.as_str()))
+            .map(|(ip, a)| Count {
+                key: ip.clone(),
+                count: a.count,
+            })
+            .collect();
+        new_ips.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        let new_count = new_ips.len() as u64;
+        new_ips.truncate(20);
+        let mut ips: Vec<IpLine> = self
+            .ips
+            .into_iter()
+            .map(|(ip, a)| IpLine {
+                ip,
+                count: a.count,
+                reverse_dns: a.reverse_dns,
+                country: a.country,
+                asn: a.asn,
+                as_org: a.as_org,
+            })
+            .collect();
+        ips.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.ip.cmp(&b.ip)));
+        ips.truncate(TOP);
+        let users: Vec<UserLine> = self
+            .users
+            .into_iter()
+            .map(|(username, u)| UserLine {
+                username,
+                count: u.count,
+                distinct_ips: u.ips.len() as u64,
+                distinct_asns: u.asns.len() as u64,
+            })
+            .collect();
+        let mut top_usernames = users.clone();
+        top_usernames.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.username.cmp(&b.username))
+        });
+        top_usernames.truncate(TOP);
+        let mut distributed = users;
+        distributed.sort_by(|a, b| {
+            b.distinct_ips
+                .cmp(&a.distinct_ips)
+                .then(b.distinct_asns.cmp(&a.distinct_asns))
+                .then_with(|| a.username.cmp(&b.username))
+        });
+        distributed.retain(|u| u.distinct_ips > 1);
+        distributed.truncate(TOP);
+        let mut v6: Vec<PrefixLine> = self
+            .v6
+            .into_iter()
+            .map(|(prefix, (count, addrs))| PrefixLine {
+                prefix,
+                count,
+                addresses: addrs.len() as u64,
+            })
+            .collect();
+        v6.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.prefix.cmp(&b.prefix)));
+        v6.truncate(TOP);
+        let first_hour = from.div_euclid(3600) * 3600;
+        let per_hour = (0..)
+            .map(|i| first_hour + i * 3600)
+            .take_while(|h| *h < to)
+            .take(24 * 366)
+            .map(|h| Count {
+                key: rfc(h),
+                count: self.hours.get(&h).copied().unwrap_or(0),
+            })
+            .collect();
+        Summary {
+            from: rfc(from),
+            to: rfc(to),
+            totals,
+            previous: previous.totals(),
+            top_ips: ips,
+            top_usernames,
+            distributed,
+            top_countries: top(self.countries, TOP),
+            top_asns: top(self.asns, TOP),
+            top_hosts: top(self.hosts, TOP),
+            ipv6_prefixes: v6,
+            per_hour,
+            new_ips: new_count,
+            new_ip_sample: new_ips,
+            dns_status: top(self.dns_status, 16),
+            mechanisms: top(self.mechanisms, TOP),
+            services: top(self.services, TOP),
+            csv_bytes,
+        }
+    }
+}
