@@ -50,6 +50,8 @@ pub struct RawReport {
     pub subject_prefix: String,
     /// `smtp` or `sendmail`.
     pub transport: TransportKind,
+    /// First wait before an undelivered report is sent again (doubling up to 30 min).
+    pub retry: DurationStr,
     /// `[report.smtp]`
     pub smtp: RawSmtp,
 }
@@ -103,6 +105,7 @@ impl Default for RawReport {
             from: "maillogsentinel@localhost".into(),
             subject_prefix: "[maillogsentinel]".into(),
             transport: TransportKind::Smtp,
+            retry: DurationStr::secs(30),
             smtp: RawSmtp::default(),
         }
     }
@@ -402,6 +405,8 @@ pub struct Config {
     pub geoip_downloads: Vec<crate::enrich::update::Download>,
     /// Report schedule (validated cron), "" for none.
     pub report_schedule: String,
+    /// First retry delay of undelivered reports.
+    pub report_retry: Duration,
     /// Where reports are mailed; `None` when `[report] to` is empty.
     pub report_mail: Option<crate::report::mail::MailSettings>,
 }
@@ -464,6 +469,7 @@ impl Config {
             ("daemon.shutdown_timeout", raw.daemon.shutdown_timeout),
             ("daemon.checkpoint_interval", raw.daemon.checkpoint_interval),
             ("enrich.dns_timeout", raw.enrich.dns_timeout),
+            ("report.retry", raw.report.retry),
         ] {
             if d.0.is_zero() {
                 return Err(ConfigError::Invalid {
@@ -502,6 +508,7 @@ impl Config {
             enrich: enrich_settings(&raw.enrich),
             geoip_downloads: geoip_downloads(&raw.enrich),
             report_schedule: raw.report.schedule.clone(),
+            report_retry: raw.report.retry.0,
             report_mail: None,
             raw,
         }

@@ -100,7 +100,7 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
         ),
         _ => (state.default_window(now), true),
     };
-    if window.to <= window.from {
+    if !default_window && window.to <= window.from {
         return Err(Failure::Usage(anyhow::anyhow!(
             "the window is empty: --from must be before --to"
         )));

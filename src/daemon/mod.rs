@@ -89,6 +89,7 @@ struct TailerHandle {
 
 /// Everything the control loop owns.
 struct Running {
+    report_settings: tokio::sync::watch::Sender<crate::report::reporter::ReporterSettings>,
     enricher: Arc<Enricher>,
     config: Config,
     config_path: Option<PathBuf>,
@@ -185,7 +186,20 @@ pub async fn run(
         watch::Watcher::disabled()
     };
     let mut geo_tick = tokio::time::interval(Duration::from_secs(5));
+    // The reporter: on schedule and on SIGUSR1, beside the pipeline.
+    let (report_settings, report_settings_rx) =
+        tokio::sync::watch::channel(reporter_settings(&config));
+    let (report_trigger, report_trigger_rx) = mpsc::channel(4);
+    let report_cancel = CancellationToken::new();
+    tokio::spawn(crate::report::reporter::run(
+        report_settings_rx,
+        report_trigger_rx,
+        report_cancel.clone(),
+        Arc::new(chrono::Local::now),
+        crate::report::reporter::mail_delivery(),
+    ));
     let mut running = Running {
+        report_settings,
         enricher,
         config,
         config_path,
@@ -227,7 +241,12 @@ pub async fn run(
             c = control.recv() => match c {
                 Some(Control::Shutdown) | None => break,
                 Some(Control::Reload) => running.reload().await,
-                Some(Control::Report) => tracing::info!("report requested (SIGUSR1): reports are not part of this version yet"),
+                Some(Control::Report) => {
+                    tracing::info!("report requested (SIGUSR1)");
+                    if report_trigger.try_send(()).is_err() {
+                        tracing::warn!("a report is already being made; this request is merged with it");
+                    }
+                }
             },
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 let max = watchdog.expect("checked").as_millis() as u64;
@@ -280,6 +299,7 @@ pub async fn run(
     }
 
     // Drain: stop reading, let the sink commit what is in flight, write the last checkpoint.
+    report_cancel.cancel();
     notify::stopping();
     tracing::info!("stopping: draining the pipeline");
     running.stop_tailers();
@@ -307,6 +327,16 @@ pub async fn run(
             Some(Control::Shutdown) => Err(DaemonError::Forced),
             _ => Err(DaemonError::Forced),
         },
+    }
+}
+
+fn reporter_settings(config: &Config) -> crate::report::reporter::ReporterSettings {
+    crate::report::reporter::ReporterSettings {
+        schedule: config.report_schedule.clone(),
+        mail: config.report_mail.clone(),
+        csv: config.csv.clone(),
+        state_dir: config.state_dir.clone(),
+        retry: config.report_retry,
     }
 }
 
@@ -449,6 +479,7 @@ impl Running {
             new.notify = self.config.notify;
             new.raw.sources.notify = self.config.raw.sources.notify;
         }
+        let _ = self.report_settings.send(reporter_settings(&new));
         let restart_all = new.max_line_bytes != self.config.max_line_bytes
             || new.poll_interval != self.config.poll_interval
             || new.rotate_wait != self.config.rotate_wait;

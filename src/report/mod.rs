@@ -8,6 +8,7 @@ pub mod chart;
 pub mod index;
 pub mod mail;
 pub mod render;
+pub mod reporter;
 pub mod state;
 pub mod summary;
 

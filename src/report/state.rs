@@ -35,11 +35,17 @@ impl ReportState {
     }
 
     /// The window of the next default report: from the last one's end to `now`.
+    ///
+    /// ```
+    /// # use maillogsentinel::report::state::ReportState;
+    /// let s = ReportState { last_to: Some(1000) };
+    /// assert_eq!((s.default_window(1000).from, s.default_window(5000).from), (1000, 1000));
+    /// assert_eq!(ReportState::default().default_window(100_000).from, 100_000 - 86_400);
+    /// ```
     pub fn default_window(&self, now: i64) -> Window {
-        let from = self
-            .last_to
-            .filter(|t| *t < now)
-            .unwrap_or(now - FIRST_WINDOW_SECS);
+        // From the last report's end (an empty window when that was this very second; never
+        // after now).
+        let from = self.last_to.map_or(now - FIRST_WINDOW_SECS, |t| t.min(now));
         Window { from, to: now }
     }
 }

@@ -9,6 +9,8 @@ mod enrich;
 mod geoip_update;
 mod http_server;
 mod mmdb;
+mod report;
 mod scan;
 mod scan_bad_input;
+mod smtp_server;
 mod support;

@@ -1,0 +1,305 @@
+//! `report` and the daemon's reporter with real parts: the fixture CSV, aiosmtpd on loopback.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+use crate::smtp_server::{SmtpServer, free_port};
+use crate::support::*;
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// A log with a hostile username, and a config mailing to `port`.
+fn setup(dir: &Path, port: u16, extra: &str) -> (PathBuf, PathBuf) {
+    let log = dir.join("mail.log");
+    let mut text = std::fs::read_to_string(data("mail.log")).unwrap();
+    text.push_str(&attack(HOSTILE));
+    text.push_str(&attack("=HYPERLINK(\"http://evil.example\")"));
+    std::fs::write(&log, text).unwrap();
+    set_mtime(&log, fixture_mtime());
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n{NO_ENRICH}\n[report]\nto = [\"postmaster@example.org\", \"Admin <admin@example.org>\"]\nfrom = \"sentinel@example.org\"\nsubject_prefix = \"[mx]\"\nretry = \"1s\"\n{extra}\n[report.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    (log, cfg)
+}
+
+fn scan_into_csv(cfg: &Path, log: &Path) {
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn print_text_and_json_for_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = setup(dir.path(), 1, "");
+    scan_into_csv(&cfg, &log);
+    let c = cfg.to_str().unwrap();
+    let o = run(&[
+        "report",
+        "-c",
+        c,
+        "--from",
+        "2026-11-22",
+        "--to",
+        "2026-11-23",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // 12 fixture rows on the 22nd (one is on the 2nd) plus the two added.
+    assert_eq!(v["totals"]["attempts"], 14);
+    assert_eq!(v["top_ips"][0]["ip"], "198.51.100.77");
+    assert_eq!(v["top_ips"][0]["count"], 4);
+    assert_eq!(v["previous"]["attempts"], 0);
+    let users: Vec<&str> = v["top_usernames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert!(users.contains(&HOSTILE), "{users:?}");
+    assert!(
+        users.contains(&"=HYPERLINK(\"http://evil.example\")"),
+        "the CSV guard is undone for reports: {users:?}"
+    );
+    let v6 = &v["ipv6_prefixes"][0];
+    assert_eq!(v6["prefix"], "2001:db8:0:0::/64");
+
+    let o = run(&[
+        "report",
+        "-c",
+        c,
+        "--from",
+        "2026-11-22",
+        "--to",
+        "2026-11-23",
+        "--print",
+    ]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(
+        text.contains("failed logins") && text.contains("198.51.100.77"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+
+    let bad = run(&[
+        "report",
+        "-c",
+        c,
+        "--from",
+        "yesterday-ish",
+        "--to",
+        "2026-11-23",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("cannot read the time"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn send_mails_text_html_chart_and_rows_with_attacker_text_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start_on(dir.path(), free_port());
+    let (log, cfg) = setup(dir.path(), smtp.port, "");
+    scan_into_csv(&cfg, &log);
+    let o = run(&[
+        "report",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--from",
+        "2026-11-22",
+        "--to",
+        "2026-11-23",
+        "--send",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(wait_until(Duration::from_secs(10), || smtp
+        .messages()
+        .len()
+        == 1));
+    let raw = &smtp.messages()[0];
+    let m = MessageParser::default().parse(raw).unwrap();
+    let subject = m.subject().unwrap();
+    assert!(
+        subject.starts_with("[mx] 14 failed logins from 9 addresses"),
+        "{subject}"
+    );
+    let to: Vec<String> = m
+        .to()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.address().map(str::to_string))
+        .collect();
+    assert_eq!(to, ["postmaster@example.org", "admin@example.org"]);
+    let text = m.body_text(0).unwrap();
+    assert!(
+        text.contains("198.51.100.77") && text.contains(HOSTILE),
+        "{text}"
+    );
+    let html = m.body_html(0).unwrap();
+    assert!(!html.contains(HOSTILE), "raw script tag in the HTML");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(html.contains("cid:chart"));
+    let parts: Vec<_> = m.attachments().collect();
+    let chart = parts
+        .iter()
+        .find(|p| p.content_id() == Some("chart"))
+        .expect("inline chart");
+    assert!(chart.contents().starts_with(b"\x89PNG"));
+    let csv = parts
+        .iter()
+        .find(|p| p.attachment_name().is_some_and(|n| n.ends_with(".csv")))
+        .expect("CSV attachment");
+    let rows = String::from_utf8(csv.contents().to_vec()).unwrap();
+    let lines: Vec<&str> = rows.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 1 + 14, "{rows}");
+    assert!(lines[0].starts_with("timestamp,server"));
+    assert!(
+        rows.contains("'=HYPERLINK"),
+        "the attachment keeps the formula guard"
+    );
+    // No header was made out of attacker text.
+    let text = String::from_utf8_lossy(raw);
+    let head = text
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .split("\r\n\r\n")
+        .next()
+        .unwrap();
+    assert!(!head.contains("script"), "{head}");
+}
+
+#[test]
+fn smtp_down_then_up_delivers_the_report_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (log, cfg) = setup(dir.path(), port, "");
+    scan_into_csv(&cfg, &log);
+    // Down: --send fails, says why, keeps the report in the outbox.
+    let o = run(&[
+        "report",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--since",
+        "3650d",
+        "--send",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot send the report mail") && stderr(&o).contains("outbox"),
+        "{}",
+        stderr(&o)
+    );
+    // Up, with the daemon running: it retries the outbox and delivers it, once.
+    let smtp = SmtpServer::start_on(dir.path(), port);
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(30), || smtp.messages().len() == 1),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(smtp.messages().len(), 1, "delivered once");
+    assert!(
+        std::fs::read_dir(dir.path().join("state/outbox"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "outbox empty"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn sigusr1_mails_a_report_of_the_time_since_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start_on(dir.path(), free_port());
+    let (_log, cfg) = setup(dir.path(), smtp.port, "schedule = \"\"");
+    let mut d = Daemon::start(&cfg, dir.path());
+    let out = dir.path().join("out.csv");
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 15),
+        "{}",
+        d.logged()
+    );
+    d.signal("USR1");
+    assert!(
+        wait_until(Duration::from_secs(20), || smtp.messages().len() == 1),
+        "{}",
+        d.logged()
+    );
+    let m = MessageParser::default()
+        .parse(&smtp.messages()[0])
+        .unwrap()
+        .subject()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.starts_with("[mx] 14 failed logins from 9 addresses"),
+        "{m}"
+    );
+    assert!(
+        d.logged().contains("report sent (requested by SIGUSR1)"),
+        "{}",
+        d.logged()
+    );
+    // The next one starts where this one ended: it holds nothing new.
+    d.signal("USR1");
+    assert!(
+        wait_until(Duration::from_secs(20), || smtp.messages().len() == 2),
+        "{}",
+        d.logged()
+    );
+    // (The Maildir's file names do not sort by arrival within a second: compare as a set.)
+    let mut subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|raw| {
+            MessageParser::default()
+                .parse(raw)
+                .unwrap()
+                .subject()
+                .unwrap()
+                .split(" (")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "[mx] 0 failed logins from 0 addresses",
+            "[mx] 14 failed logins from 9 addresses"
+        ]
+    );
+    assert!(d.running());
+    assert_eq!(d.stop(), Some(0));
+}
