@@ -45,6 +45,8 @@ pub struct Batch {
     /// What the enrichment stage found for each failure (same order); empty when enrichment
     /// is off.
     pub enrichment: Vec<crate::enrich::Enrichment>,
+    /// Failures of the server's own SASL backend in the range (for reports).
+    pub backend: Vec<crate::parse::BackendFailure>,
 }
 
 /// Proof of life for the watchdog: an actor beats in its loop; the watchdog pings systemd only

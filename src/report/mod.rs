@@ -142,9 +142,43 @@ pub fn build(
     let mut previous = Aggregator::default();
     scan_window(csv, &index, window.previous(), &mut previous, None)
         .map_err(|e| read_err(csv, &e))?;
-    let summary = current.finish(window.from, window.to, &previous, csv_bytes);
+    let mut summary = current.finish(window.from, window.to, &previous, csv_bytes);
+    let (n, reasons) = backend_failures(state_dir, window);
+    summary.backend_failures = n;
+    summary.backend_reasons = reasons;
     let rows_csv = rows.map(|r| r.finish(window));
     Ok(Report { summary, rows_csv })
+}
+
+/// Counts the auth-backend failures the daemon recorded in the window, by reason.
+fn backend_failures(state_dir: &Path, w: Window) -> (u64, Vec<summary::Count>) {
+    let path = state_dir.join(crate::sink::committer::BACKEND_LOG);
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(&path)
+    else {
+        return (0, Vec::new());
+    };
+    let mut reasons: std::collections::HashMap<String, u64> = Default::default();
+    let mut n = 0;
+    for r in reader.byte_records().flatten() {
+        let Some(ts) = r.get(0).and_then(index::parse_ts) else {
+            continue;
+        };
+        if ts >= w.from && ts < w.to {
+            n += 1;
+            *reasons
+                .entry(String::from_utf8_lossy(r.get(3).unwrap_or_default()).into_owned())
+                .or_default() += 1;
+        }
+    }
+    let mut v: Vec<summary::Count> = reasons
+        .into_iter()
+        .map(|(key, count)| summary::Count { key, count })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    (n, v)
 }
 
 /// Collects raw rows for the attachment: plain up to [`GZIP_OVER`], then gzip.

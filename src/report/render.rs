@@ -68,6 +68,12 @@ pub fn tables(s: &Summary) -> Vec<Table> {
                 String::new(),
                 String::new(),
             ],
+            vec![
+                "auth-backend failures (server side, not attacks)".into(),
+                s.backend_failures.to_string(),
+                String::new(),
+                String::new(),
+            ],
         ],
         numeric: vec![false, true, true, true],
     }];
@@ -163,6 +169,11 @@ pub fn tables(s: &Summary) -> Vec<Table> {
         &s.new_ip_sample,
     ));
     out.push(counts("Reverse DNS outcome", "status", &s.dns_status));
+    out.push(counts(
+        "Auth-backend failures: Dovecot/saslauthd could not check logins",
+        "reason",
+        &s.backend_reasons,
+    ));
     out.push(counts("Mechanisms", "mechanism", &s.mechanisms));
     out.push(counts("Services", "service", &s.services));
     out.push(Table {

@@ -145,6 +145,10 @@ pub struct Summary {
     pub services: Vec<Count>,
     /// Size of the CSV record, bytes.
     pub csv_bytes: u64,
+    /// Failures of the mail server's own SASL backend in the window (the daemon records them).
+    pub backend_failures: u64,
+    /// Their reasons.
+    pub backend_reasons: Vec<Count>,
 }
 
 #[derive(Default)]
@@ -383,6 +387,8 @@ impl Aggregator {
             mechanisms: top(self.mechanisms, TOP),
             services: top(self.services, TOP),
             csv_bytes,
+            backend_failures: 0,
+            backend_reasons: Vec::new(),
         }
     }
 }

@@ -28,6 +28,14 @@ const MAX_COMMIT_BYTES: usize = 4 * 1024 * 1024;
 /// At most this many messages are merged into one commit.
 const MAX_COMMIT_MESSAGES: usize = 256;
 
+/// Where auth-backend failures are kept, beside the checkpoint.
+pub fn backend_log_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_file_name(BACKEND_LOG)
+}
+
+/// The file name of the auth-backend failure log in `state_dir`.
+pub const BACKEND_LOG: &str = "auth-backend-failures.csv";
+
 /// Positions committed so far, shared with whoever starts a new reader (reload).
 pub type SharedPositions = Arc<Mutex<Positions>>;
 
@@ -202,6 +210,9 @@ impl Committer {
     ) -> Result<(), CommitError> {
         match msg {
             ToSink::Batch(b) => {
+                if !b.backend.is_empty() {
+                    self.log_backend(&b.backend);
+                }
                 for (i, f) in b.failures.iter().enumerate() {
                     self.rows.push(f, b.enrichment.get(i));
                 }
@@ -247,6 +258,34 @@ impl Committer {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the auth-backend failures for reports (`state_dir/auth-backend-failures.csv`).
+    /// Not part of the exactly-once record: after a crash a few may be listed twice.
+    fn log_backend(&self, failures: &[crate::parse::BackendFailure]) {
+        let path = backend_log_path(self.store.path());
+        let result = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|f| {
+                let mut w = ::csv::WriterBuilder::new()
+                    .terminator(::csv::Terminator::CRLF)
+                    .from_writer(f);
+                for b in failures {
+                    w.write_record([
+                        b.timestamp.to_rfc3339(),
+                        b.service.clone(),
+                        b.ip.to_string(),
+                        b.reason.clone(),
+                    ])
+                    .map_err(std::io::Error::other)?;
+                }
+                w.flush()
+            });
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), "cannot record auth-backend failures: {e}");
+        }
     }
 
     fn switch_output(&mut self, path: &Path) -> Result<(), CommitError> {

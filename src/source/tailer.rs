@@ -554,10 +554,11 @@ impl Tailer {
                 ..Stats::default()
             };
             let mut failures = Vec::new();
+            let mut backend = Vec::new();
             let counts = self
                 .parser
                 .scan_block(&self.buf[..=last], t.offset, 0, &years, |found| {
-                    collect(found, &t.path, &mut failures, &mut stats);
+                    collect(found, &t.path, &mut failures, &mut backend, &mut stats);
                 });
             stats.lines = counts.lines;
             stats.too_long += counts.too_long;
@@ -579,6 +580,7 @@ impl Tailer {
                 end,
                 failures,
                 enrichment: Vec::new(),
+                backend,
             }));
             if n < self.buf.len() && last + 1 == n {
                 // Everything read was whole lines and the read was short: at the end for now.
@@ -634,8 +636,9 @@ impl Tailer {
                 ..Stats::default()
             };
             let mut failures = Vec::new();
+            let mut backend = Vec::new();
             let counts = self.parser.scan_block(bytes, start, 0, &years, |found| {
-                collect(found, path, &mut failures, &mut stats);
+                collect(found, path, &mut failures, &mut backend, &mut stats);
             });
             stats.lines = counts.lines;
             stats.too_long += counts.too_long;
@@ -656,6 +659,7 @@ impl Tailer {
                 end: block_end,
                 failures,
                 enrichment: Vec::new(),
+                backend,
             }));
         }
         self.counters.too_long.fetch_add(reader.too_long(), Relaxed);
@@ -705,6 +709,7 @@ fn collect(
     found: Found,
     path: &Path,
     failures: &mut Vec<crate::parse::AuthFailure>,
+    backend: &mut Vec<crate::parse::BackendFailure>,
     stats: &mut Stats,
 ) {
     match found.parsed {
@@ -717,6 +722,7 @@ fn collect(
                 "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
                 b.reason
             );
+            backend.push(b);
         }
         Parsed::Unrecognised(why) => {
             stats.unrecognised += 1;

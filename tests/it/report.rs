@@ -302,4 +302,20 @@ fn sigusr1_mails_a_report_of_the_time_since_the_last_one() {
     );
     assert!(d.running());
     assert_eq!(d.stop(), Some(0));
+    // The auth-backend failure of the fixture was recorded by the daemon for reports.
+    let o = run(&[
+        "report",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--since",
+        "3650d",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["backend_failures"], 1, "{v}");
+    assert_eq!(
+        v["backend_reasons"][0]["key"],
+        "Connection lost to authentication server"
+    );
 }
