@@ -139,7 +139,7 @@ pub fn build(
     let mut current = Aggregator::default();
     let mut rows = with_rows.then(RowsOut::new);
     scan_window(csv, &index, window, &mut current, rows.as_mut()).map_err(|e| read_err(csv, &e))?;
-    let mut previous = Aggregator::default();
+    let mut previous = Aggregator::light();
     scan_window(csv, &index, window.previous(), &mut previous, None)
         .map_err(|e| read_err(csv, &e))?;
     let mut summary = current.finish(window.from, window.to, &previous, csv_bytes);
@@ -253,7 +253,6 @@ fn scan_window(
     };
     let mut buf = Vec::new();
     let mut record = csv::ByteRecord::new();
-    let mut row = Row::default();
     for chunk in index.chunks_for(window.from, window.to) {
         buf.clear();
         file.seek(SeekFrom::Start(chunk.offset))?;
@@ -278,19 +277,23 @@ fn scan_window(
             if ts < window.from || ts >= window.to {
                 continue;
             }
-            let cell =
-                |i: usize| String::from_utf8_lossy(record.get(i).unwrap_or_default()).into_owned();
-            row.ts = ts;
-            row.service = cell(2);
-            row.ip = cell(3);
-            row.username = cell(4);
-            row.mechanism = cell(5);
-            row.client_hostname = cell(7);
-            row.reverse_dns = cell(8);
-            row.dns_status = cell(9);
-            row.country = cell(10);
-            row.asn = cell(11);
-            row.as_org = cell(12);
+            // Rows are UTF-8 (the sink writes them so); anything else is read lossily.
+            let owned: Vec<std::borrow::Cow<'_, str>> = (0..13)
+                .map(|i| String::from_utf8_lossy(record.get(i).unwrap_or_default()))
+                .collect();
+            let row = Row {
+                ts,
+                service: &owned[2],
+                ip: &owned[3],
+                username: &owned[4],
+                mechanism: &owned[5],
+                client_hostname: &owned[7],
+                reverse_dns: &owned[8],
+                dns_status: &owned[9],
+                country: &owned[10],
+                asn: &owned[11],
+                as_org: &owned[12],
+            };
             agg.add(&row);
             if let Some(r) = rows.as_deref_mut() {
                 r.push(&buf[start..end]);

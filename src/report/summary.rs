@@ -8,31 +8,41 @@ use serde::Serialize;
 /// Rows listed in each "top" table.
 pub const TOP: usize = 10;
 
-/// One CSV row as a report reads it (the columns it uses).
-#[derive(Debug, Clone, Default)]
-pub struct Row {
+/// One CSV row as a report reads it (the columns it uses), borrowed from the CSV reader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Row<'a> {
     /// Seconds since the epoch.
     pub ts: i64,
     /// Client address.
-    pub ip: String,
+    pub ip: &'a str,
     /// Username tried ("" when none was logged).
-    pub username: String,
+    pub username: &'a str,
     /// Client hostname Postfix logged.
-    pub client_hostname: String,
+    pub client_hostname: &'a str,
     /// Reverse DNS name.
-    pub reverse_dns: String,
+    pub reverse_dns: &'a str,
     /// Reverse DNS status.
-    pub dns_status: String,
+    pub dns_status: &'a str,
     /// Country code.
-    pub country: String,
+    pub country: &'a str,
     /// AS number.
-    pub asn: String,
+    pub asn: &'a str,
     /// AS organisation.
-    pub as_org: String,
+    pub as_org: &'a str,
     /// SASL mechanism.
-    pub mechanism: String,
+    pub mechanism: &'a str,
     /// Logging service.
-    pub service: String,
+    pub service: &'a str,
+}
+
+/// Counts `key` in `map`, allocating the key only the first time it is seen.
+fn bump(map: &mut HashMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
 }
 
 /// Undoes the CSV's formula-injection guard for display (the report escapes for its own
@@ -160,6 +170,20 @@ struct IpAgg {
     as_org: String,
 }
 
+/// `entry` without allocating the key when it is already there.
+trait EntryRef<V> {
+    fn entry_ref(&mut self, key: &str) -> &mut V;
+}
+
+impl<V: Default> EntryRef<V> for HashMap<String, V> {
+    fn entry_ref(&mut self, key: &str) -> &mut V {
+        if !self.contains_key(key) {
+            self.insert(key.to_string(), V::default());
+        }
+        self.get_mut(key).expect("just inserted")
+    }
+}
+
 #[derive(Default)]
 struct UserAgg {
     count: u64,
@@ -170,6 +194,8 @@ struct UserAgg {
 /// Accumulates rows of the window.
 #[derive(Default)]
 pub struct Aggregator {
+    /// Only totals and the address set (the previous period needs no more).
+    light: bool,
     attempts: u64,
     ips: HashMap<String, IpAgg>,
     users: HashMap<String, UserAgg>,
@@ -202,71 +228,78 @@ fn slash64(ip: &str) -> Option<String> {
 }
 
 impl Aggregator {
+    /// An aggregator that keeps only totals and the address set (for the previous period).
+    pub fn light() -> Self {
+        Aggregator {
+            light: true,
+            ..Aggregator::default()
+        }
+    }
+
     /// Adds one row.
-    pub fn add(&mut self, r: &Row) {
+    pub fn add(&mut self, r: &Row<'_>) {
         self.attempts += 1;
-        let ip = self.ips.entry(r.ip.clone()).or_default();
+        let username = unguard(r.username);
+        if self.light {
+            self.ips.entry_ref(r.ip).count += 1;
+            self.users.entry_ref(username).count += 1;
+            return;
+        }
+        let ip = self.ips.entry_ref(r.ip);
         ip.count += 1;
-        if ip.reverse_dns.is_empty() {
-            ip.reverse_dns = unguard(&r.reverse_dns).to_string();
+        if ip.reverse_dns.is_empty() && !r.reverse_dns.is_empty() {
+            ip.reverse_dns = unguard(r.reverse_dns).to_string();
         }
-        if ip.country.is_empty() {
-            ip.country = r.country.clone();
+        if ip.country.is_empty() && !r.country.is_empty() {
+            ip.country = r.country.to_string();
         }
-        if ip.asn.is_empty() {
-            ip.asn = r.asn.clone();
-            ip.as_org = unguard(&r.as_org).to_string();
+        if ip.asn.is_empty() && !r.asn.is_empty() {
+            ip.asn = r.asn.to_string();
+            ip.as_org = unguard(r.as_org).to_string();
         }
-        let user = self
-            .users
-            .entry(unguard(&r.username).to_string())
-            .or_default();
+        let user = self.users.entry_ref(username);
         user.count += 1;
-        if !user.ips.contains(&r.ip) {
-            user.ips.insert(r.ip.clone());
+        if !user.ips.contains(r.ip) {
+            user.ips.insert(r.ip.to_string());
         }
-        if !r.asn.is_empty() && !user.asns.contains(&r.asn) {
-            user.asns.insert(r.asn.clone());
+        if !r.asn.is_empty() && !user.asns.contains(r.asn) {
+            user.asns.insert(r.asn.to_string());
         }
         if !r.country.is_empty() {
-            *self.countries.entry(r.country.clone()).or_default() += 1;
+            bump(&mut self.countries, r.country);
         }
         if !r.asn.is_empty() {
-            let key = format!("AS{} {}", r.asn, unguard(&r.as_org))
-                .trim_end()
-                .to_string();
-            *self.asns.entry(key).or_default() += 1;
+            let key = format!("AS{} {}", r.asn, unguard(r.as_org));
+            bump(&mut self.asns, key.trim_end());
         }
         let host = if !r.reverse_dns.is_empty() {
-            unguard(&r.reverse_dns)
+            unguard(r.reverse_dns)
         } else {
-            unguard(&r.client_hostname)
+            unguard(r.client_hostname)
         };
         if !host.is_empty() {
-            *self.hosts.entry(host.to_string()).or_default() += 1;
+            bump(&mut self.hosts, host);
         }
         if r.ip.contains(':')
-            && let Some(p) = slash64(&r.ip)
+            && let Some(p) = slash64(r.ip)
         {
             let e = self.v6.entry(p).or_default();
             e.0 += 1;
-            e.1.insert(r.ip.clone());
+            if !e.1.contains(r.ip) {
+                e.1.insert(r.ip.to_string());
+            }
         }
         *self.hours.entry(r.ts.div_euclid(3600) * 3600).or_default() += 1;
-        let status = if r.dns_status.is_empty() {
-            "(not enriched)"
-        } else {
-            &r.dns_status
-        };
-        *self.dns_status.entry(status.to_string()).or_default() += 1;
-        *self
-            .mechanisms
-            .entry(unguard(&r.mechanism).to_string())
-            .or_default() += 1;
-        *self
-            .services
-            .entry(unguard(&r.service).to_string())
-            .or_default() += 1;
+        bump(
+            &mut self.dns_status,
+            if r.dns_status.is_empty() {
+                "(not enriched)"
+            } else {
+                r.dns_status
+            },
+        );
+        bump(&mut self.mechanisms, unguard(r.mechanism));
+        bump(&mut self.services, unguard(r.service));
     }
 
     /// The distinct addresses seen.

@@ -1,0 +1,136 @@
+//! Report build time for a window out of a long CSV history: a 10,000-row window out of
+//! 5,000,000 rows (and out of 500,000, to show it does not depend on the history's size), and
+//! a 1,000,000-row window. Each time is the whole `report --format json` process, median of 5,
+//! with the index already built (its one-time build is reported too).
+//!
+//! Run with `cargo bench --bench report` (`MLS_BENCH_ROWS`, default 5,000,000).
+
+#[path = "support/peak.rs"]
+mod peak;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
+/// One row every this many seconds: 10,000 rows a day.
+const STEP: i64 = 8;
+const START: i64 = 1_750_000_000;
+
+fn write_csv(path: &Path, rows: u64) {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    f.write_all(b"timestamp,server,service,ip,username,mechanism,reason,client_hostname,reverse_dns,dns_status,country,asn,as_org\r\n").unwrap();
+    for i in 0..rows {
+        let ts = chrono::DateTime::from_timestamp(START + i as i64 * STEP, 0)
+            .unwrap()
+            .to_rfc3339();
+        let ip = format!(
+            "{}.{}.{}.{}",
+            1 + i % 200,
+            (i / 7) % 256,
+            (i / 1753) % 256,
+            1 + i % 251
+        );
+        writeln!(
+            f,
+            "{ts},mx,postfix/submission/smtpd,{ip},user{}@example.org,LOGIN,(reason unavailable),,host-{}.example.net,ok,{},{},Example AS {}\r",
+            i % 5000,
+            i % 9000,
+            ["FR", "DE", "US", "BR", "CN", "RU", "IN"][(i % 7) as usize],
+            64500 + i % 300,
+            i % 300
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+}
+
+fn config(dir: &Path, csv: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("config.toml");
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nstate_dir = \"{}/state\"\n[output]\ncsv = \"{}\"\n",
+            dir.display(),
+            csv.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn report(cfg: &Path, from: i64, to: i64) -> Duration {
+    let (f, t) = (
+        chrono::DateTime::from_timestamp(from, 0)
+            .unwrap()
+            .to_rfc3339(),
+        chrono::DateTime::from_timestamp(to, 0)
+            .unwrap()
+            .to_rfc3339(),
+    );
+    let (d, ok, _) = peak::run(
+        &[
+            BIN,
+            "report",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--from",
+            &f,
+            "--to",
+            &t,
+            "--format",
+            "json",
+        ],
+        true,
+    );
+    assert!(ok);
+    d
+}
+
+fn median(mut f: impl FnMut() -> Duration) -> Duration {
+    let mut v: Vec<Duration> = (0..5).map(|_| f()).collect();
+    v.sort();
+    v[2]
+}
+
+fn main() {
+    let rows: u64 = std::env::var("MLS_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/report");
+    let mut results = Vec::new();
+    for history in [rows / 10, rows] {
+        let dir = root.join(format!("h{history}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("intrusions.csv");
+        write_csv(&csv, history);
+        let size = std::fs::metadata(&csv).unwrap().len();
+        let cfg = config(&dir, &csv);
+        let end = START + history as i64 * STEP;
+        // The first report builds the index (once for the file's life).
+        let first = report(&cfg, end - 10_000 * STEP, end);
+        let small = median(|| report(&cfg, end - 10_000 * STEP, end));
+        let big = if history >= 1_000_000 {
+            Some(median(|| report(&cfg, end - 1_000_000 * STEP, end)))
+        } else {
+            None
+        };
+        results.push((history, size, first, small, big));
+    }
+    println!(
+        "| history | CSV size | first report (builds the index) | 10,000-row window | 1,000,000-row window |"
+    );
+    println!("|---|---|---|---|---|");
+    for (history, size, first, small, big) in results {
+        println!(
+            "| {history} rows | {:.0} MB | {:.2} s | **{:.0} ms** | {} |",
+            size as f64 / 1e6,
+            first.as_secs_f64(),
+            small.as_secs_f64() * 1e3,
+            big.map_or("-".into(), |b| format!("{:.2} s", b.as_secs_f64()))
+        );
+    }
+}
