@@ -784,6 +784,60 @@ mod tests {
     }
 
     #[test]
+    fn a_password_in_a_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[report]\nto = [\"a@example.org\"]\n\n[report.smtp]\nusername = \"u\"\npassword = \"s3cret\"\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(
+            e.contains("report.smtp.password") && e.contains("line 6") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert!(
+            c.to_toml().contains("password = \"(hidden)\""),
+            "check never prints the password"
+        );
+        // A password file instead, and a username without any password.
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        std::fs::write(&p, format!("[report]\nto = [\"a@example.org\"]\n[report.smtp]\nusername = \"u\"\npassword_file = \"{}\"\n", pw.display())).unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        let Some(crate::report::mail::MailSettings {
+            transport: crate::report::mail::Transport::Smtp { credentials, .. },
+            ..
+        }) = c.report_mail
+        else {
+            panic!("smtp settings")
+        };
+        assert_eq!(credentials, Some(("u".into(), "from-file".into())));
+        std::fs::write(
+            &p,
+            "[report]\nto = [\"a@example.org\"]\n[report.smtp]\nusername = \"u\"\n",
+        )
+        .unwrap();
+        assert!(
+            Config::load(Some(&p))
+                .unwrap_err()
+                .to_string()
+                .contains("neither password_file nor password")
+        );
+        let e = err("[report]\nto = [\"not an address\"]\n");
+        assert!(
+            e.contains("line 2") && e.contains("not a mail address"),
+            "{e}"
+        );
+        let e = err("[report]\nschedule = \"every day\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("cron with seconds"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn missing_named_file_is_an_error_but_missing_default_is_not() {
         let e = Config::load(Some(Path::new("/nonexistent/maillogsentinel.toml"))).unwrap_err();
         assert!(

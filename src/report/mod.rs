@@ -302,3 +302,53 @@ fn scan_window(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_is_gzipped_over_one_megabyte() {
+        let w = Window { from: 0, to: 3600 };
+        let mut small = RowsOut::new();
+        small.push(b"row\r\n");
+        let a = small.finish(w);
+        assert!(a.name.ends_with(".csv") && a.bytes.ends_with(b"row\r\n") && a.rows == 1);
+
+        let mut big = RowsOut::new();
+        let row = [b'x'; 98]
+            .iter()
+            .copied()
+            .chain(*b"\r\n")
+            .collect::<Vec<u8>>();
+        for _ in 0..20_000 {
+            big.push(&row);
+        }
+        let a = big.finish(w);
+        assert!(a.name.ends_with(".csv.gz"), "{}", a.name);
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&a.bytes[..])
+            .read_to_end(&mut text)
+            .unwrap();
+        assert!(text.starts_with(b"timestamp,server,"));
+        assert_eq!(
+            text.len(),
+            crate::sink::COLUMNS.join(",").len() + 2 + 20_000 * 100
+        );
+        assert_eq!(a.rows, 20_000);
+    }
+
+    #[test]
+    fn times_on_the_command_line() {
+        assert_eq!(
+            parse_time("2026-11-22T08:00:00+01:00").unwrap(),
+            1_795_330_800
+        );
+        assert!(parse_time("2026-11-22").is_ok());
+        assert!(parse_time("2026-11-22 08:00").is_ok());
+        let e = parse_time("yesterday").unwrap_err().to_string();
+        assert!(e.contains("2026-11-22"), "{e}");
+        let w = Window { from: 100, to: 160 };
+        assert_eq!(w.previous(), Window { from: 40, to: 100 });
+    }
+}
