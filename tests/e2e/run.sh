@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# End-to-end: a real Postfix + Dovecot under attack on loopback, maillogsentinel following its
+# log, enriching from a local dnsmasq and test GeoIP databases, and mailing its report back
+# through the same Postfix. Needs root (it installs packages and runs Postfix); touches only
+# 127.0.0.1 and ::1; stops everything it started, also when an assertion fails.
+#
+#   sudo tests/e2e/run.sh            (re-runnable; work files under /tmp/mls-e2e)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=${MLS_E2E_WORK:-/tmp/mls-e2e}
+SMTP=20025 SUBMISSION=20587 SMTPS=20465 AUTHPORT=20012 DNSPORT=20053
+PF="$WORK/postfix"
+LOG="$WORK/log/mail.log"
+CSV="$WORK/state/intrusions.csv"
+DAEMON_PID="" DOVECOT_PID="" DNSMASQ_PID=""
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { printf '\nE2E FAILED: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. packages --------------------------------------------------------------------------
+say "packages"
+need=()
+for p in postfix dovecot-core swaks dnsmasq-base libio-socket-inet6-perl openssl; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    # Keep the packages' own services from starting: this test runs private instances.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+fi
+echo "postfix $(postconf -d -h mail_version), $(dovecot --version | cut -d' ' -f1), swaks $(swaks --version | head -1 | awk '{print $NF}')"
+
+# --- cleanup, on every exit --------------------------------------------------------------------
+cleanup() {
+  set +e
+  [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+  [ -f "$PF/main.cf" ] && postfix -c "$PF" stop >/dev/null 2>&1
+  [ -n "$DOVECOT_PID" ] && kill "$DOVECOT_PID" 2>/dev/null && wait "$DOVECOT_PID" 2>/dev/null
+  [ -n "$DNSMASQ_PID" ] && kill "$DNSMASQ_PID" 2>/dev/null && wait "$DNSMASQ_PID" 2>/dev/null
+  # Leftovers of an earlier run that was killed before it could clean up.
+  pkill -f "dovecot -F -c $WORK/" 2>/dev/null
+  pkill -f "dnsmasq --keep-in-foreground --port=$DNSPORT" 2>/dev/null
+  sleep 0.3
+}
+trap cleanup EXIT
+cleanup
+rm -rf "$WORK"
+mkdir -p "$WORK"/{log,state,mail,dovecot/run,geo,spool,data}
+
+# --- 2. binaries and test data ------------------------------------------------------------------
+say "build"
+(cd "$ROOT" && cargo build --quiet --bin maillogsentinel --example e2e-mmdb)
+BIN="$ROOT/target/debug/maillogsentinel"
+"$ROOT/target/debug/examples/e2e-mmdb" "$WORK/geo"
+
+# --- 3. Dovecot: SASL only, one real user ---------------------------------------------------------
+say "dovecot"
+cat > "$WORK/dovecot/passwd" <<PW
+alice@e2e.test:{PLAIN}correct-horse
+PW
+chmod 644 "$WORK/dovecot/passwd"
+cat > "$WORK/dovecot/dovecot.conf" <<CONF
+protocols =
+base_dir = $WORK/dovecot/run
+state_dir = $WORK/dovecot/run
+log_path = $WORK/log/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login cram-md5
+auth_failure_delay = 0
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {
+  driver = passwd-file
+  args = $WORK/dovecot/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  inet_listener {
+    address = 127.0.0.1
+    port = $AUTHPORT
+  }
+}
+service anvil {
+  chroot =
+}
+CONF
+dovecot -F -c "$WORK/dovecot/dovecot.conf" &
+DOVECOT_PID=$!
+
+# --- 4. dnsmasq: PTR and A/AAAA for the attackers ------------------------------------------------
+say "dnsmasq"
+dnsmasq --keep-in-foreground --port="$DNSPORT" --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+  --pid-file= --local=/in-addr.arpa/ --local=/ip6.arpa/ --local=/example.net/ \
+  --host-record=attacker.example.net,203.0.113.7 \
+  --host-record=v6.example.net,2001:db8::66 \
+  --ptr-record=7.113.0.203.in-addr.arpa,attacker.example.net \
+  --ptr-record=6.6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa,v6.example.net \
+  --ptr-record=9.100.51.198.in-addr.arpa,www.bank.example.net &
+DNSMASQ_PID=$!
+
+# --- 5. Postfix: a private instance on high ports ---------------------------------------------------
+say "postfix"
+mkdir -p "$PF"
+cp /usr/share/postfix/master.cf.dist "$PF/master.cf"
+: > "$PF/main.cf"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mx.e2e.test" \
+  -keyout "$PF/key.pem" -out "$PF/cert.pem" >/dev/null 2>&1
+nobody_uid=$(id -u nobody) nogroup_gid=$(getent group nogroup | cut -d: -f3)
+chown nobody:nogroup "$WORK/mail"
+chown postfix "$WORK/data"
+pc() { postconf -c "$PF" -e "$@"; }
+pc "queue_directory = $WORK/spool" "data_directory = $WORK/data" \
+   "myhostname = mx.e2e.test" "mydomain = e2e.test" "myorigin = e2e.test" \
+   "mydestination =" "inet_interfaces = 127.0.0.1, [::1]" "inet_protocols = all" \
+   "mynetworks = 192.0.2.255/32" "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination" \
+   "smtpd_sasl_auth_enable = yes" "smtpd_sasl_type = dovecot" "smtpd_sasl_path = inet:127.0.0.1:$AUTHPORT" \
+   "smtpd_tls_auth_only = no" "smtpd_tls_security_level = may" \
+   "smtpd_tls_cert_file = $PF/cert.pem" "smtpd_tls_key_file = $PF/key.pem" \
+   "smtpd_authorized_xclient_hosts = 127.0.0.1, [::1]" \
+   "maillog_file = $LOG" "maillog_file_prefixes = $WORK/log" \
+   "virtual_mailbox_domains = reports.test" "virtual_mailbox_base = $WORK/mail" \
+   "virtual_mailbox_maps = static:reports/" "virtual_uid_maps = static:$nobody_uid" "virtual_gid_maps = static:$nogroup_gid" \
+   "alias_maps =" "alias_database =" "compatibility_level = 3.6" "smtpd_hard_error_limit = 4" \
+   "smtpd_error_sleep_time = 0" "smtpd_soft_error_limit = 100"
+# Our ports instead of 25; postlogd for maillog_file; no chroot (paths are absolute).
+sed -i -e 's/^smtp      inet.*/'"$SMTP"' inet n - n - - smtpd/' "$PF/master.cf"
+cat >> "$PF/master.cf" <<MASTER
+$SUBMISSION inet n - n - - smtpd -o syslog_name=postfix/submission
+$SMTPS inet n - n - - smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes
+postlog   unix-dgram n  -       n       -       1       postlogd
+MASTER
+postconf -c "$PF" -F '*/*/chroot = n'
+postfix -c "$PF" check
+postfix -c "$PF" start
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for i in $(seq 100); do listening $SMTP && listening $SUBMISSION && listening $SMTPS && break; sleep 0.1; done
+listening $SMTP || fail "postfix is not listening on $SMTP: $(tail -5 "$LOG" 2>/dev/null)"
+
+# --- 6. maillogsentinel --------------------------------------------------------------------------------
+say "maillogsentinel run"
+cat > "$WORK/config.toml" <<CONF
+[sources]
+files = ["$LOG"]
+state_dir = "$WORK/state"
+poll_interval = "500ms"
+rotate_wait = "3s"
+
+[output]
+csv = "$CSV"
+
+[enrich]
+dns_servers = ["127.0.0.1:$DNSPORT"]
+dns_timeout = "1s"
+country_db = "$WORK/geo/country.mmdb"
+asn_db = "$WORK/geo/asn.mmdb"
+
+[report]
+schedule = ""
+to = ["postmaster@reports.test"]
+from = "maillogsentinel@e2e.test"
+subject_prefix = "[e2e]"
+retry = "1s"
+
+[report.smtp]
+host = "127.0.0.1"
+port = $SMTP
+CONF
+start_daemon() {
+  "$BIN" run -c "$WORK/config.toml" >>"$WORK/log/daemon.log" 2>&1 &
+  DAEMON_PID=$!
+  for i in $(seq 100); do grep -q "running" "$WORK/log/daemon.log" 2>/dev/null && return; sleep 0.1; done
+  fail "the daemon did not start: $(tail -5 "$WORK/log/daemon.log")"
+}
+start_daemon
+
+# --- 7. attacks ------------------------------------------------------------------------------------------
+say "attacks"
+swk() { swaks --silent 3 --quit-after AUTH --server "$@" >/dev/null 2>&1 || true; }
+attack() { # server port addr user mech [extra swaks args]
+  local server=$1 port=$2 addr=$3 user=$4 mech=$5; shift 5
+  local x=(); [ -n "$addr" ] && x=(--xclient-addr "$addr" --xclient-name "[UNAVAILABLE]")
+  swk "$server" --port "$port" "${x[@]}" --auth "$mech" --auth-user "$user" --auth-password wrong "$@"
+}
+attack 127.0.0.1 $SMTP 203.0.113.7 admin LOGIN
+attack 127.0.0.1 $SMTP 203.0.113.7 "info@e2e.test" PLAIN
+attack 127.0.0.1 $SMTP 198.51.100.9 "john smith" CRAM-MD5
+attack 127.0.0.1 $SMTP 192.0.2.44 "jürgen" LOGIN
+attack 127.0.0.1 $SMTP IPV6:2001:db8::66 postmaster PLAIN
+attack 127.0.0.1 $SUBMISSION 198.51.100.9 webmaster LOGIN
+attack 127.0.0.1 $SMTPS 203.0.113.8 sales PLAIN --tlsc
+attack 127.0.0.1 $SMTP "" local-v4 LOGIN
+attack ::1 $SMTP "" local-v6 PLAIN -6
+XCLIENT_ADDR=203.0.113.66 python3 "$ROOT/tests/e2e/sessions.py" 127.0.0.1 $SMTP too-many-errors > "$WORK/too-many"
+XCLIENT_ADDR=203.0.113.67 python3 "$ROOT/tests/e2e/sessions.py" 127.0.0.1 $SMTP drop >/dev/null
+XCLIENT_ADDR=203.0.113.68 python3 "$ROOT/tests/e2e/sessions.py" 127.0.0.1 $SMTP cancel >/dev/null
+# Not attacks: a successful login that sends mail, ordinary mail, a relay attempt.
+swaks --silent 3 --server 127.0.0.1 --port $SMTP --auth PLAIN --auth-user alice@e2e.test \
+  --auth-password correct-horse --from alice@e2e.test --to postmaster@reports.test >/dev/null \
+  || fail "a successful login was refused"
+swaks --silent 3 --server 127.0.0.1 --port $SMTP --from friend@example.org --to postmaster@reports.test >/dev/null \
+  || fail "ordinary mail was refused"
+swaks --silent 3 --server 127.0.0.1 --port $SMTP --from spam@example.org --to victim@example.org >/dev/null 2>&1 \
+  && fail "relay was allowed"
+
+failure_lines() { zcat -f "$LOG" "$WORK"/log/mail.log.* 2>/dev/null | grep -aE 'smtpd\[[0-9]+\]: warning: [^ ]+\]: SASL [^ ]+ authentication failed' \
+  | grep -avc 'Connection lost to authentication server' || true; }
+csv_rows() { [ -f "$CSV" ] && echo $(( $(wc -l < "$CSV") - 1 )) || echo 0; }
+wait_rows() { # the CSV reaches as many rows as the log has failure lines, within 10 s
+  local want
+  for i in $(seq 100); do
+    want=$(failure_lines)
+    [ "$(csv_rows)" -eq "$want" ] && [ "$want" -gt 0 ] && return 0
+    sleep 0.1
+  done
+  fail "CSV has $(csv_rows) rows, the log $(failure_lines) failure lines"
+}
+wait_rows
+echo "failure lines in the log: $(failure_lines); CSV rows: $(csv_rows); too-many-errors session: $(cat "$WORK/too-many") failures"
+
+say "checks"
+row() { grep -F -- "$1" "$CSV" | head -1; }
+expect() { # what, pattern
+  grep -qF -- "$2" "$CSV" || fail "$1: no row with $2"
+}
+expect "LOGIN from XCLIENT address, enriched" ",203.0.113.7,admin,LOGIN,(reason unavailable),,attacker.example.net,ok,BR,64502,Exemplo Telecom"
+expect "PLAIN" ",203.0.113.7,info@e2e.test,PLAIN,"
+expect "CRAM-MD5, PTR that does not confirm" ",198.51.100.9,john smith,CRAM-MD5,(reason unavailable),,www.bank.example.net,mismatch,DE,64501,"
+expect "UTF-8 username" ",192.0.2.44,jürgen,LOGIN,"
+expect "IPv6 with PTR" ",2001:db8::66,postmaster,PLAIN,(reason unavailable),,v6.example.net,ok,JP,64503,"
+expect "submission service" "postfix/submission/smtpd,198.51.100.9,webmaster,LOGIN"
+expect "smtps service" "postfix/smtps/smtpd,203.0.113.8,sales,PLAIN"
+expect "from 127.0.0.1" ",127.0.0.1,local-v4,LOGIN,"
+expect "from ::1" ",::1,local-v6,PLAIN,"
+[ "$(grep -c ',203.0.113.66,brute' "$CSV")" -eq "$(cat "$WORK/too-many")" ] || fail "too-many-errors session: rows != 535 replies"
+grep -q 'too many errors after AUTH' "$LOG" || fail "no 'too many errors' in the log"
+for ip in 203.0.113.67 203.0.113.68; do grep -qF ",$ip," "$CSV" && fail "a dropped or cancelled AUTH ($ip) was recorded"; done
+grep -q 'authentication aborted' "$LOG" || fail "no aborted AUTH in the log"
+grep -qF ',alice@e2e.test,' "$CSV" && fail "the successful login was recorded"
+grep -q 'sasl_username=alice@e2e.test' "$LOG" || fail "no successful login in the log"
+grep -q 'Relay access denied' "$LOG" || fail "no relay reject in the log"
+
+# --- 8. rotation, reload, restart ----------------------------------------------------------------------
+say "rotation while attacking, SIGHUP, restart"
+for i in $(seq 1 30); do
+  attack 127.0.0.1 $SMTP "198.51.100.$((100 + i))" "rot$i" LOGIN
+  case $i in
+    10) postfix -c "$PF" logrotate >/dev/null ;;
+    15) kill -HUP "$DAEMON_PID" ;;
+    20) kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || fail "the daemon did not stop cleanly"; DAEMON_PID="" DOVECOT_PID="" DNSMASQ_PID=""; ;;
+    22) start_daemon ;;
+    25) postfix -c "$PF" logrotate >/dev/null ;;
+  esac
+done
+ls "$WORK/log" | grep -q 'mail.log\.' || fail "postfix logrotate made no rotated file"
+wait_rows
+for i in $(seq 1 30); do
+  [ "$(grep -c ",198.51.100.$((100 + i)),rot$i," "$CSV")" -eq 1 ] || fail "rot$i is not in the CSV exactly once"
+done
+grep -q "configuration reloaded" "$WORK/log/daemon.log" || fail "no reload logged"
+dups=$(tail -n +2 "$CSV" | sort | uniq -d | wc -l)
+[ "$dups" -eq 0 ] || fail "$dups duplicated rows"
+echo "after 2 rotations, a reload and a restart: $(csv_rows) rows for $(failure_lines) failure lines, no duplicate"
+
+# --- 9. the report, through the same Postfix -----------------------------------------------------------
+say "report on SIGUSR1"
+# A report covers [last report, now) to the second: let the last attack's second pass.
+sleep 1.5
+kill -USR1 "$DAEMON_PID"
+mailbox="$WORK/mail/reports/new"
+for i in $(seq 100); do
+  grep -l '^Subject: \[e2e\]' "$mailbox"/* >/dev/null 2>&1 && break
+  sleep 0.2
+done
+report=$(grep -l '^Subject: \[e2e\]' "$mailbox"/* 2>/dev/null | head -1)
+[ -n "$report" ] || fail "no report in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
+subject=$(grep -m1 '^Subject:' "$report")
+echo "$subject"
+total=$(csv_rows)
+echo "$subject" | grep -q "\[e2e\] $total failed logins" || fail "report subject does not say $total failed logins"
+grep -q 'Content-ID: <chart>' "$report" || fail "no inline chart"
+grep -q '^Content-Disposition: attachment' "$report" && grep -q 'intrusions-.*\.csv' "$report" || fail "no CSV attachment"
+
+say "E2E PASSED: $total attacks recorded exactly once, report delivered"
