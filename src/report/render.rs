@@ -41,6 +41,15 @@ fn counts(title: &str, what: &'static str, v: &[Count]) -> Table {
     }
 }
 
+/// A username as listed: Postfix before 3.7.8 (and `(unavailable)`) logs none.
+fn shown_username(u: &str) -> String {
+    if u.is_empty() {
+        "(none logged)".into()
+    } else {
+        u.into()
+    }
+}
+
 fn dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.into() }
 }
@@ -107,11 +116,7 @@ pub fn tables(s: &Summary) -> Vec<Table> {
             .top_usernames
             .iter()
             .map(|u| {
-                let name = if u.username.is_empty() {
-                    "(none logged)".to_string()
-                } else {
-                    u.username.clone()
-                };
+                let name = shown_username(&u.username);
                 vec![
                     u.count.to_string(),
                     name,
@@ -129,11 +134,7 @@ pub fn tables(s: &Summary) -> Vec<Table> {
             .distributed
             .iter()
             .map(|u| {
-                let name = if u.username.is_empty() {
-                    "(none logged)".to_string()
-                } else {
-                    u.username.clone()
-                };
+                let name = shown_username(&u.username);
                 vec![
                     u.distinct_ips.to_string(),
                     u.distinct_asns.to_string(),
