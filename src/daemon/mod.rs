@@ -62,6 +62,11 @@ pub enum DaemonError {
     /// The sink failed for good.
     #[error("the sink stopped: {0}")]
     Commit(#[from] CommitError),
+    /// The sink's thread ended without saying why (it panicked).
+    #[error(
+        "the sink thread ended unexpectedly; rows not yet written will be read again at the next start"
+    )]
+    SinkGone,
     /// Draining took longer than `shutdown_timeout`.
     #[error(
         "shutdown took longer than {0:?}; stopped without finishing (the checkpoint makes the next start resume correctly)"
@@ -284,10 +289,7 @@ pub async fn run(
                 running.stop_tailers();
                 return match r {
                     Ok(Err(e)) => Err(e.into()),
-                    _ => Err(DaemonError::Commit(CommitError::Sink(SinkError::Io {
-                        path: running.config.csv.clone(),
-                        source: std::io::Error::other("the sink thread ended unexpectedly"),
-                    }))),
+                    _ => Err(DaemonError::SinkGone),
                 };
             },
         }
@@ -317,10 +319,7 @@ pub async fn run(
                 Ok(())
             }
             Ok(Ok(Err(e))) => Err(e.into()),
-            Ok(Err(_)) => Err(DaemonError::Commit(CommitError::Sink(SinkError::Io {
-                path: running.config.csv.clone(),
-                source: std::io::Error::other("the sink thread ended unexpectedly"),
-            }))),
+            Ok(Err(_)) => Err(DaemonError::SinkGone),
             Err(_) => Err(DaemonError::ShutdownTimeout(deadline)),
         },
         c = control.recv() => match c {
