@@ -280,3 +280,76 @@ fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
         );
     }
 }
+
+#[test]
+fn rename_rotations_while_a_writer_keeps_its_file_open_and_writes_concurrently() {
+    use std::io::Write;
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    let total = 12_000usize;
+    // The writer behaves like rsyslog: it holds its file open, writes without pause, and only
+    // reopens the path when told (logrotate's postrotate HUP), so lines keep landing in the
+    // renamed file for a while after each rotation.
+    let (reopen_tx, reopen_rx) = mpsc::channel::<()>();
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap()
+            };
+            let mut f = open();
+            for i in 0..total {
+                if reopen_rx.try_recv().is_ok() {
+                    f = open();
+                }
+                f.write_all(attack(&format!("u{i}")).as_bytes()).unwrap();
+                if i % 4 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+    // The rotator: rename, create, tell the writer (a little later), compress the one before.
+    let mut rng = Rng(99);
+    let mut rotations = 0;
+    while !writer.is_finished() && rotations < 150 {
+        std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
+        rotations += 1;
+        let rotated = dir.path().join(format!("mail.log-{rotations:04}"));
+        std::fs::rename(&log, &rotated).unwrap();
+        append(
+            &log,
+            &format!("Nov 22 08:01:06 mx rsyslogd: rotation {rotations}\n"),
+        );
+        std::thread::sleep(Duration::from_millis(rng.below(10)));
+        let _ = reopen_tx.send(());
+        if rotations >= 3 {
+            let older = dir.path().join(format!("mail.log-{:04}", rotations - 2));
+            // Old enough that the writer has long left it (delaycompress).
+            gzip_file(&older, &gz_name(&older));
+        }
+    }
+    writer.join().unwrap();
+    assert!(
+        rotations >= 100,
+        "only {rotations} rotations happened while writing"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || usernames(&out).len() >= total),
+        "{} of {total} rows after {rotations} rotations\n{}",
+        usernames(&out).len(),
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_exactly_once(&out, total);
+}
