@@ -347,3 +347,43 @@ fn the_daemon_enriches_and_picks_up_a_replaced_database() {
     assert!(d.running());
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_dead_dns_server_costs_one_timeout_not_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Forty distinct addresses the server never answers for.
+    let mut z = Zone::default();
+    let ips: Vec<String> = (1..=40).map(|i| format!("203.0.113.{i}")).collect();
+    for ip in &ips {
+        z = z.silent(ip);
+    }
+    let dns = DnsServer::start(z);
+    let db = dir.path().join("ipinfo.mmdb");
+    mmdb::write_ipinfo(&db, 0);
+    let cfg = enrich_config(dir.path(), &dns, &db, &db, "");
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    let lines: String = ips.iter().map(|ip| failure_from(ip, "x")).collect();
+    let start = std::time::Instant::now();
+    append(&log, &lines);
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 40),
+        "{}",
+        d.logged()
+    );
+    let took = start.elapsed();
+    // Not a speed bound, a concurrency check: with dns_timeout 500 ms, looking the 40 addresses
+    // up one after the other would need 20 s; concurrent lookups need about one timeout.
+    assert!(
+        took < Duration::from_secs(10),
+        "40 rows took {took:?}: lookups ran one at a time"
+    );
+    let rows = enrichment_columns(&std::fs::read_to_string(&out).unwrap());
+    assert!(
+        rows.iter().all(|r| r[2] == "timeout" && r[3] == "BR"),
+        "{rows:?}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
