@@ -164,10 +164,11 @@ pub struct Summary {
 #[derive(Default)]
 struct IpAgg {
     count: u64,
-    reverse_dns: String,
-    country: String,
-    asn: String,
-    as_org: String,
+    /// Kept small: a window may hold a million addresses. The country is shared between
+    /// addresses, the AS organisation is kept once per AS (in `asns`).
+    reverse_dns: Option<Box<str>>,
+    country: Option<std::sync::Arc<str>>,
+    asn: Option<u32>,
 }
 
 /// `entry` without allocating the key when it is already there.
@@ -187,8 +188,8 @@ impl<V: Default> EntryRef<V> for HashMap<String, V> {
 #[derive(Default)]
 struct UserAgg {
     count: u64,
-    ips: HashSet<String>,
-    asns: HashSet<String>,
+    ips: HashSet<IpAddr>,
+    asns: HashSet<u32>,
 }
 
 /// Accumulates rows of the window.
@@ -196,13 +197,21 @@ struct UserAgg {
 pub struct Aggregator {
     /// Only totals and the address set (the previous period needs no more).
     light: bool,
+    /// Light mode: the addresses seen.
+    seen: HashSet<IpAddr>,
+    /// Light mode: the usernames seen.
+    light_users: HashSet<String>,
+    interned: HashMap<String, std::sync::Arc<str>>,
     attempts: u64,
-    ips: HashMap<String, IpAgg>,
+    // Addresses as `IpAddr`, not text: a botnet window holds a million of them.
+    ips: HashMap<IpAddr, IpAgg>,
     users: HashMap<String, UserAgg>,
     countries: HashMap<String, u64>,
-    asns: HashMap<String, u64>,
+    /// AS number -> (attempts, organisation as first seen).
+    asns: HashMap<u32, (u64, String)>,
     hosts: HashMap<String, u64>,
-    v6: HashMap<String, (u64, HashSet<String>)>,
+    /// /64 prefix -> (attempts, addresses).
+    v6: HashMap<u64, (u64, HashSet<IpAddr>)>,
     hours: BTreeMap<i64, u64>,
     dns_status: HashMap<String, u64>,
     mechanisms: HashMap<String, u64>,
@@ -219,12 +228,14 @@ fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
     v
 }
 
-fn slash64(ip: &str) -> Option<String> {
-    let IpAddr::V6(v6) = ip.parse::<IpAddr>().ok()? else {
-        return None;
-    };
-    let s = v6.segments();
-    Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+fn slash64_text(prefix: u64) -> String {
+    format!(
+        "{:x}:{:x}:{:x}:{:x}::/64",
+        prefix >> 48,
+        (prefix >> 32) & 0xffff,
+        (prefix >> 16) & 0xffff,
+        prefix & 0xffff
+    )
 }
 
 impl Aggregator {
@@ -240,37 +251,45 @@ impl Aggregator {
     pub fn add(&mut self, r: &Row<'_>) {
         self.attempts += 1;
         let username = unguard(r.username);
-        if self.light {
-            self.ips.entry_ref(r.ip).count += 1;
+        // The sink writes valid addresses; a row edited by hand into something else still
+        // counts as an attempt.
+        let Ok(addr) = r.ip.parse::<IpAddr>() else {
             self.users.entry_ref(username).count += 1;
             return;
+        };
+        if self.light {
+            self.seen.insert(addr);
+            self.light_users.insert(username.to_string());
+            return;
         }
-        let ip = self.ips.entry_ref(r.ip);
+        let asn = r.asn.parse::<u32>().ok();
+        let country = (!r.country.is_empty()).then(|| self.intern(r.country));
+        let ip = self.ips.entry(addr).or_default();
         ip.count += 1;
-        if ip.reverse_dns.is_empty() && !r.reverse_dns.is_empty() {
-            ip.reverse_dns = unguard(r.reverse_dns).to_string();
+        if ip.reverse_dns.is_none() && !r.reverse_dns.is_empty() {
+            ip.reverse_dns = Some(unguard(r.reverse_dns).into());
         }
-        if ip.country.is_empty() && !r.country.is_empty() {
-            ip.country = r.country.to_string();
+        if ip.country.is_none() {
+            ip.country = country;
         }
-        if ip.asn.is_empty() && !r.asn.is_empty() {
-            ip.asn = r.asn.to_string();
-            ip.as_org = unguard(r.as_org).to_string();
+        if ip.asn.is_none() {
+            ip.asn = asn;
         }
         let user = self.users.entry_ref(username);
         user.count += 1;
-        if !user.ips.contains(r.ip) {
-            user.ips.insert(r.ip.to_string());
-        }
-        if !r.asn.is_empty() && !user.asns.contains(r.asn) {
-            user.asns.insert(r.asn.to_string());
+        user.ips.insert(addr);
+        if let Some(n) = asn {
+            user.asns.insert(n);
         }
         if !r.country.is_empty() {
             bump(&mut self.countries, r.country);
         }
-        if !r.asn.is_empty() {
-            let key = format!("AS{} {}", r.asn, unguard(r.as_org));
-            bump(&mut self.asns, key.trim_end());
+        if let Some(n) = asn {
+            let e = self
+                .asns
+                .entry(n)
+                .or_insert_with(|| (0, unguard(r.as_org).to_string()));
+            e.0 += 1;
         }
         let host = if !r.reverse_dns.is_empty() {
             unguard(r.reverse_dns)
@@ -280,14 +299,10 @@ impl Aggregator {
         if !host.is_empty() {
             bump(&mut self.hosts, host);
         }
-        if r.ip.contains(':')
-            && let Some(p) = slash64(r.ip)
-        {
-            let e = self.v6.entry(p).or_default();
+        if let IpAddr::V6(v6) = addr {
+            let e = self.v6.entry((u128::from(v6) >> 64) as u64).or_default();
             e.0 += 1;
-            if !e.1.contains(r.ip) {
-                e.1.insert(r.ip.to_string());
-            }
+            e.1.insert(addr);
         }
         *self.hours.entry(r.ts.div_euclid(3600) * 3600).or_default() += 1;
         bump(
@@ -303,16 +318,38 @@ impl Aggregator {
     }
 
     /// The distinct addresses seen.
-    pub fn ip_set(&self) -> HashSet<&str> {
-        self.ips.keys().map(String::as_str).collect()
+    pub fn ip_set(&self) -> HashSet<&IpAddr> {
+        if self.light {
+            self.seen.iter().collect()
+        } else {
+            self.ips.keys().collect()
+        }
+    }
+
+    /// One shared copy of a short, much repeated value (a country code).
+    fn intern(&mut self, s: &str) -> std::sync::Arc<str> {
+        if let Some(v) = self.interned.get(s) {
+            return v.clone();
+        }
+        let v: std::sync::Arc<str> = s.into();
+        self.interned.insert(s.to_string(), v.clone());
+        v
     }
 
     /// This period's totals.
     pub fn totals(&self) -> Totals {
         Totals {
             attempts: self.attempts,
-            distinct_ips: self.ips.len() as u64,
-            distinct_usernames: self.users.len() as u64,
+            distinct_ips: if self.light {
+                self.seen.len()
+            } else {
+                self.ips.len()
+            } as u64,
+            distinct_usernames: if self.light {
+                self.light_users.len()
+            } else {
+                self.users.len()
+            } as u64,
         }
     }
 
@@ -331,29 +368,34 @@ impl Aggregator {
         let mut new_ips: Vec<Count> = self
             .ips
             .iter()
-            .filter(|(ip, _)| !before.contains(ip.as_str()))
+            .filter(|(ip, _)| !before.contains(ip))
             .map(|(ip, a)| Count {
-                key: ip.clone(),
+                key: ip.to_string(),
                 count: a.count,
             })
             .collect();
         new_ips.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         let new_count = new_ips.len() as u64;
         new_ips.truncate(20);
-        let mut ips: Vec<IpLine> = self
-            .ips
+        let mut by_count: Vec<(IpAddr, IpAgg)> = self.ips.into_iter().collect();
+        by_count.sort_by(|(ia, a), (ib, b)| b.count.cmp(&a.count).then_with(|| ia.cmp(ib)));
+        by_count.truncate(TOP);
+        let asns = &self.asns;
+        let ips: Vec<IpLine> = by_count
             .into_iter()
             .map(|(ip, a)| IpLine {
-                ip,
+                ip: ip.to_string(),
                 count: a.count,
-                reverse_dns: a.reverse_dns,
-                country: a.country,
-                asn: a.asn,
-                as_org: a.as_org,
+                reverse_dns: a.reverse_dns.map(String::from).unwrap_or_default(),
+                country: a.country.map(|c| c.to_string()).unwrap_or_default(),
+                asn: a.asn.map(|n| n.to_string()).unwrap_or_default(),
+                as_org: a
+                    .asn
+                    .and_then(|n| asns.get(&n))
+                    .map(|(_, org)| org.clone())
+                    .unwrap_or_default(),
             })
             .collect();
-        ips.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.ip.cmp(&b.ip)));
-        ips.truncate(TOP);
         let users: Vec<UserLine> = self
             .users
             .into_iter()
@@ -384,7 +426,7 @@ impl Aggregator {
             .v6
             .into_iter()
             .map(|(prefix, (count, addrs))| PrefixLine {
-                prefix,
+                prefix: slash64_text(prefix),
                 count,
                 addresses: addrs.len() as u64,
             })
@@ -410,7 +452,13 @@ impl Aggregator {
             top_usernames,
             distributed,
             top_countries: top(self.countries, TOP),
-            top_asns: top(self.asns, TOP),
+            top_asns: top(
+                self.asns
+                    .into_iter()
+                    .map(|(n, (count, org))| (format!("AS{n} {org}").trim_end().to_string(), count))
+                    .collect(),
+                TOP,
+            ),
             top_hosts: top(self.hosts, TOP),
             ipv6_prefixes: v6,
             per_hour,
