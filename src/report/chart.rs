@@ -70,6 +70,7 @@ mod tests {
             .map(|i| Count {
                 key: format!("h{i}"),
                 count: (i * 7 % 11) as u64,
+                previous: None,
             })
             .collect();
         let png = per_hour_png(&hours).expect("a chart");

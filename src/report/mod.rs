@@ -138,11 +138,26 @@ pub fn build(
     }
     let mut current = Aggregator::default();
     let mut rows = with_rows.then(RowsOut::new);
-    scan_window(csv, &index, window, &mut current, rows.as_mut()).map_err(|e| read_err(csv, &e))?;
+    scan_window(csv, &index, window, &mut |row, raw| {
+        current.add(row);
+        if let Some(r) = rows.as_mut() {
+            r.push(raw);
+        }
+    })
+    .map_err(|e| read_err(csv, &e))?;
     let mut previous = Aggregator::light();
-    scan_window(csv, &index, window.previous(), &mut previous, None)
-        .map_err(|e| read_err(csv, &e))?;
+    scan_window(csv, &index, window.previous(), &mut |row, _| {
+        previous.add(row)
+    })
+    .map_err(|e| read_err(csv, &e))?;
     let mut summary = current.finish(window.from, window.to, &previous, csv_bytes);
+    // The top tables beside the previous period: a second look at it, counting only their keys.
+    let mut watch = summary::Watch::of(&summary);
+    if !watch.is_empty() {
+        scan_window(csv, &index, window.previous(), &mut |row, _| watch.add(row))
+            .map_err(|e| read_err(csv, &e))?;
+        watch.fill(&mut summary);
+    }
     let (n, reasons) = backend_failures(state_dir, window);
     summary.backend_failures = n;
     summary.backend_reasons = reasons;
@@ -175,7 +190,11 @@ fn backend_failures(state_dir: &Path, w: Window) -> (u64, Vec<summary::Count>) {
     }
     let mut v: Vec<summary::Count> = reasons
         .into_iter()
-        .map(|(key, count)| summary::Count { key, count })
+        .map(|(key, count)| summary::Count {
+            key,
+            count,
+            previous: None,
+        })
         .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
     (n, v)
@@ -243,8 +262,7 @@ fn scan_window(
     csv: &Path,
     index: &Index,
     window: Window,
-    agg: &mut Aggregator,
-    mut rows: Option<&mut RowsOut>,
+    on_row: &mut dyn FnMut(&Row<'_>, &[u8]),
 ) -> std::io::Result<()> {
     let mut file = match std::fs::File::open(csv) {
         Ok(f) => f,
@@ -294,10 +312,7 @@ fn scan_window(
                 asn: &owned[11],
                 as_org: &owned[12],
             };
-            agg.add(&row);
-            if let Some(r) = rows.as_deref_mut() {
-                r.push(&buf[start..end]);
-            }
+            on_row(&row, &buf[start..end]);
         }
     }
     Ok(())

@@ -30,6 +30,26 @@ fn change(cur: u64, prev: u64) -> String {
 }
 
 fn counts(title: &str, what: &'static str, v: &[Count]) -> Table {
+    // Tables whose rows carry the previous period's count show it, with the change.
+    if !v.is_empty() && v.iter().all(|c| c.previous.is_some()) {
+        return Table {
+            title: title.into(),
+            headers: vec!["attempts", "previous", "change", what],
+            rows: v
+                .iter()
+                .map(|c| {
+                    let p = c.previous.unwrap_or(0);
+                    vec![
+                        c.count.to_string(),
+                        p.to_string(),
+                        change(c.count, p),
+                        c.key.clone(),
+                    ]
+                })
+                .collect(),
+            numeric: vec![true, true, true, false],
+        };
+    }
     Table {
         title: title.into(),
         headers: vec!["attempts", what],
@@ -88,7 +108,15 @@ pub fn tables(s: &Summary) -> Vec<Table> {
     }];
     out.push(Table {
         title: "Top addresses".into(),
-        headers: vec!["attempts", "address", "reverse DNS", "country", "AS"],
+        headers: vec![
+            "attempts",
+            "previous",
+            "change",
+            "address",
+            "reverse DNS",
+            "country",
+            "AS",
+        ],
         rows: s
             .top_ips
             .iter()
@@ -100,6 +128,8 @@ pub fn tables(s: &Summary) -> Vec<Table> {
                 };
                 vec![
                     i.count.to_string(),
+                    i.previous.to_string(),
+                    change(i.count, i.previous),
                     i.ip.clone(),
                     dash(&i.reverse_dns),
                     dash(&i.country),
@@ -107,11 +137,18 @@ pub fn tables(s: &Summary) -> Vec<Table> {
                 ]
             })
             .collect(),
-        numeric: vec![true, false, false, false, false],
+        numeric: vec![true, true, true, false, false, false, false],
     });
     out.push(Table {
         title: "Top usernames".into(),
-        headers: vec!["attempts", "username", "addresses", "ASNs"],
+        headers: vec![
+            "attempts",
+            "previous",
+            "change",
+            "username",
+            "addresses",
+            "ASNs",
+        ],
         rows: s
             .top_usernames
             .iter()
@@ -119,13 +156,15 @@ pub fn tables(s: &Summary) -> Vec<Table> {
                 let name = shown_username(&u.username);
                 vec![
                     u.count.to_string(),
+                    u.previous.to_string(),
+                    change(u.count, u.previous),
                     name,
                     u.distinct_ips.to_string(),
                     u.distinct_asns.to_string(),
                 ]
             })
             .collect(),
-        numeric: vec![true, false, true, true],
+        numeric: vec![true, true, true, false, true, true],
     });
     out.push(Table {
         title: "Distributed brute force: usernames tried from the most addresses".into(),
@@ -326,6 +365,7 @@ mod tests {
             top_usernames: vec![UserLine {
                 username: "<script>alert(1)</script>\r\nBcc: x@example.org".into(),
                 count: 3,
+                previous: 1,
                 distinct_ips: 2,
                 distinct_asns: 1,
             }],

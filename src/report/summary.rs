@@ -72,6 +72,9 @@ pub struct Count {
     pub key: String,
     /// How often.
     pub count: u64,
+    /// How often in the previous period (for the top tables that compare periods).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<u64>,
 }
 
 /// An attacking address.
@@ -81,6 +84,8 @@ pub struct IpLine {
     pub ip: String,
     /// Attempts.
     pub count: u64,
+    /// Attempts in the previous period.
+    pub previous: u64,
     /// Reverse DNS name.
     pub reverse_dns: String,
     /// Country.
@@ -98,6 +103,8 @@ pub struct UserLine {
     pub username: String,
     /// Attempts.
     pub count: u64,
+    /// Attempts in the previous period.
+    pub previous: u64,
     /// Distinct addresses that tried it.
     pub distinct_ips: u64,
     /// Distinct autonomous systems those addresses belong to.
@@ -221,7 +228,11 @@ pub struct Aggregator {
 fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
     let mut v: Vec<Count> = map
         .into_iter()
-        .map(|(key, count)| Count { key, count })
+        .map(|(key, count)| Count {
+            key,
+            count,
+            previous: None,
+        })
         .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
     v.truncate(n);
@@ -372,6 +383,7 @@ impl Aggregator {
             .map(|(ip, a)| Count {
                 key: ip.to_string(),
                 count: a.count,
+                previous: None,
             })
             .collect();
         new_ips.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
@@ -386,6 +398,7 @@ impl Aggregator {
             .map(|(ip, a)| IpLine {
                 ip: ip.to_string(),
                 count: a.count,
+                previous: 0,
                 reverse_dns: a.reverse_dns.map(String::from).unwrap_or_default(),
                 country: a.country.map(|c| c.to_string()).unwrap_or_default(),
                 asn: a.asn.map(|n| n.to_string()).unwrap_or_default(),
@@ -402,6 +415,7 @@ impl Aggregator {
             .map(|(username, u)| UserLine {
                 username,
                 count: u.count,
+                previous: 0,
                 distinct_ips: u.ips.len() as u64,
                 distinct_asns: u.asns.len() as u64,
             })
@@ -441,6 +455,7 @@ impl Aggregator {
             .map(|h| Count {
                 key: rfc(h),
                 count: self.hours.get(&h).copied().unwrap_or(0),
+                previous: None,
             })
             .collect();
         Summary {
@@ -471,5 +486,193 @@ impl Aggregator {
             backend_failures: 0,
             backend_reasons: Vec::new(),
         }
+    }
+}
+
+/// Counts, in the previous period, only the keys a summary's top tables show.
+#[derive(Default)]
+pub struct Watch {
+    ips: HashMap<IpAddr, u64>,
+    users: HashMap<String, u64>,
+    countries: HashMap<String, u64>,
+    asns: HashMap<u32, u64>,
+}
+
+impl Watch {
+    /// The keys of `s`'s top tables.
+    pub fn of(s: &Summary) -> Watch {
+        Watch {
+            ips: s
+                .top_ips
+                .iter()
+                .filter_map(|i| i.ip.parse().ok())
+                .map(|ip| (ip, 0))
+                .collect(),
+            users: s
+                .top_usernames
+                .iter()
+                .map(|u| (u.username.clone(), 0))
+                .collect(),
+            countries: s.top_countries.iter().map(|c| (c.key.clone(), 0)).collect(),
+            asns: s
+                .top_asns
+                .iter()
+                .filter_map(|c| asn_of_key(&c.key))
+                .map(|n| (n, 0))
+                .collect(),
+        }
+    }
+
+    /// Whether there is nothing to count.
+    pub fn is_empty(&self) -> bool {
+        self.ips.is_empty()
+            && self.users.is_empty()
+            && self.countries.is_empty()
+            && self.asns.is_empty()
+    }
+
+    /// Counts one row of the previous period.
+    pub fn add(&mut self, r: &Row<'_>) {
+        if let Ok(ip) = r.ip.parse::<IpAddr>()
+            && let Some(n) = self.ips.get_mut(&ip)
+        {
+            *n += 1;
+        }
+        if let Some(n) = self.users.get_mut(unguard(r.username)) {
+            *n += 1;
+        }
+        if let Some(n) = self.countries.get_mut(r.country) {
+            *n += 1;
+        }
+        if let Some(n) = r
+            .asn
+            .parse::<u32>()
+            .ok()
+            .and_then(|a| self.asns.get_mut(&a))
+        {
+            *n += 1;
+        }
+    }
+
+    /// Writes the counts into the summary's top tables.
+    pub fn fill(&self, s: &mut Summary) {
+        for i in &mut s.top_ips {
+            i.previous =
+                i.ip.parse()
+                    .ok()
+                    .and_then(|ip| self.ips.get(&ip))
+                    .copied()
+                    .unwrap_or(0);
+        }
+        for u in &mut s.top_usernames {
+            u.previous = self.users.get(&u.username).copied().unwrap_or(0);
+        }
+        for c in &mut s.top_countries {
+            c.previous = Some(self.countries.get(&c.key).copied().unwrap_or(0));
+        }
+        for c in &mut s.top_asns {
+            c.previous = Some(
+                asn_of_key(&c.key)
+                    .and_then(|n| self.asns.get(&n))
+                    .copied()
+                    .unwrap_or(0),
+            );
+        }
+    }
+}
+
+/// `AS64500 Example` -> 64500.
+fn asn_of_key(key: &str) -> Option<u32> {
+    key.strip_prefix("AS")?.split(' ').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(ts: i64, ip: &'a str, user: &'a str, country: &'a str, asn: &'a str) -> Row<'a> {
+        Row {
+            ts,
+            ip,
+            username: user,
+            country,
+            asn,
+            as_org: "Org",
+            dns_status: "ok",
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn totals_tops_new_addresses_and_the_previous_period() {
+        let now = [
+            row(7200, "192.0.2.1", "admin", "FR", "64500"),
+            row(7201, "192.0.2.1", "admin", "FR", "64500"),
+            row(7202, "198.51.100.2", "admin", "DE", "64501"),
+            row(7203, "2001:db8::1", "info", "JP", "64503"),
+            row(7204, "2001:db8::2", "'=cmd", "JP", "64503"),
+        ];
+        let before = [
+            row(3600, "192.0.2.1", "admin", "FR", "64500"),
+            row(3601, "203.0.113.9", "root", "BR", "64502"),
+        ];
+        let mut cur = Aggregator::default();
+        now.iter().for_each(|r| cur.add(r));
+        let mut prev = Aggregator::light();
+        before.iter().for_each(|r| prev.add(r));
+        let mut s = cur.finish(7200, 10800, &prev, 123);
+        assert_eq!(
+            s.totals,
+            Totals {
+                attempts: 5,
+                distinct_ips: 4,
+                distinct_usernames: 3
+            }
+        );
+        assert_eq!(
+            s.previous,
+            Totals {
+                attempts: 2,
+                distinct_ips: 2,
+                distinct_usernames: 2
+            }
+        );
+        assert_eq!(
+            (s.top_ips[0].ip.as_str(), s.top_ips[0].count),
+            ("192.0.2.1", 2)
+        );
+        assert_eq!(s.new_ips, 3, "192.0.2.1 was seen before");
+        assert_eq!(s.top_usernames[0].username, "admin");
+        assert_eq!(
+            (
+                s.top_usernames[0].distinct_ips,
+                s.top_usernames[0].distinct_asns
+            ),
+            (2, 2)
+        );
+        assert!(
+            s.top_usernames.iter().any(|u| u.username == "=cmd"),
+            "the CSV guard is undone"
+        );
+        assert_eq!(
+            s.ipv6_prefixes[0],
+            PrefixLine {
+                prefix: "2001:db8:0:0::/64".into(),
+                count: 2,
+                addresses: 2
+            }
+        );
+        assert_eq!(s.top_asns[0].key, "AS64500 Org");
+        assert_eq!(s.per_hour.len(), 1);
+        let mut watch = Watch::of(&s);
+        before.iter().for_each(|r| watch.add(r));
+        watch.fill(&mut s);
+        assert_eq!(s.top_ips[0].previous, 1);
+        assert_eq!(s.top_usernames[0].previous, 1);
+        let fr = s.top_countries.iter().find(|c| c.key == "FR").unwrap();
+        assert_eq!((fr.count, fr.previous), (2, Some(1)));
+        let de = s.top_countries.iter().find(|c| c.key == "DE").unwrap();
+        assert_eq!(de.previous, Some(0));
+        assert_eq!(s.top_asns[0].previous, Some(1));
     }
 }
