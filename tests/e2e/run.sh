@@ -133,13 +133,14 @@ pc "queue_directory = $WORK/spool" "data_directory = $WORK/data" \
    "virtual_mailbox_maps = static:reports/" "virtual_uid_maps = static:$nobody_uid" "virtual_gid_maps = static:$nogroup_gid" \
    "alias_maps =" "alias_database =" "compatibility_level = 3.6" "smtpd_hard_error_limit = 4" \
    "smtpd_error_sleep_time = 0" "smtpd_soft_error_limit = 100"
-# Our ports instead of 25; postlogd for maillog_file; no chroot (paths are absolute).
+# Our ports instead of 25; no chroot (paths are absolute).
 sed -i -e 's/^smtp      inet.*/'"$SMTP"' inet n - n - - smtpd/' "$PF/master.cf"
 cat >> "$PF/master.cf" <<MASTER
 $SUBMISSION inet n - n - - smtpd -o syslog_name=postfix/submission
 $SMTPS inet n - n - - smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes
-postlog   unix-dgram n  -       n       -       1       postlogd
 MASTER
+# postlogd writes maillog_file; Debian's master.cf has it, others may not.
+postconf -c "$PF" -M postlog/unix-dgram="postlog unix-dgram n - n - 1 postlogd"
 postconf -c "$PF" -F '*/*/chroot = n'
 postfix -c "$PF" check
 postfix -c "$PF" start
