@@ -235,3 +235,98 @@ mod tests {
         assert_eq!(too_long, 0);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Property tests: however the input arrives (any read sizes), the blocks hold exactly the
+    //! input's lines minus the overlong ones, and the parser finds the same lines as on the
+    //! whole input at once.
+
+    use super::*;
+    use crate::parse::{Parsed, Parser, YearContext};
+    use proptest::prelude::*;
+
+    struct Pieces<'a> {
+        data: &'a [u8],
+        sizes: Vec<usize>,
+        i: usize,
+    }
+
+    impl Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let want = self.sizes[self.i % self.sizes.len()].max(1);
+            self.i += 1;
+            let n = want.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    const FAIL: &str = "Nov 22 08:01:04 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=";
+
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            "[a-z ]{0,80}".prop_map(|s| s.into_bytes()),
+            "[a-z]{1,20}".prop_map(|u| format!("{FAIL}{u}").into_bytes()),
+            // Overlong (the limit in these tests is 1024).
+            (1100usize..3000).prop_map(|n| vec![b'z'; n]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn blocks_are_the_lines_whatever_the_read_sizes(
+            lines in prop::collection::vec(line(), 0..60),
+            sizes in prop::collection::vec(1usize..5000, 1..8),
+            final_newline in any::<bool>(),
+        ) {
+            let mut data = lines.join(&b'\n');
+            if final_newline && !data.is_empty() {
+                data.push(b'\n');
+            }
+            let mut r = BlockReader::new(Pieces { data: &data, sizes, i: 0 }, 1024);
+            let mut got = Vec::new();
+            let mut offsets_ok = true;
+            while let Some(b) = r.next_block().unwrap() {
+                offsets_ok &= data[b.offset as usize..].starts_with(b.bytes);
+                got.extend_from_slice(b.bytes);
+            }
+            prop_assert!(offsets_ok);
+            // What came out: every line that fits, in order (overlong ones dropped whole).
+            let kept: Vec<&[u8]> = got.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+            let want: Vec<&[u8]> = lines.iter().map(|l| &l[..]).filter(|l| l.len() <= 1024 && !l.is_empty()).collect();
+            // Overlong lines that fit in one read buffer are left to the parser to skip.
+            let without_long: Vec<&[u8]> = kept.iter().copied().filter(|l| l.len() <= 1024).collect();
+            prop_assert_eq!(without_long, want);
+        }
+
+        #[test]
+        fn the_parser_finds_the_same_lines_in_one_block_or_many(
+            lines in prop::collection::vec(line(), 0..60),
+            sizes in prop::collection::vec(1usize..5000, 1..8),
+        ) {
+            let mut data = lines.join(&b'\n');
+            data.push(b'\n');
+            let parser = Parser::new(1024);
+            let years = YearContext::now();
+            let users = |found: &mut Vec<(u64, String)>, bytes: &[u8], offset: u64| {
+                parser.scan_block(bytes, offset, 0, &years, |f| {
+                    if let Parsed::Failure(a) = f.parsed {
+                        found.push((f.end_offset, a.username.unwrap_or_default()));
+                    }
+                });
+            };
+            let mut whole = Vec::new();
+            users(&mut whole, &data, 0);
+            let mut pieces = Vec::new();
+            let mut r = BlockReader::new(Pieces { data: &data, sizes, i: 0 }, 1024);
+            while let Some(b) = r.next_block().unwrap() {
+                users(&mut pieces, b.bytes, b.offset);
+            }
+            prop_assert_eq!(pieces, whole);
+        }
+    }
+}
