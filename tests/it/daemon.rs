@@ -395,3 +395,47 @@ fn a_file_replaced_by_another_under_the_same_name_is_read_from_its_start() {
     assert_eq!(d.stop(), Some(0));
     assert_eq!(usernames(&out), ["one", "two", "three", "four"]);
 }
+
+#[test]
+fn a_log_replaced_while_its_writer_still_writes_is_finished_through_the_open_handle() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let mut writer = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    writer.write_all(attack("before").as_bytes()).unwrap();
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["before"]),
+        "{}",
+        d.logged()
+    );
+    // Another file renamed over the log: the old one has no name left, so no sibling will
+    // ever show it; only the handle held since before can finish it. Its writer has not
+    // reopened yet and goes on writing to it.
+    let next = dir.path().join("next.tmp");
+    std::fs::write(&next, noise(1)).unwrap();
+    std::fs::rename(&next, &log).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..50 {
+        writer
+            .write_all(attack(&format!("late{i}")).as_bytes())
+            .unwrap();
+    }
+    drop(writer);
+    append(&log, &attack("new"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 52),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    let got = usernames(&out);
+    assert_eq!(got.iter().filter(|u| u.starts_with("late")).count(), 50);
+}
