@@ -329,6 +329,13 @@ impl Committer {
             // Row-less progress is saved on a timer (re-reading it after a crash is harmless).
             return Ok(());
         }
+        if self.csv.moved_away() {
+            // Archived (or deleted) by the postmaster: new rows go to a new file at the path,
+            // not on into the archive.
+            let path = self.csv.path().to_path_buf();
+            tracing::info!(path = %path.display(), "the CSV was moved away; starting a new one");
+            self.csv = CsvFile::open_append(&path)?;
+        }
         let len_before = self.csv.len();
         let bytes = self.rows.bytes();
         let len_after = len_before + bytes.len() as u64;

@@ -254,6 +254,22 @@ impl CsvFile {
         Ok(())
     }
 
+    /// Whether the path no longer names the file being written (it was moved away, e.g. to be
+    /// archived, or deleted). Standard output never is.
+    pub fn moved_away(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Output::File(f) = &self.out else {
+            return false;
+        };
+        let (Ok(open), on_disk) = (f.metadata(), std::fs::metadata(&self.path)) else {
+            return false;
+        };
+        match on_disk {
+            Ok(m) => (m.dev(), m.ino()) != (open.dev(), open.ino()),
+            Err(_) => open.is_file(),
+        }
+    }
+
     /// Length of the file in bytes as this writer knows it (header included).
     pub fn len(&self) -> u64 {
         self.len

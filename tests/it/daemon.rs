@@ -439,3 +439,40 @@ fn a_log_replaced_while_its_writer_still_writes_is_finished_through_the_open_han
     let got = usernames(&out);
     assert_eq!(got.iter().filter(|u| u.starts_with("late")).count(), 50);
 }
+
+#[test]
+fn a_csv_moved_away_for_archiving_is_started_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &attack("first"));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["first"]),
+        "{}",
+        d.logged()
+    );
+    let archived = dir.path().join("out-2026-11.csv");
+    std::fs::rename(&out, &archived).unwrap();
+    append(&log, &attack("second"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["second"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(usernames(&archived), ["first"], "the archive is left alone");
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with(HEADER));
+    assert_eq!(d.stop(), Some(0));
+    // A restart is consistent with the new file: nothing read again, nothing lost.
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("third"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["second", "third"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
