@@ -235,6 +235,7 @@ pub async fn run(
     notify::ready(&running.status_line());
 
     let watchdog = notify::watchdog_interval();
+    let mut watchdog_ok = true;
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
     let mut status_tick = tokio::time::interval(Duration::from_secs(5));
@@ -254,11 +255,21 @@ pub async fn run(
                 }
             },
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                let max = watchdog.expect("checked").as_millis() as u64;
-                if running.alive_within(max) {
+                // Idle actors beat about once a second (their receive timeouts; a tailer's
+                // poll_interval): a shorter threshold would call a quiet actor stuck.
+                let floor = (running.config.poll_interval * 2).max(Duration::from_secs(3));
+                let max = watchdog.expect("checked").max(floor).as_millis() as u64;
+                let alive = running.alive_within(max);
+                if alive {
                     notify::watchdog();
-                } else {
-                    tracing::error!("an actor stopped responding; not pinging the watchdog");
+                }
+                if alive != watchdog_ok {
+                    if alive {
+                        tracing::info!("all actors respond again; pinging the watchdog");
+                    } else {
+                        tracing::error!("an actor stopped responding; not pinging the watchdog (systemd will restart the service)");
+                    }
+                    watchdog_ok = alive;
                 }
             },
             _ = geo_tick.tick() => {

@@ -82,7 +82,7 @@ pub struct Committer {
 
 /// Moments of a commit at which the durability tests make the process die, to prove that a
 /// restart recovers from each. Chosen with `MAILLOGSENTINEL_TEST_CRASH=after-checkpoint`,
-/// `mid-rows` or `after-rows`; never set in production.
+/// `mid-rows`, `after-rows` or `hang-after-rows`; never set in production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// The checkpoint is saved, no row is written.
@@ -91,6 +91,8 @@ pub enum CrashPoint {
     MidRows,
     /// The rows are written and synced; nothing after.
     AfterRows,
+    /// After the rows, the sink thread stops responding (but the process lives on).
+    HangAfterRows,
 }
 
 impl CrashPoint {
@@ -99,6 +101,7 @@ impl CrashPoint {
             "after-checkpoint" => Some(CrashPoint::AfterCheckpoint),
             "mid-rows" => Some(CrashPoint::MidRows),
             "after-rows" => Some(CrashPoint::AfterRows),
+            "hang-after-rows" => Some(CrashPoint::HangAfterRows),
             _ => None,
         }
     }
@@ -360,6 +363,13 @@ impl Committer {
             return Err(e.into());
         }
         crash_point(CrashPoint::AfterRows, self.crash);
+        if self.crash == Some(CrashPoint::HangAfterRows) {
+            // A stuck sink (a dead NFS server, say): the watchdog must stop being pinged.
+            eprintln!("simulated hang after a commit");
+            loop {
+                std::thread::park();
+            }
+        }
         self.counters.failures.fetch_add(self.pending_rows, Relaxed);
         self.pending_rows = 0;
         self.rows.clear();

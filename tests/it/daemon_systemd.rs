@@ -128,3 +128,56 @@ fn logs_carry_journal_priorities_when_stderr_is_the_journal() {
     assert!(warn.contains(" WARN ") && warn.starts_with("20"), "{warn}");
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_stuck_sink_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut cmd = bin();
+    cmd.env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .env("MAILLOGSENTINEL_TEST_CRASH", "hang-after-rows");
+    let d = Daemon::start_with(cmd, &cfg, dir.path());
+    let mut seen = Vec::new();
+    expect_in_order(&sock, &mut seen, &["READY=1", "WATCHDOG=1"]);
+    // The next commit hangs the sink thread.
+    append(&log, &attack("x"));
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("simulated hang")),
+        "{}",
+        d.logged()
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("stopped responding")),
+        "{}",
+        d.logged()
+    );
+    // From then on: no more pings, so systemd would restart the service.
+    let mut buf = [0u8; 4096];
+    while sock.recv(&mut buf).is_ok() {}
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut pings = 0;
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            pings += String::from_utf8_lossy(&buf[..n])
+                .matches("WATCHDOG=1")
+                .count();
+        }
+    }
+    assert_eq!(
+        pings, 0,
+        "the watchdog is still pinged while the sink is stuck"
+    );
+    drop(d);
+}
