@@ -49,18 +49,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The one-thread tokio runtime every command that needs one runs on (blocking work goes to
+/// threads of its own).
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("maillogsentinel")
+        .build()
+        .context("cannot start the runtime")
+        .map_err(Failure::Runtime)
+}
+
 fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
 }
 
 fn run_daemon(args: ConfigArg) -> Result<ExitCode, Failure> {
     let config = load_config(&args)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("maillogsentinel")
-        .build()
-        .context("cannot start the runtime")
-        .map_err(Failure::Runtime)?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let control = daemon::forward_signals()
             .context("cannot install signal handlers")
@@ -181,11 +187,7 @@ fn run_geoip_update(args: ConfigArg) -> Result<ExitCode, Failure> {
 
 fn run_lookup(args: LookupArgs) -> Result<ExitCode, Failure> {
     let config = load_config(&args.config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-        .map_err(Failure::Runtime)?;
+    let runtime = runtime()?;
     let _guard = runtime.enter();
     let enricher = Enricher::new(config.enrich.clone()).map_err(|e| Failure::Usage(e.into()))?;
     let found = runtime.block_on(futures::future::join_all(
@@ -215,11 +217,7 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         }
     }
     .map_err(|e| Failure::Runtime(e.into()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-        .map_err(Failure::Runtime)?;
+    let runtime = runtime()?;
     let enricher = if args.no_enrich {
         None
     } else {
