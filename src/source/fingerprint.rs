@@ -70,12 +70,17 @@ pub fn of_plain(file: &File, max: usize) -> io::Result<Option<Fingerprint>> {
     }
 }
 
-/// The fingerprint of any input (plain or gzip) at `path`, read from its start.
-pub fn of_path(path: &Path, max: usize) -> io::Result<Option<Fingerprint>> {
+/// The fingerprint of any input (plain or gzip) at `path`, read from its start, and whether
+/// it is gzip (the caller reads it accordingly).
+pub fn of_path(path: &Path, max: usize) -> io::Result<(Option<Fingerprint>, bool)> {
     let input = super::open(path)?;
     if !input.compressed {
-        return of_plain(&File::open(path)?, max);
+        return Ok((of_plain(&File::open(path)?, max)?, false));
     }
+    Ok((of_gzip(input, max)?, true))
+}
+
+fn of_gzip(input: super::Input, max: usize) -> io::Result<Option<Fingerprint>> {
     let mut first = Vec::with_capacity(256);
     let mut byte = [0u8; 4096];
     let mut input = input;
@@ -116,8 +121,10 @@ mod tests {
         enc.write_all(b"Nov 22 first line\nsomething else entirely\n")
             .unwrap();
         std::fs::write(&gz, enc.finish().unwrap()).unwrap();
-        let a = of_path(&plain, 65536).unwrap().unwrap();
-        let b = of_path(&gz, 65536).unwrap().unwrap();
+        let (a, a_gz) = of_path(&plain, 65536).unwrap();
+        let (b, b_gz) = of_path(&gz, 65536).unwrap();
+        assert_eq!((a_gz, b_gz), (false, true));
+        let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a, b);
         assert_eq!(a, Fingerprint::of_line(b"Nov 22 first line\n"));
         assert_eq!(
@@ -131,9 +138,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
         std::fs::write(&p, b"").unwrap();
-        assert_eq!(of_path(&p, 1024).unwrap(), None);
+        assert_eq!(of_path(&p, 1024).unwrap(), (None, false));
         std::fs::write(&p, b"partial").unwrap();
-        assert_eq!(of_path(&p, 1024).unwrap(), None);
+        assert_eq!(of_path(&p, 1024).unwrap(), (None, false));
     }
 
     #[test]

@@ -403,9 +403,10 @@ impl Tailer {
                 }
                 continue;
             }
-            let fp = match fingerprint::of_path(&s.path, self.settings.max_line_bytes) {
-                Ok(Some(fp)) => fp,
-                Ok(None) => continue,
+            let (fp, compressed) = match fingerprint::of_path(&s.path, self.settings.max_line_bytes)
+            {
+                Ok((Some(fp), compressed)) => (fp, compressed),
+                Ok((None, _)) => continue,
                 Err(e) => {
                     self.report(format!(
                         "cannot read rotated file {}: {e}",
@@ -427,7 +428,6 @@ impl Tailer {
             if known.is_some_and(|p| p.complete) {
                 continue;
             }
-            let compressed = super::open(&s.path).map(|i| i.compressed).unwrap_or(false);
             if known.is_none() && self.start == Start::AtEnd {
                 // First start without backfill: history counts as read.
                 let end = if compressed {
