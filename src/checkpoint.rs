@@ -159,32 +159,41 @@ impl Store {
 
     /// Replaces the checkpoint atomically and durably.
     pub fn save(&self, cp: &Checkpoint) -> Result<(), CheckpointError> {
-        let io_err = |source| CheckpointError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let tmp = self.path.with_extension("json.tmp");
         let mut bytes = serde_json::to_vec_pretty(cp).expect("a checkpoint always serialises");
         bytes.push(b'\n');
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)
-            .map_err(io_err)?;
-        f.write_all(&bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(io_err)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io_err)?;
-        let dir = self
-            .path
+        replace_file(&self.path, &bytes, true).map_err(|source| CheckpointError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Replaces `path` with `bytes` so that readers see the old file or the new one, whole: a
+/// temporary file beside it (mode 0640), renamed over it. `durable` adds the fsyncs (file, then
+/// directory) that make the new version survive a power cut, for files whose loss costs more
+/// than time (the checkpoint).
+pub fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    if durable {
+        f.sync_all()?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if durable {
+        let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)
+        File::open(dir)?.sync_all()?;
     }
+    Ok(())
 }
 
 /// Seconds since the epoch, now.
@@ -335,7 +344,7 @@ mod tests {
         assert_eq!(store.load().unwrap(), None);
         store.save(&cp()).unwrap();
         assert_eq!(store.load().unwrap(), Some(cp()));
-        assert!(!dir.path().join("checkpoint.json.tmp").exists());
+        assert!(!dir.path().join("checkpoint.tmp").exists());
         std::fs::write(store.path(), b"{not json").unwrap();
         let e = store.load().unwrap_err().to_string();
         assert!(

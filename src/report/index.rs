@@ -109,13 +109,11 @@ impl Index {
 
     /// Saves the index (atomically: temp file and rename).
     pub fn save(&self, path: &Path) -> Result<(), IndexError> {
-        let err = |source| IndexError {
+        let bytes = serde_json::to_vec(self).expect("serialisable");
+        crate::checkpoint::replace_file(path, &bytes, false).map_err(|source| IndexError {
             path: path.to_path_buf(),
             source,
-        };
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self).expect("serialisable")).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        })
     }
 
     /// Indexes the rows appended since the last time (whole rows only).

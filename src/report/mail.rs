@@ -209,10 +209,8 @@ pub fn queue(state_dir: &Path, message: &Message) -> Result<PathBuf, MailError> 
     let meta = dir.join(format!("{name}.json"));
     std::fs::write(&eml, message.formatted()).map_err(|e| err(&eml, &e))?;
     // The envelope last: a message counts as queued once both are there.
-    let tmp = meta.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&q).expect("serialisable"))
-        .map_err(|e| err(&tmp, &e))?;
-    std::fs::rename(&tmp, &meta).map_err(|e| err(&meta, &e))?;
+    crate::checkpoint::replace_file(&meta, &serde_json::to_vec(&q).expect("serialisable"), false)
+        .map_err(|e| err(&meta, &e))?;
     Ok(eml)
 }
 
@@ -250,7 +248,11 @@ pub fn flush_outbox(state_dir: &Path, settings: &MailSettings) -> (usize, usize)
             }
             Err(e) => {
                 q.attempts += 1;
-                let _ = std::fs::write(&meta, serde_json::to_vec(&q).expect("serialisable"));
+                let _ = crate::checkpoint::replace_file(
+                    &meta,
+                    &serde_json::to_vec(&q).expect("serialisable"),
+                    false,
+                );
                 tracing::warn!(message = %eml.display(), attempts = q.attempts, "report still not sent: {e}");
                 waiting += 1;
             }

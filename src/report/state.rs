@@ -28,10 +28,8 @@ impl ReportState {
 
     /// Saves it atomically.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
-        let path = state_dir.join("report-state.json");
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(self).expect("serialisable"))?;
-        std::fs::rename(tmp, path)
+        let bytes = serde_json::to_vec(self).expect("serialisable");
+        crate::checkpoint::replace_file(&state_dir.join("report-state.json"), &bytes, false)
     }
 
     /// The window of the next default report: from the last one's end to `now`.
