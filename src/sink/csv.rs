@@ -148,7 +148,12 @@ pub struct CsvFile {
 }
 
 enum Output {
-    File(File),
+    /// A file; `regular` is false for a device such as /dev/null (nothing to fsync), known
+    /// from when it was opened.
+    File {
+        file: File,
+        regular: bool,
+    },
     Stdout(io::Stdout),
 }
 
@@ -189,7 +194,7 @@ impl CsvFile {
         }
         let mut csv = CsvFile {
             path: path.to_path_buf(),
-            out: Output::File(file),
+            out: Output::File { file, regular },
             len,
         };
         if len == 0 {
@@ -218,7 +223,7 @@ impl CsvFile {
     /// Appends bytes (whole rows). Not durable until [`CsvFile::sync`].
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
         let r = match &mut self.out {
-            Output::File(f) => f.write_all(bytes),
+            Output::File { file, .. } => file.write_all(bytes),
             Output::Stdout(s) => s.write_all(bytes),
         };
         r.map_err(|source| SinkError::Io {
@@ -232,8 +237,11 @@ impl CsvFile {
     /// Makes appended rows durable (fsync of a regular file; a flush of stdout).
     pub fn sync(&mut self) -> Result<(), SinkError> {
         let r = match &mut self.out {
-            Output::File(f) if f.metadata().is_ok_and(|m| m.is_file()) => f.sync_data(),
-            Output::File(_) => Ok(()),
+            Output::File {
+                file,
+                regular: true,
+            } => file.sync_data(),
+            Output::File { .. } => Ok(()),
             Output::Stdout(s) => s.flush(),
         };
         r.map_err(|source| SinkError::Io {
@@ -244,7 +252,7 @@ impl CsvFile {
 
     /// Cuts the file back to `len` bytes (a failed append's partial rows).
     pub fn truncate_to(&mut self, len: u64) -> Result<(), SinkError> {
-        if let Output::File(f) = &self.out {
+        if let Output::File { file: f, .. } = &self.out {
             f.set_len(len).map_err(|source| SinkError::Io {
                 path: self.path.clone(),
                 source,
@@ -258,7 +266,7 @@ impl CsvFile {
     /// archived, or deleted). Standard output never is.
     pub fn moved_away(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let Output::File(f) = &self.out else {
+        let Output::File { file: f, .. } = &self.out else {
             return false;
         };
         let (Ok(open), on_disk) = (f.metadata(), std::fs::metadata(&self.path)) else {
