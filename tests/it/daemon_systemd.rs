@@ -29,13 +29,10 @@ fn expect_in_order(sock: &UnixDatagram, seen: &mut Vec<String>, want: &[&str]) {
     }
 }
 
-#[test]
-fn readiness_reload_stop_and_watchdog_are_notified() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &attack("x"));
-    let cfg = daemon_config(dir.path(), &[&log], "");
-    let sock_path = dir.path().join("notify.sock");
+/// A notify socket in `dir` (what systemd listens on) and the binary told to use it, with a
+/// 400 ms watchdog.
+fn notified(dir: &std::path::Path) -> (UnixDatagram, std::process::Command) {
+    let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -43,6 +40,16 @@ fn readiness_reload_stop_and_watchdog_are_notified() {
     cmd.env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "400000")
         .env_remove("WATCHDOG_PID");
+    (sock, cmd)
+}
+
+#[test]
+fn readiness_reload_stop_and_watchdog_are_notified() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &attack("x"));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let (sock, cmd) = notified(dir.path());
     let d = Daemon::start_with(cmd, &cfg, dir.path());
     let mut seen = Vec::new();
     expect_in_order(&sock, &mut seen, &["READY=1", "WATCHDOG=1"]);
@@ -135,15 +142,8 @@ fn a_stuck_sink_stops_the_watchdog_pings() {
     let log = dir.path().join("mail.log");
     append(&log, &noise(0));
     let cfg = daemon_config(dir.path(), &[&log], "");
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut cmd = bin();
-    cmd.env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env_remove("WATCHDOG_PID")
-        .env("MAILLOGSENTINEL_TEST_CRASH", "hang-after-rows");
+    let (sock, mut cmd) = notified(dir.path());
+    cmd.env("MAILLOGSENTINEL_TEST_CRASH", "hang-after-rows");
     let d = Daemon::start_with(cmd, &cfg, dir.path());
     let mut seen = Vec::new();
     expect_in_order(&sock, &mut seen, &["READY=1", "WATCHDOG=1"]);
