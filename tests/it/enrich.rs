@@ -307,43 +307,33 @@ fn the_daemon_enriches_and_picks_up_a_replaced_database() {
             "Example Networks SAS"
         )
     );
-    // A new database renamed into place: picked up without a signal.
-    mmdb::write_ipinfo(&db, 1000);
-    assert!(
-        wait_until(Duration::from_secs(20), || d
-            .logged()
-            .matches("ASN database")
-            .count()
-            >= 2),
-        "{}",
-        d.logged()
-    );
-    append(&log, &failure_from("192.0.2.10", "after"));
-    assert!(
-        wait_until(Duration::from_secs(15), || rows().len() == 2),
-        "{}",
-        d.logged()
-    );
-    assert_eq!(rows()[1][4], "65500");
-    // And on SIGHUP.
-    mmdb::write_ipinfo(&db, 2000);
-    d.signal("HUP");
-    assert!(
-        wait_until(Duration::from_secs(15), || d
-            .logged()
-            .matches("ASN database")
-            .count()
-            >= 3),
-        "{}",
-        d.logged()
-    );
-    append(&log, &failure_from("192.0.2.10", "hup"));
-    assert!(
-        wait_until(Duration::from_secs(15), || rows().len() == 3),
-        "{}",
-        d.logged()
-    );
-    assert_eq!(rows()[2][4], "66500");
+    // A new database renamed into place is picked up without a signal, and on SIGHUP.
+    for (n, (shift, hup, want)) in [(1000, false, "65500"), (2000, true, "66500")]
+        .into_iter()
+        .enumerate()
+    {
+        mmdb::write_ipinfo(&db, shift);
+        if hup {
+            d.signal("HUP");
+        }
+        let opened = n + 2; // the start, then once per replacement
+        assert!(
+            wait_until(Duration::from_secs(20), || d
+                .logged()
+                .matches("ASN database")
+                .count()
+                >= opened),
+            "{}",
+            d.logged()
+        );
+        append(&log, &failure_from("192.0.2.10", &format!("after{n}")));
+        assert!(
+            wait_until(Duration::from_secs(15), || rows().len() == n + 2),
+            "{}",
+            d.logged()
+        );
+        assert_eq!(rows()[n + 1][4], want);
+    }
     assert!(d.running());
     assert_eq!(d.stop(), Some(0));
 }
