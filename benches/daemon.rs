@@ -42,14 +42,19 @@ fn config(dir: &Path, log: &Path) -> PathBuf {
     cfg
 }
 
+/// Starts the daemon and waits until its CSV exists (it is ready to record).
 fn start(cfg: &Path, dir: &Path) -> Child {
-    Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["run", "-c", cfg.to_str().unwrap()])
         .env("MAILLOGSENTINEL_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(File::create(dir.join("daemon.log")).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    while !dir.join("out.csv").exists() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
 }
 
 fn stop(mut child: Child) {
@@ -128,9 +133,6 @@ fn main() {
     let child = start(&cfg, &dir);
     let pid = child.id();
     let out = dir.join("out.csv");
-    while !out.exists() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     std::thread::sleep(Duration::from_millis(300));
     let writer_log = log.clone();
     let writer = std::thread::spawn(move || {
@@ -244,9 +246,6 @@ fn main() {
     let child = start(&cfg, &dir);
     let pid = child.id();
     let out = dir.join("out.csv");
-    while !out.exists() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let daemon_cpu_before = cpu_ticks(pid);
     let t = Instant::now();
     {
