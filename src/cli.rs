@@ -36,8 +36,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ConfigArg {
     /// Configuration file [default: /etc/maillogsentinel/config.toml, or built-in defaults
-    /// when that file does not exist].
-    #[arg(short, long, value_name = "CONFIG")]
+    /// when that file does not exist]. A file named here (or in MAILLOGSENTINEL_CONFIG) must
+    /// exist.
+    #[arg(short, long, value_name = "CONFIG", env = "MAILLOGSENTINEL_CONFIG")]
     pub config: Option<PathBuf>,
 }
 

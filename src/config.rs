@@ -437,9 +437,14 @@ impl Config {
     /// Loads the configuration: from `path` when given (it must exist), else from
     /// [`DEFAULT_PATH`] if it exists, else built-in defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_or_default(path, Path::new(DEFAULT_PATH))
+    }
+
+    /// [`Config::load`] with the default file's path given (tests must never read the host's).
+    fn load_or_default(path: Option<&Path>, default: &Path) -> Result<Config, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p, true),
-            None => (Path::new(DEFAULT_PATH), false),
+            None => (default, false),
         };
         match std::fs::read_to_string(path) {
             Ok(text) => Config::from_toml(&text, Origin::File(path.to_path_buf())),
@@ -844,8 +849,14 @@ mod tests {
             e.to_string().contains("/nonexistent/maillogsentinel.toml"),
             "{e}"
         );
-        if !Path::new(DEFAULT_PATH).exists() {
-            assert_eq!(Config::load(None).unwrap().origin, Origin::BuiltIn);
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("config.toml");
+        assert_eq!(
+            Config::load_or_default(None, &absent).unwrap().origin,
+            Origin::BuiltIn
+        );
+        std::fs::write(&absent, "[sources]\nbackfill = false\n").unwrap();
+        let c = Config::load_or_default(None, &absent).unwrap();
+        assert_eq!(c.origin, Origin::File(absent.clone()));
     }
 }

@@ -166,11 +166,9 @@ fn an_unreadable_file_is_reported_and_retried() {
     .trim()
         == "0";
     let cmd = if root {
-        let mut c = std::process::Command::new("setpriv");
+        let mut c = isolated(std::process::Command::new("setpriv"));
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(env!("CARGO_BIN_EXE_maillogsentinel"))
-            .env("TZ", TZ)
-            .env("NO_COLOR", "1");
+            .arg(env!("CARGO_BIN_EXE_maillogsentinel"));
         c
     } else {
         std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o000)).unwrap();

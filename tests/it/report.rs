@@ -241,6 +241,15 @@ fn sigusr1_mails_a_report_of_the_time_since_the_last_one() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpServer::start_on(dir.path(), free_port());
     let (_log, cfg) = setup(dir.path(), smtp.port, "schedule = \"\"");
+    // The first report starts where the last one ended; without a last one it would cover the
+    // last 24 h of the wall clock, so this test would pass only on the fixture's day. A state
+    // saying the last report ended at 2026-11-21 00:00 UTC fixes where the first window starts
+    // (its end, "now", is after every fixture row whatever the date).
+    std::fs::write(
+        dir.path().join("state/report-state.json"),
+        "{\"last_to\":1795219200}",
+    )
+    .unwrap();
     let mut d = Daemon::start(&cfg, dir.path());
     let out = dir.path().join("out.csv");
     assert!(

@@ -171,11 +171,9 @@ fn a_file_without_read_permission_is_named_and_the_others_are_read() {
     // account would be.
     let uid = std::process::Command::new("id").arg("-u").output().unwrap();
     let o = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
-        let mut cmd = std::process::Command::new("setpriv");
+        let mut cmd = isolated(std::process::Command::new("setpriv"));
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(env!("CARGO_BIN_EXE_maillogsentinel"))
-            .env("TZ", TZ)
-            .env("NO_COLOR", "1");
+            .arg(env!("CARGO_BIN_EXE_maillogsentinel"));
         run_in(cmd, &args)
     } else {
         run(&args)

@@ -41,11 +41,21 @@ pub fn set_mtime(path: &Path, t: SystemTime) {
 
 /// The binary, with the test zone and no config from the machine.
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_maillogsentinel"));
+    isolated(Command::new(env!("CARGO_BIN_EXE_maillogsentinel")))
+}
+
+/// A command (the binary, or a wrapper such as `setpriv` running it) given the test zone, and
+/// an empty configuration instead of the host's /etc/maillogsentinel/config.toml where no `-c`
+/// is passed: built-in defaults, whatever is installed on the machine.
+pub fn isolated(mut c: Command) -> Command {
     c.env("TZ", TZ)
         .env("NO_COLOR", "1")
+        .env("MAILLOGSENTINEL_CONFIG", data("defaults.toml"))
         .env_remove("RUST_LOG")
-        .env_remove("MAILLOGSENTINEL_LOG");
+        .env_remove("MAILLOGSENTINEL_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS");
     c.stdin(Stdio::null());
     c
 }
