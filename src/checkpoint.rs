@@ -11,17 +11,24 @@
 //!    before and after, and the CSV length before and after;
 //! 2. the rows are appended to the CSV and fsynced.
 //!
-//! On start, the CSV's actual length says which of the two states is true: equal to the "after"
-//! length, the batch landed; equal to the "before" length, it did not and its lines are read
-//! again; in between, it was torn by a crash, the partial rows are cut off and the lines read
-//! again. The position is thus always recorded together with the rows it accounts for.
+//! On start, the CSV's identity (device and inode) and actual length say which of the two states
+//! is true: the same file at the "after" length, the batch landed; at the "before" length, it
+//! did not and its lines are read again; in between, it was torn by a crash, the partial rows are
+//! cut off and the lines read again. Anything else (the file moved away, replaced, shortened or
+//! grown by someone else) cannot prove the batch landed, so its lines are read again into the
+//! file now at the path: a row may then be in two files, never in none. The position is thus
+//! always recorded together with the rows it accounts for.
+//!
+//! Entries are forgotten once their file has not been seen on disk for [`FORGET_AFTER_SECS`] of
+//! the daemon's running time (a monotonic clock, carried across restarts as `unseen_secs`): a
+//! wall clock that jumps (a VM resumed, NTP fixing a clock without a battery) must never make
+//! the daemon forget what it read, or rotated history would be recorded again.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +38,7 @@ use crate::source::fingerprint::Fingerprint;
 pub const FILE_NAME: &str = "checkpoint.json";
 /// The format version this program writes and reads.
 pub const VERSION: u32 = 1;
-/// Entries for files not seen on disk for this long are dropped.
+/// Entries for files not seen on disk for this long (of running time) are dropped.
 pub const FORGET_AFTER_SECS: u64 = 14 * 24 * 3600;
 
 /// Where reading stopped in one file (one fingerprint).
@@ -45,8 +52,10 @@ pub struct FilePosition {
     pub offset_before: u64,
     /// Offset just past the last line whose rows are in the output, once the batch landed.
     pub offset: u64,
-    /// When the file was last seen on disk (seconds since the epoch).
-    pub last_seen: u64,
+    /// For how long (seconds of the daemon's running time) the file has not been seen on disk.
+    /// Older checkpoints' wall-clock `last_seen` is ignored (read as 0: seen now).
+    #[serde(default)]
+    pub unseen_secs: u64,
     /// Read to its end and closed for good: a rotated file that is never read again.
     #[serde(default)]
     pub complete: bool,
@@ -61,6 +70,13 @@ pub struct OutputPosition {
     pub len_before: u64,
     /// Its length once the batch landed.
     pub len_after: u64,
+    /// Its device and inode (0 in checkpoints written before they were recorded, and for
+    /// standard output): the same length in another file proves nothing.
+    #[serde(default)]
+    pub dev: u64,
+    /// See `dev`.
+    #[serde(default)]
+    pub ino: u64,
 }
 
 /// The checkpoint file.
@@ -196,11 +212,27 @@ pub fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
     Ok(())
 }
 
-/// Seconds since the epoch, now.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// What is at the output's path at a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputState {
+    /// Its device.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl OutputState {
+    /// What is at `path` now (`None`: nothing, or not readable).
+    pub fn of(path: &Path) -> Option<OutputState> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| OutputState {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+        })
+    }
 }
 
 /// What a restart resumes from, decided from a checkpoint and the output's actual length.
@@ -210,6 +242,8 @@ pub struct Recovery {
     pub positions: Positions,
     /// Names last read, per fingerprint.
     pub paths: BTreeMap<Fingerprint, PathBuf>,
+    /// How long each file had not been seen on disk, per fingerprint.
+    pub unseen: BTreeMap<Fingerprint, std::time::Duration>,
     /// When set, the output must be cut back to this length first (a torn batch).
     pub truncate_output_to: Option<u64>,
     /// What was decided, for the log.
@@ -217,41 +251,48 @@ pub struct Recovery {
 }
 
 impl Checkpoint {
-    /// Decides where to resume given the output's actual length now (`None`: it is missing).
-    pub fn recover(&self, actual_len: Option<u64>) -> Recovery {
+    /// Decides where to resume given what is at the output's path now: its device, inode and
+    /// length (`None`: nothing is there).
+    pub fn recover(&self, actual: Option<OutputState>) -> Recovery {
         let out = &self.output;
-        let (after, truncate, note) = match actual_len {
-            Some(len) if len == out.len_after => {
+        let recorded_id = (out.dev, out.ino) != (0, 0);
+        let (after, truncate, note) = match actual {
+            None => (
+                false,
+                None,
+                "the output is missing (moved away?): a new one is started and the last batch's lines are read again into it".to_string(),
+            ),
+            Some(a) if recorded_id && (a.dev, a.ino) != (out.dev, out.ino) => (
+                false,
+                None,
+                "the output is another file than the one written last (moved away and replaced?): the last batch's lines are read again into it".to_string(),
+            ),
+            Some(a) if a.len == out.len_after => {
                 (true, None, "the last batch is in the output".to_string())
             }
-            Some(len) if len == out.len_before => (
+            Some(a) if a.len == out.len_before => (
                 false,
                 None,
                 "the last batch never reached the output: its lines are read again".to_string(),
             ),
-            Some(len) if len > out.len_before && len < out.len_after => (
+            Some(a) if a.len > out.len_before && a.len < out.len_after => (
                 false,
                 Some(out.len_before),
                 format!(
                     "the last batch was torn by a crash ({} of {} bytes): cutting it off, its lines are read again",
-                    len - out.len_before,
+                    a.len - out.len_before,
                     out.len_after - out.len_before
                 ),
             ),
-            Some(len) if len > out.len_after => (
-                true,
+            Some(a) if a.len > out.len_after => (
+                false,
                 None,
-                "the output grew beyond the checkpoint (another writer appended to it)".to_string(),
+                "the output grew beyond the checkpoint (another writer appended to it?): the last batch's lines are read again".to_string(),
             ),
             Some(_) => (
-                true,
+                false,
                 None,
-                "the output is shorter than recorded (was it moved or truncated?)".to_string(),
-            ),
-            None => (
-                true,
-                None,
-                "the output is missing (moved away?): a new one is started".to_string(),
+                "the output is shorter than recorded (was it truncated?): the last batch's lines are read again".to_string(),
             ),
         };
         let positions = self
@@ -269,9 +310,15 @@ impl Checkpoint {
             .iter()
             .map(|f| (f.fingerprint, f.path.clone()))
             .collect();
+        let unseen = self
+            .files
+            .iter()
+            .map(|f| (f.fingerprint, std::time::Duration::from_secs(f.unseen_secs)))
+            .collect();
         Recovery {
             positions,
             paths,
+            unseen,
             truncate_output_to: truncate,
             note,
         }
@@ -289,6 +336,8 @@ mod tests {
                 path: "/x.csv".into(),
                 len_before: 100,
                 len_after: 180,
+                dev: 9,
+                ino: 42,
             },
             files: vec![
                 FilePosition {
@@ -296,7 +345,7 @@ mod tests {
                     path: "/var/log/mail.log".into(),
                     offset_before: 1000,
                     offset: 2000,
-                    last_seen: 5,
+                    unseen_secs: 5,
                     complete: false,
                 },
                 FilePosition {
@@ -304,23 +353,32 @@ mod tests {
                     path: "/var/log/mail.log.1".into(),
                     offset_before: 7,
                     offset: 7,
-                    last_seen: 5,
+                    unseen_secs: 5,
                     complete: true,
                 },
             ],
         }
     }
 
+    /// The same file (dev 9, inode 42) at `len`.
+    fn same(len: u64) -> Option<OutputState> {
+        Some(OutputState {
+            dev: 9,
+            ino: 42,
+            len,
+        })
+    }
+
     #[test]
     fn recovery_follows_the_output_length() {
         let c = cp();
-        let r = c.recover(Some(180));
+        let r = c.recover(same(180));
         assert_eq!(r.positions[&Fingerprint(1)].offset, 2000);
         assert_eq!(r.truncate_output_to, None);
-        let r = c.recover(Some(100));
+        let r = c.recover(same(100));
         assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
         assert_eq!(r.truncate_output_to, None);
-        let r = c.recover(Some(150));
+        let r = c.recover(same(150));
         assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
         assert_eq!(r.truncate_output_to, Some(100));
         assert_eq!(
@@ -330,11 +388,34 @@ mod tests {
                 complete: true
             }
         );
-        for len in [Some(500), Some(10), None] {
-            let r = c.recover(len);
-            assert_eq!(r.positions[&Fingerprint(1)].offset, 2000, "{len:?}");
-            assert_eq!(r.truncate_output_to, None);
+        assert_eq!(r.unseen[&Fingerprint(2)].as_secs(), 5);
+    }
+
+    #[test]
+    fn an_output_that_is_not_exactly_before_or_after_reads_the_batch_again() {
+        let c = cp();
+        let moved_and_new = Some(OutputState {
+            dev: 9,
+            ino: 43,
+            len: 180,
+        });
+        for (actual, what) in [
+            (same(500), "longer"),
+            (same(10), "shorter"),
+            (None, "missing"),
+            (moved_and_new, "another file of the after length"),
+        ] {
+            let r = c.recover(actual);
+            assert_eq!(r.positions[&Fingerprint(1)].offset, 1000, "{what}");
+            assert_eq!(r.truncate_output_to, None, "{what}");
         }
+        // A checkpoint from before identities were recorded decides from the length alone.
+        let mut old = cp();
+        (old.output.dev, old.output.ino) = (0, 0);
+        assert_eq!(
+            old.recover(moved_and_new).positions[&Fingerprint(1)].offset,
+            2000
+        );
     }
 
     #[test]

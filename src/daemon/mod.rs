@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Positions, Store};
+use crate::checkpoint::{OutputState, Positions, Store};
 use crate::config::{Config, ConfigError};
 use crate::enrich::Enricher;
 use crate::pipeline::{CHANNEL_CAPACITY, Heartbeat, ToSink};
@@ -119,10 +119,9 @@ pub async fn run(
     let store = Store::new(&config.state_dir);
     let checkpoint = store.load()?;
     let first_start = checkpoint.is_none();
-    let (positions, paths) = match &checkpoint {
+    let (positions, paths, unseen) = match &checkpoint {
         Some(cp) => {
-            let actual = std::fs::metadata(&cp.output.path).ok().map(|m| m.len());
-            let rec = cp.recover(actual);
+            let rec = cp.recover(OutputState::of(&cp.output.path));
             if let Some(len) = rec.truncate_output_to {
                 tracing::warn!(path = %cp.output.path.display(), "{}", rec.note);
                 let f = std::fs::OpenOptions::new()
@@ -141,7 +140,7 @@ pub async fn run(
             } else {
                 tracing::info!(checkpoint = %store.path().display(), "resuming: {}", rec.note);
             }
-            (rec.positions, rec.paths)
+            (rec.positions, rec.paths, rec.unseen)
         }
         None => {
             tracing::info!(
@@ -149,20 +148,23 @@ pub async fn run(
                 backfill = config.backfill,
                 "first start: no checkpoint yet"
             );
-            (Positions::new(), BTreeMap::new())
+            (Positions::new(), BTreeMap::new(), BTreeMap::new())
         }
     };
     let csv = CsvFile::open_append(&config.csv)?;
     let counters = Arc::new(Counters::default());
     let committer_heartbeat = Heartbeat::new(epoch);
+    let sink_stop = CancellationToken::new();
     let committer = Committer::new(
         store,
         csv,
         &positions,
         &paths,
+        &unseen,
         counters.clone(),
         committer_heartbeat.clone(),
         config.checkpoint_interval,
+        sink_stop.clone(),
     );
     let shared = committer.shared_positions();
     // source -> enrichment -> sink, each hop a bounded channel.
@@ -316,6 +318,7 @@ pub async fn run(
     notify::stopping();
     tracing::info!("stopping: draining the pipeline");
     running.stop_tailers();
+    sink_stop.cancel();
     let deadline = running.config.shutdown_timeout;
     let drain = async {
         for t in std::mem::take(&mut running.tailers) {

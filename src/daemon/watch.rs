@@ -4,14 +4,16 @@
 //! a watch on a file follows its inode into `mail.log.1`. An event for the log's own name
 //! wakes its tailer; an event for a sibling name (`mail.log.1`, `mail.log-2026...`) also asks
 //! it to look at the siblings. Where watching fails (no inotify, too many watches, a network
-//! filesystem), the tailers' polling carries on alone, after one warning.
+//! filesystem), the tailers' polling carries on alone, after one warning. Access events (open,
+//! read, close without writing) are ignored: they say nothing new, and the daemon makes them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
-use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::source::tailer::Wake;
 
@@ -19,6 +21,17 @@ struct Route {
     dir: PathBuf,
     name: OsString,
     tx: std_mpsc::Sender<Wake>,
+}
+
+/// Whether an event can mean new content or a new file. Opens, reads and closes without writing
+/// are excluded: the daemon's own reads of the siblings make them, and waking on them made a
+/// loop (read -> event -> rescan -> read) that kept an idle daemon busy for ever.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Routes directory events to tailers.
@@ -51,6 +64,9 @@ impl Watcher {
         let r = routes.clone();
         let handler = move |res: notify::Result<Event>| {
             let Ok(event) = res else { return };
+            if !changes_content(&event.kind) {
+                return;
+            }
             let routes = r.lock().expect("routes lock");
             for path in &event.paths {
                 let (dir, Some(name)) = (dir_of(path), path.file_name()) else {
@@ -129,5 +145,31 @@ impl Watcher {
 impl Default for Watcher {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn reads_wake_no_one_writes_and_renames_do() {
+        for quiet in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!changes_content(&quiet), "{quiet:?}");
+        }
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(changes_content(&change), "{change:?}");
+        }
     }
 }

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{
     Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, OutputPosition, Pos, Positions,
-    Store, VERSION, now_secs,
+    Store, VERSION,
 };
 use crate::pipeline::{Heartbeat, ToSink};
 use crate::sink::{CsvFile, RowFormatter, SinkError};
@@ -46,8 +47,21 @@ struct FileState {
     committed: u64,
     /// Offset including batches not committed yet.
     current: u64,
-    last_seen: u64,
+    /// How long the file had not been seen when the daemon started (from the checkpoint).
+    unseen_before: Duration,
+    /// When it was last seen by this daemon (`None`: not yet).
+    seen_at: Option<Instant>,
     complete: bool,
+}
+
+impl FileState {
+    /// For how long (of running time, across restarts) the file has not been seen on disk.
+    fn unseen(&self, started: Instant) -> Duration {
+        match self.seen_at {
+            Some(t) => t.elapsed(),
+            None => self.unseen_before + started.elapsed(),
+        }
+    }
 }
 
 /// Why the committer stopped.
@@ -59,6 +73,17 @@ pub enum CommitError {
     /// The checkpoint failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+}
+
+impl CommitError {
+    /// The system's error behind this one, for telling one failure state from another.
+    fn kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            CommitError::Sink(SinkError::Io { source, .. }) => Some(source.kind()),
+            CommitError::Checkpoint(CheckpointError::Io { source, .. }) => Some(source.kind()),
+            _ => None,
+        }
+    }
 }
 
 /// The sink actor.
@@ -78,6 +103,12 @@ pub struct Committer {
     pending_rows: u64,
     /// Where to simulate a crash (tests only; see [`CrashPoint`]).
     crash: Option<CrashPoint>,
+    /// When this committer started (files not seen since count from here).
+    started: Instant,
+    /// The daemon is stopping: a write that fails is not retried for ever.
+    stop: CancellationToken,
+    /// The write failure being retried, logged once when it starts (and when it changes).
+    failing: Option<String>,
 }
 
 /// Moments of a commit at which the durability tests make the process die, to prove that a
@@ -116,17 +147,20 @@ fn crash_point(at: CrashPoint, chosen: Option<CrashPoint>) {
 }
 
 impl Committer {
-    /// A committer writing `csv`, resuming from `positions`.
+    /// A committer writing `csv`, resuming from a recovery's positions, names and unseen times.
+    /// Cancelling `stop` (the daemon is stopping) ends the retries of a failing write.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         csv: CsvFile,
         positions: &Positions,
         paths: &BTreeMap<Fingerprint, PathBuf>,
+        unseen: &BTreeMap<Fingerprint, Duration>,
         counters: Arc<Counters>,
         heartbeat: Heartbeat,
         checkpoint_interval: Duration,
+        stop: CancellationToken,
     ) -> Self {
-        let now = now_secs();
         let files = positions
             .iter()
             .map(|(fp, p)| {
@@ -137,7 +171,8 @@ impl Committer {
                         path,
                         committed: p.offset,
                         current: p.offset,
-                        last_seen: now,
+                        unseen_before: unseen.get(fp).copied().unwrap_or_default(),
+                        seen_at: None,
                         complete: p.complete,
                     },
                 )
@@ -156,6 +191,9 @@ impl Committer {
             last_save: Instant::now(),
             pending_rows: 0,
             crash: CrashPoint::from_env(),
+            started: Instant::now(),
+            stop,
+            failing: None,
         }
     }
 
@@ -198,7 +236,12 @@ impl Committer {
                 Err(_timeout) => {}
             }
             if self.dirty && self.last_save.elapsed() >= self.checkpoint_interval {
-                self.save_progress()?;
+                // Row-less progress: a failure is only logged (once) and tried again at the
+                // next tick; re-reading such lines after a crash records nothing twice.
+                match self.save_progress() {
+                    Ok(()) => self.recovered(),
+                    Err(e) => self.failed(&e),
+                }
             }
         }
         self.commit_with_retry(&runtime)?;
@@ -220,7 +263,7 @@ impl Committer {
                     self.rows.push(f, b.enrichment.get(i));
                 }
                 self.pending_rows += b.failures.len() as u64;
-                let now = now_secs();
+                let now = Instant::now();
                 let e = self
                     .files
                     .entry(b.fingerprint)
@@ -228,23 +271,25 @@ impl Committer {
                         path: b.path.clone(),
                         committed: 0,
                         current: 0,
-                        last_seen: now,
+                        unseen_before: Duration::ZERO,
+                        seen_at: Some(now),
                         complete: false,
                     });
                 e.current = b.end;
                 e.path = b.path;
-                e.last_seen = now;
+                e.seen_at = Some(now);
                 self.dirty = true;
             }
             ToSink::Seen(list) => {
-                let now = now_secs();
+                // Only keeps entries alive: nothing to save for it (an idle daemon writes no
+                // checkpoint).
+                let now = Instant::now();
                 for (fp, path) in list {
                     if let Some(e) = self.files.get_mut(&fp) {
-                        e.last_seen = now;
+                        e.seen_at = Some(now);
                         e.path = path;
                     }
                 }
-                self.dirty = true;
             }
             ToSink::Complete(fp) => {
                 if let Some(e) = self.files.get_mut(&fp) {
@@ -300,29 +345,52 @@ impl Committer {
     }
 
     /// Commits pending rows; on failure, retries with backoff (the pipeline waits: nothing is
-    /// read that cannot be written), logging each failure.
+    /// read that cannot be written) until it works, logging when the failure starts, changes
+    /// and ends. Once the daemon is stopping, a failure ends the retries: the checkpoint then
+    /// makes the next start read the lines again.
     fn commit_with_retry(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), CommitError> {
         let mut delay = Duration::from_millis(500);
-        let mut failures = 0u32;
         loop {
             match self.commit() {
                 Ok(()) => {
-                    if failures > 0 {
-                        tracing::info!(path = %self.csv.path().display(), "writing rows works again");
-                    }
+                    self.recovered();
                     return Ok(());
                 }
                 Err(e) => {
-                    failures += 1;
-                    tracing::error!(
-                        "cannot write rows: {e}; retrying in {}s (nothing is read meanwhile)",
-                        delay.as_secs_f32()
-                    );
+                    if self.stop.is_cancelled() {
+                        return Err(e);
+                    }
+                    self.failed(&e);
                     self.heartbeat.beat();
-                    runtime.block_on(tokio::time::sleep(delay));
+                    let stop = self.stop.clone();
+                    // The future is made inside the runtime: a timer needs its context.
+                    runtime.block_on(async move {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    });
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
+        }
+    }
+
+    /// Logs a write failure once per state (a new kind of failure is logged again).
+    fn failed(&mut self, e: &CommitError) {
+        let state = format!("{:?}", e.kind());
+        if self.failing.as_deref() != Some(state.as_str()) {
+            tracing::error!(
+                "cannot write rows or checkpoint: {e}; retrying (every 30 s at most) until it works, nothing is read meanwhile"
+            );
+            self.failing = Some(state);
+        }
+    }
+
+    /// Says that writing works again after a failure.
+    fn recovered(&mut self) {
+        if self.failing.take().is_some() {
+            tracing::info!(path = %self.csv.path().display(), "writing rows and checkpoint works again");
         }
     }
 
@@ -391,9 +459,9 @@ impl Committer {
     }
 
     fn mark_committed(&mut self) {
-        let now = now_secs();
-        self.files
-            .retain(|_, f| now.saturating_sub(f.last_seen) < FORGET_AFTER_SECS);
+        let forget = Duration::from_secs(FORGET_AFTER_SECS);
+        let started = self.started;
+        self.files.retain(|_, f| f.unseen(started) < forget);
         let mut shared = self.shared.lock().expect("positions lock");
         shared.clear();
         for (fp, f) in self.files.iter_mut() {
@@ -417,6 +485,8 @@ impl Committer {
                 path: self.csv.path().to_path_buf(),
                 len_before,
                 len_after,
+                dev: self.csv.identity().0,
+                ino: self.csv.identity().1,
             },
             files: self
                 .files
@@ -426,7 +496,7 @@ impl Committer {
                     path: f.path.clone(),
                     offset_before: f.committed,
                     offset: f.current,
-                    last_seen: f.last_seen,
+                    unseen_secs: f.unseen(self.started).as_secs(),
                     complete: f.complete,
                 })
                 .collect(),

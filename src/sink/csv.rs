@@ -145,6 +145,8 @@ pub struct CsvFile {
     path: PathBuf,
     out: Output,
     len: u64,
+    /// Device and inode of the file opened ((0, 0) for standard output).
+    id: (u64, u64),
 }
 
 enum Output {
@@ -176,6 +178,10 @@ impl CsvFile {
             .map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
         let regular = meta.is_file();
+        let id = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
         if regular {
             match file.try_lock() {
                 Ok(()) => {}
@@ -196,6 +202,7 @@ impl CsvFile {
             path: path.to_path_buf(),
             out: Output::File { file, regular },
             len,
+            id,
         };
         if len == 0 {
             csv.write_header()?;
@@ -209,6 +216,7 @@ impl CsvFile {
             path: PathBuf::from("-"),
             out: Output::Stdout(io::stdout()),
             len: 0,
+            id: (0, 0),
         };
         csv.write_header()?;
         Ok(csv)
@@ -276,6 +284,12 @@ impl CsvFile {
             Ok(m) => (m.dev(), m.ino()) != (open.dev(), open.ino()),
             Err(_) => open.is_file(),
         }
+    }
+
+    /// Device and inode of the file being written ((0, 0) for standard output), recorded in
+    /// checkpoints so that a restart knows the output at the path is the same file.
+    pub fn identity(&self) -> (u64, u64) {
+        self.id
     }
 
     /// Length of the file in bytes as this writer knows it (header included).

@@ -17,7 +17,7 @@
 //! Positions are per fingerprint ([`super::fingerprint`]) and only ever move forward past whole
 //! lines; each block goes to the sink as a [`Batch`] carrying its end offset.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -83,7 +83,18 @@ struct Tracked {
     offset: u64,
     /// Inside an overlong line: skip to its newline.
     skipping: bool,
+    /// When it last grew, or (for a rotated-away file) when its rotation was seen if later: a
+    /// draining file is closed once it has been quiet this long since both.
     last_growth: Instant,
+}
+
+/// A rotated sibling as a rescan found it.
+#[derive(Debug, Clone, Copy)]
+struct SiblingSeen {
+    size: u64,
+    mtime: Option<SystemTime>,
+    fp: Fingerprint,
+    compressed: bool,
 }
 
 /// The source actor for one configured path.
@@ -103,6 +114,9 @@ pub struct Tailer {
     draining: Vec<Tracked>,
     last_rescan: Option<Instant>,
     rescan_due: bool,
+    /// Siblings as the last rescan found them: identity (device, inode) -> what was learnt by
+    /// opening it. One unchanged since is not opened again to be fingerprinted.
+    siblings: HashMap<(u64, u64), SiblingSeen>,
     /// Problems already reported (reported again only after they went away).
     reported: BTreeSet<String>,
     warned_missing: bool,
@@ -142,6 +156,7 @@ impl Tailer {
             draining: Vec::new(),
             last_rescan: None,
             rescan_due: true,
+            siblings: HashMap::new(),
             reported: BTreeSet::new(),
             warned_missing: false,
             quiet_missing: false,
@@ -248,7 +263,7 @@ impl Tailer {
                 if let Some(old) = self.live.take() {
                     tracing::info!(path = %path.display(), "log file gone (renamed or deleted); finishing what was written to it and waiting for a new one");
                     self.counters.rotations.fetch_add(1, Relaxed);
-                    self.draining.push(old);
+                    self.start_draining(old);
                     self.rescan_due = true;
                     // A rotation in progress, not a problem worth a warning.
                     self.warned_missing = true;
@@ -276,17 +291,22 @@ impl Tailer {
         if let Some(live) = &mut self.live
             && (live.dev, live.ino) == id
         {
-            let truncated = meta.len() < live.offset || {
-                let now = fingerprint::of_plain(&live.file, self.settings.max_line_bytes)
-                    .ok()
-                    .flatten();
-                live.fp.is_some() && now != live.fp
-            };
+            let now = fingerprint::of_plain(&live.file, self.settings.max_line_bytes)
+                .ok()
+                .flatten();
+            let truncated = meta.len() < live.offset || (live.fp.is_some() && now != live.fp);
             if truncated {
                 tracing::info!(path = %path.display(), offset = live.offset, size = meta.len(), "log file truncated (copytruncate or emptied); reading it again from its start");
                 self.counters.truncations.fetch_add(1, Relaxed);
-                // What was not read yet may be in the copy: the siblings are checked for it.
-                live.fp = None;
+                // What was not read yet may be in the copy (same first line, so the same
+                // fingerprint and position): the siblings are checked for it. But a file that
+                // still starts with the same line is that content rewritten shorter in place
+                // (a restore from backup): its position goes back to the start with it.
+                if let Some(fp) = live.fp.take()
+                    && now == Some(fp)
+                {
+                    self.positions.insert(fp, Pos::default());
+                }
                 live.offset = 0;
                 live.skipping = false;
                 self.rescan_due = true;
@@ -310,7 +330,7 @@ impl Tailer {
         if let Some(old) = self.live.take() {
             tracing::info!(path = %path.display(), "log file rotated or replaced; finishing the old one");
             self.counters.rotations.fetch_add(1, Relaxed);
-            self.draining.push(old);
+            self.start_draining(old);
             self.rescan_due = true;
         }
         if self.warned_missing {
@@ -320,7 +340,6 @@ impl Tailer {
             self.warned_missing = false;
             self.quiet_missing = false;
         }
-        let mtime = meta.modified().ok();
         let mut t = Tracked {
             file,
             path: path.clone(),
@@ -329,7 +348,7 @@ impl Tailer {
             fp: None,
             offset: 0,
             skipping: false,
-            last_growth: instant_of(mtime),
+            last_growth: Instant::now(),
         };
         self.identify(&mut t, meta.len(), false);
         self.live = Some(t);
@@ -344,7 +363,7 @@ impl Tailer {
             return;
         };
         t.fp = Some(fp);
-        t.offset = match self.positions.get(&fp) {
+        let mut offset = match self.positions.get(&fp) {
             Some(p) => p.offset,
             None if self.start == Start::AtEnd => {
                 let end = end_of_last_line(&t.file, size).unwrap_or(0);
@@ -365,8 +384,25 @@ impl Tailer {
         // Another handle on the same content (a copy put in place): this one takes over.
         if let Some(i) = self.draining.iter().position(|d| d.fp == Some(fp)) {
             let d = self.draining.remove(i);
-            t.offset = t.offset.max(d.offset);
+            offset = offset.max(d.offset);
         }
+        if offset > size {
+            // Same first line, but shorter than what was read of it: rewritten (`sed -i`, a
+            // restore from backup), also while the daemon was down. Its lines are read again.
+            tracing::info!(path = %t.path.display(), offset, size, "log file is shorter than what was read of it (rewritten or restored?); reading it again from its start");
+            self.counters.truncations.fetch_add(1, Relaxed);
+            self.positions.insert(fp, Pos::default());
+            offset = 0;
+        }
+        t.offset = offset;
+    }
+
+    /// Keeps a rotated-away file open to finish it: closed once quiet for `rotate_wait`,
+    /// counted from now (when the rotation was seen) at the earliest, however long it had been
+    /// quiet before: its writer may still add a line through its old handle.
+    fn start_draining(&mut self, mut t: Tracked) {
+        t.last_growth = Instant::now();
+        self.draining.push(t);
     }
 
     /// Looks at the rotated siblings for unread bytes.
@@ -389,6 +425,7 @@ impl Tailer {
             ));
         }
         let mut seen = Vec::new();
+        let mut found = HashMap::new();
         for s in siblings {
             if self.cancel.is_cancelled() || self.closed {
                 return;
@@ -403,18 +440,32 @@ impl Tailer {
                 }
                 continue;
             }
-            let (fp, compressed) = match fingerprint::of_path(&s.path, self.settings.max_line_bytes)
-            {
-                Ok((Some(fp), compressed)) => (fp, compressed),
-                Ok((None, _)) => continue,
-                Err(e) => {
-                    self.report(format!(
-                        "cannot read rotated file {}: {e}",
-                        s.path.display()
-                    ));
-                    continue;
-                }
+            let ident = (meta.len(), meta.modified().ok());
+            let (fp, compressed) = match self.siblings.get(&id) {
+                // Unchanged since the last look: its fingerprint is known without opening it
+                // (an open is an event to inotify watchers, and costs a decompression).
+                Some(k) if (k.size, k.mtime) == ident => (k.fp, k.compressed),
+                _ => match fingerprint::of_path(&s.path, self.settings.max_line_bytes) {
+                    Ok((Some(fp), compressed)) => (fp, compressed),
+                    Ok((None, _)) => continue,
+                    Err(e) => {
+                        self.report(format!(
+                            "cannot read rotated file {}: {e}",
+                            s.path.display()
+                        ));
+                        continue;
+                    }
+                },
             };
+            found.insert(
+                id,
+                SiblingSeen {
+                    size: ident.0,
+                    mtime: ident.1,
+                    fp,
+                    compressed,
+                },
+            );
             seen.push((fp, s.path.clone()));
             if self
                 .live
@@ -464,12 +515,20 @@ impl Tailer {
                     fp: Some(fp),
                     offset: from,
                     skipping: false,
-                    last_growth: instant_of(Some(s.modified)),
+                    last_growth: Instant::now(),
                 };
                 self.read_plain(&mut t);
-                self.draining.push(t);
+                self.start_draining(t);
             }
         }
+        self.siblings = found;
+        // The files being read are on disk too (a live log quiet for weeks must keep its entry).
+        seen.extend(
+            self.live
+                .iter()
+                .chain(&self.draining)
+                .filter_map(|t| Some((t.fp?, t.path.clone()))),
+        );
         if !seen.is_empty() {
             self.send(ToSink::Seen(seen));
         }
@@ -746,10 +805,4 @@ fn end_of_last_line(file: &File, size: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
-}
-
-/// The `Instant` that was `mtime` ago (now for the future or unknown).
-fn instant_of(mtime: Option<SystemTime>) -> Instant {
-    let age = mtime.and_then(|m| m.elapsed().ok()).unwrap_or_default();
-    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
 }

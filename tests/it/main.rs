@@ -3,6 +3,7 @@
 mod check;
 mod daemon;
 mod daemon_durability;
+mod daemon_faults;
 mod daemon_systemd;
 mod dns_server;
 mod enrich;

@@ -1,0 +1,287 @@
+//! `maillogsentinel run` against faults found by attacking it: an idle busy loop, write errors,
+//! an output moved away after a crash, logs rewritten shorter, quiet logs renamed.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn gzip(path: &Path, text: &str) {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(text.as_bytes()).unwrap();
+    std::fs::write(path, enc.finish().unwrap()).unwrap();
+}
+
+/// (inode, mtime in ns) of a file: the checkpoint is replaced by rename, so a save changes both.
+fn identity(path: &Path) -> (u64, i64) {
+    let m = std::fs::metadata(path).unwrap();
+    (m.ino(), m.mtime() * 1_000_000_000 + m.mtime_nsec())
+}
+
+#[test]
+fn an_idle_daemon_beside_rotated_siblings_rewrites_nothing() {
+    // Debian's layout: the live log, yesterday's plain, older ones gzipped. The daemon's own
+    // reads of the siblings used to wake it (inotify IN_OPEN), each wake re-read them: an idle
+    // daemon spun for ever and saved its checkpoint at every interval.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    gzip(
+        &dir.path().join("mail.log.2.gz"),
+        &(noise(2) + &attack("two")),
+    );
+    std::fs::write(dir.path().join("mail.log.1"), noise(1) + &attack("one")).unwrap();
+    std::fs::write(&log, noise(0) + &attack("zero")).unwrap();
+    let cfg = daemon_config(
+        dir.path(),
+        &[&log],
+        "[daemon]\ncheckpoint_interval = \"200ms\"\n",
+    );
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 3),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    // mail.log.1 is finished once quiet for rotate_wait; then there is nothing left to do.
+    assert!(
+        wait_until(WAIT, || d
+            .logged()
+            .contains("finished reading rotated file")),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let checkpoint = dir.path().join("state/checkpoint.json");
+    let before = identity(&checkpoint);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        identity(&checkpoint),
+        before,
+        "an idle daemon saved its checkpoint again\n{}",
+        d.logged()
+    );
+    // Still awake to real changes.
+    append(&log, &attack("later"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 4),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_state_directory_deleted_under_the_daemon_is_retried_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    // The CSV outside the state directory, so that only the checkpoint fails.
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let state = dir.path().join("state");
+    let mut d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("before"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["before"]),
+        "{}",
+        d.logged()
+    );
+    std::fs::remove_dir_all(&state).unwrap();
+    append(&log, &attack("during"));
+    assert!(
+        wait_until(WAIT, || d
+            .logged()
+            .contains("cannot write rows or checkpoint")),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.running(), "the daemon died:\n{}", d.logged());
+    assert!(!d.logged().contains("panicked"), "{}", d.logged());
+    assert_eq!(
+        d.logged()
+            .matches("cannot write rows or checkpoint")
+            .count(),
+        1,
+        "one error per failure, not one per retry:\n{}",
+        d.logged()
+    );
+    assert_eq!(usernames(&out), ["before"]);
+    std::fs::create_dir(&state).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || usernames(&out)
+            == ["before", "during"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert!(
+        wait_until(WAIT, || d.logged().contains("works again")),
+        "{}",
+        d.logged()
+    );
+
+    // A stop request while writing fails is answered at once, not after the retries.
+    std::fs::remove_dir_all(&state).unwrap();
+    append(&log, &attack("at-stop"));
+    assert!(
+        wait_until(WAIT, || d
+            .logged()
+            .matches("cannot write rows or checkpoint")
+            .count()
+            == 2),
+        "{}",
+        d.logged()
+    );
+    d.signal("TERM");
+    let status = wait_timeout(&mut d.child, Duration::from_secs(5));
+    assert!(
+        status.is_some(),
+        "SIGTERM ignored while writing fails\n{}",
+        d.logged()
+    );
+    assert!(!d.logged().contains("panicked"), "{}", d.logged());
+    // Nothing lost: the next start (state directory back) records the line.
+    std::fs::create_dir(&state).unwrap();
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out).contains(&"at-stop".to_string())),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_batch_lost_in_a_crash_is_read_again_when_the_output_was_moved_or_grew() {
+    for case in ["moved away", "appended to by another writer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let cfg = daemon_config(dir.path(), &[&log], "");
+        let out = dir.path().join("out.csv");
+        append(&log, &(attack("u0") + &attack("u1")));
+        let d = Daemon::start(&cfg, dir.path());
+        assert!(
+            wait_until(WAIT, || usernames(&out).len() == 2),
+            "{case}: {}",
+            d.logged()
+        );
+        assert_eq!(d.stop(), Some(0));
+        // The next commit saves its checkpoint, then dies before its rows are written.
+        let mut cmd = bin();
+        cmd.env("MAILLOGSENTINEL_TEST_CRASH", "after-checkpoint");
+        let mut d = Daemon::start_with(cmd, &cfg, dir.path());
+        append(&log, &(attack("u2") + &attack("u3")));
+        assert!(
+            wait_timeout(&mut d.child, WAIT).is_some(),
+            "{case}: {}",
+            d.logged()
+        );
+        let mut want = vec!["u2", "u3"];
+        if case == "moved away" {
+            // As the README advises for archiving.
+            std::fs::rename(&out, dir.path().join("out.csv.1")).unwrap();
+        } else {
+            // Longer than recorded: the checkpoint's "after" length says nothing about this file.
+            // (A row longer than the lost batch, so the file is past its "after" length.)
+            let reason = "r".repeat(400);
+            append(
+                &out,
+                &format!("2026-11-22T08:00:00+01:00,mx,other,192.0.2.1,x,LOGIN,{reason},,,,,,\r\n"),
+            );
+            want.insert(0, "x");
+            want.splice(0..0, ["u0", "u1"]);
+        }
+        let d = Daemon::start(&cfg, dir.path());
+        assert!(
+            wait_until(WAIT, || usernames(&out) == want),
+            "{case}: {:?}\n{}",
+            usernames(&out),
+            d.logged()
+        );
+        assert_eq!(d.stop(), Some(0));
+    }
+}
+
+#[test]
+fn a_log_rewritten_shorter_with_its_first_line_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let first = noise(0);
+    let long = first.clone() + &attack("a") + &noise(1) + &attack("b") + &noise(2);
+    std::fs::write(&log, &long).unwrap();
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["a", "b"]),
+        "{}",
+        d.logged()
+    );
+    // In place, as a restore from backup or `sed -i` (without its rename) would: shorter, and
+    // the same first line, so the same fingerprint.
+    std::fs::write(&log, first.clone() + &attack("c")).unwrap();
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["a", "b", "c"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    append(&log, &attack("c2"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 4),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    // The same while the daemon is down: the saved position is past the file's end.
+    std::fs::write(&log, first + &attack("d")).unwrap();
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["a", "b", "c", "c2", "d"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_quiet_log_renamed_is_kept_open_for_its_writers_last_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &(noise(0) + &attack("old")));
+    let cfg = daemon_config(dir.path(), &[&log], "notify = false\n");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["old"]),
+        "{}",
+        d.logged()
+    );
+    // Quiet for longer than rotate_wait (2 s), as a log is between two attacks.
+    std::thread::sleep(Duration::from_millis(2500));
+    let rotated = dir.path().join("mail.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    assert!(
+        wait_until(WAIT, || d.logged().contains("log file gone")),
+        "{}",
+        d.logged()
+    );
+    // The writer has not reopened yet: its next line lands in the renamed file.
+    append(&rotated, &attack("through-old-handle"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["old", "through-old-handle"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
