@@ -285,3 +285,69 @@ fn a_quiet_log_renamed_is_kept_open_for_its_writers_last_lines() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// libfaketime, to move the daemon's wall clock while it runs (Debian's `faketime` package).
+fn libfaketime() -> Option<std::path::PathBuf> {
+    ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime"]
+        .iter()
+        .map(|d| Path::new(d).join("libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+}
+
+#[test]
+fn a_wall_clock_jump_forgets_nothing_that_was_read() {
+    let Some(lib) = libfaketime() else {
+        eprintln!("SKIPPED a_wall_clock_jump_forgets_nothing_that_was_read: libfaketime is not installed (apt-get install faketime)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    gzip(
+        &dir.path().join("mail.log.2.gz"),
+        &(noise(2) + &attack("two")),
+    );
+    std::fs::write(dir.path().join("mail.log.1"), noise(1) + &attack("one")).unwrap();
+    std::fs::write(&log, noise(0) + &attack("zero")).unwrap();
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    // The wall clock comes from a file the test rewrites; the monotonic clock stays true.
+    let clock = dir.path().join("faketime");
+    std::fs::write(&clock, "+0d\n").unwrap();
+    let mut cmd = bin();
+    cmd.env("LD_PRELOAD", &lib)
+        .env("FAKETIME_TIMESTAMP_FILE", &clock)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    let d = Daemon::start_with(cmd, &cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 3),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    // A VM resumed a month later, or NTP fixing a clock without a battery.
+    std::fs::write(&clock, "+30d\n").unwrap();
+    append(&log, &attack("after-jump"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 4),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("after-restart"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() >= 5),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    let mut users = usernames(&out);
+    users.sort();
+    assert_eq!(
+        users,
+        ["after-jump", "after-restart", "one", "two", "zero"],
+        "rotated history recorded again after the clock jumped"
+    );
+}
