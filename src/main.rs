@@ -13,9 +13,11 @@ use maillogsentinel::cli::{
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
+use maillogsentinel::daemon::logging;
 use maillogsentinel::enrich::Enricher;
 use maillogsentinel::scan;
 use maillogsentinel::sink::CsvSink;
+use tracing::Level;
 
 /// How a command failed, which decides the exit code.
 enum Failure {
@@ -27,7 +29,7 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    maillogsentinel::daemon::logging::init(matches!(cli.command, Command::Run(_)));
+    logging::init(matches!(cli.command, Command::Run(_)));
     let outcome = match cli.command {
         Command::Run(args) => run_daemon(args),
         Command::Scan(args) => run_scan(args),
@@ -39,11 +41,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(Failure::Usage(e)) => {
-            eprintln!("maillogsentinel: {e:#}");
+            logging::tell(Level::ERROR, &format!("{e:#}"));
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("maillogsentinel: {e:#}");
+            logging::tell(Level::ERROR, &format!("{e:#}"));
             ExitCode::from(1)
         }
     }
@@ -140,16 +142,19 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
             .save(&config.state_dir);
         }
         match sent {
-            Ok(()) => eprintln!(
-                "maillogsentinel: report sent to {}",
-                mail.to
-                    .iter()
-                    .map(|m| m.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            Ok(()) => logging::tell(
+                Level::INFO,
+                &format!(
+                    "report sent to {}",
+                    mail.to
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ),
             Err(e) => {
-                eprintln!("maillogsentinel: {e}");
+                logging::tell(Level::ERROR, &e.to_string());
                 return Ok(ExitCode::from(1));
             }
         }
@@ -170,15 +175,18 @@ fn run_geoip_update(args: ConfigArg) -> Result<ExitCode, Failure> {
         match maillogsentinel::enrich::update::update(d, progress) {
             Ok(desc) => println!("{}: updated ({desc})", d.target.display()),
             Err(e) => {
-                eprintln!("maillogsentinel: {e}");
+                logging::tell(Level::ERROR, &e.to_string());
                 failed += 1;
             }
         }
     }
     if failed > 0 {
-        eprintln!(
-            "maillogsentinel: {failed} of {} databases not updated; the old files are kept",
-            config.geoip_downloads.len()
+        logging::tell(
+            Level::ERROR,
+            &format!(
+                "{failed} of {} databases not updated; the old files are kept",
+                config.geoip_downloads.len()
+            ),
         );
         return Ok(ExitCode::from(1));
     }
@@ -239,10 +247,13 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
     if report.failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "maillogsentinel: {} of {} inputs could not be read completely (see above)",
-            report.failed.len(),
-            args.files.len()
+        logging::tell(
+            Level::ERROR,
+            &format!(
+                "{} of {} inputs could not be read completely (see above)",
+                report.failed.len(),
+                args.files.len()
+            ),
         );
         Ok(ExitCode::from(1))
     }

@@ -1,6 +1,7 @@
 //! Real MaxMind DB files for the enrichment tests, written with mmdb-writer in the two record
 //! layouts the program reads: DB-IP Lite / GeoLite2 (separate country and ASN files) and IPinfo
-//! Lite (one file with both).
+//! Lite (one file with both, every field a string: `country` is the country's name, the code is
+//! `country_code`).
 
 use std::path::Path;
 
@@ -23,11 +24,27 @@ struct DbipAsn<'a> {
     autonomous_system_organization: &'a str,
 }
 
+/// IPinfo Lite's record, as its `ipinfo_lite.mmdb` has it (all strings).
 #[derive(Serialize)]
 struct IpinfoLite<'a> {
+    country: &'a str,
     country_code: &'a str,
+    continent: &'a str,
+    continent_code: &'a str,
     asn: String,
     as_name: &'a str,
+    as_domain: &'a str,
+}
+
+/// (country name, continent name, continent code) of a test network's country code.
+fn place(cc: &str) -> (&'static str, &'static str, &'static str) {
+    match cc {
+        "FR" => ("France", "Europe", "EU"),
+        "DE" => ("Germany", "Europe", "EU"),
+        "BR" => ("Brazil", "South America", "SA"),
+        "JP" => ("Japan", "Asia", "AS"),
+        other => panic!("no test place for {other}"),
+    }
 }
 
 /// Networks in the test databases: (network, country, AS number, AS organisation).
@@ -69,18 +86,23 @@ pub fn write_dbip(country: &Path, asn: &Path) {
     std::fs::write(asn, a.to_bytes().unwrap()).unwrap();
 }
 
-/// Writes one IPinfo-Lite-style database with both layouts' worth of data; `shift` changes the
-/// AS numbers (to tell a replaced database from the old one).
+/// Writes one database in IPinfo Lite's layout (country and AS in one record); `shift` changes
+/// the AS numbers (to tell a replaced database from the old one).
 pub fn write_ipinfo(path: &Path, shift: u32) {
     let mut w = mmdb_writer::Writer::new("ipinfo lite.mmdb");
     for (net, cc, num, org) in NETWORKS {
         let net: IpNet = net.parse().unwrap();
+        let (country, continent, continent_code) = place(cc);
         w.insert(
             net,
             &IpinfoLite {
+                country,
                 country_code: cc,
+                continent,
+                continent_code,
                 asn: format!("AS{}", num + shift),
                 as_name: org,
+                as_domain: "example.net",
             },
         )
         .unwrap();
