@@ -243,12 +243,18 @@ pub async fn run(
     let mut status_tick = tokio::time::interval(Duration::from_secs(5));
     let mut stats_tick = stats_interval(&running.config);
     let mut last_status = String::new();
+    let mut pending: Option<PendingReload> = None;
+    let mut reload_again = false;
 
     loop {
         tokio::select! {
             c = control.recv() => match c {
                 Some(Control::Shutdown) | None => break,
-                Some(Control::Reload) => running.reload().await,
+                Some(Control::Reload) if pending.is_some() => {
+                    // One at a time: this one runs when the one in progress is done.
+                    reload_again = true;
+                }
+                Some(Control::Reload) => pending = running.reload().await,
                 Some(Control::Report) => {
                     tracing::info!("report requested (SIGUSR1)");
                     if report_trigger.try_send(()).is_err() {
@@ -296,6 +302,16 @@ pub async fn run(
                     dns_cache_misses = misses,
                     "statistics: {}, reverse DNS cache {hits} hits / {misses} misses ({} entries)", running.counters.snapshot(), running.enricher.cached()
                 );
+            },
+            r = async { (&mut pending.as_mut().expect("guarded").done).await }, if pending.is_some() => {
+                let p = pending.take().expect("guarded");
+                match r {
+                    Ok(result) => running.finish_reload(p, result),
+                    Err(_) => tracing::error!("reload could not finish: the pipeline stopped"),
+                }
+                if std::mem::take(&mut reload_again) {
+                    pending = running.reload().await;
+                }
             },
             r = &mut done_rx => {
                 // The sink stopped on its own: nothing can be recorded any more.
@@ -442,28 +458,22 @@ impl Running {
     }
 
     /// SIGHUP: validate the new configuration, then apply it; on any error keep the old one.
-    async fn reload(&mut self) {
+    /// What needs the pipeline (switching the CSV, stopping readers and waiting for their
+    /// batches to be committed) runs as a task of its own: with a backlog it can take minutes,
+    /// and the control loop must meanwhile answer SIGTERM and ping the watchdog.
+    async fn reload(&mut self) -> Option<PendingReload> {
         notify::reloading();
         match Config::load(self.config_path.as_deref()) {
             Err(e) => log_reload_error(&e),
-            Ok(new) => match self.apply(new).await {
-                Ok(changes) if changes.is_empty() => {
-                    tracing::info!("configuration reloaded: nothing changed")
-                }
-                Ok(changes) => {
-                    for c in changes {
-                        tracing::info!("configuration reloaded: {c}");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("configuration not applied, the running one is kept: {e}")
-                }
-            },
+            Ok(new) => return self.apply(new).await,
         }
         notify::ready(&self.status_line());
+        None
     }
 
-    async fn apply(&mut self, mut new: Config) -> Result<Vec<String>, String> {
+    /// Applies what can be at once, and returns the pipeline's part of the reload as a pending
+    /// task (`None` when there is none: the reload is complete).
+    async fn apply(&mut self, mut new: Config) -> Option<PendingReload> {
         let mut changes = self.config.changes(&new);
         if new.state_dir != self.config.state_dir {
             tracing::warn!(
@@ -474,24 +484,22 @@ impl Running {
             new.state_dir = self.config.state_dir.clone();
             new.raw.sources.state_dir = self.config.raw.sources.state_dir.clone();
         }
-        self.enricher
-            .reconfigure(new.enrich.clone())
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.enricher.reconfigure(new.enrich.clone()) {
+            tracing::error!("configuration not applied, the running one is kept: {e}");
+            notify::ready(&self.status_line());
+            return None;
+        }
         // SIGHUP also picks up databases replaced on disk.
         let enricher = self.enricher.clone();
         let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(true)).await;
-        if new.csv != self.config.csv {
-            let (reply, answer) = oneshot::channel();
-            self.send(ToSink::SwitchOutput(new.csv.clone(), reply))
-                .await?;
-            answer.await.map_err(|_| "the sink is gone".to_string())??;
-        }
         if new.notify != self.config.notify {
             tracing::warn!("sources.notify changes only at restart");
             changes.retain(|c| !c.starts_with("sources.notify"));
             new.notify = self.config.notify;
             new.raw.sources.notify = self.config.raw.sources.notify;
         }
+        let switch_output =
+            (new.csv != self.config.csv).then(|| (new.csv.clone(), self.config.csv.clone()));
         let _ = self.report_settings.send(reporter_settings(&new));
         let restart_all = new.max_line_bytes != self.config.max_line_bytes
             || new.poll_interval != self.config.poll_interval
@@ -504,43 +512,140 @@ impl Running {
             .collect();
         let old_files = self.config.files.clone();
         self.config = new;
+        let start: Vec<PathBuf> = self
+            .config
+            .files
+            .iter()
+            .filter(|p| stop.contains(p) || !self.tailers.iter().any(|t| &t.path == *p))
+            .cloned()
+            .collect();
+        if switch_output.is_none() && stop.is_empty() && start.is_empty() {
+            log_changes(&changes);
+            notify::ready(&self.status_line());
+            return None;
+        }
         // Stopped readers must be gone, and their batches committed, before any reader starts
         // again from the committed positions: otherwise lines in flight would be read twice.
+        let mut stopped = Vec::new();
         for path in &stop {
             if let Some(i) = self.tailers.iter().position(|t| &t.path == path) {
                 let t = self.tailers.remove(i);
                 t.cancel.cancel();
                 let _ = t.wake.send(Wake::Stop);
                 self.watcher.remove(&t.path);
-                let _ = tokio::task::spawn_blocking(move || t.join.join()).await;
+                stopped.push(t.join);
             }
         }
-        let (reply, answer) = oneshot::channel();
-        self.send(ToSink::Barrier(reply)).await?;
-        answer.await.map_err(|_| "the sink is gone".to_string())?;
-        let positions = self.positions.lock().expect("positions lock").clone();
-        for path in self.config.files.clone() {
-            if !self.tailers.iter().any(|t| t.path == path) {
-                if !old_files.contains(&path) {
+        let Some(tx) = self.tx.clone() else {
+            return None;
+        };
+        let cancel = self.cancel.child_token();
+        let (done_tx, done) = oneshot::channel();
+        let positions = self.positions.clone();
+        let switch = switch_output.as_ref().map(|(to, _)| to.clone());
+        tokio::spawn(async move {
+            let job = async {
+                let mut switched = Ok(());
+                if let Some(to) = switch {
+                    let (reply, answer) = oneshot::channel();
+                    tx.send(ToSink::SwitchOutput(to, reply))
+                        .await
+                        .map_err(|_| "the sink is gone".to_string())?;
+                    switched = answer.await.map_err(|_| "the sink is gone".to_string())?;
+                }
+                for join in stopped {
+                    let _ = tokio::task::spawn_blocking(move || join.join()).await;
+                }
+                let (reply, answer) = oneshot::channel();
+                tx.send(ToSink::Barrier(reply))
+                    .await
+                    .map_err(|_| "the sink is gone".to_string())?;
+                answer.await.map_err(|_| "the sink is gone".to_string())?;
+                let positions = positions.lock().expect("positions lock").clone();
+                Ok::<_, String>((positions, switched))
+            };
+            // Stopping abandons the reload (and drops this task's sender, so the sink can end).
+            tokio::select! {
+                r = job => { let _ = done_tx.send(r); }
+                _ = cancel.cancelled() => {}
+            }
+        });
+        Some(PendingReload {
+            done,
+            changes,
+            start,
+            stop,
+            old_files,
+            switch_output,
+        })
+    }
+
+    /// Finishes a reload once its pipeline part is done: starts the readers it stopped or added.
+    fn finish_reload(
+        &mut self,
+        pending: PendingReload,
+        result: Result<(Positions, Result<(), String>), String>,
+    ) {
+        let (positions, switched) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("reload could not finish: {e}");
+                return;
+            }
+        };
+        let mut changes = pending.changes;
+        if let (Err(e), Some((to, from))) = (switched, &pending.switch_output) {
+            tracing::error!(
+                "cannot switch the output to {}: {e}; rows keep going to {}",
+                to.display(),
+                from.display()
+            );
+            changes.retain(|c| !c.starts_with("output.csv"));
+            self.config.csv = from.clone();
+            let _ = self.report_settings.send(reporter_settings(&self.config));
+        }
+        for path in pending.start {
+            if self.config.files.contains(&path) && !self.tailers.iter().any(|t| t.path == path) {
+                if !pending.old_files.contains(&path) {
                     tracing::info!(path = %path.display(), "now following");
                 }
                 self.spawn_tailer(&path, positions.clone(), Start::Resume);
             }
         }
-        for path in stop.iter().filter(|p| !self.config.files.contains(p)) {
+        for path in pending
+            .stop
+            .iter()
+            .filter(|p| !self.config.files.contains(p))
+        {
             tracing::info!(path = %path.display(), "no longer following");
         }
-        Ok(changes)
+        log_changes(&changes);
+        notify::ready(&self.status_line());
     }
+}
 
-    async fn send(&self, msg: ToSink) -> Result<(), String> {
-        match &self.tx {
-            Some(tx) => tx
-                .send(msg)
-                .await
-                .map_err(|_| "the sink is gone".to_string()),
-            None => Err("stopping".into()),
-        }
+/// The pipeline's part of a reload, running beside the control loop.
+struct PendingReload {
+    /// The committed positions once stopped readers are done (and whether the output switched).
+    done: oneshot::Receiver<Result<(Positions, Result<(), String>), String>>,
+    /// What changed, logged once the reload is complete.
+    changes: Vec<String>,
+    /// Readers to start then.
+    start: Vec<PathBuf>,
+    /// Readers stopped.
+    stop: Vec<PathBuf>,
+    /// The files followed before the reload.
+    old_files: Vec<PathBuf>,
+    /// (new, old) CSV, when it changes.
+    switch_output: Option<(PathBuf, PathBuf)>,
+}
+
+fn log_changes(changes: &[String]) {
+    if changes.is_empty() {
+        tracing::info!("configuration reloaded: nothing changed");
+    }
+    for c in changes {
+        tracing::info!("configuration reloaded: {c}");
     }
 }
 

@@ -288,16 +288,21 @@ fn a_quiet_log_renamed_is_kept_open_for_its_writers_last_lines() {
 
 /// libfaketime, to move the daemon's wall clock while it runs (Debian's `faketime` package).
 fn libfaketime() -> Option<std::path::PathBuf> {
-    ["/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime"]
-        .iter()
-        .map(|d| Path::new(d).join("libfaketimeMT.so.1"))
-        .find(|p| p.exists())
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("libfaketimeMT.so.1"))
+    .find(|p| p.exists())
 }
 
 #[test]
 fn a_wall_clock_jump_forgets_nothing_that_was_read() {
     let Some(lib) = libfaketime() else {
-        eprintln!("SKIPPED a_wall_clock_jump_forgets_nothing_that_was_read: libfaketime is not installed (apt-get install faketime)");
+        eprintln!(
+            "SKIPPED a_wall_clock_jump_forgets_nothing_that_was_read: libfaketime is not installed (apt-get install faketime)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -349,5 +354,58 @@ fn a_wall_clock_jump_forgets_nothing_that_was_read() {
         users,
         ["after-jump", "after-restart", "one", "two", "zero"],
         "rotated history recorded again after the clock jumped"
+    );
+}
+
+#[test]
+fn a_reload_behind_a_backlog_never_blocks_stop_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    // A DNS server that never answers, asked one address at a time: a backlog of minutes.
+    let dead_dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = dir.path().join("config.toml");
+    let write_cfg = |rotate_wait: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"{rotate_wait}\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n[enrich]\ndns_servers = [\"{}\"]\ndns_timeout = \"5s\"\nconcurrency = 1\ncountry_db = \"\"\nasn_db = \"\"\n",
+                dead_dns.local_addr().unwrap(),
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg("2s");
+    let log = dir.path().join("mail.log");
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!(
+                "Nov 22 08:01:04 mx postfix/smtpd[77]: warning: unknown[10.{}.{}.{}]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )
+        })
+        .collect();
+    append(&log, &lines);
+    let mut d = Daemon::start(&cfg, dir.path());
+    std::thread::sleep(Duration::from_secs(1));
+    // A change that restarts the readers: the reload must wait for their batches to commit.
+    write_cfg("3s");
+    d.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal("TERM");
+    assert!(
+        wait_until(Duration::from_secs(5), || d
+            .logged()
+            .contains("stopping: draining the pipeline")),
+        "SIGTERM not answered while a reload waits for the pipeline\n{}",
+        d.logged()
+    );
+    // The drain itself waits for the backlog; a second request stops at once.
+    d.signal("TERM");
+    assert!(
+        wait_timeout(&mut d.child, Duration::from_secs(5)).is_some(),
+        "a second SIGTERM did not stop the daemon\n{}",
+        d.logged()
     );
 }
