@@ -536,9 +536,7 @@ impl Running {
                 stopped.push(t.join);
             }
         }
-        let Some(tx) = self.tx.clone() else {
-            return None;
-        };
+        let tx = self.tx.clone()?;
         let cancel = self.cancel.child_token();
         let (done_tx, done) = oneshot::channel();
         let positions = self.positions.clone();
@@ -581,11 +579,7 @@ impl Running {
     }
 
     /// Finishes a reload once its pipeline part is done: starts the readers it stopped or added.
-    fn finish_reload(
-        &mut self,
-        pending: PendingReload,
-        result: Result<(Positions, Result<(), String>), String>,
-    ) {
+    fn finish_reload(&mut self, pending: PendingReload, result: ReloadOutcome) {
         let (positions, switched) = match result {
             Ok(r) => r,
             Err(e) => {
@@ -624,10 +618,14 @@ impl Running {
     }
 }
 
+/// What the pipeline's part of a reload ends with: the committed positions and whether the
+/// output was switched, or why it could not finish.
+type ReloadOutcome = Result<(Positions, Result<(), String>), String>;
+
 /// The pipeline's part of a reload, running beside the control loop.
 struct PendingReload {
     /// The committed positions once stopped readers are done (and whether the output switched).
-    done: oneshot::Receiver<Result<(Positions, Result<(), String>), String>>,
+    done: oneshot::Receiver<ReloadOutcome>,
     /// What changed, logged once the reload is complete.
     changes: Vec<String>,
     /// Readers to start then.
