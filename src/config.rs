@@ -231,7 +231,7 @@ pub struct RawSources {
     #[serde(deserialize_with = "line_limit")]
     pub max_line_bytes: usize,
     /// On the first start (no checkpoints yet), read the rotated history before following.
-    pub backfill: bool,
+    pub backfill: Backfill,
     /// How often files are checked when no change notification came (the fallback for
     /// filesystems without inotify, and a safety net everywhere else).
     pub poll_interval: DurationStr,
@@ -315,7 +315,7 @@ impl Default for RawSources {
             files: vec![PathBuf::from("/var/log/mail.log")],
             state_dir: PathBuf::from("/var/lib/maillogsentinel"),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            backfill: true,
+            backfill: Backfill::Auto,
             poll_interval: DurationStr::secs(1),
             notify: true,
             rotate_wait: DurationStr::secs(60),
@@ -352,6 +352,47 @@ fn line_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(v as usize)
 }
 
+/// `sources.backfill`: whether a first start (no checkpoint) reads the logs' history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfill {
+    /// `"auto"` (the default): yes into an output without rows; not into one that already
+    /// holds rows (a new or emptied state directory would otherwise record them all again).
+    Auto,
+    /// `true`: always, also into an output that holds rows.
+    Always,
+    /// `false`: never; start at the end of each live log.
+    Never,
+}
+
+impl Serialize for Backfill {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Backfill::Auto => s.serialize_str("auto"),
+            Backfill::Always => s.serialize_bool(true),
+            Backfill::Never => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Backfill {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Backfill::Always),
+            Raw::Bool(false) => Ok(Backfill::Never),
+            Raw::Text(t) if t == "auto" => Ok(Backfill::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected \"auto\", true or false, found {t:?}"
+            ))),
+        }
+    }
+}
+
 /// Where a configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -386,7 +427,7 @@ pub struct Config {
     /// The intrusion CSV.
     pub csv: PathBuf,
     /// Read rotated history on the first start.
-    pub backfill: bool,
+    pub backfill: Backfill,
     /// Polling fallback interval.
     pub poll_interval: Duration,
     /// Use change notifications.
@@ -468,23 +509,12 @@ impl Config {
             path: path.clone(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        for (key, d) in [
-            ("sources.poll_interval", raw.sources.poll_interval),
-            ("sources.rotate_wait", raw.sources.rotate_wait),
-            ("daemon.shutdown_timeout", raw.daemon.shutdown_timeout),
-            ("daemon.checkpoint_interval", raw.daemon.checkpoint_interval),
-            ("enrich.dns_timeout", raw.enrich.dns_timeout),
-            ("report.retry", raw.report.retry),
-        ] {
-            if d.0.is_zero() {
-                return Err(ConfigError::Invalid {
-                    path,
-                    message: format!(
-                        "{key} must be longer than zero (line {})",
-                        line_of(text, key)
-                    ),
-                });
-            }
+        let problems = validate(&raw, text);
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path,
+                message: problems.join("\n"),
+            });
         }
         let mail =
             report_mail(&raw.report, &origin, text).map_err(|message| ConfigError::Invalid {
@@ -673,6 +703,210 @@ fn flatten(raw: &RawConfig) -> std::collections::BTreeMap<String, String> {
 }
 
 /// The line (1-based) where `section.key` is set, or 0 when it is not in the text.
+/// Every problem with values that parse but cannot work, each naming its key and line: a
+/// zero or absurdly small interval (it would spin or flood the log), one too large for the
+/// clock, a log listed twice (also through a symlink) or beside its own rotation, an output
+/// that is a log or a state file.
+fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
+    const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+    let ms = Duration::from_millis;
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, what: String| {
+        let line = line_of(text, key);
+        problems.push(if line > 0 {
+            format!("{key} (line {line}): {what}")
+        } else {
+            format!("{key}: {what}")
+        });
+    };
+    // (key, value, smallest, may it be zero to turn the feature off)
+    for (key, d, min, zero_ok) in [
+        (
+            "sources.poll_interval",
+            raw.sources.poll_interval.0,
+            ms(10),
+            false,
+        ),
+        (
+            "sources.rotate_wait",
+            raw.sources.rotate_wait.0,
+            ms(100),
+            false,
+        ),
+        (
+            "daemon.shutdown_timeout",
+            raw.daemon.shutdown_timeout.0,
+            ms(100),
+            false,
+        ),
+        (
+            "daemon.checkpoint_interval",
+            raw.daemon.checkpoint_interval.0,
+            ms(10),
+            false,
+        ),
+        (
+            "daemon.stats_interval",
+            raw.daemon.stats_interval.0,
+            Duration::from_secs(1),
+            true,
+        ),
+        (
+            "enrich.dns_timeout",
+            raw.enrich.dns_timeout.0,
+            ms(10),
+            false,
+        ),
+        (
+            "report.retry",
+            raw.report.retry.0,
+            Duration::from_secs(1),
+            false,
+        ),
+        (
+            "enrich.cache_ttl",
+            raw.enrich.cache_ttl.0,
+            Duration::ZERO,
+            true,
+        ),
+        (
+            "enrich.negative_cache_ttl",
+            raw.enrich.negative_cache_ttl.0,
+            Duration::ZERO,
+            true,
+        ),
+    ] {
+        if d.is_zero() && !zero_ok {
+            problem(key, "must be longer than zero".into());
+        } else if !d.is_zero() && d < min {
+            problem(
+                key,
+                format!(
+                    "{d:?} is too short (at least {min:?}): it would keep the daemon busy or flood its log"
+                ),
+            );
+        } else if d > YEAR {
+            problem(key, format!("{d:?} is too long (at most a year)"));
+        }
+    }
+    if !(1..=4096).contains(&raw.enrich.concurrency) {
+        problem(
+            "enrich.concurrency",
+            format!(
+                "{} is out of range (1 to 4096 lookups at once)",
+                raw.enrich.concurrency
+            ),
+        );
+    }
+    if raw.sources.state_dir.as_os_str().is_empty() {
+        problem(
+            "sources.state_dir",
+            "is empty: name a directory (default /var/lib/maillogsentinel)".into(),
+        );
+    }
+    if raw.output.csv.as_os_str().is_empty() {
+        problem(
+            "output.csv",
+            "is empty: name a file (default /var/lib/maillogsentinel/intrusions.csv)".into(),
+        );
+    }
+    // Logs: each read once. The same file twice (literally, through a symlink or another path)
+    // or a rotation of a listed log (read with its history already) would record rows twice.
+    let files = &raw.sources.files;
+    for (i, a) in files.iter().enumerate() {
+        for b in &files[..i] {
+            if same_file(a, b) {
+                problem(
+                    "sources.files",
+                    format!(
+                        "{} and {} are the same file: list it once",
+                        b.display(),
+                        a.display()
+                    ),
+                );
+            } else if let Some((log, rotated)) = rotation_of(a, b) {
+                problem(
+                    "sources.files",
+                    format!(
+                        "{} is a rotation of {}, whose rotated history is read with it: remove {}",
+                        rotated.display(),
+                        log.display(),
+                        rotated.display()
+                    ),
+                );
+            }
+        }
+        if same_file(a, &raw.output.csv) {
+            problem(
+                "output.csv",
+                format!("is the log {}: name another file", a.display()),
+            );
+        }
+    }
+    let state_files = ["checkpoint.json", "lock", "report-state.json"];
+    for name in state_files {
+        if same_file(&raw.output.csv, &raw.sources.state_dir.join(name)) {
+            problem(
+                "output.csv",
+                format!("is the state file {name} in sources.state_dir: name another file"),
+            );
+        }
+    }
+    problems
+}
+
+/// Whether two paths name the same file: the same path once `.`/`..` and symlinks are resolved
+/// (for files that exist), or the same device and inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return (ma.dev(), ma.ino()) == (mb.dev(), mb.ino());
+    }
+    resolved(a) == resolved(b)
+}
+
+/// A path with its directory's symlinks resolved where it exists (the file itself may not).
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(d), Some(n)) => std::fs::canonicalize(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        })
+        .map_or_else(|_| p.to_path_buf(), |d| d.join(n)),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// `(log, rotated)` when one of `a`, `b` is a rotated name of the other (`mail.log.1`,
+/// `mail.log-20261122.gz` beside `mail.log`).
+fn rotation_of<'p>(a: &'p Path, b: &'p Path) -> Option<(&'p Path, &'p Path)> {
+    let is_rotation = |log: &Path, other: &Path| {
+        let (rl, ro) = (resolved(log), resolved(other));
+        let (Some(ld), Some(od)) = (rl.parent(), ro.parent()) else {
+            return false;
+        };
+        let (Some(ln), Some(on)) = (rl.file_name(), ro.file_name()) else {
+            return false;
+        };
+        let (ln, on) = (ln.as_encoded_bytes(), on.as_encoded_bytes());
+        ld == od
+            && on.len() > ln.len() + 1
+            && on.starts_with(ln)
+            && matches!(on[ln.len()], b'.' | b'-')
+    };
+    if is_rotation(a, b) {
+        Some((a, b))
+    } else if is_rotation(b, a) {
+        Some((b, a))
+    } else {
+        None
+    }
+}
+
 fn line_of(text: &str, dotted: &str) -> usize {
     let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
     let mut current = "";
@@ -695,6 +929,82 @@ mod tests {
         Config::from_toml(text, Origin::File("t.toml".into()))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn values_that_parse_but_cannot_work_are_all_listed_with_their_lines() {
+        let e = err(
+            "[sources]\nstate_dir = \"\"\npoll_interval = \"1ns\"\n[daemon]\nstats_interval = \"100000d\"\n[enrich]\nconcurrency = 1000000000\n[output]\ncsv = \"\"\n",
+        );
+        for want in [
+            "sources.state_dir (line 2): is empty",
+            "sources.poll_interval (line 3): 1ns is too short",
+            "daemon.stats_interval (line 5):",
+            "too long",
+            "enrich.concurrency (line 7): 1000000000 is out of range",
+            "output.csv (line 9): is empty",
+        ] {
+            assert!(e.contains(want), "{want:?} missing from:\n{e}");
+        }
+        assert_eq!(e.lines().count(), 5, "one line per problem: {e}");
+    }
+
+    #[test]
+    fn a_log_read_twice_or_written_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let log = dir.path().join("mail.log");
+        std::fs::write(&log, "x\n").unwrap();
+        std::os::unix::fs::symlink(&log, dir.path().join("alias.log")).unwrap();
+        for (files, want) in [
+            (
+                format!("\"{d}/mail.log\", \"{d}/mail.log\""),
+                "are the same file",
+            ),
+            (
+                format!("\"{d}/mail.log\", \"{d}/alias.log\""),
+                "are the same file",
+            ),
+            (
+                format!("\"{d}/mail.log\", \"{d}/./mail.log\""),
+                "are the same file",
+            ),
+            (
+                format!("\"{d}/mail.log.1\", \"{d}/mail.log\""),
+                "mail.log.1 is a rotation of",
+            ),
+        ] {
+            let e = err(&format!(
+                "[sources]\nfiles = [{files}]\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n"
+            ));
+            assert!(
+                e.contains("sources.files (line 2)") && e.contains(want),
+                "{files}: {e}"
+            );
+        }
+        for (csv, want) in [
+            (format!("{d}/alias.log"), "is the log"),
+            (
+                format!("{d}/state/checkpoint.json"),
+                "is the state file checkpoint.json",
+            ),
+        ] {
+            let e = err(&format!(
+                "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{csv}\"\n"
+            ));
+            assert!(
+                e.contains("output.csv (line 5)") && e.contains(want),
+                "{csv}: {e}"
+            );
+        }
+        // Distinct logs, and names that merely share a start, are fine.
+        Config::from_toml(
+            &format!(
+                "[sources]\nfiles = [\"{d}/mail.log\", \"{d}/mail.logger\", \"{d}/mail.err\"]\n"
+            ),
+            Origin::File("t.toml".into()),
+        )
+        .unwrap();
     }
 
     #[test]

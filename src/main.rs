@@ -41,11 +41,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(Failure::Usage(e)) => {
-            logging::tell(Level::ERROR, &format!("{e:#}"));
+            logging::tell(Level::ERROR, &describe(&e));
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            logging::tell(Level::ERROR, &format!("{e:#}"));
+            logging::tell(Level::ERROR, &describe(&e));
             ExitCode::from(1)
         }
     }
@@ -269,5 +269,41 @@ fn create_parent(csv: &Path) -> anyhow::Result<()> {
             .create(dir)
             .with_context(|| format!("cannot create the output directory {}", dir.display())),
         _ => Ok(()),
+    }
+}
+
+/// An error and its causes on one line, each cause said once: the library's errors already
+/// name their cause in their own message (`checkpoint PATH: No such file or directory`), so
+/// a cause whose text the line already holds is not repeated.
+fn describe(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let inner = anyhow::Error::new(io).context("checkpoint /x: entity not found");
+        let e = inner.context("the sink stopped: checkpoint /x: entity not found");
+        assert_eq!(
+            describe(&e),
+            "the sink stopped: checkpoint /x: entity not found"
+        );
+        let e = anyhow::anyhow!("disk full").context("cannot write rows");
+        assert_eq!(describe(&e), "cannot write rows: disk full");
     }
 }

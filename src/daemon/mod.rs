@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{OutputState, Positions, Store};
-use crate::config::{Config, ConfigError};
+use crate::config::{Backfill, Config, ConfigError};
 use crate::enrich::Enricher;
 use crate::pipeline::{CHANNEL_CAPACITY, Heartbeat, ToSink};
 use crate::sink::committer::{CommitError, Committer, SharedPositions};
@@ -145,7 +145,7 @@ pub async fn run(
         None => {
             tracing::info!(
                 checkpoint = %store.path().display(),
-                backfill = config.backfill,
+                backfill = ?config.backfill,
                 "first start: no checkpoint yet"
             );
             (Positions::new(), BTreeMap::new(), BTreeMap::new())
@@ -219,11 +219,7 @@ pub async fn run(
         cancel: CancellationToken::new(),
         committer_heartbeat,
     };
-    let start = if first_start && !running.config.backfill {
-        Start::AtEnd
-    } else {
-        Start::Resume
-    };
+    let start = first_start_mode(first_start, running.config.backfill, &running.config.csv);
     for path in running.config.files.clone() {
         running.spawn_tailer(&path, positions.clone(), start);
     }
@@ -359,6 +355,36 @@ pub async fn run(
     }
 }
 
+/// Where a start begins: from the checkpoints; or, on a first start, from the logs' history
+/// (backfill) or their ends. `backfill = "auto"` does not back-fill into an output that already
+/// holds rows: no checkpoint beside such an output means a new or emptied state directory, and
+/// reading the history again would record every row twice.
+fn first_start_mode(first_start: bool, backfill: Backfill, csv: &Path) -> Start {
+    if !first_start {
+        return Start::Resume;
+    }
+    let header = crate::sink::COLUMNS.join(",").len() as u64 + 2; // the header row and CRLF
+    let rows = std::fs::metadata(csv).is_ok_and(|m| m.is_file() && m.len() > header);
+    match backfill {
+        Backfill::Never => Start::AtEnd,
+        Backfill::Auto if rows => {
+            tracing::warn!(
+                output = %csv.display(),
+                "first start (no checkpoint in the state directory) but the output already holds rows: the logs' history is not read again, so that nothing is recorded twice; only new lines are. If that history is not in the output, set `backfill = true` in [sources] and restart"
+            );
+            Start::AtEnd
+        }
+        Backfill::Always if rows => {
+            tracing::warn!(
+                output = %csv.display(),
+                "first start with backfill = true: reading the logs' history into an output that already holds rows (rows already there are recorded again)"
+            );
+            Start::Resume
+        }
+        Backfill::Auto | Backfill::Always => Start::Resume,
+    }
+}
+
 fn reporter_settings(config: &Config) -> crate::report::reporter::ReporterSettings {
     crate::report::reporter::ReporterSettings {
         schedule: config.report_schedule.clone(),
@@ -477,7 +503,7 @@ impl Running {
         let mut changes = self.config.changes(&new);
         if new.state_dir != self.config.state_dir {
             tracing::warn!(
-                "sources.state_dir changes only at restart; {} stays in use until then",
+                "sources.state_dir changes only at restart; {} stays in use until then (move its files to the new directory before restarting: a start without a checkpoint does not read the logs' history into an output that holds rows)",
                 self.config.state_dir.display()
             );
             changes.retain(|c| !c.starts_with("sources.state_dir"));

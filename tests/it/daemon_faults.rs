@@ -147,16 +147,9 @@ fn a_state_directory_deleted_under_the_daemon_is_retried_not_fatal() {
         d.logged()
     );
     assert!(!d.logged().contains("panicked"), "{}", d.logged());
-    // Nothing lost: the next start (state directory back) records the line.
-    std::fs::create_dir(&state).unwrap();
-    let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(WAIT, || usernames(&out).contains(&"at-stop".to_string())),
-        "{:?}\n{}",
-        usernames(&out),
-        d.logged()
-    );
-    assert_eq!(d.stop(), Some(0));
+    // The cause is said once, not once per layer of error.
+    let last = d.logged().lines().last().unwrap_or_default().to_string();
+    assert_eq!(last.matches("os error 2").count(), 1, "{last}");
 }
 
 #[test]
@@ -408,4 +401,55 @@ fn a_reload_behind_a_backlog_never_blocks_stop_requests() {
         "a second SIGTERM did not stop the daemon\n{}",
         d.logged()
     );
+}
+
+#[test]
+fn a_new_state_directory_does_not_back_fill_into_a_record_that_holds_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    std::fs::write(dir.path().join("mail.log.1"), noise(1) + &attack("old")).unwrap();
+    std::fs::write(&log, noise(0) + &attack("recent")).unwrap();
+    let out = dir.path().join("out.csv");
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 2),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    // The state directory is lost (or `state_dir` changed): no checkpoint, a full record.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("reading only what comes next")),
+        "{}",
+        d.logged()
+    );
+    append(&log, &attack("new"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() >= 3),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["old", "recent", "new"]);
+    assert!(
+        std::fs::read_to_string(dir.path().join("daemon.log"))
+            .unwrap()
+            .contains("the logs' history is not read again"),
+        "the choice is said"
+    );
+    // Asked for explicitly, the history is read again.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    let cfg = daemon_config(dir.path(), &[&log], "backfill = true\n");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 6),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
 }
