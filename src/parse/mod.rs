@@ -6,16 +6,21 @@
 //! ripgrep approach): lines without the phrase cost a share of one vectorised search and
 //! nothing more, with no allocation.
 //!
-//! A hit is only a candidate. [`parse_line`] then checks the line's whole structure,
+//! A hit is only a candidate. [`parse_line`] then checks the line's whole structure in two
+//! parts, each anchored at its start: the syslog header (`TIMESTAMP HOST PROGRAM[PID]: `,
+//! split off in `header`), then the program and its message ([`parse_entry`], which a source
+//! without syslog framing, such as the journal, can call directly):
 //!
 //! ```text
 //! TIMESTAMP HOST PROGRAM[PID]: warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
 //! ```
 //!
-//! anchored at the start of the line, so attacker-controlled text (a HELO name, an envelope
-//! address, a username that reads `authentication failed`) elsewhere in a line can never make
-//! it a failure nor change the IP taken.
+//! so attacker-controlled text (a HELO name, an envelope address, a username that reads
+//! `authentication failed`) elsewhere in a line can never make it a failure nor change the IP
+//! taken.
 
+mod header;
+mod message;
 pub mod timestamp;
 
 use std::borrow::Cow;
@@ -91,46 +96,71 @@ const BACKEND_REASONS: [&str; 4] = [
     "internal error",
 ];
 
+/// A log entry without its syslog framing: what [`parse_entry`] reads. A syslog line gives
+/// its header fields; a journal entry gives its own (`_HOSTNAME`, `SYSLOG_IDENTIFIER`,
+/// `MESSAGE` and its timestamp).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// When it was logged.
+    pub timestamp: Timestamp,
+    /// The host that logged it.
+    pub host: &'a [u8],
+    /// The program, e.g. `postfix/submission/smtpd` (without the PID).
+    pub program: &'a [u8],
+    /// The message.
+    pub message: &'a [u8],
+}
+
 /// Parses one line (without its newline). `years` places yearless syslog timestamps.
 pub fn parse_line(line: &[u8], years: &YearContext) -> Parsed {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(header) = parse_header(line, years) else {
-        // Maybe a failure in a line form we do not know: say so rather than lose it.
-        return match memmem::find(line, b": warning: ") {
-            Some(i) if parse_message(&line[i + 2..]).is_some() => {
-                Parsed::Unrecognised("no timestamp, host and program this parser knows")
-            }
-            _ => Parsed::NotFailure,
-        };
-    };
-    let Some(msg) = parse_message(header.message) else {
+    match header::split(line, years) {
+        Some(entry) => parse_entry(&entry),
+        None => unplaced(line),
+    }
+}
+
+/// A line without a header this parser knows: maybe a failure in a line form nobody told us
+/// about. Say so rather than lose it.
+fn unplaced(line: &[u8]) -> Parsed {
+    match memmem::find(line, b": warning: ") {
+        Some(i) if message::smtpd_failure(&line[i + 2..]).is_some() => {
+            Parsed::Unrecognised("no timestamp, host and program this parser knows")
+        }
+        _ => Parsed::NotFailure,
+    }
+}
+
+/// Parses a log entry's program and message: smtpd's failure line.
+pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
+    let Some(m) = message::smtpd_failure(entry.message) else {
         return Parsed::NotFailure;
     };
-    if !is_smtpd(header.program) {
+    if !message::is_smtpd(entry.program) {
         return Parsed::Unrecognised("SASL failure logged by a program other than smtpd");
     }
-    let Some(ip) = parse_ip(msg.ip) else {
+    let Some(ip) = message::parse_ip(m.ip) else {
         return Parsed::Unrecognised("client address is not an IP address");
     };
-    let service = text(header.program).into_owned();
-    let reason = text(msg.reason).into_owned();
+    let service = text(entry.program).into_owned();
+    let reason = text(m.reason).into_owned();
     if is_backend_reason(&reason) {
         return Parsed::Backend(BackendFailure {
-            timestamp: header.timestamp,
+            timestamp: entry.timestamp,
             service,
             ip,
             reason,
         });
     }
     Parsed::Failure(AuthFailure {
-        timestamp: header.timestamp,
-        server: text(header.host).into_owned(),
+        timestamp: entry.timestamp,
+        server: text(entry.host).into_owned(),
         service,
         ip,
-        username: msg.username.map(|u| text(u).into_owned()),
-        mechanism: text(msg.mechanism).to_ascii_uppercase(),
+        username: m.username.map(|u| text(u).into_owned()),
+        mechanism: text(m.mechanism).to_ascii_uppercase(),
         reason,
-        client_hostname: (msg.name != b"unknown").then(|| text(msg.name).into_owned()),
+        client_hostname: (m.name != b"unknown").then(|| text(m.name).into_owned()),
     })
 }
 
@@ -209,121 +239,6 @@ impl Parser {
         counts.lines = lines_before + unterminated as u64;
         counts
     }
-}
-
-struct Header<'a> {
-    timestamp: Timestamp,
-    host: &'a [u8],
-    program: &'a [u8],
-    message: &'a [u8],
-}
-
-/// `TIMESTAMP HOST PROGRAM[PID]: MESSAGE`
-fn parse_header<'a>(line: &'a [u8], years: &YearContext) -> Option<Header<'a>> {
-    let (timestamp, rest) = timestamp::parse_prefix(line, years)?;
-    let sp = memchr::memchr(b' ', rest)?;
-    let (host, rest) = (&rest[..sp], &rest[sp + 1..]);
-    if host.is_empty() {
-        return None;
-    }
-    // The program name runs to `[PID]: ` (or to `: ` for a syslog without PIDs).
-    let end = rest.iter().position(|&b| matches!(b, b'[' | b':' | b' '))?;
-    let (program, mut rest) = (&rest[..end], &rest[end..]);
-    if program.is_empty() {
-        return None;
-    }
-    if let Some(r) = rest.strip_prefix(b"[") {
-        let close = memchr::memchr(b']', r)?;
-        if close == 0 || !r[..close].iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        rest = &r[close + 1..];
-    }
-    let message = rest.strip_prefix(b": ")?;
-    Some(Header {
-        timestamp,
-        host,
-        program,
-        message,
-    })
-}
-
-struct Message<'a> {
-    name: &'a [u8],
-    ip: &'a [u8],
-    mechanism: &'a [u8],
-    reason: &'a [u8],
-    username: Option<&'a [u8]>,
-}
-
-/// `warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?`
-fn parse_message(msg: &[u8]) -> Option<Message<'_>> {
-    let rest = msg.strip_prefix(b"warning: ")?;
-    // Postfix only logs valid hostnames (or `unknown`): no space or bracket inside.
-    let open = rest.iter().position(|&b| matches!(b, b'[' | b']' | b' '))?;
-    if rest[open] != b'[' || open == 0 {
-        return None;
-    }
-    let name = &rest[..open];
-    let rest = &rest[open + 1..];
-    let close = rest.iter().position(|&b| matches!(b, b']' | b' ' | b'['))?;
-    if rest[close] != b']' || close == 0 {
-        return None;
-    }
-    let ip = &rest[..close];
-    let mut rest = &rest[close + 1..];
-    // Optional `:PORT` (smtpd_client_port_logging = yes).
-    if let Some(r) = rest.strip_prefix(b":") {
-        let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
-        if n > 0 {
-            rest = &r[n..];
-        }
-    }
-    let rest = rest.strip_prefix(b": SASL ")?;
-    let sp = memchr::memchr(b' ', rest)?;
-    let mechanism = &rest[..sp];
-    if mechanism.is_empty() {
-        return None;
-    }
-    let rest = rest[sp..].strip_prefix(b" authentication failed")?;
-    let after = if rest.is_empty() {
-        rest
-    } else {
-        let r = rest.strip_prefix(b":")?;
-        r.strip_prefix(b" ").unwrap_or(r)
-    };
-    // The username is what the client sent and may itself contain `, sasl_username=`:
-    // the reason (server text) ends at the first occurrence, the username is all the rest.
-    let (reason, username) = match memmem::find(after, b", sasl_username=") {
-        Some(i) => {
-            let user = &after[i + b", sasl_username=".len()..];
-            (
-                &after[..i],
-                (user != b"(unavailable)" && !user.is_empty()).then_some(user),
-            )
-        }
-        None => (after, None),
-    };
-    Some(Message {
-        name,
-        ip,
-        mechanism,
-        reason,
-        username,
-    })
-}
-
-/// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-out/smtpd`, any `syslog_name/smtpd`.
-fn is_smtpd(program: &[u8]) -> bool {
-    program == b"smtpd" || program.ends_with(b"/smtpd")
-}
-
-fn parse_ip(s: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(s).ok()?;
-    // A link-local IPv6 address may carry a zone (`fe80::1%eth0`); the address is what counts.
-    let s = s.split_once('%').map_or(s, |(addr, _)| addr);
-    let ip: IpAddr = s.parse().ok()?;
-    Some(ip.to_canonical())
 }
 
 fn is_backend_reason(reason: &str) -> bool {

@@ -318,6 +318,27 @@ fn garbage_is_never_a_failure() {
 }
 
 #[test]
+fn parse_entry_reads_a_message_without_syslog_framing() {
+    let timestamp = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
+    )
+    .timestamp;
+    let entry = Entry {
+        timestamp,
+        host: b"mx",
+        program: b"postfix/submission/smtpd",
+        message: b"warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=j",
+    };
+    let Parsed::Failure(f) = parse_entry(&entry) else {
+        panic!()
+    };
+    assert_eq!(
+        (f.ip.to_string().as_str(), f.service.as_str()),
+        ("192.0.2.9", "postfix/submission/smtpd")
+    );
+}
+
+#[test]
 fn scan_block_finds_candidates_with_line_numbers_and_offsets() {
     let block = b"Nov 22 08:00:00 mx postfix/qmgr[1]: 4F1: removed\n\
 Nov 22 08:00:01 mx postfix/smtpd[2]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=a\n\
