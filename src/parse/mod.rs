@@ -7,12 +7,13 @@
 //! nothing more, with no allocation.
 //!
 //! A hit is only a candidate. [`parse_line`] then checks the line's whole structure in two
-//! parts, each anchored at its start: the syslog header (`TIMESTAMP HOST PROGRAM[PID]: `,
-//! split off in `header`), then the program and its message ([`parse_entry`], which a source
-//! without syslog framing, such as the journal, can call directly):
+//! parts, each anchored at its start: the syslog header (split off in `header`: a traditional
+//! `TIMESTAMP HOST PROGRAM[PID]: ` or an RFC 5424 `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD `),
+//! then the program and its message ([`parse_entry`], which a source without syslog framing,
+//! such as the journal, can call directly):
 //!
 //! ```text
-//! TIMESTAMP HOST PROGRAM[PID]: warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
+//! smtpd:  warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
 //! ```
 //!
 //! so attacker-controlled text (a HELO name, an envelope address, a username that reads
@@ -123,8 +124,13 @@ pub fn parse_line(line: &[u8], years: &YearContext) -> Parsed {
 /// A line without a header this parser knows: maybe a failure in a line form nobody told us
 /// about. Say so rather than lose it.
 fn unplaced(line: &[u8]) -> Parsed {
-    match memmem::find(line, b": warning: ") {
-        Some(i) if message::smtpd_failure(&line[i + 2..]).is_some() => {
+    let start = if line.starts_with(b"warning: ") {
+        Some(0)
+    } else {
+        memmem::find(line, b" warning: ").map(|i| i + 1)
+    };
+    match start {
+        Some(i) if message::smtpd_failure(&line[i..]).is_some() => {
             Parsed::Unrecognised("no timestamp, host and program this parser knows")
         }
         _ => Parsed::NotFailure,

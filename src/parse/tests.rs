@@ -318,6 +318,59 @@ fn garbage_is_never_a_failure() {
 }
 
 #[test]
+fn rfc5424_lines() {
+    // rsyslog's RSYSLOG_SyslogProtocol23Format: PROCID given, MSGID and SD nil.
+    let f = failure(
+        "<22>1 2026-11-22T08:01:04.123456+01:00 mx postfix/smtpd 3363 - - warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=admin",
+    );
+    assert_eq!(f.timestamp.to_rfc3339(), "2026-11-22T08:01:04.123456+01:00");
+    assert_eq!(
+        (f.server.as_str(), f.service.as_str()),
+        ("mx", "postfix/smtpd")
+    );
+    assert_eq!(f.ip.to_string(), "203.0.113.7");
+    assert_eq!(f.username.as_deref(), Some("admin"));
+    // The year and zone are the line's own: no inference (the reference is 2026-11-22, when a
+    // syslog `Mar  1` would be this year's and `Dec 31` last year's).
+    for (line, want) in [
+        (
+            "<22>1 2027-03-01T10:00:00Z mx.example.org postfix/submission/smtpd - - - warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
+            "2027-03-01T10:00:00+00:00",
+        ),
+        (
+            "<22>1 2023-12-31T23:59:59.5-05:00 mx postfix/smtpd 1 - - warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
+            "2023-12-31T23:59:59.500-05:00",
+        ),
+    ] {
+        assert_eq!(failure(line).timestamp.to_rfc3339(), want, "{line}");
+    }
+    // Structured data (with escaped `]`, `"` and `\\`, and failure text inside a value), a
+    // MSGID, a BOM before the message, and the extra space rsyslog may keep.
+    for line in [
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 ID47 [timeQuality tzKnown=\"1\" isSynced=\"1\"][x@32473 a=\"v \\] w \\\" \\\\\" b=\"] warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: y\"] warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - \u{feff}warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - -  warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+        "<0>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+    ] {
+        let f = failure(line);
+        assert_eq!(
+            (f.ip.to_string().as_str(), f.username.as_deref()),
+            ("192.0.2.1", Some("u")),
+            "{line}"
+        );
+    }
+    // Headers that do not place the line: reported, not dropped, and never a row.
+    for line in [
+        "<22>1 - mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+        "<192>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+        "<22>2 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - [unclosed a=\"]\" warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+    ] {
+        assert!(matches!(outcome(line), Parsed::Unrecognised(_)), "{line}");
+    }
+}
+
+#[test]
 fn parse_entry_reads_a_message_without_syslog_framing() {
     let timestamp = failure(
         "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
