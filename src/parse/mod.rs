@@ -31,6 +31,8 @@ use memchr::memmem;
 
 pub use timestamp::{Timestamp, YearContext};
 
+use message::Smtpd;
+
 /// The phrase every failure line contains; the prefilter looks for it.
 pub const NEEDLE: &[u8] = b"authentication failed";
 
@@ -80,8 +82,8 @@ pub enum Parsed {
     /// The server's SASL backend failed.
     Backend(BackendFailure),
     /// A SASL failure message whose line could not be placed (no timestamp, host or program
-    /// this parser knows, or a program other than smtpd). Counted and warned about, never
-    /// dropped silently.
+    /// this parser knows, a program other than smtpd, a client that cannot be read). Counted
+    /// and warned about, never dropped silently.
     Unrecognised(&'static str),
     /// Not a failure line (the phrase appeared in some other text).
     NotFailure,
@@ -129,8 +131,8 @@ fn unplaced(line: &[u8]) -> Parsed {
     } else {
         memmem::find(line, b" warning: ").map(|i| i + 1)
     };
-    match start {
-        Some(i) if message::smtpd_failure(&line[i..]).is_some() => {
+    match start.map(|i| message::smtpd_failure(&line[i..])) {
+        Some(Smtpd::Failure(_) | Smtpd::Unreadable(_)) => {
             Parsed::Unrecognised("no timestamp, host and program this parser knows")
         }
         _ => Parsed::NotFailure,
@@ -139,35 +141,36 @@ fn unplaced(line: &[u8]) -> Parsed {
 
 /// Parses a log entry's program and message: smtpd's failure line.
 pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
-    let Some(m) = message::smtpd_failure(entry.message) else {
-        return Parsed::NotFailure;
-    };
-    if !message::is_smtpd(entry.program) {
-        return Parsed::Unrecognised("SASL failure logged by a program other than smtpd");
+    let smtpd = message::is_smtpd(entry.program);
+    match message::smtpd_failure(entry.message) {
+        Smtpd::Failure(m) if smtpd => {
+            let service = text(entry.program).into_owned();
+            let reason = text(m.reason).into_owned();
+            if is_backend_reason(&reason) {
+                return Parsed::Backend(BackendFailure {
+                    timestamp: entry.timestamp,
+                    service,
+                    ip: m.ip,
+                    reason,
+                });
+            }
+            Parsed::Failure(AuthFailure {
+                timestamp: entry.timestamp,
+                server: text(entry.host).into_owned(),
+                service,
+                ip: m.ip,
+                username: m.username.map(|u| text(u).into_owned()),
+                mechanism: text(m.mechanism).to_ascii_uppercase(),
+                reason,
+                client_hostname: (m.name != b"unknown").then(|| text(m.name).into_owned()),
+            })
+        }
+        Smtpd::Unreadable(why) if smtpd => Parsed::Unrecognised(why),
+        Smtpd::Failure(_) | Smtpd::Unreadable(_) => {
+            Parsed::Unrecognised("SASL failure logged by a program other than smtpd")
+        }
+        Smtpd::No => Parsed::NotFailure,
     }
-    let Some(ip) = message::parse_ip(m.ip) else {
-        return Parsed::Unrecognised("client address is not an IP address");
-    };
-    let service = text(entry.program).into_owned();
-    let reason = text(m.reason).into_owned();
-    if is_backend_reason(&reason) {
-        return Parsed::Backend(BackendFailure {
-            timestamp: entry.timestamp,
-            service,
-            ip,
-            reason,
-        });
-    }
-    Parsed::Failure(AuthFailure {
-        timestamp: entry.timestamp,
-        server: text(entry.host).into_owned(),
-        service,
-        ip,
-        username: m.username.map(|u| text(u).into_owned()),
-        mechanism: text(m.mechanism).to_ascii_uppercase(),
-        reason,
-        client_hostname: (m.name != b"unknown").then(|| text(m.name).into_owned()),
-    })
 }
 
 /// Finds candidate lines in blocks of complete lines and parses them. Holds the compiled

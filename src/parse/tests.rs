@@ -318,6 +318,28 @@ fn garbage_is_never_a_failure() {
 }
 
 #[test]
+fn regression_unreadable_clients_are_reported_not_dropped() {
+    for line in [
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown: SASL LOGIN authentication failed: (reason unavailable), sasl_username=a",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1 x]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[not-an-ip]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: [192.0.2.1]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]:abc: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]x: SASL LOGIN authentication failed",
+    ] {
+        assert!(matches!(outcome(line), Parsed::Unrecognised(_)), "{line}");
+    }
+    // Other warnings that carry the words in attacker text: no client part, nothing to report.
+    for line in [
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: non-SMTP command from unknown[192.0.2.1]: warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: Illegal address syntax from unknown[192.0.2.1] in MAIL command: <x: SASL LOGIN authentication failed>",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
+}
+
+#[test]
 fn rfc5424_lines() {
     // rsyslog's RSYSLOG_SyslogProtocol23Format: PROCID given, MSGID and SD nil.
     let f = failure(
