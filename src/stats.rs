@@ -21,6 +21,9 @@ pub struct Stats {
     pub unrecognised: u64,
     /// Lines skipped for being longer than `max_line_bytes`.
     pub too_long: u64,
+    /// rsyslog `message repeated N times` lines whose N was over
+    /// [`crate::parse::MAX_REPEAT`]: each stood for more lines than were counted.
+    pub repeats_capped: u64,
 }
 
 impl Stats {
@@ -32,6 +35,7 @@ impl Stats {
         self.backend_failures += other.backend_failures;
         self.unrecognised += other.unrecognised;
         self.too_long += other.too_long;
+        self.repeats_capped += other.repeats_capped;
     }
 }
 
@@ -46,7 +50,11 @@ impl fmt::Display for Stats {
             self.backend_failures,
             self.unrecognised,
             self.too_long
-        )
+        )?;
+        if self.repeats_capped > 0 {
+            write!(f, ", {} repeat counts capped", self.repeats_capped)?;
+        }
+        Ok(())
     }
 }
 
@@ -66,6 +74,8 @@ pub struct Counters {
     pub unrecognised: AtomicU64,
     /// Lines skipped for length.
     pub too_long: AtomicU64,
+    /// Repeated-message counts over the cap.
+    pub repeats_capped: AtomicU64,
     /// Files rotated away (renamed, replaced or deleted) while followed.
     pub rotations: AtomicU64,
     /// Files truncated while followed.
@@ -84,6 +94,7 @@ impl Counters {
         self.backend_failures.fetch_add(s.backend_failures, Relaxed);
         self.unrecognised.fetch_add(s.unrecognised, Relaxed);
         self.too_long.fetch_add(s.too_long, Relaxed);
+        self.repeats_capped.fetch_add(s.repeats_capped, Relaxed);
     }
 
     /// A consistent-enough copy for a statistics line.
@@ -95,6 +106,7 @@ impl Counters {
             backend_failures: self.backend_failures.load(Relaxed),
             unrecognised: self.unrecognised.load(Relaxed),
             too_long: self.too_long.load(Relaxed),
+            repeats_capped: self.repeats_capped.load(Relaxed),
             rotations: self.rotations.load(Relaxed),
             truncations: self.truncations.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),
@@ -118,6 +130,8 @@ pub struct Snapshot {
     pub unrecognised: u64,
     /// Lines skipped for length.
     pub too_long: u64,
+    /// Repeated-message counts over the cap.
+    pub repeats_capped: u64,
     /// Rotations seen.
     pub rotations: u64,
     /// Truncations seen.
@@ -139,6 +153,10 @@ impl fmt::Display for Snapshot {
             self.unrecognised,
             self.too_long,
             self.lag_bytes
-        )
+        )?;
+        if self.repeats_capped > 0 {
+            write!(f, ", {} repeat counts capped", self.repeats_capped)?;
+        }
+        Ok(())
     }
 }

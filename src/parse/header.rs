@@ -1,5 +1,5 @@
 //! The syslog framing around a program's message: the header a syslog daemon (or Postfix's own
-//! postlogd) writes before it.
+//! postlogd) writes before it, and rsyslog's repeated-message wrapper around it.
 //!
 //! Two header forms:
 //! - traditional (RFC 3164 style, any timestamp form of [`super::timestamp`]):
@@ -12,8 +12,8 @@
 //!
 //! Everything here borrows from the line: nothing is allocated.
 
-use super::Entry;
 use super::timestamp::{self, YearContext};
+use super::{Entry, MAX_REPEAT};
 
 /// Splits a line into its header fields and message, or `None` when it starts with no header
 /// this parser knows.
@@ -126,4 +126,51 @@ fn skip_structured_data(s: &[u8]) -> Option<&[u8]> {
 fn token(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let sp = memchr::memchr(b' ', s)?;
     (sp > 0).then(|| (&s[..sp], &s[sp + 1..]))
+}
+
+/// What rsyslog's repeated-message reduction made of a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Repeat<'a> {
+    /// An ordinary message.
+    No,
+    /// `message repeated N times: [ MESSAGE]`: stands for `times` more lines with `message`.
+    Of {
+        /// N, at most [`MAX_REPEAT`].
+        times: u32,
+        /// N was more than [`MAX_REPEAT`].
+        capped: bool,
+        /// The repeated message.
+        message: &'a [u8],
+    },
+    /// The wrapper without its closing `]`, or with a count of zero: what it stood for is
+    /// unknown. Carries the inner message to tell whether it mattered.
+    Broken(&'a [u8]),
+}
+
+/// rsyslog writes ` message repeated %d times: [%.800s]` as the new message, the original cut
+/// at 800 bytes; the original's own leading space is kept, so the text in brackets starts with
+/// a space.
+pub(super) fn repeated(message: &[u8]) -> Repeat<'_> {
+    let Some(r) = message.strip_prefix(b"message repeated ") else {
+        return Repeat::No;
+    };
+    let digits = r.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(inner) = r[digits..].strip_prefix(b" times: [") else {
+        return Repeat::No;
+    };
+    if digits == 0 {
+        return Repeat::No;
+    }
+    let n = r[..digits].iter().fold(0u64, |acc, &b| {
+        acc.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    });
+    let inner = inner.strip_prefix(b" ").unwrap_or(inner);
+    match inner.strip_suffix(b"]") {
+        Some(message) if n > 0 => Repeat::Of {
+            times: n.min(u64::from(MAX_REPEAT)) as u32,
+            capped: n > u64::from(MAX_REPEAT),
+            message,
+        },
+        _ => Repeat::Broken(inner),
+    }
 }

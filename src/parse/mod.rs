@@ -7,10 +7,12 @@
 //! nothing more, with no allocation.
 //!
 //! A hit is only a candidate. [`parse_line`] then checks the line's whole structure in two
-//! parts, each anchored at its start: the syslog header (split off in `header`: a traditional
-//! `TIMESTAMP HOST PROGRAM[PID]: ` or an RFC 5424 `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD `),
-//! then the program and its message ([`parse_entry`], which a source without syslog framing,
-//! such as the journal, can call directly):
+//! parts, each anchored at its start: the syslog framing (split off in `header`: a traditional
+//! header `TIMESTAMP HOST PROGRAM[PID]: ` or an RFC 5424 one
+//! `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD `, and rsyslog's repeated-message wrapper
+//! `message repeated N times: [ ... ]`, which stands for N lines), then the program and its
+//! message ([`parse_entry`], which a source without syslog framing, such as the journal, can
+//! call directly):
 //!
 //! ```text
 //! smtpd:  warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
@@ -31,10 +33,17 @@ use memchr::memmem;
 
 pub use timestamp::{Timestamp, YearContext};
 
+use header::Repeat;
 use message::Smtpd;
 
 /// The phrase every failure line contains; the prefilter looks for it.
 pub const NEEDLE: &[u8] = b"authentication failed";
+
+/// The most lines one rsyslog `message repeated N times` line is taken to stand for. A mail
+/// server repeats one failure a few dozen times at most (smtpd ends a session after
+/// `smtpd_hard_error_limit` errors); a larger N is recorded as this many rows and counted as
+/// capped, so that one line can never turn into millions of rows.
+pub const MAX_REPEAT: u32 = 1000;
 
 /// One failed SASL authentication: a row of the intrusion record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +108,29 @@ const BACKEND_REASONS: [&str; 4] = [
     "internal error",
 ];
 
+/// A parsed line: what it is, and how many log lines it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedLine {
+    /// What the line is.
+    pub parsed: Parsed,
+    /// How many times to record it: 1, or N for rsyslog's `message repeated N times: [...]`
+    /// (which stands for N more lines like the one before it), at most [`MAX_REPEAT`].
+    pub count: u32,
+    /// rsyslog's N was more than [`MAX_REPEAT`] (only for lines that are not
+    /// [`Parsed::NotFailure`]): `count` rows stand for more lines.
+    pub capped: bool,
+}
+
+impl ParsedLine {
+    fn once(parsed: Parsed) -> Self {
+        ParsedLine {
+            parsed,
+            count: 1,
+            capped: false,
+        }
+    }
+}
+
 /// A log entry without its syslog framing: what [`parse_entry`] reads. A syslog line gives
 /// its header fields; a journal entry gives its own (`_HOSTNAME`, `SYSLOG_IDENTIFIER`,
 /// `MESSAGE` and its timestamp).
@@ -115,11 +147,36 @@ pub struct Entry<'a> {
 }
 
 /// Parses one line (without its newline). `years` places yearless syslog timestamps.
-pub fn parse_line(line: &[u8], years: &YearContext) -> Parsed {
+pub fn parse_line(line: &[u8], years: &YearContext) -> ParsedLine {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    match header::split(line, years) {
-        Some(entry) => parse_entry(&entry),
-        None => unplaced(line),
+    let Some(mut entry) = header::split(line, years) else {
+        return ParsedLine::once(unplaced(line));
+    };
+    match header::repeated(entry.message) {
+        Repeat::No => ParsedLine::once(parse_entry(&entry)),
+        Repeat::Of {
+            times,
+            capped,
+            message,
+        } => {
+            entry.message = message;
+            let parsed = parse_entry(&entry);
+            let capped = capped && parsed != Parsed::NotFailure;
+            ParsedLine {
+                parsed,
+                count: times,
+                capped,
+            }
+        }
+        Repeat::Broken(inner) => {
+            entry.message = inner;
+            ParsedLine::once(match parse_entry(&entry) {
+                Parsed::NotFailure => Parsed::NotFailure,
+                _ => Parsed::Unrecognised(
+                    "rsyslog's `message repeated N times: [...]` is cut short or says 0 times: how many lines it stands for is unknown",
+                ),
+            })
+        }
     }
 }
 
@@ -185,6 +242,10 @@ pub struct Parser {
 pub struct Found {
     /// What the line is.
     pub parsed: Parsed,
+    /// How many log lines it stands for ([`ParsedLine::count`]).
+    pub count: u32,
+    /// Whether that count was capped ([`ParsedLine::capped`]).
+    pub capped: bool,
     /// 1-based line number within the input.
     pub line_number: u64,
     /// Byte offset just past the line's newline within the input.
@@ -233,8 +294,15 @@ impl Parser {
             if line.len() > self.max_line_bytes {
                 counts.too_long += 1;
             } else {
+                let ParsedLine {
+                    parsed,
+                    count,
+                    capped,
+                } = parse_line(line, years);
                 found(Found {
-                    parsed: parse_line(line, years),
+                    parsed,
+                    count,
+                    capped,
                     line_number: base_line + lines_before + 1,
                     end_offset: base_offset + next as u64,
                 });

@@ -11,14 +11,16 @@ fn years() -> YearContext {
 }
 
 fn failure(line: &str) -> AuthFailure {
-    match parse_line(line.as_bytes(), &years()) {
+    match outcome(line) {
         Parsed::Failure(f) => f,
         other => panic!("expected a failure for {line:?}, got {other:?}"),
     }
 }
 
 fn outcome(line: &str) -> Parsed {
-    parse_line(line.as_bytes(), &years())
+    let got = parse_line(line.as_bytes(), &years());
+    assert_eq!((got.count, got.capped), (1, false), "{line}");
+    got.parsed
 }
 
 #[test]
@@ -202,7 +204,7 @@ fn regression_usernames_are_kept_whole() {
 fn invalid_utf8_is_replaced_not_dropped() {
     let mut line = b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=ab".to_vec();
     line.extend_from_slice(&[0xff, 0xfe, b'c']);
-    let Parsed::Failure(f) = parse_line(&line, &years()) else {
+    let Parsed::Failure(f) = parse_line(&line, &years()).parsed else {
         panic!()
     };
     assert_eq!(f.username.as_deref(), Some("ab\u{fffd}\u{fffd}c"));
@@ -313,7 +315,7 @@ fn garbage_is_never_a_failure() {
         b"Nov 22 08:50:58  postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed",
         b"\xff\xfe\xfd Nov 22 08:50:58 authentication failed",
     ] {
-        assert!(!matches!(parse_line(line, &years()), Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
+        assert!(!matches!(parse_line(line, &years()).parsed, Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
     }
 }
 
@@ -392,6 +394,79 @@ fn rfc5424_lines() {
     }
 }
 
+fn repeated(line: &str) -> ParsedLine {
+    parse_line(line.as_bytes(), &years())
+}
+
+#[test]
+fn rsyslog_repeated_messages_stand_for_n_lines() {
+    let got = repeated(
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 3 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=admin]",
+    );
+    assert_eq!((got.count, got.capped), (3, false));
+    let Parsed::Failure(f) = got.parsed else {
+        panic!("{got:?}")
+    };
+    assert_eq!(f.ip.to_string(), "203.0.113.7");
+    // The closing bracket is rsyslog's, not the username's.
+    assert_eq!(f.username.as_deref(), Some("admin"));
+    let got = repeated(
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - -  message repeated 2 times: [ warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=x]]",
+    );
+    assert_eq!(got.count, 2);
+    let Parsed::Failure(f) = got.parsed else {
+        panic!("{got:?}")
+    };
+    assert_eq!(f.username.as_deref(), Some("x]"));
+    // A backend failure and an unrecognised line repeat too.
+    let got = repeated(
+        "Nov 22 08:04:00 mx postfix/smtpd[3420]: message repeated 4 times: [ warning: unknown[192.0.2.44]: SASL LOGIN authentication failed: Connection lost to authentication server]",
+    );
+    assert!(
+        matches!((&got.parsed, got.count), (Parsed::Backend(_), 4)),
+        "{got:?}"
+    );
+    let got = repeated(
+        "Nov 22 08:04:00 mx postfix/smtpd[3420]: message repeated 5 times: [ warning: unknown[bad]: SASL LOGIN authentication failed: x]",
+    );
+    assert!(
+        matches!((&got.parsed, got.count), (Parsed::Unrecognised(_), 5)),
+        "{got:?}"
+    );
+    // Repeats of other messages are nothing.
+    let got = repeated(
+        "Nov 22 08:04:00 mx postfix/smtpd[3420]: message repeated 5000 times: [ warning: hostname x does not resolve to address 192.0.2.1: authentication failed]",
+    );
+    assert_eq!((got.parsed, got.capped), (Parsed::NotFailure, false));
+}
+
+#[test]
+fn repeat_counts_are_capped_and_broken_repeats_reported() {
+    for n in ["1001", "5000", "99999999999999999999999999"] {
+        let got = repeated(&format!(
+            "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated {n} times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x]"
+        ));
+        assert!(matches!(got.parsed, Parsed::Failure(_)), "{n}");
+        assert_eq!((got.count, got.capped), (MAX_REPEAT, true), "{n}");
+    }
+    let got = repeated(
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 1000 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x]",
+    );
+    assert_eq!((got.count, got.capped), (1000, false));
+    // Cut short (no closing bracket), or zero times: how many lines is unknown.
+    for line in [
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 3 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 0 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x]",
+    ] {
+        let got = repeated(line);
+        assert!(
+            matches!(got.parsed, Parsed::Unrecognised(_)),
+            "{line}: {got:?}"
+        );
+        assert_eq!((got.count, got.capped), (1, false));
+    }
+}
+
 #[test]
 fn parse_entry_reads_a_message_without_syslog_framing() {
     let timestamp = failure(
@@ -423,6 +498,7 @@ Nov 22 08:00:04 mx postfix/smtpd[2]: warning: unknown[192.0.2.3]: SASL LOGIN aut
     let parser = Parser::new(64 * 1024);
     let mut found = Vec::new();
     let counts = parser.scan_block(block, 1000, 10, &years(), |f| found.push(f));
+    assert!(found.iter().all(|f| (f.count, f.capped) == (1, false)));
     assert_eq!(
         counts,
         BlockCounts {
@@ -451,6 +527,19 @@ Nov 22 08:00:04 mx postfix/smtpd[2]: warning: unknown[192.0.2.3]: SASL LOGIN aut
             (14, line_end(4), "192.0.2.2".into()),
             (15, line_end(5), "192.0.2.3".into()),
         ]
+    );
+}
+
+#[test]
+fn scan_block_gives_the_repeat_count() {
+    let block = b"Nov 22 08:00:00 mx postfix/qmgr[1]: 4F1: removed\n\
+Nov 22 08:00:01 mx postfix/smtpd[2]: message repeated 7 times: [ warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x]\n";
+    let mut found = Vec::new();
+    Parser::new(1024).scan_block(block, 0, 0, &years(), |f| found.push(f));
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].line_number, found[0].count, found[0].capped),
+        (2, 7, false)
     );
 }
 

@@ -7,7 +7,7 @@ use maillogsentinel::parse::{Parsed, YearContext, parse_line};
 
 fuzz_target!(|line: &[u8]| {
     let years = YearContext::now();
-    if let Parsed::Failure(f) = parse_line(line, &years) {
+    if let Parsed::Failure(f) = parse_line(line, &years).parsed {
         assert!(f.service == "smtpd" || f.service.ends_with("/smtpd"), "{f:?}");
         assert!(!f.server.is_empty() && !f.server.contains(' '));
         assert!(!f.mechanism.is_empty() && !f.mechanism.contains(' '));
