@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::enrich::Enricher;
-use crate::parse::{AuthFailure, Found, MAX_REPEAT, Parsed, Parser, YearContext};
+use crate::parse::{AuthFailure, BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
 use crate::sink::{CsvSink, SinkError};
 use crate::source::{self, BlockReader};
 use crate::stats::Stats;
@@ -230,15 +230,17 @@ fn record(
             stats.failures += n;
         }
         Parsed::Backend(b) => {
-            stats.backend_failures += n;
-            if stats.backend_failures - n < WARNINGS_PER_INPUT {
+            let seen = match b.kind {
+                BackendKind::AuthServer { .. } => &mut stats.backend_failures,
+                BackendKind::Relay { .. } => &mut stats.relay_auth_failures,
+            };
+            *seen += n;
+            if *seen - n < WARNINGS_PER_INPUT {
                 tracing::warn!(
                     path = %warnings.path.display(),
                     line = found.line_number,
-                    ip = %b.ip,
                     count = n,
-                    "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
-                    b.reason
+                    "{b}"
                 );
             }
         }
@@ -270,6 +272,7 @@ impl<'a> Warnings<'a> {
     fn finish(&self, stats: &Stats) {
         for (n, what) in [
             (stats.backend_failures, "auth-backend failures"),
+            (stats.relay_auth_failures, "relay login failures"),
             (stats.unrecognised, "unrecognised SASL failure lines"),
         ] {
             if n > WARNINGS_PER_INPUT {

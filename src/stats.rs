@@ -17,6 +17,8 @@ pub struct Stats {
     pub failures: u64,
     /// Failures of the server's own SASL backend (not attacks).
     pub backend_failures: u64,
+    /// Logins of this server's SMTP/LMTP client refused by a relay (not attacks).
+    pub relay_auth_failures: u64,
     /// Lines that look like SASL failures but could not be placed; each was warned about.
     pub unrecognised: u64,
     /// Lines skipped for being longer than `max_line_bytes`.
@@ -33,6 +35,7 @@ impl Stats {
         self.lines += other.lines;
         self.failures += other.failures;
         self.backend_failures += other.backend_failures;
+        self.relay_auth_failures += other.relay_auth_failures;
         self.unrecognised += other.unrecognised;
         self.too_long += other.too_long;
         self.repeats_capped += other.repeats_capped;
@@ -43,11 +46,12 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lines ({} bytes), {} failed logins, {} auth-backend failures, {} unrecognised, {} too long",
+            "{} lines ({} bytes), {} failed logins, {} auth-backend failures, {} relay login failures, {} unrecognised, {} too long",
             self.lines,
             self.bytes,
             self.failures,
             self.backend_failures,
+            self.relay_auth_failures,
             self.unrecognised,
             self.too_long
         )?;
@@ -70,6 +74,8 @@ pub struct Counters {
     pub failures: AtomicU64,
     /// Auth-backend failures seen.
     pub backend_failures: AtomicU64,
+    /// Relay login failures seen.
+    pub relay_auth_failures: AtomicU64,
     /// Unrecognised SASL failure lines.
     pub unrecognised: AtomicU64,
     /// Lines skipped for length.
@@ -92,6 +98,8 @@ impl Counters {
         self.lines.fetch_add(s.lines, Relaxed);
         self.bytes.fetch_add(s.bytes, Relaxed);
         self.backend_failures.fetch_add(s.backend_failures, Relaxed);
+        self.relay_auth_failures
+            .fetch_add(s.relay_auth_failures, Relaxed);
         self.unrecognised.fetch_add(s.unrecognised, Relaxed);
         self.too_long.fetch_add(s.too_long, Relaxed);
         self.repeats_capped.fetch_add(s.repeats_capped, Relaxed);
@@ -104,6 +112,7 @@ impl Counters {
             bytes: self.bytes.load(Relaxed),
             failures: self.failures.load(Relaxed),
             backend_failures: self.backend_failures.load(Relaxed),
+            relay_auth_failures: self.relay_auth_failures.load(Relaxed),
             unrecognised: self.unrecognised.load(Relaxed),
             too_long: self.too_long.load(Relaxed),
             repeats_capped: self.repeats_capped.load(Relaxed),
@@ -126,6 +135,8 @@ pub struct Snapshot {
     pub failures: u64,
     /// Auth-backend failures.
     pub backend_failures: u64,
+    /// Relay login failures.
+    pub relay_auth_failures: u64,
     /// Unrecognised SASL failure lines.
     pub unrecognised: u64,
     /// Lines skipped for length.
@@ -146,10 +157,11 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lines read, {} failed logins recorded, {} auth-backend failures, {} unrecognised, {} skipped as too long, lag {} bytes",
+            "{} lines read, {} failed logins recorded, {} auth-backend failures, {} relay login failures, {} unrecognised, {} skipped as too long, lag {} bytes",
             self.lines,
             self.failures,
             self.backend_failures,
+            self.relay_auth_failures,
             self.unrecognised,
             self.too_long,
             self.lag_bytes

@@ -7,15 +7,17 @@
 //! nothing more, with no allocation.
 //!
 //! A hit is only a candidate. [`parse_line`] then checks the line's whole structure in two
-//! parts, each anchored at its start: the syslog framing (split off in `header`: a traditional
-//! header `TIMESTAMP HOST PROGRAM[PID]: ` or an RFC 5424 one
-//! `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD `, and rsyslog's repeated-message wrapper
-//! `message repeated N times: [ ... ]`, which stands for N lines), then the program and its
-//! message ([`parse_entry`], which a source without syslog framing, such as the journal, can
-//! call directly):
+//! parts, each anchored at its start:
+//!
+//! - the syslog framing (`header`): a traditional header `TIMESTAMP HOST PROGRAM[PID]: ` or an
+//!   RFC 5424 one `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD `, and rsyslog's repeated-message
+//!   wrapper `message repeated N times: [ ... ]`, which stands for N lines;
+//! - the program and its message ([`parse_entry`], which a journal reader can call directly):
 //!
 //! ```text
-//! smtpd:  warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
+//! smtpd:       warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
+//! smtp, lmtp:  QUEUEID: SASL authentication failed; server NAME[IP] said: ...       (relay refused our login)
+//!              QUEUEID: to=<RCPT>, ..., status=deferred (SASL authentication failed; ...)
 //! ```
 //!
 //! so attacker-controlled text (a HELO name, an envelope address, a username that reads
@@ -27,6 +29,7 @@ mod message;
 pub mod timestamp;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
 use memchr::memmem;
@@ -68,19 +71,73 @@ pub struct AuthFailure {
     pub client_hostname: Option<String>,
 }
 
-/// A failure of the mail server's own SASL backend (Dovecot or saslauthd down): logged with the
-/// same words as an attack but caused by the server, so it is counted and warned about instead
-/// of being recorded as an attack.
+/// A SASL failure caused by the mail server's own side, not by a client: logged with the same
+/// words as an attack (or by Postfix's SMTP client), so it is counted and warned about instead
+/// of being recorded as an attack, and listed in reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendFailure {
     /// When Postfix logged it.
     pub timestamp: Timestamp,
     /// The logging program.
     pub service: String,
-    /// The client whose login could not be checked.
-    pub ip: IpAddr,
-    /// What Postfix said, e.g. `Connection lost to authentication server`.
+    /// Whose SASL failed, with the other end.
+    pub kind: BackendKind,
+    /// What Postfix said: e.g. `Connection lost to authentication server`, or for a relay
+    /// `SASL authentication failed; server NAME[IP] said: 535 ...`.
     pub reason: String,
+}
+
+/// Which side of the mail server a [`BackendFailure`] is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The SASL backend smtpd asks (Dovecot, saslauthd) failed: a client's login could not be
+    /// checked.
+    AuthServer {
+        /// The client whose login could not be checked.
+        client: IpAddr,
+    },
+    /// A server this one relays mail through (its SMTP or LMTP client logged in there)
+    /// refused this server's own credentials: mail to it is deferred.
+    Relay {
+        /// The relay as Postfix named it: `NAME[IP]`, or `NAME` for a cached failure.
+        server: String,
+    },
+}
+
+impl BackendKind {
+    /// `server` or `relay`: a short name for logs and files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::AuthServer { .. } => "server",
+            BackendKind::Relay { .. } => "relay",
+        }
+    }
+
+    /// The other end: the client address, or the relay's name.
+    pub fn peer(&self) -> Cow<'_, str> {
+        match self {
+            BackendKind::AuthServer { client } => Cow::Owned(client.to_string()),
+            BackendKind::Relay { server } => Cow::Borrowed(server),
+        }
+    }
+}
+
+/// The warning an operator reads: what failed and what to look at.
+impl fmt::Display for BackendFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            BackendKind::AuthServer { client } => write!(
+                f,
+                "the mail server's SASL backend failed ({}): the login from {client} could not be checked; is Dovecot/saslauthd running?",
+                self.reason
+            ),
+            BackendKind::Relay { server } => write!(
+                f,
+                "relay {server} refused this server's SASL login ({}): mail cannot be relayed through it; check smtp_sasl_password_maps",
+                self.reason
+            ),
+        }
+    }
 }
 
 /// What a candidate line turned out to be.
@@ -88,7 +145,7 @@ pub struct BackendFailure {
 pub enum Parsed {
     /// A failed login: an attack, or at least a wrong password.
     Failure(AuthFailure),
-    /// The server's SASL backend failed.
+    /// The server's SASL backend failed, or a relay refused its credentials.
     Backend(BackendFailure),
     /// A SASL failure message whose line could not be placed (no timestamp, host or program
     /// this parser knows, a program other than smtpd, a client that cannot be read). Counted
@@ -97,16 +154,6 @@ pub enum Parsed {
     /// Not a failure line (the phrase appeared in some other text).
     NotFailure,
 }
-
-/// Reasons that mean the server's own SASL backend failed, not the client (matched
-/// case-insensitively anywhere in the reason): Postfix's Dovecot client when the auth socket
-/// goes away, Cyrus SASL's `generic failure` when saslauthd is down, and temporary failures.
-const BACKEND_REASONS: [&str; 4] = [
-    "connection lost to authentication server",
-    "generic failure",
-    "temporary authentication failure",
-    "internal error",
-];
 
 /// A parsed line: what it is, and how many log lines it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +192,16 @@ pub struct Entry<'a> {
     /// The message.
     pub message: &'a [u8],
 }
+
+/// Reasons that mean the server's own SASL backend failed, not the client (matched
+/// case-insensitively anywhere in the reason): Postfix's Dovecot client when the auth socket
+/// goes away, Cyrus SASL's `generic failure` when saslauthd is down, and temporary failures.
+const BACKEND_REASONS: [&str; 4] = [
+    "connection lost to authentication server",
+    "generic failure",
+    "temporary authentication failure",
+    "internal error",
+];
 
 /// Parses one line (without its newline). `years` places yearless syslog timestamps.
 pub fn parse_line(line: &[u8], years: &YearContext) -> ParsedLine {
@@ -196,7 +253,8 @@ fn unplaced(line: &[u8]) -> Parsed {
     }
 }
 
-/// Parses a log entry's program and message: smtpd's failure line.
+/// Parses a log entry's program and message: smtpd's failure line, or the SMTP/LMTP client's
+/// failure to log in to a relay.
 pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
     let smtpd = message::is_smtpd(entry.program);
     match message::smtpd_failure(entry.message) {
@@ -207,7 +265,7 @@ pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
                 return Parsed::Backend(BackendFailure {
                     timestamp: entry.timestamp,
                     service,
-                    ip: m.ip,
+                    kind: BackendKind::AuthServer { client: m.ip },
                     reason,
                 });
             }
@@ -225,6 +283,19 @@ pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
         Smtpd::Unreadable(why) if smtpd => Parsed::Unrecognised(why),
         Smtpd::Failure(_) | Smtpd::Unreadable(_) => {
             Parsed::Unrecognised("SASL failure logged by a program other than smtpd")
+        }
+        Smtpd::No if message::is_smtp_client(entry.program) => {
+            match message::relay_failure(entry.message) {
+                Some(r) => Parsed::Backend(BackendFailure {
+                    timestamp: entry.timestamp,
+                    service: text(entry.program).into_owned(),
+                    kind: BackendKind::Relay {
+                        server: text(r.server).into_owned(),
+                    },
+                    reason: text(r.reason).into_owned(),
+                }),
+                None => Parsed::NotFailure,
+            }
         }
         Smtpd::No => Parsed::NotFailure,
     }

@@ -93,9 +93,92 @@ fn every_smtpd_program_name() {
 fn other_programs_are_not_taken_for_smtpd() {
     let line = "Nov 22 08:50:58 mx postfix/smtp[42]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x";
     assert!(matches!(outcome(line), Parsed::Unrecognised(_)));
-    // Postfix's own outbound SASL failing is a different message and not an attack at all.
+    // Not a form Postfix writes (its SMTP client logs a queue ID there, see
+    // `relay_login_failures_are_backend_failures`): nothing.
     let line = "Nov 22 08:50:58 mx postfix/smtp[42]: warning: SASL authentication failed; server relay.example[192.0.2.9] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6";
     assert_eq!(outcome(line), Parsed::NotFailure);
+}
+
+fn relay(line: &str) -> (String, String, String) {
+    match outcome(line) {
+        Parsed::Backend(BackendFailure {
+            kind: BackendKind::Relay { server },
+            service,
+            reason,
+            ..
+        }) => (service, server, reason),
+        other => panic!("expected a relay failure for {line:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn relay_login_failures_are_backend_failures() {
+    // The delivery status when the relay is the last (or only) server to try: mail deferred.
+    let (service, server, reason) = relay(
+        "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: to=<bob@example.net>, relay=relay.example.net[198.51.100.6]:587, delay=1.2, delays=0.1/0.01/1/0, dsn=4.7.8, status=deferred (SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6)",
+    );
+    assert_eq!(service, "postfix/smtp");
+    assert_eq!(server, "relay.example.net[198.51.100.6]");
+    assert_eq!(
+        reason,
+        "SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
+    );
+    for (line, want_service, want_server) in [
+        // A backup server is tried next: the queue ID and the text alone.
+        (
+            "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: SASL authentication failed; server mx1.example.net[2001:db8::25] said: 535 5.7.8 Error: authentication failed: authentication failure",
+            "postfix/smtp",
+            "mx1.example.net[2001:db8::25]",
+        ),
+        // Debian's `relay` service, a long queue ID, orig_to, Postfix 3.12's tls= field, a
+        // multi-line reply.
+        (
+            "2026-11-22T08:06:03.5+01:00 mx postfix/relay/smtp[3443]: 4dKz3Y0Qb6zBYqX: to=<bob@example.net>, orig_to=<root>, relay=smtp.example.com[192.0.2.33]:587, delay=0.9, delays=0.02/0.01/0.8/0, tls=may, dsn=4.7.8, status=deferred (SASL authentication failed; server smtp.example.com[192.0.2.33] said: 535-5.7.8 Username and Password not accepted.?535 5.7.8 Learn more)",
+            "postfix/relay/smtp",
+            "smtp.example.com[192.0.2.33]",
+        ),
+        // The LMTP client, and a recipient whose quoted local part holds `>` and the words.
+        (
+            "Nov 22 08:06:03 mx postfix/lmtp[51]: 4F9D195432C: to=<\"a> status=sent (x\\\" y\"@example.org>, relay=store.example.org[192.0.2.40]:24, delay=0.1, delays=0/0/0.1/0, dsn=4.7.0, status=deferred (SASL authentication failed; cannot authenticate to server store.example.org[192.0.2.40]: no mechanism available)",
+            "postfix/lmtp",
+            "store.example.org[192.0.2.40]",
+        ),
+        // smtp_sasl_auth_cache remembered the refusal: the server by name only.
+        (
+            "Nov 22 08:06:03 mx postfix-out/smtp[3443]: 4F9D195432C: to=<bob@example.net>, relay=relay.example.net[198.51.100.6]:587, delay=0.1, delays=0/0/0.1/0, dsn=4.7.8, status=deferred (SASL [CACHED] authentication failed; server relay.example.net said: 535 5.7.8 Error: authentication failed)",
+            "postfix-out/smtp",
+            "relay.example.net",
+        ),
+        (
+            "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: to=<bob@example.net>, relay=relay.example.net[198.51.100.6]:25, delay=0.1, delays=0/0/0.1/0, dsn=4.7.0, status=deferred (SASL authentication failed: server relay.example.net[198.51.100.6] offered no compatible authentication mechanisms for this type of connection security)",
+            "postfix/smtp",
+            "relay.example.net[198.51.100.6]",
+        ),
+    ] {
+        let (service, server, _) = relay(line);
+        assert_eq!(
+            (service.as_str(), server.as_str()),
+            (want_service, want_server),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn other_delivery_lines_are_not_relay_failures() {
+    for line in [
+        "Nov 22 08:05:02 mx postfix/smtp[3432]: E08BB99691F: to=<bob@example.net>, relay=mx.example.net[198.51.100.5]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XYZ)",
+        // A sender-chosen address carrying the words, delivered fine.
+        "Nov 22 08:05:02 mx postfix/smtp[3432]: E08BB99691F: to=<\"x, status=deferred (SASL authentication failed; server evil[6.6.6.6] said: 535 x)\"@example.net>, relay=mx.example.net[198.51.100.5]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+        // A remote server's reply that reads like it.
+        "Nov 22 08:05:02 mx postfix/smtp[3432]: E08BB99691F: to=<bob@example.net>, relay=mx.example.net[198.51.100.5]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=5.0.0, status=bounced (host mx.example.net[198.51.100.5] said: 550 SASL authentication failed; server x[1.2.3.4] said: no (in reply to RCPT TO command))",
+        // The words from a program other than the SMTP/LMTP client, or without a queue ID.
+        "Nov 22 08:06:03 mx postfix/smtpd[3443]: 4F9D195432C: SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error",
+        "Nov 22 08:06:03 mx postfix/smtp[3443]: NOQUEUE: SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error",
+        "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: SASL authentication failed; the server said no",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
 }
 
 #[test]
@@ -231,7 +314,12 @@ fn backend_failures_are_not_attacks() {
         match outcome(&line) {
             Parsed::Backend(b) => {
                 assert_eq!(b.reason, reason);
-                assert_eq!(b.ip.to_string(), "192.0.2.1");
+                assert_eq!(
+                    b.kind,
+                    BackendKind::AuthServer {
+                        client: "192.0.2.1".parse().unwrap()
+                    }
+                );
             }
             other => panic!("{reason}: {other:?}"),
         }

@@ -34,7 +34,7 @@ use super::fingerprint::{self, Fingerprint};
 use super::rotated;
 use super::{BlockReader, READ_CHUNK};
 use crate::checkpoint::{Pos, Positions};
-use crate::parse::{Found, MAX_REPEAT, Parsed, Parser, YearContext};
+use crate::parse::{BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
 use crate::pipeline::{Batch, Heartbeat, ToSink};
 use crate::stats::{Counters, Stats};
 
@@ -721,14 +721,11 @@ fn collect(
     match found.parsed {
         Parsed::Failure(f) => failures.extend(std::iter::repeat_n(f, n)),
         Parsed::Backend(b) => {
-            stats.backend_failures += n as u64;
-            tracing::warn!(
-                path = %path.display(),
-                ip = %b.ip,
-                count = n,
-                "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
-                b.reason
-            );
+            match b.kind {
+                BackendKind::AuthServer { .. } => stats.backend_failures += n as u64,
+                BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
+            }
+            tracing::warn!(path = %path.display(), offset = found.end_offset, count = n, "{b}");
             backend.extend(std::iter::repeat_n(b, n));
         }
         Parsed::Unrecognised(why) => {
