@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::enrich::Enricher;
-use crate::parse::{AuthFailure, Found, Parsed, Parser, YearContext};
+use crate::parse::{AuthFailure, BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
 use crate::sink::{CsvSink, SinkError};
 use crate::source::{self, BlockReader};
 use crate::stats::Stats;
@@ -212,26 +212,41 @@ fn record(
     stats: &mut Stats,
     warnings: &mut Warnings<'_>,
 ) -> Result<(), SinkError> {
+    let n = u64::from(found.count);
+    if found.capped {
+        stats.repeats_capped += 1;
+        tracing::warn!(
+            path = %warnings.path.display(),
+            line = found.line_number,
+            "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted"
+        );
+    }
     match found.parsed {
         Parsed::Failure(f) => {
+            for _ in 1..found.count {
+                sink.push(f.clone())?;
+            }
             sink.push(f)?;
-            stats.failures += 1;
+            stats.failures += n;
         }
         Parsed::Backend(b) => {
-            stats.backend_failures += 1;
-            if stats.backend_failures <= WARNINGS_PER_INPUT {
+            let seen = match b.kind {
+                BackendKind::AuthServer { .. } => &mut stats.backend_failures,
+                BackendKind::Relay { .. } => &mut stats.relay_auth_failures,
+            };
+            *seen += n;
+            if *seen - n < WARNINGS_PER_INPUT {
                 tracing::warn!(
                     path = %warnings.path.display(),
                     line = found.line_number,
-                    ip = %b.ip,
-                    "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
-                    b.reason
+                    count = n,
+                    "{b}"
                 );
             }
         }
         Parsed::Unrecognised(why) => {
-            stats.unrecognised += 1;
-            if stats.unrecognised <= WARNINGS_PER_INPUT {
+            stats.unrecognised += n;
+            if stats.unrecognised - n < WARNINGS_PER_INPUT {
                 tracing::warn!(
                     path = %warnings.path.display(),
                     line = found.line_number,
@@ -257,6 +272,7 @@ impl<'a> Warnings<'a> {
     fn finish(&self, stats: &Stats) {
         for (n, what) in [
             (stats.backend_failures, "auth-backend failures"),
+            (stats.relay_auth_failures, "relay login failures"),
             (stats.unrecognised, "unrecognised SASL failure lines"),
         ] {
             if n > WARNINGS_PER_INPUT {

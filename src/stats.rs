@@ -17,10 +17,15 @@ pub struct Stats {
     pub failures: u64,
     /// Failures of the server's own SASL backend (not attacks).
     pub backend_failures: u64,
+    /// Logins of this server's SMTP/LMTP client refused by a relay (not attacks).
+    pub relay_auth_failures: u64,
     /// Lines that look like SASL failures but could not be placed; each was warned about.
     pub unrecognised: u64,
     /// Lines skipped for being longer than `max_line_bytes`.
     pub too_long: u64,
+    /// rsyslog `message repeated N times` lines whose N was over
+    /// [`crate::parse::MAX_REPEAT`]: each stood for more lines than were counted.
+    pub repeats_capped: u64,
 }
 
 impl Stats {
@@ -30,8 +35,10 @@ impl Stats {
         self.lines += other.lines;
         self.failures += other.failures;
         self.backend_failures += other.backend_failures;
+        self.relay_auth_failures += other.relay_auth_failures;
         self.unrecognised += other.unrecognised;
         self.too_long += other.too_long;
+        self.repeats_capped += other.repeats_capped;
     }
 }
 
@@ -39,14 +46,19 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lines ({} bytes), {} failed logins, {} auth-backend failures, {} unrecognised, {} too long",
+            "{} lines ({} bytes), {} failed logins, {} auth-backend failures, {} relay login failures, {} unrecognised, {} too long",
             self.lines,
             self.bytes,
             self.failures,
             self.backend_failures,
+            self.relay_auth_failures,
             self.unrecognised,
             self.too_long
-        )
+        )?;
+        if self.repeats_capped > 0 {
+            write!(f, ", {} repeat counts capped", self.repeats_capped)?;
+        }
+        Ok(())
     }
 }
 
@@ -62,10 +74,14 @@ pub struct Counters {
     pub failures: AtomicU64,
     /// Auth-backend failures seen.
     pub backend_failures: AtomicU64,
+    /// Relay login failures seen.
+    pub relay_auth_failures: AtomicU64,
     /// Unrecognised SASL failure lines.
     pub unrecognised: AtomicU64,
     /// Lines skipped for length.
     pub too_long: AtomicU64,
+    /// Repeated-message counts over the cap.
+    pub repeats_capped: AtomicU64,
     /// Files rotated away (renamed, replaced or deleted) while followed.
     pub rotations: AtomicU64,
     /// Files truncated while followed.
@@ -82,8 +98,11 @@ impl Counters {
         self.lines.fetch_add(s.lines, Relaxed);
         self.bytes.fetch_add(s.bytes, Relaxed);
         self.backend_failures.fetch_add(s.backend_failures, Relaxed);
+        self.relay_auth_failures
+            .fetch_add(s.relay_auth_failures, Relaxed);
         self.unrecognised.fetch_add(s.unrecognised, Relaxed);
         self.too_long.fetch_add(s.too_long, Relaxed);
+        self.repeats_capped.fetch_add(s.repeats_capped, Relaxed);
     }
 
     /// A consistent-enough copy for a statistics line.
@@ -93,8 +112,10 @@ impl Counters {
             bytes: self.bytes.load(Relaxed),
             failures: self.failures.load(Relaxed),
             backend_failures: self.backend_failures.load(Relaxed),
+            relay_auth_failures: self.relay_auth_failures.load(Relaxed),
             unrecognised: self.unrecognised.load(Relaxed),
             too_long: self.too_long.load(Relaxed),
+            repeats_capped: self.repeats_capped.load(Relaxed),
             rotations: self.rotations.load(Relaxed),
             truncations: self.truncations.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),
@@ -114,10 +135,14 @@ pub struct Snapshot {
     pub failures: u64,
     /// Auth-backend failures.
     pub backend_failures: u64,
+    /// Relay login failures.
+    pub relay_auth_failures: u64,
     /// Unrecognised SASL failure lines.
     pub unrecognised: u64,
     /// Lines skipped for length.
     pub too_long: u64,
+    /// Repeated-message counts over the cap.
+    pub repeats_capped: u64,
     /// Rotations seen.
     pub rotations: u64,
     /// Truncations seen.
@@ -132,13 +157,18 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lines read, {} failed logins recorded, {} auth-backend failures, {} unrecognised, {} skipped as too long, lag {} bytes",
+            "{} lines read, {} failed logins recorded, {} auth-backend failures, {} relay login failures, {} unrecognised, {} skipped as too long, lag {} bytes",
             self.lines,
             self.failures,
             self.backend_failures,
+            self.relay_auth_failures,
             self.unrecognised,
             self.too_long,
             self.lag_bytes
-        )
+        )?;
+        if self.repeats_capped > 0 {
+            write!(f, ", {} repeat counts capped", self.repeats_capped)?;
+        }
+        Ok(())
     }
 }

@@ -6,27 +6,47 @@
 //! ripgrep approach): lines without the phrase cost a share of one vectorised search and
 //! nothing more, with no allocation.
 //!
-//! A hit is only a candidate. [`parse_line`] then checks the line's whole structure,
+//! A hit is only a candidate. [`parse_line`] then checks the line's whole structure in two
+//! parts, each anchored at its start:
+//!
+//! - the syslog framing (`header`): a traditional header `TIMESTAMP HOST PROGRAM[PID]: ` or an
+//!   RFC 5424 one `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD `, and rsyslog's repeated-message
+//!   wrapper `message repeated N times: [ ... ]`, which stands for N lines;
+//! - the program and its message ([`parse_entry`], which a journal reader can call directly):
 //!
 //! ```text
-//! TIMESTAMP HOST PROGRAM[PID]: warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
+//! smtpd:       warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?
+//! smtp, lmtp:  QUEUEID: SASL authentication failed; server NAME[IP] said: ...       (relay refused our login)
+//!              QUEUEID: to=<RCPT>, ..., status=deferred (SASL authentication failed; ...)
 //! ```
 //!
-//! anchored at the start of the line, so attacker-controlled text (a HELO name, an envelope
-//! address, a username that reads `authentication failed`) elsewhere in a line can never make
-//! it a failure nor change the IP taken.
+//! so attacker-controlled text (a HELO name, an envelope address, a username that reads
+//! `authentication failed`) elsewhere in a line can never make it a failure nor change the IP
+//! taken.
 
+mod header;
+mod message;
 pub mod timestamp;
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
 use memchr::memmem;
 
 pub use timestamp::{Timestamp, YearContext};
 
+use header::Repeat;
+use message::Smtpd;
+
 /// The phrase every failure line contains; the prefilter looks for it.
 pub const NEEDLE: &[u8] = b"authentication failed";
+
+/// The most lines one rsyslog `message repeated N times` line is taken to stand for. A mail
+/// server repeats one failure a few dozen times at most (smtpd ends a session after
+/// `smtpd_hard_error_limit` errors); a larger N is recorded as this many rows and counted as
+/// capped, so that one line can never turn into millions of rows.
+pub const MAX_REPEAT: u32 = 1000;
 
 /// One failed SASL authentication: a row of the intrusion record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,19 +71,73 @@ pub struct AuthFailure {
     pub client_hostname: Option<String>,
 }
 
-/// A failure of the mail server's own SASL backend (Dovecot or saslauthd down): logged with the
-/// same words as an attack but caused by the server, so it is counted and warned about instead
-/// of being recorded as an attack.
+/// A SASL failure caused by the mail server's own side, not by a client: logged with the same
+/// words as an attack (or by Postfix's SMTP client), so it is counted and warned about instead
+/// of being recorded as an attack, and listed in reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendFailure {
     /// When Postfix logged it.
     pub timestamp: Timestamp,
     /// The logging program.
     pub service: String,
-    /// The client whose login could not be checked.
-    pub ip: IpAddr,
-    /// What Postfix said, e.g. `Connection lost to authentication server`.
+    /// Whose SASL failed, with the other end.
+    pub kind: BackendKind,
+    /// What Postfix said: e.g. `Connection lost to authentication server`, or for a relay
+    /// `SASL authentication failed; server NAME[IP] said: 535 ...`.
     pub reason: String,
+}
+
+/// Which side of the mail server a [`BackendFailure`] is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The SASL backend smtpd asks (Dovecot, saslauthd) failed: a client's login could not be
+    /// checked.
+    AuthServer {
+        /// The client whose login could not be checked.
+        client: IpAddr,
+    },
+    /// A server this one relays mail through (its SMTP or LMTP client logged in there)
+    /// refused this server's own credentials: mail to it is deferred.
+    Relay {
+        /// The relay as Postfix named it: `NAME[IP]`, or `NAME` for a cached failure.
+        server: String,
+    },
+}
+
+impl BackendKind {
+    /// `server` or `relay`: a short name for logs and files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::AuthServer { .. } => "server",
+            BackendKind::Relay { .. } => "relay",
+        }
+    }
+
+    /// The other end: the client address, or the relay's name.
+    pub fn peer(&self) -> Cow<'_, str> {
+        match self {
+            BackendKind::AuthServer { client } => Cow::Owned(client.to_string()),
+            BackendKind::Relay { server } => Cow::Borrowed(server),
+        }
+    }
+}
+
+/// The warning an operator reads: what failed and what to look at.
+impl fmt::Display for BackendFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            BackendKind::AuthServer { client } => write!(
+                f,
+                "the mail server's SASL backend failed ({}): the login from {client} could not be checked; is Dovecot/saslauthd running?",
+                self.reason
+            ),
+            BackendKind::Relay { server } => write!(
+                f,
+                "relay {server} refused this server's SASL login ({}): mail cannot be relayed through it; check smtp_sasl_password_maps",
+                self.reason
+            ),
+        }
+    }
 }
 
 /// What a candidate line turned out to be.
@@ -71,14 +145,52 @@ pub struct BackendFailure {
 pub enum Parsed {
     /// A failed login: an attack, or at least a wrong password.
     Failure(AuthFailure),
-    /// The server's SASL backend failed.
+    /// The server's SASL backend failed, or a relay refused its credentials.
     Backend(BackendFailure),
     /// A SASL failure message whose line could not be placed (no timestamp, host or program
-    /// this parser knows, or a program other than smtpd). Counted and warned about, never
-    /// dropped silently.
+    /// this parser knows, a program other than smtpd, a client that cannot be read). Counted
+    /// and warned about, never dropped silently.
     Unrecognised(&'static str),
     /// Not a failure line (the phrase appeared in some other text).
     NotFailure,
+}
+
+/// A parsed line: what it is, and how many log lines it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedLine {
+    /// What the line is.
+    pub parsed: Parsed,
+    /// How many times to record it: 1, or N for rsyslog's `message repeated N times: [...]`
+    /// (which stands for N more lines like the one before it), at most [`MAX_REPEAT`].
+    pub count: u32,
+    /// rsyslog's N was more than [`MAX_REPEAT`] (only for lines that are not
+    /// [`Parsed::NotFailure`]): `count` rows stand for more lines.
+    pub capped: bool,
+}
+
+impl ParsedLine {
+    fn once(parsed: Parsed) -> Self {
+        ParsedLine {
+            parsed,
+            count: 1,
+            capped: false,
+        }
+    }
+}
+
+/// A log entry without its syslog framing: what [`parse_entry`] reads. A syslog line gives
+/// its header fields; a journal entry gives its own (`_HOSTNAME`, `SYSLOG_IDENTIFIER`,
+/// `MESSAGE` and its timestamp).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// When it was logged.
+    pub timestamp: Timestamp,
+    /// The host that logged it.
+    pub host: &'a [u8],
+    /// The program, e.g. `postfix/submission/smtpd` (without the PID).
+    pub program: &'a [u8],
+    /// The message.
+    pub message: &'a [u8],
 }
 
 /// Reasons that mean the server's own SASL backend failed, not the client (matched
@@ -92,46 +204,101 @@ const BACKEND_REASONS: [&str; 4] = [
 ];
 
 /// Parses one line (without its newline). `years` places yearless syslog timestamps.
-pub fn parse_line(line: &[u8], years: &YearContext) -> Parsed {
+pub fn parse_line(line: &[u8], years: &YearContext) -> ParsedLine {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(header) = parse_header(line, years) else {
-        // Maybe a failure in a line form we do not know: say so rather than lose it.
-        return match memmem::find(line, b": warning: ") {
-            Some(i) if parse_message(&line[i + 2..]).is_some() => {
-                Parsed::Unrecognised("no timestamp, host and program this parser knows")
+    let Some(mut entry) = header::split(line, years) else {
+        return ParsedLine::once(unplaced(line));
+    };
+    match header::repeated(entry.message) {
+        Repeat::No => ParsedLine::once(parse_entry(&entry)),
+        Repeat::Of {
+            times,
+            capped,
+            message,
+        } => {
+            entry.message = message;
+            let parsed = parse_entry(&entry);
+            let capped = capped && parsed != Parsed::NotFailure;
+            ParsedLine {
+                parsed,
+                count: times,
+                capped,
             }
-            _ => Parsed::NotFailure,
-        };
-    };
-    let Some(msg) = parse_message(header.message) else {
-        return Parsed::NotFailure;
-    };
-    if !is_smtpd(header.program) {
-        return Parsed::Unrecognised("SASL failure logged by a program other than smtpd");
+        }
+        Repeat::Broken(inner) => {
+            entry.message = inner;
+            ParsedLine::once(match parse_entry(&entry) {
+                Parsed::NotFailure => Parsed::NotFailure,
+                _ => Parsed::Unrecognised(
+                    "rsyslog's `message repeated N times: [...]` is cut short or says 0 times: how many lines it stands for is unknown",
+                ),
+            })
+        }
     }
-    let Some(ip) = parse_ip(msg.ip) else {
-        return Parsed::Unrecognised("client address is not an IP address");
+}
+
+/// A line without a header this parser knows: maybe a failure in a line form nobody told us
+/// about. Say so rather than lose it.
+fn unplaced(line: &[u8]) -> Parsed {
+    let start = if line.starts_with(b"warning: ") {
+        Some(0)
+    } else {
+        memmem::find(line, b" warning: ").map(|i| i + 1)
     };
-    let service = text(header.program).into_owned();
-    let reason = text(msg.reason).into_owned();
-    if is_backend_reason(&reason) {
-        return Parsed::Backend(BackendFailure {
-            timestamp: header.timestamp,
-            service,
-            ip,
-            reason,
-        });
+    match start.map(|i| message::smtpd_failure(&line[i..])) {
+        Some(Smtpd::Failure(_) | Smtpd::Unreadable(_)) => {
+            Parsed::Unrecognised("no timestamp, host and program this parser knows")
+        }
+        _ => Parsed::NotFailure,
     }
-    Parsed::Failure(AuthFailure {
-        timestamp: header.timestamp,
-        server: text(header.host).into_owned(),
-        service,
-        ip,
-        username: msg.username.map(|u| text(u).into_owned()),
-        mechanism: text(msg.mechanism).to_ascii_uppercase(),
-        reason,
-        client_hostname: (msg.name != b"unknown").then(|| text(msg.name).into_owned()),
-    })
+}
+
+/// Parses a log entry's program and message: smtpd's failure line, or the SMTP/LMTP client's
+/// failure to log in to a relay.
+pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
+    let smtpd = message::is_smtpd(entry.program);
+    match message::smtpd_failure(entry.message) {
+        Smtpd::Failure(m) if smtpd => {
+            let service = text(entry.program).into_owned();
+            let reason = text(m.reason).into_owned();
+            if is_backend_reason(&reason) {
+                return Parsed::Backend(BackendFailure {
+                    timestamp: entry.timestamp,
+                    service,
+                    kind: BackendKind::AuthServer { client: m.ip },
+                    reason,
+                });
+            }
+            Parsed::Failure(AuthFailure {
+                timestamp: entry.timestamp,
+                server: text(entry.host).into_owned(),
+                service,
+                ip: m.ip,
+                username: m.username.map(|u| text(u).into_owned()),
+                mechanism: text(m.mechanism).to_ascii_uppercase(),
+                reason,
+                client_hostname: (m.name != b"unknown").then(|| text(m.name).into_owned()),
+            })
+        }
+        Smtpd::Unreadable(why) if smtpd => Parsed::Unrecognised(why),
+        Smtpd::Failure(_) | Smtpd::Unreadable(_) => {
+            Parsed::Unrecognised("SASL failure logged by a program other than smtpd")
+        }
+        Smtpd::No if message::is_smtp_client(entry.program) => {
+            match message::relay_failure(entry.message) {
+                Some(r) => Parsed::Backend(BackendFailure {
+                    timestamp: entry.timestamp,
+                    service: text(entry.program).into_owned(),
+                    kind: BackendKind::Relay {
+                        server: text(r.server).into_owned(),
+                    },
+                    reason: text(r.reason).into_owned(),
+                }),
+                None => Parsed::NotFailure,
+            }
+        }
+        Smtpd::No => Parsed::NotFailure,
+    }
 }
 
 /// Finds candidate lines in blocks of complete lines and parses them. Holds the compiled
@@ -146,6 +313,10 @@ pub struct Parser {
 pub struct Found {
     /// What the line is.
     pub parsed: Parsed,
+    /// How many log lines it stands for ([`ParsedLine::count`]).
+    pub count: u32,
+    /// Whether that count was capped ([`ParsedLine::capped`]).
+    pub capped: bool,
     /// 1-based line number within the input.
     pub line_number: u64,
     /// Byte offset just past the line's newline within the input.
@@ -194,8 +365,15 @@ impl Parser {
             if line.len() > self.max_line_bytes {
                 counts.too_long += 1;
             } else {
+                let ParsedLine {
+                    parsed,
+                    count,
+                    capped,
+                } = parse_line(line, years);
                 found(Found {
-                    parsed: parse_line(line, years),
+                    parsed,
+                    count,
+                    capped,
                     line_number: base_line + lines_before + 1,
                     end_offset: base_offset + next as u64,
                 });
@@ -209,121 +387,6 @@ impl Parser {
         counts.lines = lines_before + unterminated as u64;
         counts
     }
-}
-
-struct Header<'a> {
-    timestamp: Timestamp,
-    host: &'a [u8],
-    program: &'a [u8],
-    message: &'a [u8],
-}
-
-/// `TIMESTAMP HOST PROGRAM[PID]: MESSAGE`
-fn parse_header<'a>(line: &'a [u8], years: &YearContext) -> Option<Header<'a>> {
-    let (timestamp, rest) = timestamp::parse_prefix(line, years)?;
-    let sp = memchr::memchr(b' ', rest)?;
-    let (host, rest) = (&rest[..sp], &rest[sp + 1..]);
-    if host.is_empty() {
-        return None;
-    }
-    // The program name runs to `[PID]: ` (or to `: ` for a syslog without PIDs).
-    let end = rest.iter().position(|&b| matches!(b, b'[' | b':' | b' '))?;
-    let (program, mut rest) = (&rest[..end], &rest[end..]);
-    if program.is_empty() {
-        return None;
-    }
-    if let Some(r) = rest.strip_prefix(b"[") {
-        let close = memchr::memchr(b']', r)?;
-        if close == 0 || !r[..close].iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        rest = &r[close + 1..];
-    }
-    let message = rest.strip_prefix(b": ")?;
-    Some(Header {
-        timestamp,
-        host,
-        program,
-        message,
-    })
-}
-
-struct Message<'a> {
-    name: &'a [u8],
-    ip: &'a [u8],
-    mechanism: &'a [u8],
-    reason: &'a [u8],
-    username: Option<&'a [u8]>,
-}
-
-/// `warning: NAME[IP](:PORT)?: SASL MECH authentication failed(: REASON)?(, sasl_username=USER)?`
-fn parse_message(msg: &[u8]) -> Option<Message<'_>> {
-    let rest = msg.strip_prefix(b"warning: ")?;
-    // Postfix only logs valid hostnames (or `unknown`): no space or bracket inside.
-    let open = rest.iter().position(|&b| matches!(b, b'[' | b']' | b' '))?;
-    if rest[open] != b'[' || open == 0 {
-        return None;
-    }
-    let name = &rest[..open];
-    let rest = &rest[open + 1..];
-    let close = rest.iter().position(|&b| matches!(b, b']' | b' ' | b'['))?;
-    if rest[close] != b']' || close == 0 {
-        return None;
-    }
-    let ip = &rest[..close];
-    let mut rest = &rest[close + 1..];
-    // Optional `:PORT` (smtpd_client_port_logging = yes).
-    if let Some(r) = rest.strip_prefix(b":") {
-        let n = r.iter().take_while(|b| b.is_ascii_digit()).count();
-        if n > 0 {
-            rest = &r[n..];
-        }
-    }
-    let rest = rest.strip_prefix(b": SASL ")?;
-    let sp = memchr::memchr(b' ', rest)?;
-    let mechanism = &rest[..sp];
-    if mechanism.is_empty() {
-        return None;
-    }
-    let rest = rest[sp..].strip_prefix(b" authentication failed")?;
-    let after = if rest.is_empty() {
-        rest
-    } else {
-        let r = rest.strip_prefix(b":")?;
-        r.strip_prefix(b" ").unwrap_or(r)
-    };
-    // The username is what the client sent and may itself contain `, sasl_username=`:
-    // the reason (server text) ends at the first occurrence, the username is all the rest.
-    let (reason, username) = match memmem::find(after, b", sasl_username=") {
-        Some(i) => {
-            let user = &after[i + b", sasl_username=".len()..];
-            (
-                &after[..i],
-                (user != b"(unavailable)" && !user.is_empty()).then_some(user),
-            )
-        }
-        None => (after, None),
-    };
-    Some(Message {
-        name,
-        ip,
-        mechanism,
-        reason,
-        username,
-    })
-}
-
-/// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-out/smtpd`, any `syslog_name/smtpd`.
-fn is_smtpd(program: &[u8]) -> bool {
-    program == b"smtpd" || program.ends_with(b"/smtpd")
-}
-
-fn parse_ip(s: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(s).ok()?;
-    // A link-local IPv6 address may carry a zone (`fe80::1%eth0`); the address is what counts.
-    let s = s.split_once('%').map_or(s, |(addr, _)| addr);
-    let ip: IpAddr = s.parse().ok()?;
-    Some(ip.to_canonical())
 }
 
 fn is_backend_reason(reason: &str) -> bool {

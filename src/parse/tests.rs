@@ -11,14 +11,16 @@ fn years() -> YearContext {
 }
 
 fn failure(line: &str) -> AuthFailure {
-    match parse_line(line.as_bytes(), &years()) {
+    match outcome(line) {
         Parsed::Failure(f) => f,
         other => panic!("expected a failure for {line:?}, got {other:?}"),
     }
 }
 
 fn outcome(line: &str) -> Parsed {
-    parse_line(line.as_bytes(), &years())
+    let got = parse_line(line.as_bytes(), &years());
+    assert_eq!((got.count, got.capped), (1, false), "{line}");
+    got.parsed
 }
 
 #[test]
@@ -91,9 +93,92 @@ fn every_smtpd_program_name() {
 fn other_programs_are_not_taken_for_smtpd() {
     let line = "Nov 22 08:50:58 mx postfix/smtp[42]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x";
     assert!(matches!(outcome(line), Parsed::Unrecognised(_)));
-    // Postfix's own outbound SASL failing is a different message and not an attack at all.
+    // Not a form Postfix writes (its SMTP client logs a queue ID there, see
+    // `relay_login_failures_are_backend_failures`): nothing.
     let line = "Nov 22 08:50:58 mx postfix/smtp[42]: warning: SASL authentication failed; server relay.example[192.0.2.9] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6";
     assert_eq!(outcome(line), Parsed::NotFailure);
+}
+
+fn relay(line: &str) -> (String, String, String) {
+    match outcome(line) {
+        Parsed::Backend(BackendFailure {
+            kind: BackendKind::Relay { server },
+            service,
+            reason,
+            ..
+        }) => (service, server, reason),
+        other => panic!("expected a relay failure for {line:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn relay_login_failures_are_backend_failures() {
+    // The delivery status when the relay is the last (or only) server to try: mail deferred.
+    let (service, server, reason) = relay(
+        "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: to=<bob@example.net>, relay=relay.example.net[198.51.100.6]:587, delay=1.2, delays=0.1/0.01/1/0, dsn=4.7.8, status=deferred (SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6)",
+    );
+    assert_eq!(service, "postfix/smtp");
+    assert_eq!(server, "relay.example.net[198.51.100.6]");
+    assert_eq!(
+        reason,
+        "SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6"
+    );
+    for (line, want_service, want_server) in [
+        // A backup server is tried next: the queue ID and the text alone.
+        (
+            "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: SASL authentication failed; server mx1.example.net[2001:db8::25] said: 535 5.7.8 Error: authentication failed: authentication failure",
+            "postfix/smtp",
+            "mx1.example.net[2001:db8::25]",
+        ),
+        // Debian's `relay` service, a long queue ID, orig_to, Postfix 3.12's tls= field, a
+        // multi-line reply.
+        (
+            "2026-11-22T08:06:03.5+01:00 mx postfix/relay/smtp[3443]: 4dKz3Y0Qb6zBYqX: to=<bob@example.net>, orig_to=<root>, relay=smtp.example.com[192.0.2.33]:587, delay=0.9, delays=0.02/0.01/0.8/0, tls=may, dsn=4.7.8, status=deferred (SASL authentication failed; server smtp.example.com[192.0.2.33] said: 535-5.7.8 Username and Password not accepted.?535 5.7.8 Learn more)",
+            "postfix/relay/smtp",
+            "smtp.example.com[192.0.2.33]",
+        ),
+        // The LMTP client, and a recipient whose quoted local part holds `>` and the words.
+        (
+            "Nov 22 08:06:03 mx postfix/lmtp[51]: 4F9D195432C: to=<\"a> status=sent (x\\\" y\"@example.org>, relay=store.example.org[192.0.2.40]:24, delay=0.1, delays=0/0/0.1/0, dsn=4.7.0, status=deferred (SASL authentication failed; cannot authenticate to server store.example.org[192.0.2.40]: no mechanism available)",
+            "postfix/lmtp",
+            "store.example.org[192.0.2.40]",
+        ),
+        // smtp_sasl_auth_cache remembered the refusal: the server by name only.
+        (
+            "Nov 22 08:06:03 mx postfix-out/smtp[3443]: 4F9D195432C: to=<bob@example.net>, relay=relay.example.net[198.51.100.6]:587, delay=0.1, delays=0/0/0.1/0, dsn=4.7.8, status=deferred (SASL [CACHED] authentication failed; server relay.example.net said: 535 5.7.8 Error: authentication failed)",
+            "postfix-out/smtp",
+            "relay.example.net",
+        ),
+        (
+            "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: to=<bob@example.net>, relay=relay.example.net[198.51.100.6]:25, delay=0.1, delays=0/0/0.1/0, dsn=4.7.0, status=deferred (SASL authentication failed: server relay.example.net[198.51.100.6] offered no compatible authentication mechanisms for this type of connection security)",
+            "postfix/smtp",
+            "relay.example.net[198.51.100.6]",
+        ),
+    ] {
+        let (service, server, _) = relay(line);
+        assert_eq!(
+            (service.as_str(), server.as_str()),
+            (want_service, want_server),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn other_delivery_lines_are_not_relay_failures() {
+    for line in [
+        "Nov 22 08:05:02 mx postfix/smtp[3432]: E08BB99691F: to=<bob@example.net>, relay=mx.example.net[198.51.100.5]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XYZ)",
+        // A sender-chosen address carrying the words, delivered fine.
+        "Nov 22 08:05:02 mx postfix/smtp[3432]: E08BB99691F: to=<\"x, status=deferred (SASL authentication failed; server evil[6.6.6.6] said: 535 x)\"@example.net>, relay=mx.example.net[198.51.100.5]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+        // A remote server's reply that reads like it.
+        "Nov 22 08:05:02 mx postfix/smtp[3432]: E08BB99691F: to=<bob@example.net>, relay=mx.example.net[198.51.100.5]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=5.0.0, status=bounced (host mx.example.net[198.51.100.5] said: 550 SASL authentication failed; server x[1.2.3.4] said: no (in reply to RCPT TO command))",
+        // The words from a program other than the SMTP/LMTP client, or without a queue ID.
+        "Nov 22 08:06:03 mx postfix/smtpd[3443]: 4F9D195432C: SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error",
+        "Nov 22 08:06:03 mx postfix/smtp[3443]: NOQUEUE: SASL authentication failed; server relay.example.net[198.51.100.6] said: 535 5.7.8 Error",
+        "Nov 22 08:06:03 mx postfix/smtp[3443]: 4F9D195432C: SASL authentication failed; the server said no",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
 }
 
 #[test]
@@ -202,7 +287,7 @@ fn regression_usernames_are_kept_whole() {
 fn invalid_utf8_is_replaced_not_dropped() {
     let mut line = b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=ab".to_vec();
     line.extend_from_slice(&[0xff, 0xfe, b'c']);
-    let Parsed::Failure(f) = parse_line(&line, &years()) else {
+    let Parsed::Failure(f) = parse_line(&line, &years()).parsed else {
         panic!()
     };
     assert_eq!(f.username.as_deref(), Some("ab\u{fffd}\u{fffd}c"));
@@ -229,7 +314,12 @@ fn backend_failures_are_not_attacks() {
         match outcome(&line) {
             Parsed::Backend(b) => {
                 assert_eq!(b.reason, reason);
-                assert_eq!(b.ip.to_string(), "192.0.2.1");
+                assert_eq!(
+                    b.kind,
+                    BackendKind::AuthServer {
+                        client: "192.0.2.1".parse().unwrap()
+                    }
+                );
             }
             other => panic!("{reason}: {other:?}"),
         }
@@ -313,8 +403,177 @@ fn garbage_is_never_a_failure() {
         b"Nov 22 08:50:58  postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed",
         b"\xff\xfe\xfd Nov 22 08:50:58 authentication failed",
     ] {
-        assert!(!matches!(parse_line(line, &years()), Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
+        assert!(!matches!(parse_line(line, &years()).parsed, Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
     }
+}
+
+#[test]
+fn regression_unreadable_clients_are_reported_not_dropped() {
+    for line in [
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown: SASL LOGIN authentication failed: (reason unavailable), sasl_username=a",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1 x]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[not-an-ip]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: [192.0.2.1]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]:abc: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]x: SASL LOGIN authentication failed",
+    ] {
+        assert!(matches!(outcome(line), Parsed::Unrecognised(_)), "{line}");
+    }
+    // Other warnings that carry the words in attacker text: no client part, nothing to report.
+    for line in [
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: non-SMTP command from unknown[192.0.2.1]: warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: Illegal address syntax from unknown[192.0.2.1] in MAIL command: <x: SASL LOGIN authentication failed>",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
+}
+
+#[test]
+fn rfc5424_lines() {
+    // rsyslog's RSYSLOG_SyslogProtocol23Format: PROCID given, MSGID and SD nil.
+    let f = failure(
+        "<22>1 2026-11-22T08:01:04.123456+01:00 mx postfix/smtpd 3363 - - warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=admin",
+    );
+    assert_eq!(f.timestamp.to_rfc3339(), "2026-11-22T08:01:04.123456+01:00");
+    assert_eq!(
+        (f.server.as_str(), f.service.as_str()),
+        ("mx", "postfix/smtpd")
+    );
+    assert_eq!(f.ip.to_string(), "203.0.113.7");
+    assert_eq!(f.username.as_deref(), Some("admin"));
+    // The year and zone are the line's own: no inference (the reference is 2026-11-22, when a
+    // syslog `Mar  1` would be this year's and `Dec 31` last year's).
+    for (line, want) in [
+        (
+            "<22>1 2027-03-01T10:00:00Z mx.example.org postfix/submission/smtpd - - - warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
+            "2027-03-01T10:00:00+00:00",
+        ),
+        (
+            "<22>1 2023-12-31T23:59:59.5-05:00 mx postfix/smtpd 1 - - warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
+            "2023-12-31T23:59:59.500-05:00",
+        ),
+    ] {
+        assert_eq!(failure(line).timestamp.to_rfc3339(), want, "{line}");
+    }
+    // Structured data (with escaped `]`, `"` and `\\`, and failure text inside a value), a
+    // MSGID, a BOM before the message, and the extra space rsyslog may keep.
+    for line in [
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 ID47 [timeQuality tzKnown=\"1\" isSynced=\"1\"][x@32473 a=\"v \\] w \\\" \\\\\" b=\"] warning: unknown[6.6.6.6]: SASL LOGIN authentication failed: y\"] warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - \u{feff}warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - -  warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+        "<0>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x, sasl_username=u",
+    ] {
+        let f = failure(line);
+        assert_eq!(
+            (f.ip.to_string().as_str(), f.username.as_deref()),
+            ("192.0.2.1", Some("u")),
+            "{line}"
+        );
+    }
+    // Headers that do not place the line: reported, not dropped, and never a row.
+    for line in [
+        "<22>1 - mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+        "<192>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+        "<22>2 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - - warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - [unclosed a=\"]\" warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x",
+    ] {
+        assert!(matches!(outcome(line), Parsed::Unrecognised(_)), "{line}");
+    }
+}
+
+fn repeated(line: &str) -> ParsedLine {
+    parse_line(line.as_bytes(), &years())
+}
+
+#[test]
+fn rsyslog_repeated_messages_stand_for_n_lines() {
+    let got = repeated(
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 3 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=admin]",
+    );
+    assert_eq!((got.count, got.capped), (3, false));
+    let Parsed::Failure(f) = got.parsed else {
+        panic!("{got:?}")
+    };
+    assert_eq!(f.ip.to_string(), "203.0.113.7");
+    // The closing bracket is rsyslog's, not the username's.
+    assert_eq!(f.username.as_deref(), Some("admin"));
+    let got = repeated(
+        "<22>1 2026-11-22T08:01:04Z mx postfix/smtpd 3363 - -  message repeated 2 times: [ warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=x]]",
+    );
+    assert_eq!(got.count, 2);
+    let Parsed::Failure(f) = got.parsed else {
+        panic!("{got:?}")
+    };
+    assert_eq!(f.username.as_deref(), Some("x]"));
+    // A backend failure and an unrecognised line repeat too.
+    let got = repeated(
+        "Nov 22 08:04:00 mx postfix/smtpd[3420]: message repeated 4 times: [ warning: unknown[192.0.2.44]: SASL LOGIN authentication failed: Connection lost to authentication server]",
+    );
+    assert!(
+        matches!((&got.parsed, got.count), (Parsed::Backend(_), 4)),
+        "{got:?}"
+    );
+    let got = repeated(
+        "Nov 22 08:04:00 mx postfix/smtpd[3420]: message repeated 5 times: [ warning: unknown[bad]: SASL LOGIN authentication failed: x]",
+    );
+    assert!(
+        matches!((&got.parsed, got.count), (Parsed::Unrecognised(_), 5)),
+        "{got:?}"
+    );
+    // Repeats of other messages are nothing.
+    let got = repeated(
+        "Nov 22 08:04:00 mx postfix/smtpd[3420]: message repeated 5000 times: [ warning: hostname x does not resolve to address 192.0.2.1: authentication failed]",
+    );
+    assert_eq!((got.parsed, got.capped), (Parsed::NotFailure, false));
+}
+
+#[test]
+fn repeat_counts_are_capped_and_broken_repeats_reported() {
+    for n in ["1001", "5000", "99999999999999999999999999"] {
+        let got = repeated(&format!(
+            "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated {n} times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x]"
+        ));
+        assert!(matches!(got.parsed, Parsed::Failure(_)), "{n}");
+        assert_eq!((got.count, got.capped), (MAX_REPEAT, true), "{n}");
+    }
+    let got = repeated(
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 1000 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x]",
+    );
+    assert_eq!((got.count, got.capped), (1000, false));
+    // Cut short (no closing bracket), or zero times: how many lines is unknown.
+    for line in [
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 3 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x",
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 0 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: x]",
+    ] {
+        let got = repeated(line);
+        assert!(
+            matches!(got.parsed, Parsed::Unrecognised(_)),
+            "{line}: {got:?}"
+        );
+        assert_eq!((got.count, got.capped), (1, false));
+    }
+}
+
+#[test]
+fn parse_entry_reads_a_message_without_syslog_framing() {
+    let timestamp = failure(
+        "Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: x",
+    )
+    .timestamp;
+    let entry = Entry {
+        timestamp,
+        host: b"mx",
+        program: b"postfix/submission/smtpd",
+        message: b"warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=j",
+    };
+    let Parsed::Failure(f) = parse_entry(&entry) else {
+        panic!()
+    };
+    assert_eq!(
+        (f.ip.to_string().as_str(), f.service.as_str()),
+        ("192.0.2.9", "postfix/submission/smtpd")
+    );
 }
 
 #[test]
@@ -327,6 +586,7 @@ Nov 22 08:00:04 mx postfix/smtpd[2]: warning: unknown[192.0.2.3]: SASL LOGIN aut
     let parser = Parser::new(64 * 1024);
     let mut found = Vec::new();
     let counts = parser.scan_block(block, 1000, 10, &years(), |f| found.push(f));
+    assert!(found.iter().all(|f| (f.count, f.capped) == (1, false)));
     assert_eq!(
         counts,
         BlockCounts {
@@ -355,6 +615,19 @@ Nov 22 08:00:04 mx postfix/smtpd[2]: warning: unknown[192.0.2.3]: SASL LOGIN aut
             (14, line_end(4), "192.0.2.2".into()),
             (15, line_end(5), "192.0.2.3".into()),
         ]
+    );
+}
+
+#[test]
+fn scan_block_gives_the_repeat_count() {
+    let block = b"Nov 22 08:00:00 mx postfix/qmgr[1]: 4F1: removed\n\
+Nov 22 08:00:01 mx postfix/smtpd[2]: message repeated 7 times: [ warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x]\n";
+    let mut found = Vec::new();
+    Parser::new(1024).scan_block(block, 0, 0, &years(), |f| found.push(f));
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].line_number, found[0].count, found[0].capped),
+        (2, 7, false)
     );
 }
 

@@ -90,7 +90,7 @@ impl YearContext {
 /// single space that ends the timestamp, or `None` when the line does not start with one.
 pub fn parse_prefix<'a>(line: &'a [u8], years: &YearContext) -> Option<(Timestamp, &'a [u8])> {
     if line.first()?.is_ascii_digit() {
-        parse_iso(line)
+        parse_rfc3339(line)
     } else {
         parse_syslog(line, years)
     }
@@ -118,7 +118,9 @@ fn parse_syslog<'a>(line: &'a [u8], years: &YearContext) -> Option<(Timestamp, &
     Some((Timestamp { time, frac_digits }, rest))
 }
 
-fn parse_iso(line: &[u8]) -> Option<(Timestamp, &[u8])> {
+/// An RFC 3339 timestamp (also with a `+0100` offset, as journalctl writes it) followed by a
+/// space; returns it and the rest of the line after the space. RFC 5424 headers use it too.
+pub(super) fn parse_rfc3339(line: &[u8]) -> Option<(Timestamp, &[u8])> {
     let (year, r) = digits(line, 4, 4)?;
     let r = r.strip_prefix(b"-")?;
     let (month, r) = digits(r, 2, 2)?;

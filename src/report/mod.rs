@@ -165,7 +165,8 @@ pub fn build(
     Ok(Report { summary, rows_csv })
 }
 
-/// Counts the auth-backend failures the daemon recorded in the window, by reason.
+/// Counts the auth-backend failures (and relay login failures) the daemon recorded in the
+/// window, by reason.
 fn backend_failures(state_dir: &Path, w: Window) -> (u64, Vec<summary::Count>) {
     let path = state_dir.join(crate::sink::committer::BACKEND_LOG);
     let Ok(mut reader) = csv::ReaderBuilder::new()

@@ -210,7 +210,7 @@ pub fn tables(s: &Summary) -> Vec<Table> {
     ));
     out.push(counts("Reverse DNS outcome", "status", &s.dns_status));
     out.push(counts(
-        "Auth-backend failures: Dovecot/saslauthd could not check logins",
+        "Auth-backend failures: Dovecot/saslauthd could not check logins, or a relay refused this server's login",
         "reason",
         &s.backend_reasons,
     ));

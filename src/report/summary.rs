@@ -162,9 +162,10 @@ pub struct Summary {
     pub services: Vec<Count>,
     /// Size of the CSV record, bytes.
     pub csv_bytes: u64,
-    /// Failures of the mail server's own SASL backend in the window (the daemon records them).
+    /// Failures of the mail server's own SASL backend in the window, and relays refusing its
+    /// own SASL login (the daemon records both).
     pub backend_failures: u64,
-    /// Their reasons.
+    /// Their reasons (for a relay, Postfix's text naming it).
     pub backend_reasons: Vec<Count>,
 }
 

@@ -308,8 +308,10 @@ impl Committer {
         Ok(())
     }
 
-    /// Keeps the auth-backend failures for reports (`state_dir/auth-backend-failures.csv`).
-    /// Not part of the exactly-once record: after a crash a few may be listed twice.
+    /// Keeps the auth-backend failures for reports (`state_dir/auth-backend-failures.csv`: time,
+    /// program, client address or relay, reason, and `server` or `relay`; files written before
+    /// relays were recorded lack the last column). Not part of the exactly-once record: after a
+    /// crash a few may be listed twice.
     fn log_backend(&self, failures: &[crate::parse::BackendFailure]) {
         let path = backend_log_path(self.store.path());
         let result = std::fs::OpenOptions::new()
@@ -322,10 +324,11 @@ impl Committer {
                     .from_writer(f);
                 for b in failures {
                     w.write_record([
-                        b.timestamp.to_rfc3339(),
-                        b.service.clone(),
-                        b.ip.to_string(),
-                        b.reason.clone(),
+                        b.timestamp.to_rfc3339().as_str(),
+                        &b.service,
+                        &b.kind.peer(),
+                        &b.reason,
+                        b.kind.as_str(),
                     ])
                     .map_err(std::io::Error::other)?;
                 }

@@ -34,7 +34,7 @@ use super::fingerprint::{self, Fingerprint};
 use super::rotated;
 use super::{BlockReader, READ_CHUNK};
 use crate::checkpoint::{Pos, Positions};
-use crate::parse::{Found, Parsed, Parser, YearContext};
+use crate::parse::{BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
 use crate::pipeline::{Batch, Heartbeat, ToSink};
 use crate::stats::{Counters, Stats};
 
@@ -763,7 +763,8 @@ impl Tailer {
     }
 }
 
-/// Handles one parsed candidate line: rows are kept, the rest counted and reported.
+/// Handles one parsed candidate line: rows are kept (as many as the line stands for), the rest
+/// counted and reported.
 fn collect(
     found: Found,
     path: &Path,
@@ -771,20 +772,23 @@ fn collect(
     backend: &mut Vec<crate::parse::BackendFailure>,
     stats: &mut Stats,
 ) {
+    let n = found.count as usize;
+    if found.capped {
+        stats.repeats_capped += 1;
+        tracing::warn!(path = %path.display(), offset = found.end_offset, "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted");
+    }
     match found.parsed {
-        Parsed::Failure(f) => failures.push(f),
+        Parsed::Failure(f) => failures.extend(std::iter::repeat_n(f, n)),
         Parsed::Backend(b) => {
-            stats.backend_failures += 1;
-            tracing::warn!(
-                path = %path.display(),
-                ip = %b.ip,
-                "the mail server's SASL backend failed ({}): logins could not be checked; is Dovecot/saslauthd running?",
-                b.reason
-            );
-            backend.push(b);
+            match b.kind {
+                BackendKind::AuthServer { .. } => stats.backend_failures += n as u64,
+                BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
+            }
+            tracing::warn!(path = %path.display(), offset = found.end_offset, count = n, "{b}");
+            backend.extend(std::iter::repeat_n(b, n));
         }
         Parsed::Unrecognised(why) => {
-            stats.unrecognised += 1;
+            stats.unrecognised += n as u64;
             tracing::warn!(path = %path.display(), offset = found.end_offset, "a SASL failure line was not recorded: {why}");
         }
         Parsed::NotFailure => {}

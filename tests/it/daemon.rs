@@ -43,6 +43,76 @@ fn appended_lines_become_rows_and_a_partial_line_waits() {
 }
 
 #[test]
+fn new_log_forms_are_followed_and_relay_failures_reach_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &std::fs::read_to_string(data("forms.log")).unwrap());
+    // RFC 5424 lines and a `message repeated 3 times` line (3 rows).
+    let want = ["admin", "eve", "root", "root", "root", "root"];
+    assert!(
+        wait_until(WAIT, || usernames(&out) == want),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    // Unreadable clients and relay logins are warned about, as backend failures are.
+    assert!(
+        wait_until(WAIT, || {
+            let l = d.logged();
+            l.matches("a SASL failure line was not recorded").count() == 2
+                && l.matches("refused this server's SASL login").count() == 2
+        }),
+        "{}",
+        d.logged()
+    );
+    let log_path = d.log.clone();
+    assert_eq!(d.stop(), Some(0));
+    let logged = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        logged.contains("2 auth-backend failures, 2 relay login failures, 2 unrecognised"),
+        "{logged}"
+    );
+    // Reports list the relay refusals with the backend failures.
+    let o = run(&[
+        "report",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["backend_failures"], 4, "{v}");
+    let reasons: Vec<(String, u64)> = v["backend_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Connection lost to authentication server".to_string(), 2),
+            ("SASL authentication failed; server mx1.relay.example.net[198.51.100.6] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6".to_string(), 1),
+            ("SASL authentication failed; server mx2.relay.example.net[198.51.100.7] said: 535 5.7.8 Error: authentication failed: UGFzc3dvcmQ6".to_string(), 1),
+        ]
+    );
+}
+
+#[test]
 fn first_start_reads_rotated_history_oldest_first() {
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;

@@ -82,6 +82,74 @@ fn stdin_dash() {
     assert_eq!(stdout(&o), expected("iso.csv"));
 }
 
+/// The stderr lines that carry `what` (tracing writes one event per line).
+fn warnings<'a>(err: &'a str, what: &str) -> Vec<&'a str> {
+    err.lines().filter(|l| l.contains(what)).collect()
+}
+
+#[test]
+fn rfc5424_repeated_unreadable_and_relay_lines() {
+    // forms.log: RFC 5424 lines (one with structured data and a BOM, dated after the file was
+    // written: its own year is kept), an rsyslog `message repeated 3 times` line (3 rows) and
+    // one repeating a backend failure, two failures whose client cannot be read, and this
+    // server's relay login refused twice.
+    let dir = tempfile::tempdir().unwrap();
+    let log = fixture_copy(dir.path(), "forms.log");
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), expected("forms.csv"));
+    let err = stderr(&o);
+    let unread = warnings(&err, "a SASL failure line was not recorded");
+    assert_eq!(unread.len(), 2, "{err}");
+    assert!(
+        unread[0].contains("line=7") && unread[1].contains("line=8"),
+        "{err}"
+    );
+    let relay = warnings(&err, "refused this server's SASL login");
+    assert_eq!(relay.len(), 2, "{err}");
+    assert!(
+        relay[0].contains("mx1.relay.example.net[198.51.100.6]") && relay[0].contains("line=9"),
+        "{err}"
+    );
+    assert!(
+        relay[1].contains("mx2.relay.example.net[198.51.100.7]") && relay[1].contains("line=10"),
+        "{err}"
+    );
+    let backend = warnings(&err, "SASL backend failed");
+    assert!(backend.len() == 1 && backend[0].contains("line=6"), "{err}");
+    assert!(
+        err.contains(
+            "6 failed logins, 2 auth-backend failures, 2 relay login failures, 2 unrecognised"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_repeat_count_over_the_cap_is_capped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    std::fs::write(
+        &log,
+        "Nov 22 08:01:04 mx postfix/smtpd[3363]: message repeated 4000000000 times: [ warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=admin]\n",
+    )
+    .unwrap();
+    set_mtime(&log, fixture_mtime());
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1 + 1000);
+    let err = stderr(&o);
+    assert_eq!(
+        warnings(&err, "stands for more than 1000 lines").len(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("1000 failed logins") && err.contains("1 repeat counts capped"),
+        "{err}"
+    );
+}
+
 #[test]
 fn files_are_read_in_the_order_given() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,27 +1,70 @@
 //! Any bytes as one log line: the parser must never panic, and what it calls a failure must
-//! satisfy the structure it claims to have checked.
+//! satisfy the structure it claims to have checked, whatever the header form (traditional,
+//! RFC 5424) and whether rsyslog wrapped it as a repeated message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use maillogsentinel::parse::{Parsed, YearContext, parse_line};
+use maillogsentinel::parse::{BackendKind, MAX_REPEAT, Parsed, YearContext, parse_line};
 
 fuzz_target!(|line: &[u8]| {
     let years = YearContext::now();
-    if let Parsed::Failure(f) = parse_line(line, &years) {
-        assert!(f.service == "smtpd" || f.service.ends_with("/smtpd"), "{f:?}");
-        assert!(!f.server.is_empty() && !f.server.contains(' '));
-        assert!(!f.mechanism.is_empty() && !f.mechanism.contains(' '));
-        // The IP is the bracketed field right after `warning: NAME`, checked independently.
-        let text = String::from_utf8_lossy(line);
-        let at = text.find(": warning: ").expect("a failure has a warning") + ": warning: ".len();
-        let open = at + text[at..].find('[').expect("[");
-        let close = open + text[open..].find(']').expect("]");
-        let field = &text[open + 1..close];
-        let field = field.split('%').next().unwrap();
-        let parsed: std::net::IpAddr = field.parse().expect("the bracketed field is an IP");
-        assert_eq!(parsed.to_canonical(), f.ip, "{text:?}");
-        // RFC 3339 output always parses back.
-        assert!(chrono_check(&f.timestamp.to_rfc3339()));
+    let got = parse_line(line, &years);
+    let text = String::from_utf8_lossy(line);
+    // A count other than 1 only comes from rsyslog's wrapper, and never passes the cap.
+    assert!(got.count >= 1 && got.count <= MAX_REPEAT, "{got:?}");
+    assert!(
+        got.count == 1 || text.contains("message repeated "),
+        "{got:?}"
+    );
+    assert!(!got.capped || got.count == MAX_REPEAT, "{got:?}");
+    match got.parsed {
+        Parsed::Failure(f) => {
+            assert!(
+                f.service == "smtpd" || f.service.ends_with("/smtpd"),
+                "{f:?}"
+            );
+            assert!(!f.server.is_empty() && !f.server.contains(' '));
+            assert!(!f.mechanism.is_empty() && !f.mechanism.contains(' '));
+            // The IP is a bracketed field right after `warning: NAME` and right before
+            // `(:PORT)?: SASL `, checked independently: some `warning: ` in the line starts it.
+            let name = f.client_hostname.as_deref().unwrap_or("unknown");
+            let found = text.match_indices("warning: ").any(|(at, w)| {
+                let rest = &text[at + w.len()..];
+                let Some(rest) = rest.strip_prefix(name).and_then(|r| r.strip_prefix('[')) else {
+                    return false;
+                };
+                let Some(close) = rest.find(']') else {
+                    return false;
+                };
+                let after =
+                    rest[close + 1..].trim_start_matches(|c: char| c == ':' || c.is_ascii_digit());
+                let field = rest[..close].split('%').next().unwrap();
+                after.starts_with(" SASL ")
+                    && field
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.to_canonical() == f.ip)
+            });
+            assert!(found, "{text:?}: {f:?}");
+            // RFC 3339 output always parses back.
+            assert!(chrono_check(&f.timestamp.to_rfc3339()));
+        }
+        Parsed::Backend(b) => {
+            if let BackendKind::Relay { server } = &b.kind {
+                let program = b.service.rsplit('/').next().unwrap();
+                assert!(program == "smtp" || program == "lmtp", "{b:?}");
+                assert!(
+                    b.reason.starts_with("SASL ") && b.reason.contains(server.as_str()),
+                    "{b:?}"
+                );
+                // The reason ends the line, or the status in parentheses (and rsyslog's `]`).
+                let whole = text.trim_end_matches('\r');
+                let ends = [whole, whole.strip_suffix(']').unwrap_or(whole)]
+                    .iter()
+                    .any(|w| w.ends_with(&b.reason) || w.ends_with(&format!("{})", b.reason)));
+                assert!(ends, "{text:?}: {b:?}");
+            }
+        }
+        Parsed::Unrecognised(_) | Parsed::NotFailure => {}
     }
 });
 

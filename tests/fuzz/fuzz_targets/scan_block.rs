@@ -1,9 +1,10 @@
 //! Any bytes as a block of lines: the block scanner must never panic, must count lines like a
-//! plain split does, and must report in-bounds, increasing line numbers and offsets.
+//! plain split does, and must report in-bounds, increasing line numbers and offsets, and repeat
+//! counts within the cap.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use maillogsentinel::parse::{Parser, YearContext};
+use maillogsentinel::parse::{MAX_REPEAT, Parser, YearContext};
 
 fuzz_target!(|data: &[u8]| {
     let years = YearContext::now();
@@ -12,6 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let counts = parser.scan_block(data, 0, 0, &years, |found| {
         assert!(found.line_number > last.0, "line numbers increase");
         assert!(found.end_offset > last.1 && found.end_offset <= data.len() as u64);
+        assert!(found.count >= 1 && found.count <= MAX_REPEAT);
+        assert!(!found.capped || found.count == MAX_REPEAT);
         last = (found.line_number, found.end_offset);
     });
     let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
