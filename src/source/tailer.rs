@@ -763,6 +763,9 @@ impl Tailer {
     }
 }
 
+/// A server-side failure logged longer ago than this is read from history, not happening now.
+const PAST_AFTER_MINUTES: i64 = 15;
+
 /// Handles one parsed candidate line: rows are kept (as many as the line stands for), the rest
 /// counted and reported.
 fn collect(
@@ -784,7 +787,14 @@ fn collect(
                 BackendKind::AuthServer { .. } => stats.backend_failures += n as u64,
                 BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
             }
-            tracing::warn!(path = %path.display(), offset = found.end_offset, count = n, "{b}");
+            // A failure read from history (a backfill, a catch-up after downtime) is news
+            // about the past: counted and recorded for reports, logged without alarm.
+            let age = chrono::Utc::now().signed_duration_since(b.timestamp.time);
+            if age > chrono::Duration::minutes(PAST_AFTER_MINUTES) {
+                tracing::info!(path = %path.display(), offset = found.end_offset, count = n, "from the log's history, at {} (not happening now): {b}", b.timestamp.to_rfc3339());
+            } else {
+                tracing::warn!(path = %path.display(), offset = found.end_offset, count = n, "{b}");
+            }
             backend.extend(std::iter::repeat_n(b, n));
         }
         Parsed::Unrecognised(why) => {

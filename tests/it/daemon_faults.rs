@@ -453,3 +453,41 @@ fn a_new_state_directory_does_not_back_fill_into_a_record_that_holds_rows() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn backend_failures_from_history_are_not_warned_as_happening_now() {
+    let line = |when: &str| {
+        format!(
+            "{when} mx postfix/smtpd[77]: warning: unknown[192.0.2.44]: SASL LOGIN authentication failed: Connection lost to authentication server\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &(noise(0) + &line("2025-11-22T08:04:00Z")));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let d = Daemon::start(&cfg, dir.path());
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    append(&log, &line(&now));
+    assert!(
+        wait_until(WAIT, || d.logged().matches("authentication server").count()
+            == 2),
+        "{}",
+        d.logged()
+    );
+    let logged = d.logged();
+    let past = logged.lines().find(|l| l.contains("2025-11-22")).unwrap();
+    assert!(
+        past.contains("INFO") && past.contains("not happening now"),
+        "{past}"
+    );
+    let current = logged
+        .lines()
+        .filter(|l| l.contains("authentication server"))
+        .find(|l| !l.contains("2025-11-22"))
+        .unwrap();
+    assert!(
+        current.contains("WARN") && !current.contains("not happening now"),
+        "{current}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
