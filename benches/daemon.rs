@@ -4,14 +4,22 @@
 //!   and GeoIP off);
 //! - sustained throughput while the live file grows at full speed, against `scan` on the
 //!   same bytes;
-//! - CPU used while idle, and resident memory (RSS).
+//! - CPU used while idle, and resident memory (RSS), beside a lone live file and beside a
+//!   Debian-like rotated history (`mail.log.1`, `mail.log.2.gz` ...): the daemon's own reads of
+//!   the siblings must not wake it;
+//! - catching up a backlog dense with failures from distinct addresses, reverse DNS on (a
+//!   loopback DNS server) and off: peak RSS and RSS once caught up, against the idle figure.
 //!
 //! Run with `cargo bench --bench daemon` (sizes: `MLS_BENCH_LINES` default 10000,
-//! `MLS_BENCH_MB` default 200).
+//! `MLS_BENCH_MB` default 200, `MLS_BENCH_CATCHUP` failures default 1000000).
 
 #[path = "support/loggen.rs"]
 #[allow(dead_code)]
 mod loggen;
+
+#[path = "../tests/it/dns_server.rs"]
+#[allow(dead_code)]
+mod dns_server;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -29,17 +37,118 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn config(dir: &Path, log: &Path) -> PathBuf {
+    config_with(dir, log, "reverse_dns = false\n")
+}
+
+/// A config with `enrich` lines of its own (GeoIP off).
+fn config_with(dir: &Path, log: &Path, enrich: &str) -> PathBuf {
     let cfg = dir.join("config.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [\"{}\"]\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
+            "[sources]\nfiles = [\"{}\"]\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\n{enrich}country_db = \"\"\nasn_db = \"\"\n",
             log.display(),
             d = dir.display()
         ),
     )
     .unwrap();
     cfg
+}
+
+/// Waits until the CSV at `out` holds `rows` data rows (or `limit` passes); returns the time.
+fn wait_rows(out: &Path, rows: u64, limit: Duration) -> Duration {
+    let t = Instant::now();
+    let mut csv = File::open(out).unwrap();
+    let mut lines = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    while lines < rows + 1 && t.elapsed() < limit {
+        let n = csv.read(&mut buf).unwrap();
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    assert!(
+        lines > rows,
+        "{} of {rows} rows within {limit:?}",
+        lines.saturating_sub(1)
+    );
+    t.elapsed()
+}
+
+/// A failure from the `i`th address of 10.0.0.0/8 (every one distinct).
+fn attack_from(i: usize) -> String {
+    let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32);
+    format!(
+        "Nov 22 08:01:04 mx postfix/smtpd[77]: warning: unknown[{ip}]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}\n"
+    )
+}
+
+/// Idle CPU (percent over `secs`) of a daemon following `log` beside a Debian-like rotated
+/// history, once it has read it all.
+fn idle_beside_rotations(secs: u64) -> (f64, u64) {
+    let dir = fresh_dir("daemon-idle-rotated");
+    let log = dir.join("mail.log");
+    let mut rows = 0;
+    for (name, n) in [
+        ("mail.log.4.gz", 200),
+        ("mail.log.3.gz", 200),
+        ("mail.log.2.gz", 200),
+        ("mail.log.1", 200),
+        ("mail.log", 200),
+    ] {
+        let text: String = (rows..rows + n).map(attack).collect();
+        rows += n;
+        let path = dir.join(name);
+        if name.ends_with(".gz") {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(text.as_bytes()).unwrap();
+            std::fs::write(&path, enc.finish().unwrap()).unwrap();
+        } else {
+            std::fs::write(&path, text).unwrap();
+        }
+    }
+    let cfg = config(&dir, &log);
+    let child = start(&cfg, &dir);
+    let pid = child.id();
+    wait_rows(&dir.join("out.csv"), rows as u64, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(secs));
+    let ticks = cpu_ticks(pid) - t0;
+    stop(child);
+    (ticks as f64 / 100.0 / secs as f64 * 100.0, ticks)
+}
+
+/// Catching up `n` failures from distinct addresses already in the log at start (backfill):
+/// (seconds, peak RSS KiB, RSS KiB 5 s after the last row).
+fn catch_up(n: usize, dns: Option<&dns_server::DnsServer>) -> (f64, u64, u64) {
+    let dir = fresh_dir(if dns.is_some() {
+        "daemon-catchup-dns"
+    } else {
+        "daemon-catchup"
+    });
+    let log = dir.join("mail.log");
+    {
+        let mut f = std::io::BufWriter::new(File::create(&log).unwrap());
+        for i in 0..n {
+            f.write_all(attack_from(i).as_bytes()).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    let enrich = match dns {
+        Some(d) => format!("dns_servers = [\"{}\"]\n", d.addr),
+        None => "reverse_dns = false\n".to_string(),
+    };
+    let cfg = config_with(&dir, &log, &enrich);
+    let t = Instant::now();
+    let child = start(&cfg, &dir);
+    let pid = child.id();
+    let took = t.elapsed() + wait_rows(&dir.join("out.csv"), n as u64, Duration::from_secs(1800));
+    std::thread::sleep(Duration::from_secs(5));
+    let (rss_after, hwm) = rss_kib(pid);
+    stop(child);
+    (took.as_secs_f64(), hwm, rss_after)
 }
 
 /// Starts the daemon and waits until its CSV exists (it is ready to record).
@@ -204,6 +313,16 @@ fn main() {
     let (rss_idle, hwm_latency) = rss_kib(pid);
     stop(child);
 
+    // 2b. Idle beside a rotated history.
+    let (idle_rotated_pct, idle_rotated_ticks) = idle_beside_rotations(idle_secs);
+
+    // 2c. Catching up a backlog of failures from distinct addresses, reverse DNS off and on.
+    let catchup: usize = env_or("MLS_BENCH_CATCHUP", 1_000_000);
+    let (catch_secs, catch_hwm, catch_after) = catch_up(catchup, None);
+    let dns = dns_server::DnsServer::start(dns_server::Zone::default());
+    let (catch_dns_secs, catch_dns_hwm, catch_dns_after) = catch_up(catchup, Some(&dns));
+    drop(dns);
+
     // 3. Sustained throughput: the live file grows at full speed.
     let dir = fresh_dir("daemon-throughput");
     let log = dir.join("mail.log");
@@ -321,8 +440,29 @@ fn main() {
         idle_ticks
     );
     println!(
+        "| CPU while idle beside mail.log.1 .. mail.log.4.gz | {:.2}% ({} ticks in {idle_secs} s) | a lone file: {:.2}%; goal < 0.5% |",
+        idle_rotated_pct,
+        idle_rotated_ticks,
+        idle_ticks as f64 / ticks_per_sec / idle_secs as f64 * 100.0
+    );
+    println!(
         "| RSS idle after the latency run | {:.1} MB | goal < 20 MB |",
         rss_idle as f64 / 1024.0
+    );
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "| catching up {catchup} failures from distinct addresses, reverse DNS off: peak RSS / RSS after | {:.1} MB / {:.1} MB ({:.1} s) | idle: {:.1} MB; goal peak < 64 MB |",
+        mib(catch_hwm),
+        mib(catch_after),
+        catch_secs,
+        mib(rss_idle)
+    );
+    println!(
+        "| the same, reverse DNS on (loopback server, every address NXDOMAIN): peak RSS / RSS after | {:.1} MB / {:.1} MB ({:.1} s) | idle: {:.1} MB; goal peak < 64 MB |",
+        mib(catch_dns_hwm),
+        mib(catch_dns_after),
+        catch_dns_secs,
+        mib(rss_idle)
     );
     println!(
         "| peak RSS, latency run | {:.1} MB | |",

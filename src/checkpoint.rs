@@ -221,6 +221,8 @@ pub struct OutputState {
     pub ino: u64,
     /// Its length.
     pub len: u64,
+    /// Whether it is a regular file (a FIFO or a device has no length to judge by).
+    pub regular: bool,
 }
 
 impl OutputState {
@@ -231,6 +233,7 @@ impl OutputState {
             dev: m.dev(),
             ino: m.ino(),
             len: m.len(),
+            regular: m.is_file(),
         })
     }
 }
@@ -262,7 +265,14 @@ impl Checkpoint {
                 None,
                 "the output is missing (moved away?): a new one is started and the last batch's lines are read again into it".to_string(),
             ),
-            Some(a) if recorded_id && (a.dev, a.ino) != (out.dev, out.ino) => (
+            Some(a) if !a.regular => (
+                true,
+                None,
+                "the output is not a regular file: nothing to check".to_string(),
+            ),
+            // The inode decides: device numbers are not stable across reboots on some
+            // filesystems (btrfs subvolumes, NFS), and a reboot is when this matters.
+            Some(a) if recorded_id && a.ino != out.ino => (
                 false,
                 None,
                 "the output is another file than the one written last (moved away and replaced?): the last batch's lines are read again into it".to_string(),
@@ -366,6 +376,7 @@ mod tests {
             dev: 9,
             ino: 42,
             len,
+            regular: true,
         })
     }
 
@@ -398,6 +409,7 @@ mod tests {
             dev: 9,
             ino: 43,
             len: 180,
+            regular: true,
         });
         for (actual, what) in [
             (same(500), "longer"),
@@ -409,6 +421,25 @@ mod tests {
             assert_eq!(r.positions[&Fingerprint(1)].offset, 1000, "{what}");
             assert_eq!(r.truncate_output_to, None, "{what}");
         }
+        // Another device number alone (after a reboot, on some filesystems) is the same file.
+        let renumbered = Some(OutputState {
+            dev: 7,
+            ino: 42,
+            len: 180,
+            regular: true,
+        });
+        assert_eq!(
+            c.recover(renumbered).positions[&Fingerprint(1)].offset,
+            2000
+        );
+        // A FIFO or device has no length to judge by: the batch is taken as delivered.
+        let fifo = Some(OutputState {
+            dev: 9,
+            ino: 42,
+            len: 0,
+            regular: false,
+        });
+        assert_eq!(c.recover(fifo).positions[&Fingerprint(1)].offset, 2000);
         // A checkpoint from before identities were recorded decides from the length alone.
         let mut old = cp();
         (old.output.dev, old.output.ino) = (0, 0);

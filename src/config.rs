@@ -828,10 +828,10 @@ fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
                 problem(
                     "sources.files",
                     format!(
-                        "{} is a rotation of {}, whose rotated history is read with it: remove {}",
+                        "{} would be read twice: as a log of its own, and as a rotation of {} (a name that starts with a listed log's name and . or - is read as part of its history); list only {}",
                         rotated.display(),
                         log.display(),
-                        rotated.display()
+                        log.display()
                     ),
                 );
             }
@@ -840,6 +840,14 @@ fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             problem(
                 "output.csv",
                 format!("is the log {}: name another file", a.display()),
+            );
+        } else if rotation_of(a, &raw.output.csv).is_some() {
+            problem(
+                "output.csv",
+                format!(
+                    "would be read as a rotation of the log {} (its name starts with the log's and . or -): name another file",
+                    a.display()
+                ),
             );
         }
     }
@@ -971,7 +979,7 @@ mod tests {
             ),
             (
                 format!("\"{d}/mail.log.1\", \"{d}/mail.log\""),
-                "mail.log.1 is a rotation of",
+                "mail.log.1 would be read twice",
             ),
         ] {
             let e = err(&format!(
@@ -984,6 +992,10 @@ mod tests {
         }
         for (csv, want) in [
             (format!("{d}/alias.log"), "is the log"),
+            (
+                format!("{d}/mail.log-rows.csv"),
+                "would be read as a rotation",
+            ),
             (
                 format!("{d}/state/checkpoint.json"),
                 "is the state file checkpoint.json",

@@ -14,6 +14,45 @@ use crate::source::fingerprint::Fingerprint;
 /// Messages in flight between stages: batches of blocks, not single lines.
 pub const CHANNEL_CAPACITY: usize = 64;
 
+/// Failures (rows) in flight between the source and the sink's commit, whatever the number of
+/// batches: the bound that keeps memory flat when a backlog dense with failures is read (a
+/// 1 MiB block can hold 7,000 of them, and batches wait in two channels and the enrichment
+/// stage). A batch takes its share before it is sent and gives it back when it is dropped
+/// (committed). One batch larger than the whole budget takes all of it.
+pub const MAX_EVENTS_IN_FLIGHT: usize = 8192;
+
+/// The budget of failures in flight (see [`MAX_EVENTS_IN_FLIGHT`]), shared by the sources.
+#[derive(Debug, Clone)]
+pub struct EventBudget(Arc<tokio::sync::Semaphore>);
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        EventBudget::new(MAX_EVENTS_IN_FLIGHT)
+    }
+}
+
+impl EventBudget {
+    /// A budget of `events`.
+    pub fn new(events: usize) -> Self {
+        EventBudget(Arc::new(tokio::sync::Semaphore::new(events.max(1))))
+    }
+
+    /// Waits (blocking the calling thread, a source's) until `events` may be in flight, and
+    /// returns the share to carry with them; `None` when there are none.
+    pub fn take_blocking(&self, events: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if events == 0 {
+            return None;
+        }
+        let n = events.min(MAX_EVENTS_IN_FLIGHT).min(u32::MAX as usize) as u32;
+        futures::executor::block_on(self.0.clone().acquire_many_owned(n)).ok()
+    }
+
+    /// Events that may still be sent before a source waits.
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+}
+
 /// A message to the sink.
 #[derive(Debug)]
 pub enum ToSink {
@@ -47,6 +86,8 @@ pub struct Batch {
     pub enrichment: Vec<crate::enrich::Enrichment>,
     /// Failures of the server's own SASL backend in the range (for reports).
     pub backend: Vec<crate::parse::BackendFailure>,
+    /// This batch's share of the [`EventBudget`], given back when the batch is dropped.
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Proof of life for the watchdog: an actor beats in its loop; the watchdog pings systemd only

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{OutputState, Positions, Store};
 use crate::config::{Backfill, Config, ConfigError};
 use crate::enrich::Enricher;
-use crate::pipeline::{CHANNEL_CAPACITY, Heartbeat, ToSink};
+use crate::pipeline::{CHANNEL_CAPACITY, EventBudget, Heartbeat, ToSink};
 use crate::sink::committer::{CommitError, Committer, SharedPositions};
 use crate::sink::{CsvFile, SinkError};
 use crate::source::tailer::{Start, Tailer, TailerSettings, Wake};
@@ -106,6 +106,8 @@ struct Running {
     epoch: Instant,
     cancel: CancellationToken,
     committer_heartbeat: Heartbeat,
+    /// Failures in flight between the sources and the sink's commit.
+    budget: EventBudget,
 }
 
 /// Runs the daemon until a [`Control::Shutdown`] has drained the pipeline.
@@ -218,6 +220,7 @@ pub async fn run(
         epoch,
         cancel: CancellationToken::new(),
         committer_heartbeat,
+        budget: EventBudget::default(),
     };
     let start = first_start_mode(first_start, running.config.backfill, &running.config.csv);
     for path in running.config.files.clone() {
@@ -433,6 +436,7 @@ impl Running {
             self.counters.clone(),
             heartbeat.clone(),
             lag.clone(),
+            self.budget.clone(),
         );
         let name = path
             .file_name()

@@ -101,6 +101,8 @@ pub struct Committer {
     last_save: Instant,
     /// Rows formatted but not committed.
     pending_rows: u64,
+    /// Their share of the sources' event budget, held until they are committed.
+    budget: Vec<tokio::sync::OwnedSemaphorePermit>,
     /// Where to simulate a crash (tests only; see [`CrashPoint`]).
     crash: Option<CrashPoint>,
     /// When this committer started (files not seen since count from here).
@@ -190,6 +192,7 @@ impl Committer {
             dirty: true,
             last_save: Instant::now(),
             pending_rows: 0,
+            budget: Vec::new(),
             crash: CrashPoint::from_env(),
             started: Instant::now(),
             stop,
@@ -229,6 +232,13 @@ impl Committer {
                         }
                     }
                     self.commit_with_retry(&runtime)?;
+                    if !replies.is_empty() {
+                        // A barrier (reload) hands the committed positions to new readers: make
+                        // them include row-less progress too, or those lines are read again.
+                        if let Err(e) = self.save_progress() {
+                            self.failed(&e);
+                        }
+                    }
                     for r in replies {
                         let _ = r.send(());
                     }
@@ -240,7 +250,11 @@ impl Committer {
                 // next tick; re-reading such lines after a crash records nothing twice.
                 match self.save_progress() {
                     Ok(()) => self.recovered(),
-                    Err(e) => self.failed(&e),
+                    Err(e) => {
+                        self.failed(&e);
+                        // Tried again at the next interval, not at every message.
+                        self.last_save = Instant::now();
+                    }
                 }
             }
         }
@@ -263,6 +277,8 @@ impl Committer {
                     self.rows.push(f, b.enrichment.get(i));
                 }
                 self.pending_rows += b.failures.len() as u64;
+                // The rows' share of the event budget is given back once they are committed.
+                self.budget.extend(b.budget);
                 let now = Instant::now();
                 let e = self
                     .files
@@ -299,9 +315,9 @@ impl Committer {
             }
             ToSink::Barrier(reply) => replies.push(reply),
             ToSink::SwitchOutput(path, reply) => {
-                // Everything before the switch goes to the old output.
-                self.commit()?;
-                let r = self.switch_output(&path);
+                // Everything before the switch goes to the old output; when that cannot be
+                // written now, the switch is refused (the rows stay pending, retried as usual).
+                let r = self.commit().and_then(|()| self.switch_output(&path));
                 let _ = reply.send(r.map_err(|e| e.to_string()));
             }
         }
@@ -339,12 +355,17 @@ impl Committer {
         }
     }
 
+    /// Writes to `path` from now on, once a checkpoint naming it is saved (until then, and if
+    /// that fails, the old output stays in use).
     fn switch_output(&mut self, path: &Path) -> Result<(), CommitError> {
         let csv = CsvFile::open_append(path)?;
-        tracing::info!(from = %self.csv.path().display(), to = %path.display(), "output switched");
-        self.csv = csv;
-        self.dirty = true;
-        self.save_progress()
+        let old = std::mem::replace(&mut self.csv, csv);
+        if let Err(e) = self.save_progress() {
+            self.csv = old;
+            return Err(e);
+        }
+        tracing::info!(from = %old.path().display(), to = %path.display(), "output switched");
+        Ok(())
     }
 
     /// Commits pending rows; on failure, retries with backoff (the pipeline waits: nothing is
@@ -353,10 +374,14 @@ impl Committer {
     /// makes the next start read the lines again.
     fn commit_with_retry(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), CommitError> {
         let mut delay = Duration::from_millis(500);
+        let writes = self.pending_rows > 0;
         loop {
             match self.commit() {
                 Ok(()) => {
-                    self.recovered();
+                    // (Nothing to write proves nothing about a failure being over.)
+                    if writes {
+                        self.recovered();
+                    }
                     return Ok(());
                 }
                 Err(e) => {
@@ -410,6 +435,8 @@ impl Committer {
             tracing::info!(path = %path.display(), "the CSV was moved away; starting a new one");
             self.csv = CsvFile::open_append(&path)?;
         }
+        // The length on disk, not as last written: someone may have truncated the file.
+        self.csv.refresh_len();
         let len_before = self.csv.len();
         let bytes = self.rows.bytes();
         let len_after = len_before + bytes.len() as u64;
@@ -444,6 +471,7 @@ impl Committer {
         self.counters.failures.fetch_add(self.pending_rows, Relaxed);
         self.pending_rows = 0;
         self.rows.clear();
+        self.budget.clear();
         self.mark_committed();
         Ok(())
     }

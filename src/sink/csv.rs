@@ -286,6 +286,19 @@ impl CsvFile {
         }
     }
 
+    /// Takes the length from the file itself (an append-only writer's own count goes stale
+    /// when someone truncates the file, e.g. logrotate's copytruncate).
+    pub fn refresh_len(&mut self) {
+        if let Output::File {
+            file,
+            regular: true,
+        } = &self.out
+            && let Ok(m) = file.metadata()
+        {
+            self.len = m.len();
+        }
+    }
+
     /// Device and inode of the file being written ((0, 0) for standard output), recorded in
     /// checkpoints so that a restart knows the output at the path is the same file.
     pub fn identity(&self) -> (u64, u64) {

@@ -35,7 +35,7 @@ use super::rotated;
 use super::{BlockReader, READ_CHUNK};
 use crate::checkpoint::{Pos, Positions};
 use crate::parse::{BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
-use crate::pipeline::{Batch, Heartbeat, ToSink};
+use crate::pipeline::{Batch, EventBudget, Heartbeat, ToSink};
 use crate::stats::{Counters, Stats};
 
 /// Why a tailer is woken.
@@ -106,6 +106,8 @@ pub struct Tailer {
     counters: Arc<Counters>,
     heartbeat: Heartbeat,
     lag: Arc<AtomicU64>,
+    /// Failures in flight, shared by every source (see [`EventBudget`]).
+    budget: EventBudget,
     positions: Positions,
     start: Start,
     parser: Parser,
@@ -138,6 +140,7 @@ impl Tailer {
         counters: Arc<Counters>,
         heartbeat: Heartbeat,
         lag: Arc<AtomicU64>,
+        budget: EventBudget,
     ) -> Self {
         let cap = READ_CHUNK.max(settings.max_line_bytes + 1);
         Tailer {
@@ -149,6 +152,7 @@ impl Tailer {
             counters,
             heartbeat,
             lag,
+            budget,
             positions,
             start,
             buf: vec![0; cap],
@@ -370,13 +374,7 @@ impl Tailer {
                 if !rotated {
                     tracing::info!(path = %t.path.display(), offset = end, "first start without backfill: reading only what comes next");
                 }
-                self.positions.insert(
-                    fp,
-                    Pos {
-                        offset: end,
-                        complete: false,
-                    },
-                );
+                self.skip_to(fp, &t.path.clone(), end, false);
                 end
             }
             None => 0,
@@ -395,6 +393,31 @@ impl Tailer {
             offset = 0;
         }
         t.offset = offset;
+    }
+
+    /// Counts what is on disk as read up to `end` (a first start without backfill), and tells
+    /// the sink, so that the checkpoint says so too: a restart before any new line must not
+    /// read that history after all.
+    fn skip_to(&mut self, fp: Fingerprint, path: &Path, end: u64, complete: bool) {
+        self.positions.insert(
+            fp,
+            Pos {
+                offset: end,
+                complete,
+            },
+        );
+        self.send(ToSink::Batch(Batch {
+            fingerprint: fp,
+            path: path.to_path_buf(),
+            end,
+            failures: Vec::new(),
+            enrichment: Vec::new(),
+            backend: Vec::new(),
+            budget: None,
+        }));
+        if complete {
+            self.send(ToSink::Complete(fp));
+        }
     }
 
     /// Keeps a rotated-away file open to finish it: closed once quiet for `rotate_wait`,
@@ -488,16 +511,7 @@ impl Tailer {
                         .and_then(|f| end_of_last_line(&f, meta.len()))
                         .unwrap_or(0)
                 };
-                self.positions.insert(
-                    fp,
-                    Pos {
-                        offset: end,
-                        complete: compressed,
-                    },
-                );
-                if compressed {
-                    self.send(ToSink::Complete(fp));
-                }
+                self.skip_to(fp, &s.path, end, compressed);
                 continue;
             }
             let from = known.map_or(0, |p| p.offset);
@@ -640,6 +654,7 @@ impl Tailer {
                 failures,
                 enrichment: Vec::new(),
                 backend,
+                budget: None,
             }));
             if n < self.buf.len() && last + 1 == n {
                 // Everything read was whole lines and the read was short: at the end for now.
@@ -719,6 +734,7 @@ impl Tailer {
                 failures,
                 enrichment: Vec::new(),
                 backend,
+                budget: None,
             }));
         }
         self.counters.too_long.fetch_add(reader.too_long(), Relaxed);
@@ -732,8 +748,11 @@ impl Tailer {
         self.send(ToSink::Complete(fp));
     }
 
-    fn send(&mut self, msg: ToSink) {
+    fn send(&mut self, mut msg: ToSink) {
         self.heartbeat.waiting();
+        if let ToSink::Batch(b) = &mut msg {
+            b.budget = self.budget.take_blocking(b.failures.len());
+        }
         if self.tx.blocking_send(msg).is_err() {
             // The sink is gone: nothing more can be recorded.
             self.closed = true;
