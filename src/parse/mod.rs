@@ -206,6 +206,9 @@ const BACKEND_REASONS: [&str; 4] = [
 /// Parses one line (without its newline). `years` places yearless syslog timestamps.
 pub fn parse_line(line: &[u8], years: &YearContext) -> ParsedLine {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // NULs before a line are a hole a writer left (copytruncate without O_APPEND), not text.
+    let nuls = line.iter().take_while(|&&b| b == 0).count();
+    let line = &line[nuls..];
     let Some(mut entry) = header::split(line, years) else {
         return ParsedLine::once(unplaced(line));
     };

@@ -51,8 +51,19 @@ impl<'de> Deserialize<'de> for Fingerprint {
 pub fn of_plain(file: &File, max: usize) -> io::Result<Option<Fingerprint>> {
     let mut buf = vec![0u8; 512.min(max.max(1))];
     let mut filled = 0;
+    // A file starting with a hole (NULs written by a writer without O_APPEND after a
+    // copytruncate) is identified by its first line after the hole: otherwise every such file
+    // would hash the same NULs.
+    let start = match file.read_at(&mut buf[..1], 0)? {
+        0 => return Ok(None),
+        _ if buf[0] != 0 => 0,
+        _ => match after_nuls(file)? {
+            Some(at) => at,
+            None => return Ok(None),
+        },
+    };
     loop {
-        let n = file.read_at(&mut buf[filled..], filled as u64)?;
+        let n = file.read_at(&mut buf[filled..], start + filled as u64)?;
         if n == 0 {
             return Ok(None);
         }
@@ -67,6 +78,22 @@ pub fn of_plain(file: &File, max: usize) -> io::Result<Option<Fingerprint>> {
             }
             buf.resize((buf.len() * 2).min(max), 0);
         }
+    }
+}
+
+/// Offset of the first byte that is not NUL (`None`: there is none yet).
+fn after_nuls(file: &File) -> io::Result<Option<u64>> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut at = 0u64;
+    loop {
+        let n = file.read_at(&mut chunk, at)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = chunk[..n].iter().position(|&b| b != 0) {
+            return Ok(Some(at + i as u64));
+        }
+        at += n as u64;
     }
 }
 
@@ -107,6 +134,21 @@ fn of_gzip(input: super::Input, max: usize) -> io::Result<Option<Fingerprint>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leading_hole_is_skipped_so_holey_files_do_not_look_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = |name: &str, line: &str| {
+            use std::os::unix::fs::FileExt;
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            f.write_all_at(line.as_bytes(), 100_000).unwrap();
+            of_plain(&std::fs::File::open(&p).unwrap(), 4096).unwrap()
+        };
+        let (a, b) = (fp("a", "line a\n"), fp("b", "line b\n"));
+        assert!(a.is_some() && a != b);
+        assert_eq!(a, Some(Fingerprint::of_line(b"line a\n")));
+    }
+
     use super::*;
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;

@@ -86,6 +86,8 @@ struct Tracked {
     /// When it last grew, or (for a rotated-away file) when its rotation was seen if later: a
     /// draining file is closed once it has been quiet this long since both.
     last_growth: Instant,
+    /// The furthest end of data read so far: bytes beyond it are growth.
+    seen_end: u64,
 }
 
 /// A rotated sibling as a rescan found it.
@@ -236,18 +238,19 @@ impl Tailer {
             draining.push(t);
         }
         let rotate_wait = self.settings.rotate_wait;
-        draining.retain(|t| {
-            let quiet = t.last_growth.elapsed() >= rotate_wait;
-            if quiet {
-                tracing::info!(path = %t.path.display(), offset = t.offset, "finished reading rotated file");
-                if let Some(fp) = t.fp {
-                    self.positions.entry(fp).or_default().complete = true;
-                    self.send(ToSink::Complete(fp));
-                }
+        let (quiet, still): (Vec<Tracked>, Vec<Tracked>) = draining
+            .into_iter()
+            .partition(|t| t.last_growth.elapsed() >= rotate_wait);
+        self.draining = still;
+        for mut t in quiet {
+            // Its writer has moved on: a last line without a newline is complete now.
+            self.read_unterminated_tail(&mut t);
+            tracing::info!(path = %t.path.display(), offset = t.offset, "finished reading rotated file");
+            if let Some(fp) = t.fp {
+                self.positions.entry(fp).or_default().complete = true;
+                self.send(ToSink::Complete(fp));
             }
-            !quiet
-        });
-        self.draining = draining;
+        }
         if let Some(mut live) = self.live.take() {
             if !self.cancel.is_cancelled() && !self.closed {
                 self.read_plain(&mut live);
@@ -312,6 +315,7 @@ impl Tailer {
                     self.positions.insert(fp, Pos::default());
                 }
                 live.offset = 0;
+                live.seen_end = 0;
                 live.skipping = false;
                 self.rescan_due = true;
             }
@@ -353,6 +357,7 @@ impl Tailer {
             offset: 0,
             skipping: false,
             last_growth: Instant::now(),
+            seen_end: 0,
         };
         self.identify(&mut t, meta.len(), false);
         self.live = Some(t);
@@ -530,6 +535,7 @@ impl Tailer {
                     offset: from,
                     skipping: false,
                     last_growth: Instant::now(),
+                    seen_end: 0,
                 };
                 self.read_plain(&mut t);
                 self.start_draining(t);
@@ -599,7 +605,20 @@ impl Tailer {
                 self.rescan_due = true;
                 return;
             }
-            t.last_growth = Instant::now();
+            // Growth is new bytes, not the same unfinished line read again: a rotated file
+            // ending in a line without a newline must still become quiet, and be finished.
+            let read_end = t.offset + n as u64;
+            if read_end > t.seen_end {
+                t.seen_end = read_end;
+                t.last_growth = Instant::now();
+            }
+            // A hole at a line start: a writer without O_APPEND kept writing at its old offset
+            // after a copytruncate. Its NULs are no line; skip to what follows them.
+            if !t.skipping && self.buf[0] == 0 {
+                let nuls = self.buf[..n].iter().take_while(|&&b| b == 0).count();
+                t.offset += nuls as u64;
+                continue;
+            }
             if t.skipping {
                 match memchr::memchr(b'\n', &self.buf[..n]) {
                     Some(i) => {
@@ -661,6 +680,53 @@ impl Tailer {
                 return;
             }
         }
+    }
+
+    /// Records a rotated file's last line when it has no newline (the writer was cut off, or
+    /// never ends its lines): read to its end, it is a line like the others, as `scan` takes it.
+    fn read_unterminated_tail(&mut self, t: &mut Tracked) {
+        let Some(fp) = t.fp else { return };
+        let size = t.file.metadata().map_or(t.offset, |m| m.len());
+        if t.skipping || size <= t.offset || size - t.offset > self.settings.max_line_bytes as u64 {
+            return;
+        }
+        let mut tail = vec![0u8; (size - t.offset) as usize];
+        if t.file.read_exact_at(&mut tail, t.offset).is_err() || tail.contains(&b'\n') {
+            return;
+        }
+        let years = YearContext::new(
+            t.file
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or_else(|_| chrono::Local::now(), Into::into),
+        );
+        let mut stats = Stats {
+            bytes: tail.len() as u64,
+            ..Stats::default()
+        };
+        let (mut failures, mut backend) = (Vec::new(), Vec::new());
+        let counts = self.parser.scan_block(&tail, t.offset, 0, &years, |found| {
+            collect(found, &t.path, &mut failures, &mut backend, &mut stats);
+        });
+        stats.lines = counts.lines;
+        self.counters.add_read(&stats);
+        t.offset = size;
+        self.positions.insert(
+            fp,
+            Pos {
+                offset: size,
+                complete: false,
+            },
+        );
+        self.send(ToSink::Batch(Batch {
+            fingerprint: fp,
+            path: t.path.clone(),
+            end: size,
+            failures,
+            enrichment: Vec::new(),
+            backend,
+            budget: None,
+        }));
     }
 
     /// Reads a gzip-compressed rotated file from `from` (in uncompressed bytes) to its end.

@@ -495,3 +495,65 @@ fn backend_failures_from_history_are_not_warned_as_happening_now() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_hole_left_by_a_writer_without_o_append_after_copytruncate_loses_no_line() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &(noise(0) + &attack("before")));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["before"]),
+        "{}",
+        d.logged()
+    );
+    // copytruncate; the writer (no O_APPEND) goes on at its old offset: a hole of NULs, then
+    // its next line.
+    let old_len = std::fs::metadata(&log).unwrap().len();
+    std::fs::copy(&log, dir.path().join("mail.log.1")).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(0).unwrap();
+    f.write_all_at(attack("after-hole").as_bytes(), old_len)
+        .unwrap();
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["before", "after-hole"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_rotated_logs_last_line_without_a_newline_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &(noise(0) + &attack("first")));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["first"]),
+        "{}",
+        d.logged()
+    );
+    let rotated = dir.path().join("mail.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // The writer was cut off before its newline; then it moved on to a new file.
+    append(&rotated, attack("cut-off").trim_end_matches('\n'));
+    append(&log, &(noise(1) + &attack("new")));
+    assert!(
+        wait_until(WAIT, || {
+            let mut u = usernames(&out);
+            u.sort();
+            u == ["cut-off", "first", "new"]
+        }),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
