@@ -573,12 +573,7 @@ impl Tailer {
             }
         }
         let fp = t.fp.expect("identified");
-        let years = YearContext::new(
-            t.file
-                .metadata()
-                .and_then(|m| m.modified())
-                .map_or_else(|_| chrono::Local::now(), Into::into),
-        );
+        let years = years_of(&t.file);
         loop {
             if self.cancel.is_cancelled() || self.closed {
                 return;
@@ -641,40 +636,15 @@ impl Tailer {
                 return;
             };
             let end = t.offset + last as u64 + 1;
-            let mut stats = Stats {
-                bytes: last as u64 + 1,
-                ..Stats::default()
-            };
-            let mut failures = Vec::new();
-            let mut backend = Vec::new();
-            let counts = self
-                .parser
-                .scan_block(&self.buf[..=last], t.offset, 0, &years, |found| {
-                    collect(found, &t.path, &mut failures, &mut backend, &mut stats);
-                });
-            stats.lines = counts.lines;
-            stats.too_long += counts.too_long;
-            if counts.too_long > 0 {
-                tracing::warn!(path = %t.path.display(), count = counts.too_long, "line longer than max_line_bytes skipped");
-            }
-            self.counters.add_read(&stats);
-            t.offset = end;
-            self.positions.insert(
-                fp,
-                Pos {
-                    offset: end,
-                    complete: false,
-                },
+            let scanned = scan(
+                &self.parser,
+                &self.buf[..=last],
+                t.offset,
+                &years,
+                &t.path,
             );
-            self.send(ToSink::Batch(Batch {
-                fingerprint: fp,
-                path: t.path.clone(),
-                end,
-                failures,
-                enrichment: Vec::new(),
-                backend,
-                budget: None,
-            }));
+            t.offset = end;
+            self.deliver(fp, &t.path.clone(), end, scanned);
             if n < self.buf.len() && last + 1 == n {
                 // Everything read was whole lines and the read was short: at the end for now.
                 return;
@@ -694,39 +664,10 @@ impl Tailer {
         if t.file.read_exact_at(&mut tail, t.offset).is_err() || tail.contains(&b'\n') {
             return;
         }
-        let years = YearContext::new(
-            t.file
-                .metadata()
-                .and_then(|m| m.modified())
-                .map_or_else(|_| chrono::Local::now(), Into::into),
-        );
-        let mut stats = Stats {
-            bytes: tail.len() as u64,
-            ..Stats::default()
-        };
-        let (mut failures, mut backend) = (Vec::new(), Vec::new());
-        let counts = self.parser.scan_block(&tail, t.offset, 0, &years, |found| {
-            collect(found, &t.path, &mut failures, &mut backend, &mut stats);
-        });
-        stats.lines = counts.lines;
-        self.counters.add_read(&stats);
+        let years = years_of(&t.file);
+        let scanned = scan(&self.parser, &tail, t.offset, &years, &t.path);
         t.offset = size;
-        self.positions.insert(
-            fp,
-            Pos {
-                offset: size,
-                complete: false,
-            },
-        );
-        self.send(ToSink::Batch(Batch {
-            fingerprint: fp,
-            path: t.path.clone(),
-            end: size,
-            failures,
-            enrichment: Vec::new(),
-            backend,
-            budget: None,
-        }));
+        self.deliver(fp, &t.path.clone(), size, scanned);
     }
 
     /// Reads a gzip-compressed rotated file from `from` (in uncompressed bytes) to its end.
@@ -771,37 +712,8 @@ impl Tailer {
             let skip = from.saturating_sub(block.offset) as usize;
             let bytes = &block.bytes[skip..];
             let start = block.offset + skip as u64;
-            let mut stats = Stats {
-                bytes: bytes.len() as u64,
-                ..Stats::default()
-            };
-            let mut failures = Vec::new();
-            let mut backend = Vec::new();
-            let counts = self.parser.scan_block(bytes, start, 0, &years, |found| {
-                collect(found, path, &mut failures, &mut backend, &mut stats);
-            });
-            stats.lines = counts.lines;
-            stats.too_long += counts.too_long;
-            if counts.too_long > 0 {
-                tracing::warn!(path = %path.display(), count = counts.too_long, "line longer than max_line_bytes skipped");
-            }
-            self.counters.add_read(&stats);
-            self.positions.insert(
-                fp,
-                Pos {
-                    offset: block_end,
-                    complete: false,
-                },
-            );
-            self.send(ToSink::Batch(Batch {
-                fingerprint: fp,
-                path: path.to_path_buf(),
-                end: block_end,
-                failures,
-                enrichment: Vec::new(),
-                backend,
-                budget: None,
-            }));
+            let scanned = scan(&self.parser, bytes, start, &years, path);
+            self.deliver(fp, path, block_end, scanned);
         }
         self.counters.too_long.fetch_add(reader.too_long(), Relaxed);
         self.positions.insert(
@@ -812,6 +724,27 @@ impl Tailer {
             },
         );
         self.send(ToSink::Complete(fp));
+    }
+
+    /// Sends what [`scan`] found in a file's range ending at `end`, and moves its position.
+    fn deliver(&mut self, fp: Fingerprint, path: &Path, end: u64, scanned: Scanned) {
+        self.counters.add_read(&scanned.stats);
+        self.positions.insert(
+            fp,
+            Pos {
+                offset: end,
+                complete: false,
+            },
+        );
+        self.send(ToSink::Batch(Batch {
+            fingerprint: fp,
+            path: path.to_path_buf(),
+            end,
+            failures: scanned.failures,
+            enrichment: Vec::new(),
+            backend: scanned.backend,
+            budget: None,
+        }));
     }
 
     fn send(&mut self, mut msg: ToSink) {
@@ -846,6 +779,45 @@ impl Tailer {
             tracing::info!("resolved: {m}");
         }
     }
+}
+
+/// What one range of whole lines held.
+struct Scanned {
+    failures: Vec<crate::parse::AuthFailure>,
+    backend: Vec<crate::parse::BackendFailure>,
+    stats: Stats,
+}
+
+/// Parses a range of whole lines of `path` starting at input offset `start`: rows kept, the
+/// rest counted and reported.
+fn scan(parser: &Parser, bytes: &[u8], start: u64, years: &YearContext, path: &Path) -> Scanned {
+    let mut stats = Stats {
+        bytes: bytes.len() as u64,
+        ..Stats::default()
+    };
+    let (mut failures, mut backend) = (Vec::new(), Vec::new());
+    let counts = parser.scan_block(bytes, start, 0, years, |found| {
+        collect(found, path, &mut failures, &mut backend, &mut stats);
+    });
+    stats.lines = counts.lines;
+    stats.too_long += counts.too_long;
+    if counts.too_long > 0 {
+        tracing::warn!(path = %path.display(), count = counts.too_long, "line longer than max_line_bytes skipped");
+    }
+    Scanned {
+        failures,
+        backend,
+        stats,
+    }
+}
+
+/// Places yearless syslog timestamps by the file's modification time.
+fn years_of(file: &File) -> YearContext {
+    YearContext::new(
+        file.metadata()
+            .and_then(|m| m.modified())
+            .map_or_else(|_| chrono::Local::now(), Into::into),
+    )
 }
 
 /// A server-side failure logged longer ago than this is read from history, not happening now.

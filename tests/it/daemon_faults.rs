@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::*;
@@ -20,6 +20,23 @@ fn gzip(path: &Path, text: &str) {
 fn identity(path: &Path) -> (u64, i64) {
     let m = std::fs::metadata(path).unwrap();
     (m.ino(), m.mtime() * 1_000_000_000 + m.mtime_nsec())
+}
+
+/// A daemon following `dir/mail.log` (a noise line and an attack by `first`, with `extra` in
+/// `[sources]`), once `first`'s row is in: (dir, log, CSV, daemon).
+fn following(extra: &str, first: &str) -> (tempfile::TempDir, PathBuf, PathBuf, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &(noise(0) + &attack(first)));
+    let cfg = daemon_config(dir.path(), &[&log], extra);
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out) == [first]),
+        "{}",
+        d.logged()
+    );
+    (dir, log, out, d)
 }
 
 #[test]
@@ -248,17 +265,7 @@ fn a_log_rewritten_shorter_with_its_first_line_is_read_again() {
 
 #[test]
 fn a_quiet_log_renamed_is_kept_open_for_its_writers_last_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &(noise(0) + &attack("old")));
-    let cfg = daemon_config(dir.path(), &[&log], "notify = false\n");
-    let out = dir.path().join("out.csv");
-    let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(WAIT, || usernames(&out) == ["old"]),
-        "{}",
-        d.logged()
-    );
+    let (dir, log, out, d) = following("notify = false\n", "old");
     // Quiet for longer than rotate_wait (2 s), as a log is between two attacks.
     std::thread::sleep(Duration::from_millis(2500));
     let rotated = dir.path().join("mail.log.1");
@@ -499,17 +506,7 @@ fn backend_failures_from_history_are_not_warned_as_happening_now() {
 #[test]
 fn a_hole_left_by_a_writer_without_o_append_after_copytruncate_loses_no_line() {
     use std::os::unix::fs::FileExt;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &(noise(0) + &attack("before")));
-    let cfg = daemon_config(dir.path(), &[&log], "");
-    let out = dir.path().join("out.csv");
-    let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(WAIT, || usernames(&out) == ["before"]),
-        "{}",
-        d.logged()
-    );
+    let (dir, log, out, d) = following("", "before");
     // copytruncate; the writer (no O_APPEND) goes on at its old offset: a hole of NULs, then
     // its next line.
     let old_len = std::fs::metadata(&log).unwrap().len();
@@ -529,17 +526,7 @@ fn a_hole_left_by_a_writer_without_o_append_after_copytruncate_loses_no_line() {
 
 #[test]
 fn a_rotated_logs_last_line_without_a_newline_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &(noise(0) + &attack("first")));
-    let cfg = daemon_config(dir.path(), &[&log], "");
-    let out = dir.path().join("out.csv");
-    let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(WAIT, || usernames(&out) == ["first"]),
-        "{}",
-        d.logged()
-    );
+    let (dir, log, out, d) = following("", "first");
     let rotated = dir.path().join("mail.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     // The writer was cut off before its newline; then it moved on to a new file.
