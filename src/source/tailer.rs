@@ -636,13 +636,7 @@ impl Tailer {
                 return;
             };
             let end = t.offset + last as u64 + 1;
-            let scanned = scan(
-                &self.parser,
-                &self.buf[..=last],
-                t.offset,
-                &years,
-                &t.path,
-            );
+            let scanned = scan(&self.parser, &self.buf[..=last], t.offset, &years, &t.path);
             t.offset = end;
             self.deliver(fp, &t.path.clone(), end, scanned);
             if n < self.buf.len() && last + 1 == n {

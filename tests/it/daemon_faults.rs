@@ -544,3 +544,101 @@ fn a_rotated_logs_last_line_without_a_newline_is_recorded() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// A small tmpfs mounted for a test, unmounted when dropped (even when the test fails).
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    /// Mounts `size` of tmpfs at `dir` (root only); `None` when that cannot be done here.
+    fn mount(dir: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_waited_out_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let Some(_fs) = SmallFs::mount(&disk, "256k") else {
+        eprintln!(
+            "SKIPPED a_full_disk_is_waited_out_and_nothing_is_lost: cannot mount a tmpfs here (needs root)"
+        );
+        return;
+    };
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nfiles = [\"{}\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\n[output]\ncsv = \"{d}/out.csv\"\n{NO_ENRICH}",
+            log.display(),
+            d = disk.display()
+        ),
+    )
+    .unwrap();
+    let out = disk.join("out.csv");
+    let mut d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("before"));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["before"]),
+        "{}",
+        d.logged()
+    );
+    // Fill the disk to its last byte.
+    let filler = disk.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![b'x'; 4096];
+        while f.write_all(&block).is_ok() {}
+        let mut byte = [b'x'];
+        while f.write_all(&byte[..]).is_ok() {
+            byte[0] = b'y';
+        }
+    }
+    let lines: String = (0..50).map(|i| attack(&format!("full{i}"))).collect();
+    append(&log, &lines);
+    assert!(
+        wait_until(WAIT, || d.logged().contains("No space left on device")),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(d.running(), "the daemon died:\n{}", d.logged());
+    assert_eq!(
+        d.logged()
+            .matches("cannot write rows or checkpoint")
+            .count(),
+        1,
+        "{}",
+        d.logged()
+    );
+    // Space comes back: the daemon resumes by itself, every row once.
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(40), || usernames(&out).len() == 51),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    let mut want = vec!["before".to_string()];
+    want.extend((0..50).map(|i| format!("full{i}")));
+    assert_eq!(usernames(&out), want);
+    assert_eq!(d.stop(), Some(0));
+}
