@@ -23,7 +23,10 @@ pub const MAX_EVENTS_IN_FLIGHT: usize = 8192;
 
 /// The budget of failures in flight (see [`MAX_EVENTS_IN_FLIGHT`]), shared by the sources.
 #[derive(Debug, Clone)]
-pub struct EventBudget(Arc<tokio::sync::Semaphore>);
+pub struct EventBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+    size: usize,
+}
 
 impl Default for EventBudget {
     fn default() -> Self {
@@ -34,7 +37,11 @@ impl Default for EventBudget {
 impl EventBudget {
     /// A budget of `events`.
     pub fn new(events: usize) -> Self {
-        EventBudget(Arc::new(tokio::sync::Semaphore::new(events.max(1))))
+        let size = events.clamp(1, u32::MAX as usize);
+        EventBudget {
+            permits: Arc::new(tokio::sync::Semaphore::new(size)),
+            size,
+        }
     }
 
     /// Waits (blocking the calling thread, a source's) until `events` may be in flight, and
@@ -43,13 +50,14 @@ impl EventBudget {
         if events == 0 {
             return None;
         }
-        let n = events.min(MAX_EVENTS_IN_FLIGHT).min(u32::MAX as usize) as u32;
-        futures::executor::block_on(self.0.clone().acquire_many_owned(n)).ok()
+        // A batch larger than the whole budget takes all of it.
+        let n = events.min(self.size) as u32;
+        futures::executor::block_on(self.permits.clone().acquire_many_owned(n)).ok()
     }
 
     /// Events that may still be sent before a source waits.
     pub fn available(&self) -> usize {
-        self.0.available_permits()
+        self.permits.available_permits()
     }
 }
 
@@ -127,5 +135,24 @@ impl Heartbeat {
     pub fn alive_within(&self, max_ms: u64) -> bool {
         let last = self.last.load(Ordering::Relaxed);
         last == WAITING || (self.epoch.elapsed().as_millis() as u64).saturating_sub(last) <= max_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_taken_and_given_back_and_a_huge_batch_takes_all_of_it() {
+        let budget = EventBudget::new(4);
+        let a = budget.take_blocking(3).unwrap();
+        assert_eq!(budget.available(), 1);
+        drop(a);
+        assert_eq!(budget.available(), 4);
+        // Larger than the whole budget: it does not wait for ever, it takes everything.
+        let all = budget.take_blocking(10).unwrap();
+        assert_eq!(budget.available(), 0);
+        drop(all);
+        assert!(budget.take_blocking(0).is_none());
     }
 }

@@ -280,12 +280,16 @@ impl Committer {
                 // The rows' share of the event budget is given back once they are committed.
                 self.budget.extend(b.budget);
                 let now = Instant::now();
+                // A file first met in a batch without rows (a history skipped at a first
+                // start, say) counts as committed up to it: a recovery that goes back to
+                // "before" must not read that range again (it holds no row anyway).
+                let start = if b.failures.is_empty() { b.end } else { 0 };
                 let e = self
                     .files
                     .entry(b.fingerprint)
                     .or_insert_with(|| FileState {
                         path: b.path.clone(),
-                        committed: 0,
+                        committed: start,
                         current: 0,
                         unseen_before: Duration::ZERO,
                         seen_at: Some(now),

@@ -49,19 +49,31 @@ impl<'de> Deserialize<'de> for Fingerprint {
 /// complete first line (empty, or its first line is still being written). A first line longer
 /// than `max` bytes is hashed over its first `max` bytes.
 pub fn of_plain(file: &File, max: usize) -> io::Result<Option<Fingerprint>> {
-    let mut buf = vec![0u8; 512.min(max.max(1))];
-    let mut filled = 0;
-    // A file starting with a hole (NULs written by a writer without O_APPEND after a
-    // copytruncate) is identified by its first line after the hole: otherwise every such file
-    // would hash the same NULs.
-    let start = match file.read_at(&mut buf[..1], 0)? {
+    Ok(locate(file, max)?.map(|(fp, _)| fp))
+}
+
+/// The fingerprint of a plain file and where its data starts. A file starting with a hole (NULs
+/// written by a writer without O_APPEND after a copytruncate) is identified by its first line
+/// after the hole, which is where its data starts: otherwise every such file would hash the same
+/// NULs. Finding the end of the hole reads it once; callers keep the start and check the file
+/// again with [`of_plain_at`].
+pub fn locate(file: &File, max: usize) -> io::Result<Option<(Fingerprint, u64)>> {
+    let mut first = [0u8; 1];
+    let start = match file.read_at(&mut first, 0)? {
         0 => return Ok(None),
-        _ if buf[0] != 0 => 0,
-        _ => match after_nuls(file)? {
+        _ if first[0] != 0 => 0,
+        _ => match after_nuls(file, 0)? {
             Some(at) => at,
             None => return Ok(None),
         },
     };
+    Ok(of_plain_at(file, start, max)?.map(|fp| (fp, start)))
+}
+
+/// The fingerprint of the line starting at `start` (where [`locate`] found the data to start).
+pub fn of_plain_at(file: &File, start: u64, max: usize) -> io::Result<Option<Fingerprint>> {
+    let mut buf = vec![0u8; 512.min(max.max(1))];
+    let mut filled = 0;
     loop {
         let n = file.read_at(&mut buf[filled..], start + filled as u64)?;
         if n == 0 {
@@ -81,10 +93,10 @@ pub fn of_plain(file: &File, max: usize) -> io::Result<Option<Fingerprint>> {
     }
 }
 
-/// Offset of the first byte that is not NUL (`None`: there is none yet).
-fn after_nuls(file: &File) -> io::Result<Option<u64>> {
+/// Offset of the first byte at or after `from` that is not NUL (`None`: there is none yet).
+pub fn after_nuls(file: &File, from: u64) -> io::Result<Option<u64>> {
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut at = 0u64;
+    let mut at = from;
     loop {
         let n = file.read_at(&mut chunk, at)?;
         if n == 0 {
@@ -108,9 +120,11 @@ pub fn of_path(path: &Path, max: usize) -> io::Result<(Option<Fingerprint>, bool
 }
 
 fn of_gzip(input: super::Input, max: usize) -> io::Result<Option<Fingerprint>> {
+    // A hole at the start (see `locate`) is skipped here too: the compressed rotation of a
+    // holey log must keep its fingerprint.
+    let (mut input, _) = skip_leading_nuls(input)?;
     let mut first = Vec::with_capacity(256);
     let mut byte = [0u8; 4096];
-    let mut input = input;
     loop {
         let n = match input.read(&mut byte) {
             Ok(0) => return Ok(None),
@@ -132,8 +146,50 @@ fn of_gzip(input: super::Input, max: usize) -> io::Result<Option<Fingerprint>> {
     }
 }
 
+/// A stream with its leading NULs (a hole) read off, and how many there were: the stream goes
+/// on at that offset.
+pub fn skip_leading_nuls<R: Read>(mut input: R) -> io::Result<(impl Read, u64)> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut skipped = 0u64;
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let nuls = chunk[..n].iter().take_while(|&&b| b == 0).count();
+        skipped += nuls as u64;
+        if nuls < n || n == 0 {
+            chunk.drain(..nuls);
+            chunk.truncate(n - nuls);
+            return Ok((io::Cursor::new(chunk).chain(input), skipped));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_holey_log_keeps_its_fingerprint_once_gzipped() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("mail.log.1");
+        let mut text = vec![0u8; 70_000];
+        text.extend_from_slice(b"line a\nline b\n");
+        std::fs::write(&plain, &text).unwrap();
+        let gz = dir.path().join("mail.log.2.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&text).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let want = Some(Fingerprint::of_line(b"line a\n"));
+        assert_eq!(of_path(&plain, 4096).unwrap(), (want, false));
+        assert_eq!(of_path(&gz, 4096).unwrap(), (want, true));
+        let (mut rest, skipped) = skip_leading_nuls(&text[..]).unwrap();
+        let mut after = Vec::new();
+        rest.read_to_end(&mut after).unwrap();
+        assert_eq!((skipped, &after[..]), (70_000, &b"line a\nline b\n"[..]));
+    }
+
     #[test]
     fn a_leading_hole_is_skipped_so_holey_files_do_not_look_alike() {
         let dir = tempfile::tempdir().unwrap();

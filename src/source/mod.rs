@@ -64,6 +64,13 @@ impl<R: Read> BlockReader<R> {
         }
     }
 
+    /// Counts offsets from `base` (the input is a stream whose first `base` bytes were read
+    /// off already).
+    pub fn starting_at(mut self, base: u64) -> Self {
+        self.base = base;
+        self
+    }
+
     /// The next block of complete lines, or `None` at end of input. At end of input a final
     /// line without a newline is returned as a block of its own (a one-shot read wants it;
     /// a follower would wait for its newline instead).

@@ -88,6 +88,8 @@ struct Tracked {
     last_growth: Instant,
     /// The furthest end of data read so far: bytes beyond it are growth.
     seen_end: u64,
+    /// Where its data starts: after a leading hole of NULs (see `fingerprint::locate`), else 0.
+    data_start: u64,
 }
 
 /// A rotated sibling as a rescan found it.
@@ -237,18 +239,25 @@ impl Tailer {
             self.read_plain(&mut t);
             draining.push(t);
         }
-        let rotate_wait = self.settings.rotate_wait;
-        let (quiet, still): (Vec<Tracked>, Vec<Tracked>) = draining
-            .into_iter()
-            .partition(|t| t.last_growth.elapsed() >= rotate_wait);
-        self.draining = still;
-        for mut t in quiet {
-            // Its writer has moved on: a last line without a newline is complete now.
-            self.read_unterminated_tail(&mut t);
-            tracing::info!(path = %t.path.display(), offset = t.offset, "finished reading rotated file");
-            if let Some(fp) = t.fp {
-                self.positions.entry(fp).or_default().complete = true;
-                self.send(ToSink::Complete(fp));
+        if self.cancel.is_cancelled() || self.closed {
+            // Not read this time: nothing may be declared finished.
+            self.draining = draining;
+        } else {
+            let rotate_wait = self.settings.rotate_wait;
+            let (quiet, still): (Vec<Tracked>, Vec<Tracked>) = draining
+                .into_iter()
+                .partition(|t| t.last_growth.elapsed() >= rotate_wait);
+            self.draining = still;
+            for mut t in quiet {
+                if !self.finish(&mut t) {
+                    self.draining.push(t);
+                    continue;
+                }
+                tracing::info!(path = %t.path.display(), offset = t.offset, "finished reading rotated file");
+                if let Some(fp) = t.fp {
+                    self.positions.entry(fp).or_default().complete = true;
+                    self.send(ToSink::Complete(fp));
+                }
             }
         }
         if let Some(mut live) = self.live.take() {
@@ -298,9 +307,10 @@ impl Tailer {
         if let Some(live) = &mut self.live
             && (live.dev, live.ino) == id
         {
-            let now = fingerprint::of_plain(&live.file, self.settings.max_line_bytes)
-                .ok()
-                .flatten();
+            let now =
+                fingerprint::of_plain_at(&live.file, live.data_start, self.settings.max_line_bytes)
+                    .ok()
+                    .flatten();
             let truncated = meta.len() < live.offset || (live.fp.is_some() && now != live.fp);
             if truncated {
                 tracing::info!(path = %path.display(), offset = live.offset, size = meta.len(), "log file truncated (copytruncate or emptied); reading it again from its start");
@@ -358,6 +368,7 @@ impl Tailer {
             skipping: false,
             last_growth: Instant::now(),
             seen_end: 0,
+            data_start: 0,
         };
         self.identify(&mut t, meta.len(), false);
         self.live = Some(t);
@@ -368,10 +379,12 @@ impl Tailer {
         if t.fp.is_some() {
             return;
         }
-        let Ok(Some(fp)) = fingerprint::of_plain(&t.file, self.settings.max_line_bytes) else {
+        let Ok(Some((fp, data_start))) = fingerprint::locate(&t.file, self.settings.max_line_bytes)
+        else {
             return;
         };
         t.fp = Some(fp);
+        t.data_start = data_start;
         let mut offset = match self.positions.get(&fp) {
             Some(p) => p.offset,
             None if self.start == Start::AtEnd => {
@@ -523,6 +536,10 @@ impl Tailer {
             if compressed {
                 self.read_gz(&s.path, fp, from, s.modified);
             } else if let Ok(file) = File::open(&s.path) {
+                let data_start = fingerprint::locate(&file, self.settings.max_line_bytes)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |(_, start)| start);
                 if from < meta.len() {
                     tracing::info!(path = %s.path.display(), offset = from, "reading rotated file");
                 }
@@ -536,6 +553,7 @@ impl Tailer {
                     skipping: false,
                     last_growth: Instant::now(),
                     seen_end: 0,
+                    data_start,
                 };
                 self.read_plain(&mut t);
                 self.start_draining(t);
@@ -574,6 +592,8 @@ impl Tailer {
         }
         let fp = t.fp.expect("identified");
         let years = years_of(&t.file);
+        // The leading hole (found once, when the file was identified) is no line.
+        t.offset = t.offset.max(t.data_start);
         loop {
             if self.cancel.is_cancelled() || self.closed {
                 return;
@@ -592,10 +612,11 @@ impl Tailer {
             // and this read (copytruncate with a busy writer): then these bytes belong to new
             // content, not to the position we hold. Trust them only if the first line is
             // still the one we know.
-            let same = fingerprint::of_plain(&t.file, self.settings.max_line_bytes)
-                .ok()
-                .flatten()
-                == t.fp;
+            let same =
+                fingerprint::of_plain_at(&t.file, t.data_start, self.settings.max_line_bytes)
+                    .ok()
+                    .flatten()
+                    == t.fp;
             if !same {
                 self.rescan_due = true;
                 return;
@@ -608,9 +629,13 @@ impl Tailer {
                 t.last_growth = Instant::now();
             }
             // A hole at a line start: a writer without O_APPEND kept writing at its old offset
-            // after a copytruncate. Its NULs are no line; skip to what follows them.
+            // after a copytruncate. Its NULs are no line: skip to what follows them, once
+            // something does (NULs at the end may yet be filled, e.g. on network filesystems).
             if !t.skipping && self.buf[0] == 0 {
                 let nuls = self.buf[..n].iter().take_while(|&&b| b == 0).count();
+                if nuls == n {
+                    return;
+                }
                 t.offset += nuls as u64;
                 continue;
             }
@@ -646,22 +671,45 @@ impl Tailer {
         }
     }
 
-    /// Records a rotated file's last line when it has no newline (the writer was cut off, or
-    /// never ends its lines): read to its end, it is a line like the others, as `scan` takes it.
-    fn read_unterminated_tail(&mut self, t: &mut Tracked) {
-        let Some(fp) = t.fp else { return };
-        let size = t.file.metadata().map_or(t.offset, |m| m.len());
-        if t.skipping || size <= t.offset || size - t.offset > self.settings.max_line_bytes as u64 {
-            return;
+    /// Reads what is left of a quiet rotated file, for the last time; whether it can be closed
+    /// now. Its writer has moved on, so a last line without a newline is complete (as `scan`
+    /// takes it) and recorded; a last line over the length limit is counted and passed. Not
+    /// yet when the file changed meanwhile: it grew (the writer finished that line after all)
+    /// or is other content.
+    fn finish(&mut self, t: &mut Tracked) -> bool {
+        let Some(fp) = t.fp else { return true };
+        let size_of = |t: &Tracked| t.file.metadata().map_or(t.offset, |m| m.len());
+        let size = size_of(t);
+        if size <= t.offset {
+            return true;
+        }
+        if t.skipping || size - t.offset > self.settings.max_line_bytes as u64 {
+            if !t.skipping {
+                self.counters.too_long.fetch_add(1, Relaxed);
+                tracing::warn!(path = %t.path.display(), offset = t.offset, "line longer than max_line_bytes skipped");
+            }
+            t.skipping = false;
+            self.deliver(fp, &t.path.clone(), size, Scanned::default());
+            t.offset = size;
+            return true;
         }
         let mut tail = vec![0u8; (size - t.offset) as usize];
         if t.file.read_exact_at(&mut tail, t.offset).is_err() || tail.contains(&b'\n') {
-            return;
+            return false;
+        }
+        let unchanged = size_of(t) == size
+            && fingerprint::of_plain_at(&t.file, t.data_start, self.settings.max_line_bytes)
+                .ok()
+                .flatten()
+                == Some(fp);
+        if !unchanged {
+            return false;
         }
         let years = years_of(&t.file);
         let scanned = scan(&self.parser, &tail, t.offset, &years, &t.path);
         t.offset = size;
         self.deliver(fp, &t.path.clone(), size, scanned);
+        true
     }
 
     /// Reads a gzip-compressed rotated file from `from` (in uncompressed bytes) to its end.
@@ -675,7 +723,15 @@ impl Tailer {
         };
         tracing::info!(path = %path.display(), offset = from, "reading compressed rotated file");
         let years = YearContext::new(modified.into());
-        let mut reader = BlockReader::new(input, self.settings.max_line_bytes);
+        // A leading hole (a holey log compressed) is no line: skipped, offsets kept.
+        let (input, hole) = match fingerprint::skip_leading_nuls(input) {
+            Ok(r) => r,
+            Err(e) => {
+                self.report(format!("cannot read rotated file {}: {e}", path.display()));
+                return;
+            }
+        };
+        let mut reader = BlockReader::new(input, self.settings.max_line_bytes).starting_at(hole);
         loop {
             if self.cancel.is_cancelled() || self.closed {
                 return;
@@ -776,6 +832,7 @@ impl Tailer {
 }
 
 /// What one range of whole lines held.
+#[derive(Default)]
 struct Scanned {
     failures: Vec<crate::parse::AuthFailure>,
     backend: Vec<crate::parse::BackendFailure>,
