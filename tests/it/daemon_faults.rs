@@ -642,3 +642,37 @@ fn a_full_disk_is_waited_out_and_nothing_is_lost() {
     assert_eq!(usernames(&out), want);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_csv_replaced_by_a_directory_is_retried_then_a_new_one_started() {
+    let (dir, log, out, mut d) = following("", "before");
+    std::fs::remove_file(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    append(&log, &attack("during"));
+    assert!(
+        wait_until(WAIT, || d
+            .logged()
+            .contains("cannot write rows or checkpoint")),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(d.running(), "the daemon died:\n{}", d.logged());
+    assert_eq!(
+        d.logged()
+            .matches("cannot write rows or checkpoint")
+            .count(),
+        1,
+        "{}",
+        d.logged()
+    );
+    std::fs::remove_dir(&out).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(40), || usernames(&out) == ["during"]),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    drop(dir);
+}
