@@ -1,0 +1,385 @@
+//! The configuration file as written: one serde struct per section, every key with its
+//! documented default, unknown keys rejected, values checked while they are read (durations
+//! need a unit, line limits a range, addresses a form) so that an error names the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The configuration file as written, with defaults filled in.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[sources]`: the logs to read and where state is kept.
+    pub sources: RawSources,
+    /// `[output]`: where the record of attempts goes.
+    pub output: RawOutput,
+    /// `[daemon]`: how `maillogsentinel run` behaves as a service.
+    pub daemon: RawDaemon,
+    /// `[enrich]`: reverse DNS, country and AS of each attacker.
+    pub enrich: RawEnrich,
+    /// `[report]`: scheduled and on-demand summaries by email.
+    pub report: RawReport,
+}
+
+/// `[report]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReport {
+    /// When the daemon sends a report: cron with seconds (`sec min hour day month weekday`), in
+    /// the local time zone; "" for never.
+    #[serde(deserialize_with = "cron_schedule")]
+    pub schedule: String,
+    /// Recipients; none: reports are not mailed.
+    #[serde(deserialize_with = "mailboxes")]
+    pub to: Vec<String>,
+    /// Sender.
+    #[serde(deserialize_with = "mailbox")]
+    pub from: String,
+    /// Start of every subject.
+    pub subject_prefix: String,
+    /// `smtp` or `sendmail`.
+    pub transport: TransportKind,
+    /// First wait before an undelivered report is sent again (doubling up to 30 min).
+    pub retry: DurationStr,
+    /// `[report.smtp]`
+    pub smtp: RawSmtp,
+}
+
+/// How report mail leaves.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// SMTP (`[report.smtp]`).
+    Smtp,
+    /// The local sendmail binary.
+    Sendmail,
+}
+
+/// `[report.smtp]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSmtp {
+    /// Server.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub security: crate::report::mail::Security,
+    /// Login name ("" for none).
+    pub username: String,
+    /// File holding the password (first line).
+    pub password_file: PathBuf,
+    /// The password itself: refused unless the config file is readable by its owner only.
+    pub password: String,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        RawSmtp {
+            host: "localhost".into(),
+            port: 25,
+            security: crate::report::mail::Security::None,
+            username: String::new(),
+            password_file: PathBuf::new(),
+            password: String::new(),
+        }
+    }
+}
+
+impl Default for RawReport {
+    fn default() -> Self {
+        RawReport {
+            schedule: "0 0 8 * * *".into(),
+            to: Vec::new(),
+            from: "maillogsentinel@localhost".into(),
+            subject_prefix: "[maillogsentinel]".into(),
+            transport: TransportKind::Smtp,
+            retry: DurationStr::secs(30),
+            smtp: RawSmtp::default(),
+        }
+    }
+}
+
+/// Parses a report schedule (cron with seconds); "" means none.
+pub fn parse_schedule(s: &str) -> Result<Option<croner::Cron>, String> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(s)
+        .map(Some)
+        .map_err(|e| format!("invalid schedule {s:?} ({e}): write cron with seconds, like \"0 0 8 * * *\" (08:00:00 every day)"))
+}
+
+fn cron_schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_schedule(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+fn mailbox<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<lettre::message::Mailbox>()
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a mail address ({e})")))?;
+    Ok(s)
+}
+
+fn mailboxes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    for s in &v {
+        s.parse::<lettre::message::Mailbox>()
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a mail address ({e})")))?;
+    }
+    Ok(v)
+}
+
+/// `[enrich]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEnrich {
+    /// Look up the reverse DNS name of each attacking address.
+    pub reverse_dns: bool,
+    /// DNS servers to ask (`"IP"` or `"IP:port"`, `"[IPv6]:port"`); empty: /etc/resolv.conf.
+    #[serde(deserialize_with = "socket_addrs")]
+    pub dns_servers: Vec<String>,
+    /// Per-query timeout.
+    pub dns_timeout: DurationStr,
+    /// Require the PTR name to resolve back to the address (status `mismatch` otherwise).
+    pub verify_reverse_dns: bool,
+    /// MaxMind DB file for countries ("" for none).
+    pub country_db: PathBuf,
+    /// MaxMind DB file for AS numbers and organisations ("" for none; may be the same file).
+    pub asn_db: PathBuf,
+    /// Reverse DNS answers kept in memory at most.
+    pub cache_size: u64,
+    /// How long an answer is kept.
+    pub cache_ttl: DurationStr,
+    /// How long a negative answer (nxdomain, timeout, servfail, error) is kept.
+    pub negative_cache_ttl: DurationStr,
+    /// Reverse lookups in flight at most.
+    pub concurrency: usize,
+    /// Where `geoip update` fetches `country_db` (`{year}`, `{month}` filled in; "" to skip).
+    pub country_db_url: String,
+    /// Where `geoip update` fetches `asn_db` ("" to skip).
+    pub asn_db_url: String,
+}
+
+impl Default for RawEnrich {
+    fn default() -> Self {
+        RawEnrich {
+            reverse_dns: true,
+            dns_servers: Vec::new(),
+            dns_timeout: DurationStr::secs(2),
+            verify_reverse_dns: true,
+            country_db: PathBuf::from("/var/lib/maillogsentinel/dbip-country-lite.mmdb"),
+            asn_db: PathBuf::from("/var/lib/maillogsentinel/dbip-asn-lite.mmdb"),
+            cache_size: 100_000,
+            cache_ttl: DurationStr::secs(6 * 3600),
+            negative_cache_ttl: DurationStr::secs(15 * 60),
+            concurrency: 256,
+            country_db_url:
+                "https://download.db-ip.com/free/dbip-country-lite-{year}-{month}.mmdb.gz".into(),
+            asn_db_url: "https://download.db-ip.com/free/dbip-asn-lite-{year}-{month}.mmdb.gz"
+                .into(),
+        }
+    }
+}
+
+/// Parses `"IP"`, `"IP:port"` or `"[IPv6]:port"` (port 53 when not given).
+pub fn parse_dns_server(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(sa);
+    }
+    s.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+}
+
+fn socket_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = v.iter().find(|s| parse_dns_server(s).is_none()) {
+        return Err(serde::de::Error::custom(format!(
+            "{bad:?} is not a DNS server address: write \"IP\" or \"IP:port\" (\"[IPv6]:port\")"
+        )));
+    }
+    Ok(v)
+}
+
+/// `[sources]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSources {
+    /// The mail logs to follow.
+    #[serde(deserialize_with = "non_empty_paths")]
+    pub files: Vec<PathBuf>,
+    /// Directory for checkpoints and other state.
+    pub state_dir: PathBuf,
+    /// Lines longer than this many bytes are skipped (and counted).
+    #[serde(deserialize_with = "line_limit")]
+    pub max_line_bytes: usize,
+    /// On the first start (no checkpoints yet), read the rotated history before following.
+    pub backfill: Backfill,
+    /// How often files are checked when no change notification came (the fallback for
+    /// filesystems without inotify, and a safety net everywhere else).
+    pub poll_interval: DurationStr,
+    /// Use change notifications (inotify); with false, files are only polled.
+    pub notify: bool,
+    /// How long a rotated-away file is kept open and read after it last grew (a writer that
+    /// has not reopened its log yet still writes there).
+    pub rotate_wait: DurationStr,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDaemon {
+    /// How long SIGTERM may take to drain the pipeline and write the last checkpoint.
+    pub shutdown_timeout: DurationStr,
+    /// How often a one-line statistics summary is logged (`"0s"` turns it off).
+    pub stats_interval: DurationStr,
+    /// How often reading progress is saved when no row was written (rows always save it).
+    pub checkpoint_interval: DurationStr,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            shutdown_timeout: DurationStr::secs(10),
+            stats_interval: DurationStr::secs(15 * 60),
+            checkpoint_interval: DurationStr::secs(5),
+        }
+    }
+}
+
+/// A duration written as a string with a unit (`"500ms"`, `"2s"`, `"6h"`, `"180d"`), as every
+/// duration in the configuration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationStr(pub Duration);
+
+impl DurationStr {
+    /// Whole seconds.
+    pub const fn secs(s: u64) -> Self {
+        DurationStr(Duration::from_secs(s))
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(DurationStr).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}): write a number with a unit, like \"2s\", \"500ms\", \"6h\" or \"180d\""
+            ))
+        })
+    }
+}
+
+impl Serialize for DurationStr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// `[output]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOutput {
+    /// The intrusion CSV rows are appended to.
+    pub csv: PathBuf,
+}
+
+/// Default of `sources.max_line_bytes`: Postfix lines stay far below it (usernames are cut at
+/// 100 bytes), so only garbage is longer.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+/// Smallest accepted `sources.max_line_bytes`: a real failure line can be ~600 bytes.
+pub const MIN_MAX_LINE_BYTES: usize = 1024;
+/// Largest accepted `sources.max_line_bytes`: it is held in memory per file.
+pub const MAX_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+impl Default for RawSources {
+    fn default() -> Self {
+        RawSources {
+            files: vec![PathBuf::from("/var/log/mail.log")],
+            state_dir: PathBuf::from("/var/lib/maillogsentinel"),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            backfill: Backfill::Auto,
+            poll_interval: DurationStr::secs(1),
+            notify: true,
+            rotate_wait: DurationStr::secs(60),
+        }
+    }
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput {
+            csv: PathBuf::from("/var/lib/maillogsentinel/intrusions.csv"),
+        }
+    }
+}
+
+fn non_empty_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    let v = Vec::<PathBuf>::deserialize(d)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("must name at least one log file"));
+    }
+    if let Some(p) = v.iter().find(|p| p.as_os_str().is_empty()) {
+        return Err(serde::de::Error::custom(format!("empty file name {p:?}")));
+    }
+    Ok(v)
+}
+
+fn line_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let v = u64::deserialize(d)?;
+    if !(MIN_MAX_LINE_BYTES as u64..=MAX_MAX_LINE_BYTES as u64).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: give a number of bytes from {MIN_MAX_LINE_BYTES} to {MAX_MAX_LINE_BYTES}"
+        )));
+    }
+    Ok(v as usize)
+}
+
+/// `sources.backfill`: whether a first start (no checkpoint) reads the logs' history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfill {
+    /// `"auto"` (the default): yes into an output without rows; not into one that already
+    /// holds rows (a new or emptied state directory would otherwise record them all again).
+    Auto,
+    /// `true`: always, also into an output that holds rows.
+    Always,
+    /// `false`: never; start at the end of each live log.
+    Never,
+}
+
+impl Serialize for Backfill {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Backfill::Auto => s.serialize_str("auto"),
+            Backfill::Always => s.serialize_bool(true),
+            Backfill::Never => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Backfill {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Backfill::Always),
+            Raw::Bool(false) => Ok(Backfill::Never),
+            Raw::Text(t) if t == "auto" => Ok(Backfill::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected \"auto\", true or false, found {t:?}"
+            ))),
+        }
+    }
+}

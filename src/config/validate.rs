@@ -1,0 +1,237 @@
+//! Checks of values that parse but cannot work, all listed at once with their keys and lines:
+//! intervals too short to work or too long for the clock, sizes out of range, empty paths, and
+//! files that would be read twice or written over (a log listed twice, through a symlink or
+//! beside its own rotation; an output that is a log, named like one's rotation, or a state
+//! file).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::RawConfig;
+
+/// Every problem with values that parse but cannot work, each naming its key and line: a
+/// zero or absurdly small interval (it would spin or flood the log), one too large for the
+/// clock, a log listed twice (also through a symlink) or beside its own rotation, an output
+/// that is a log or a state file.
+pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
+    const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+    let ms = Duration::from_millis;
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, what: String| {
+        let line = line_of(text, key);
+        problems.push(if line > 0 {
+            format!("{key} (line {line}): {what}")
+        } else {
+            format!("{key}: {what}")
+        });
+    };
+    // (key, value, smallest, may it be zero to turn the feature off)
+    for (key, d, min, zero_ok) in [
+        (
+            "sources.poll_interval",
+            raw.sources.poll_interval.0,
+            ms(10),
+            false,
+        ),
+        (
+            "sources.rotate_wait",
+            raw.sources.rotate_wait.0,
+            ms(100),
+            false,
+        ),
+        (
+            "daemon.shutdown_timeout",
+            raw.daemon.shutdown_timeout.0,
+            ms(100),
+            false,
+        ),
+        (
+            "daemon.checkpoint_interval",
+            raw.daemon.checkpoint_interval.0,
+            ms(10),
+            false,
+        ),
+        (
+            "daemon.stats_interval",
+            raw.daemon.stats_interval.0,
+            Duration::from_secs(1),
+            true,
+        ),
+        (
+            "enrich.dns_timeout",
+            raw.enrich.dns_timeout.0,
+            ms(10),
+            false,
+        ),
+        (
+            "report.retry",
+            raw.report.retry.0,
+            Duration::from_secs(1),
+            false,
+        ),
+        (
+            "enrich.cache_ttl",
+            raw.enrich.cache_ttl.0,
+            Duration::ZERO,
+            true,
+        ),
+        (
+            "enrich.negative_cache_ttl",
+            raw.enrich.negative_cache_ttl.0,
+            Duration::ZERO,
+            true,
+        ),
+    ] {
+        if d.is_zero() && !zero_ok {
+            problem(key, "must be longer than zero".into());
+        } else if !d.is_zero() && d < min {
+            problem(
+                key,
+                format!(
+                    "{d:?} is too short (at least {min:?}): it would keep the daemon busy or flood its log"
+                ),
+            );
+        } else if d > YEAR {
+            problem(key, format!("{d:?} is too long (at most a year)"));
+        }
+    }
+    if !(1..=4096).contains(&raw.enrich.concurrency) {
+        problem(
+            "enrich.concurrency",
+            format!(
+                "{} is out of range (1 to 4096 lookups at once)",
+                raw.enrich.concurrency
+            ),
+        );
+    }
+    if raw.sources.state_dir.as_os_str().is_empty() {
+        problem(
+            "sources.state_dir",
+            "is empty: name a directory (default /var/lib/maillogsentinel)".into(),
+        );
+    }
+    if raw.output.csv.as_os_str().is_empty() {
+        problem(
+            "output.csv",
+            "is empty: name a file (default /var/lib/maillogsentinel/intrusions.csv)".into(),
+        );
+    }
+    // Logs: each read once. The same file twice (literally, through a symlink or another path)
+    // or a rotation of a listed log (read with its history already) would record rows twice.
+    let files = &raw.sources.files;
+    for (i, a) in files.iter().enumerate() {
+        for b in &files[..i] {
+            if same_file(a, b) {
+                problem(
+                    "sources.files",
+                    format!(
+                        "{} and {} are the same file: list it once",
+                        b.display(),
+                        a.display()
+                    ),
+                );
+            } else if let Some((log, rotated)) = rotation_of(a, b) {
+                problem(
+                    "sources.files",
+                    format!(
+                        "{} would be read twice: as a log of its own, and as a rotation of {} (a name that starts with a listed log's name and . or - is read as part of its history); list only {}",
+                        rotated.display(),
+                        log.display(),
+                        log.display()
+                    ),
+                );
+            }
+        }
+        if same_file(a, &raw.output.csv) {
+            problem(
+                "output.csv",
+                format!("is the log {}: name another file", a.display()),
+            );
+        } else if rotation_of(a, &raw.output.csv).is_some() {
+            problem(
+                "output.csv",
+                format!(
+                    "would be read as a rotation of the log {} (its name starts with the log's and . or -): name another file",
+                    a.display()
+                ),
+            );
+        }
+    }
+    let state_files = ["checkpoint.json", "lock", "report-state.json"];
+    for name in state_files {
+        if same_file(&raw.output.csv, &raw.sources.state_dir.join(name)) {
+            problem(
+                "output.csv",
+                format!("is the state file {name} in sources.state_dir: name another file"),
+            );
+        }
+    }
+    problems
+}
+
+/// Whether two paths name the same file: the same path once `.`/`..` and symlinks are resolved
+/// (for files that exist), or the same device and inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        return (ma.dev(), ma.ino()) == (mb.dev(), mb.ino());
+    }
+    resolved(a) == resolved(b)
+}
+
+/// A path with its directory's symlinks resolved where it exists (the file itself may not).
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(d), Some(n)) => std::fs::canonicalize(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        })
+        .map_or_else(|_| p.to_path_buf(), |d| d.join(n)),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// `(log, rotated)` when one of `a`, `b` is a rotated name of the other (`mail.log.1`,
+/// `mail.log-20261122.gz` beside `mail.log`).
+fn rotation_of<'p>(a: &'p Path, b: &'p Path) -> Option<(&'p Path, &'p Path)> {
+    let is_rotation = |log: &Path, other: &Path| {
+        let (rl, ro) = (resolved(log), resolved(other));
+        let (Some(ld), Some(od)) = (rl.parent(), ro.parent()) else {
+            return false;
+        };
+        let (Some(ln), Some(on)) = (rl.file_name(), ro.file_name()) else {
+            return false;
+        };
+        let (ln, on) = (ln.as_encoded_bytes(), on.as_encoded_bytes());
+        ld == od
+            && on.len() > ln.len() + 1
+            && on.starts_with(ln)
+            && matches!(on[ln.len()], b'.' | b'-')
+    };
+    if is_rotation(a, b) {
+        Some((a, b))
+    } else if is_rotation(b, a) {
+        Some((b, a))
+    } else {
+        None
+    }
+}
+
+/// The line (1-based) where `section.key` is set, or 0 when it is not in the text.
+pub(super) fn line_of(text: &str, dotted: &str) -> usize {
+    let (section, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim();
+        } else if current == section && t.split('=').next().is_some_and(|k| k.trim() == key) {
+            return i + 1;
+        }
+    }
+    0
+}
