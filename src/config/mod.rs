@@ -392,10 +392,7 @@ mod tests {
         }
         for (csv, want) in [
             (format!("{d}/alias.log"), "is the log"),
-            (
-                format!("{d}/mail.log-rows.csv"),
-                "would be read as a rotation",
-            ),
+            (format!("{d}/mail.log.1.csv"), "would be read as a rotation"),
             (
                 format!("{d}/state/checkpoint.json"),
                 "is the state file checkpoint.json",
@@ -412,7 +409,7 @@ mod tests {
         // Distinct logs, and names that merely share a start, are fine.
         Config::from_toml(
             &format!(
-                "[sources]\nfiles = [\"{d}/mail.log\", \"{d}/mail.logger\", \"{d}/mail.err\"]\n"
+                "[sources]\nfiles = [\"{d}/mail.log\", \"{d}/mail.logger\", \"{d}/mail.log-other\", \"{d}/mail.err\"]\n"
             ),
             Origin::File("t.toml".into()),
         )

@@ -134,7 +134,7 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
                 problem(
                     "sources.files",
                     format!(
-                        "{} would be read twice: as a log of its own, and as a rotation of {} (a name that starts with a listed log's name and . or - is read as part of its history); list only {}",
+                        "{} would be read twice: as a log of its own, and as a rotation of {} (a name that is a listed log's name, then . or - and a digit, is read as part of its history); list only {}",
                         rotated.display(),
                         log.display(),
                         log.display()
@@ -151,7 +151,7 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             problem(
                 "output.csv",
                 format!(
-                    "would be read as a rotation of the log {} (its name starts with the log's and . or -): name another file",
+                    "would be read as a rotation of the log {} (its name is the log's, then . or - and a digit): name another file",
                     a.display()
                 ),
             );
@@ -196,7 +196,7 @@ fn resolved(p: &Path) -> PathBuf {
 }
 
 /// `(log, rotated)` when one of `a`, `b` is a rotated name of the other (`mail.log.1`,
-/// `mail.log-20261122.gz` beside `mail.log`).
+/// `mail.log-20261122.gz` beside `mail.log`; the same rule as the sibling search).
 fn rotation_of<'p>(a: &'p Path, b: &'p Path) -> Option<(&'p Path, &'p Path)> {
     let is_rotation = |log: &Path, other: &Path| {
         let (rl, ro) = (resolved(log), resolved(other));
@@ -208,9 +208,9 @@ fn rotation_of<'p>(a: &'p Path, b: &'p Path) -> Option<(&'p Path, &'p Path)> {
         };
         let (ln, on) = (ln.as_encoded_bytes(), on.as_encoded_bytes());
         ld == od
-            && on.len() > ln.len() + 1
             && on.starts_with(ln)
-            && matches!(on[ln.len()], b'.' | b'-')
+            && std::str::from_utf8(&on[ln.len()..])
+                .is_ok_and(crate::source::rotated::is_rotation_suffix)
     };
     if is_rotation(a, b) {
         Some((a, b))

@@ -40,7 +40,7 @@ pub fn siblings(log: &Path) -> std::io::Result<(Vec<Sibling>, Vec<PathBuf>)> {
         let Some(rest) = other.strip_prefix(name) else {
             continue;
         };
-        if !(rest.starts_with('.') || rest.starts_with('-')) || rest.len() < 2 {
+        if !is_rotation_suffix(rest) {
             continue;
         }
         // Temporary files of editors and of our own kind are not rotations.
@@ -75,6 +75,15 @@ pub fn siblings(log: &Path) -> std::io::Result<(Vec<Sibling>, Vec<PathBuf>)> {
     Ok((found.into_iter().map(|(s, _)| s).collect(), unreadable))
 }
 
+/// Whether what follows a log's name makes a rotation of it: `.` or `-` and then a digit, as
+/// every rotator names them (`.1`, `.2.gz`, `-20261122`, `.20261122-083000.gz`, savelog's `.0`).
+/// Other names beside the log (`mail.log.bak`, `mail.log-other`) are not its history: reading
+/// them as such could record rows twice or from another server.
+pub fn is_rotation_suffix(rest: &str) -> bool {
+    let b = rest.as_bytes();
+    b.len() >= 2 && matches!(b[0], b'.' | b'-') && b[1].is_ascii_digit()
+}
+
 /// `.3.gz` -> 3; other suffixes (dates) -> 0.
 fn rotation_number(rest: &str) -> u64 {
     let rest = rest.strip_suffix(".gz").unwrap_or(rest);
@@ -104,6 +113,8 @@ mod tests {
             ("mail.log.5.xz", 6),
             ("mail.logger", 7),
             ("mail.err", 8),
+            ("mail.log.bak", 9),
+            ("mail.log-other", 9),
         ] {
             let p = d.join(name);
             std::fs::write(&p, b"x\n").unwrap();
