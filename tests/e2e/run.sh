@@ -57,8 +57,11 @@ mkdir -p "$WORK"/{log,state,mail,dovecot/run,geo,spool,data}
 # --- 2. binaries and test data ------------------------------------------------------------------
 say "build"
 (cd "$ROOT" && cargo build --quiet --bin maillogsentinel --example e2e-mmdb)
-BIN="$ROOT/target/debug/maillogsentinel"
-"$ROOT/target/debug/examples/e2e-mmdb" "$WORK/geo"
+# Where cargo put them: target/ unless CARGO_TARGET_DIR says otherwise.
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+BIN="$TARGET/debug/maillogsentinel"
+"$TARGET/debug/examples/e2e-mmdb" "$WORK/geo"
 
 # --- 3. Dovecot: SASL only, one real user ---------------------------------------------------------
 say "dovecot"
