@@ -16,6 +16,20 @@ fn gzip(path: &Path, text: &str) {
     std::fs::write(path, enc.finish().unwrap()).unwrap();
 }
 
+/// Debian's layout in a temp dir: `mail.log` (user "zero"), `mail.log.1` ("one") and
+/// `mail.log.2.gz` ("two"), one attack each: (dir, live log).
+fn debian_layout() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    gzip(
+        &dir.path().join("mail.log.2.gz"),
+        &(noise(2) + &attack("two")),
+    );
+    std::fs::write(dir.path().join("mail.log.1"), noise(1) + &attack("one")).unwrap();
+    std::fs::write(&log, noise(0) + &attack("zero")).unwrap();
+    (dir, log)
+}
+
 /// (inode, mtime in ns) of a file: the checkpoint is replaced by rename, so a save changes both.
 fn identity(path: &Path) -> (u64, i64) {
     let m = std::fs::metadata(path).unwrap();
@@ -69,14 +83,7 @@ fn an_idle_daemon_beside_rotated_siblings_rewrites_nothing() {
     // Debian's layout: the live log, yesterday's plain, older ones gzipped. The daemon's own
     // reads of the siblings used to wake it (inotify IN_OPEN), each wake re-read them: an idle
     // daemon spun for ever and saved its checkpoint at every interval.
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    gzip(
-        &dir.path().join("mail.log.2.gz"),
-        &(noise(2) + &attack("two")),
-    );
-    std::fs::write(dir.path().join("mail.log.1"), noise(1) + &attack("one")).unwrap();
-    std::fs::write(&log, noise(0) + &attack("zero")).unwrap();
+    let (dir, log) = debian_layout();
     let cfg = daemon_config(
         dir.path(),
         &[&log],
@@ -309,14 +316,7 @@ fn a_wall_clock_jump_forgets_nothing_that_was_read() {
         );
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    gzip(
-        &dir.path().join("mail.log.2.gz"),
-        &(noise(2) + &attack("two")),
-    );
-    std::fs::write(dir.path().join("mail.log.1"), noise(1) + &attack("one")).unwrap();
-    std::fs::write(&log, noise(0) + &attack("zero")).unwrap();
+    let (dir, log) = debian_layout();
     let cfg = daemon_config(dir.path(), &[&log], "");
     let out = dir.path().join("out.csv");
     // The wall clock comes from a file the test rewrites; the monotonic clock stays true.
