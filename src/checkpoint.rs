@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::source::fingerprint::Fingerprint;
+use crate::source::journal::JournalPos;
 
 /// The checkpoint file's name inside `state_dir`.
 pub const FILE_NAME: &str = "checkpoint.json";
@@ -79,6 +80,18 @@ pub struct OutputPosition {
     pub ino: u64,
 }
 
+/// Where reading stopped in one journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalPosition {
+    /// Which journal: `system`, or the directory or file configured.
+    pub source: String,
+    /// The position before the batch this checkpoint describes (`None`: the batch was the
+    /// first read from this journal).
+    pub before: Option<JournalPos>,
+    /// The last entry whose rows are in the output, once the batch landed.
+    pub after: JournalPos,
+}
+
 /// The checkpoint file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -88,6 +101,9 @@ pub struct Checkpoint {
     pub output: OutputPosition,
     /// Every file known, by fingerprint.
     pub files: Vec<FilePosition>,
+    /// Every journal read (absent from checkpoints written before journals were read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journals: Vec<JournalPosition>,
 }
 
 /// Why checkpoints could not be read or written.
@@ -247,6 +263,8 @@ pub struct Recovery {
     pub paths: BTreeMap<Fingerprint, PathBuf>,
     /// How long each file had not been seen on disk, per fingerprint.
     pub unseen: BTreeMap<Fingerprint, std::time::Duration>,
+    /// Where to resume each journal, by source (a journal absent here starts afresh).
+    pub journals: BTreeMap<String, JournalPos>,
     /// When set, the output must be cut back to this length first (a torn batch).
     pub truncate_output_to: Option<u64>,
     /// What was decided, for the log.
@@ -325,10 +343,23 @@ impl Checkpoint {
             .iter()
             .map(|f| (f.fingerprint, std::time::Duration::from_secs(f.unseen_secs)))
             .collect();
+        let journals = self
+            .journals
+            .iter()
+            .filter_map(|j| {
+                let pos = if after {
+                    Some(&j.after)
+                } else {
+                    j.before.as_ref()
+                };
+                pos.map(|p| (j.source.clone(), p.clone()))
+            })
+            .collect();
         Recovery {
             positions,
             paths,
             unseen,
+            journals,
             truncate_output_to: truncate,
             note,
         }
@@ -367,7 +398,42 @@ mod tests {
                     complete: true,
                 },
             ],
+            journals: vec![
+                JournalPosition {
+                    source: "system".into(),
+                    before: Some(jpos("c1", 10)),
+                    after: jpos("c2", 20),
+                },
+                JournalPosition {
+                    source: "/j".into(),
+                    before: None,
+                    after: jpos("d1", 30),
+                },
+            ],
         }
+    }
+
+    fn jpos(cursor: &str, realtime_usec: u64) -> JournalPos {
+        JournalPos {
+            cursor: cursor.into(),
+            realtime_usec,
+        }
+    }
+
+    #[test]
+    fn journals_resume_after_a_landed_batch_and_before_a_lost_one() {
+        let c = cp();
+        let r = c.recover(same(180));
+        assert_eq!(r.journals["system"], jpos("c2", 20));
+        assert_eq!(r.journals["/j"], jpos("d1", 30));
+        let r = c.recover(same(100));
+        assert_eq!(r.journals["system"], jpos("c1", 10));
+        // Its first batch was lost: that journal starts afresh.
+        assert!(!r.journals.contains_key("/j"));
+        // A checkpoint written before journals were read has none.
+        let old = r#"{"version":1,"output":{"path":"/x","len_before":0,"len_after":0},"files":[]}"#;
+        let old: Checkpoint = serde_json::from_str(old).unwrap();
+        assert!(old.journals.is_empty());
     }
 
     /// The same file (dev 9, inode 42) at `len`.

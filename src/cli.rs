@@ -112,8 +112,22 @@ pub struct ScanArgs {
     /// configured `[output] csv`.
     #[arg(short, long, value_name = "OUT.csv")]
     pub output: Option<PathBuf>,
+    /// Read the systemd journal (or `[sources] journal_path`) instead of files: the entries
+    /// `journal_match` selects (facility mail by default), all that is retained unless
+    /// --since or --from/--to narrow it.
+    #[arg(long, conflicts_with = "files")]
+    pub journal: bool,
+    /// With --journal: the last DURATION until now (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", requires = "journal", conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// With --journal: window start (2026-11-22, "2026-11-22 08:00", or RFC 3339).
+    #[arg(long, value_name = "TIME", requires = "journal")]
+    pub from: Option<String>,
+    /// With --journal: window end, excluded.
+    #[arg(long, value_name = "TIME", requires = "journal")]
+    pub to: Option<String>,
     /// Log files to read, in this order: plain text, gzip (detected by content), or `-` for
     /// stdin.
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE", required_unless_present = "journal")]
     pub files: Vec<PathBuf>,
 }

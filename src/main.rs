@@ -236,6 +236,17 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         enricher,
         runtime: &runtime,
     });
+    if args.journal {
+        let (from, to) = journal_window(&args)?;
+        let stats = scan::scan_journal(&config.journal, from, to, &mut sink, enrich)
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        tracing::info!(
+            journal = %config.journal.describe(),
+            output = %sink.name().display(),
+            "scanned: {stats}"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = scan::scan_all(&args.files, config.max_line_bytes, &mut sink, enrich)
         .map_err(|e| Failure::Runtime(e.into()))?;
     tracing::info!(
@@ -257,6 +268,33 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// `scan --journal`'s window in microseconds since the epoch: `--since`, or `--from`/`--to`.
+fn journal_window(args: &ScanArgs) -> Result<(Option<u64>, Option<u64>), Failure> {
+    use maillogsentinel::report::parse_time;
+    let usage = |e: String| Failure::Usage(anyhow::anyhow!(e));
+    let usec = |secs: i64| u64::try_from(secs).unwrap_or(0).saturating_mul(1_000_000);
+    if let Some(d) = &args.since {
+        let d = humantime::parse_duration(d)
+            .map_err(|e| usage(format!("--since {d}: {e} (write e.g. 24h or 7d)")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return Ok((Some(now.saturating_sub(d).as_micros() as u64), None));
+    }
+    let from = args
+        .from
+        .as_deref()
+        .map(|t| parse_time(t).map_err(|e| usage(format!("--from: {e}"))))
+        .transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| parse_time(t).map_err(|e| usage(format!("--to: {e}"))))
+        .transpose()?;
+    // The end is excluded: the last microsecond before it is the last one read.
+    Ok((from.map(usec), to.map(|t| usec(t).saturating_sub(1))))
 }
 
 /// The configured output's directory is ours to create (mode 0750), like the daemon's state.

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::parse::AuthFailure;
 use crate::source::fingerprint::Fingerprint;
+use crate::source::journal::JournalPos;
 
 /// Messages in flight between stages: batches of blocks, not single lines.
 pub const CHANNEL_CAPACITY: usize = 64;
@@ -64,7 +65,7 @@ impl EventBudget {
 /// A message to the sink.
 #[derive(Debug)]
 pub enum ToSink {
-    /// Rows from a contiguous range of one file, and the offset just past it.
+    /// Rows from a contiguous range of one source, and the position just past it.
     Batch(Batch),
     /// These files were seen on disk (keeps their checkpoint entries alive).
     Seen(Vec<(Fingerprint, PathBuf)>),
@@ -78,15 +79,33 @@ pub enum ToSink {
     SwitchOutput(PathBuf, oneshot::Sender<Result<(), String>>),
 }
 
-/// Rows from one file's byte range `[start, end)`.
+/// Where a batch ends in its source: opaque to every stage but the source that made it and
+/// the committer that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A log file's byte offset.
+    File {
+        /// The file's identity.
+        fingerprint: Fingerprint,
+        /// The name it was read under.
+        path: PathBuf,
+        /// Offset just past the last line of the range.
+        end: u64,
+    },
+    /// A journal's last entry read.
+    Journal {
+        /// Which journal (see [`crate::source::journal::JournalSettings::source_id`]).
+        source: String,
+        /// The entry.
+        pos: JournalPos,
+    },
+}
+
+/// Rows from one contiguous range of one source (a file's bytes, a journal's entries).
 #[derive(Debug)]
 pub struct Batch {
-    /// The file's identity.
-    pub fingerprint: Fingerprint,
-    /// The name it was read under.
-    pub path: PathBuf,
-    /// Offset just past the last line of the range.
-    pub end: u64,
+    /// Where the range ends.
+    pub position: Position,
     /// Failed logins in the range, in log order.
     pub failures: Vec<AuthFailure>,
     /// What the enrichment stage found for each failure (same order); empty when enrichment

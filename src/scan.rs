@@ -45,6 +45,17 @@ pub enum ScanError {
     Sink(#[from] SinkError),
 }
 
+/// Why `scan --journal` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalScanError {
+    /// The journal could not be opened or read on (rows before the failure were kept).
+    #[error(transparent)]
+    Journal(#[from] crate::source::journal::JournalError),
+    /// The output failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
 /// What a scan did.
 #[derive(Debug, Default)]
 pub struct ScanReport {
@@ -151,6 +162,48 @@ pub fn scan_all(
     }
     sink.sync()?;
     Ok(report)
+}
+
+/// Reads the journal `settings` name once, from `from` (the oldest entry when `None`) to `to`
+/// (the newest when `None`; microseconds since the epoch), into `sink`. Rows are synced to disk
+/// before returning, also when reading fails part way.
+pub fn scan_journal(
+    settings: &crate::source::journal::JournalSettings,
+    from: Option<u64>,
+    to: Option<u64>,
+    sink: &mut CsvSink,
+    enrich: Option<ScanEnrich<'_>>,
+) -> Result<Stats, JournalScanError> {
+    use crate::source::journal::{JournalReader, JournalStart};
+    let mut reader = JournalReader::open(settings)?;
+    reader.seek(&from.map_or(JournalStart::Head, JournalStart::Since))?;
+    if let Some(to) = to {
+        reader.set_until(to);
+    }
+    let mut stats = Stats::default();
+    let mut recorder = Recorder::new(sink, enrich);
+    let outcome = loop {
+        let read = match reader.read(crate::source::journal::follow::ENTRIES_PER_BATCH) {
+            Ok(r) => r,
+            Err(e) => break Err(JournalScanError::from(e)),
+        };
+        stats.add(&read.stats);
+        stats.failures += read.failures.len() as u64;
+        if let Some(e) = read
+            .failures
+            .into_iter()
+            .find_map(|f| recorder.push(f).err())
+        {
+            break Err(e.into());
+        }
+        if read.at_end {
+            break Ok(());
+        }
+    };
+    let synced = recorder.sync();
+    outcome?;
+    synced?;
+    Ok(stats)
 }
 
 /// Scans one input into `sink`, adding to `stats`.

@@ -26,6 +26,9 @@ pub struct Stats {
     /// rsyslog `message repeated N times` lines whose N was over
     /// [`crate::parse::MAX_REPEAT`]: each stood for more lines than were counted.
     pub repeats_capped: u64,
+    /// Journal entries without a readable text `MESSAGE` (missing, binary, or damaged),
+    /// skipped.
+    pub unreadable: u64,
 }
 
 impl Stats {
@@ -39,6 +42,7 @@ impl Stats {
         self.unrecognised += other.unrecognised;
         self.too_long += other.too_long;
         self.repeats_capped += other.repeats_capped;
+        self.unreadable += other.unreadable;
     }
 }
 
@@ -57,6 +61,13 @@ impl fmt::Display for Stats {
         )?;
         if self.repeats_capped > 0 {
             write!(f, ", {} repeat counts capped", self.repeats_capped)?;
+        }
+        if self.unreadable > 0 {
+            write!(
+                f,
+                ", {} journal entries without a text message skipped",
+                self.unreadable
+            )?;
         }
         Ok(())
     }
@@ -82,6 +93,8 @@ pub struct Counters {
     pub too_long: AtomicU64,
     /// Repeated-message counts over the cap.
     pub repeats_capped: AtomicU64,
+    /// Journal entries without a readable text message.
+    pub unreadable: AtomicU64,
     /// Files rotated away (renamed, replaced or deleted) while followed.
     pub rotations: AtomicU64,
     /// Files truncated while followed.
@@ -103,6 +116,7 @@ impl Counters {
         self.unrecognised.fetch_add(s.unrecognised, Relaxed);
         self.too_long.fetch_add(s.too_long, Relaxed);
         self.repeats_capped.fetch_add(s.repeats_capped, Relaxed);
+        self.unreadable.fetch_add(s.unreadable, Relaxed);
     }
 
     /// A consistent-enough copy for a statistics line.
@@ -116,6 +130,7 @@ impl Counters {
             unrecognised: self.unrecognised.load(Relaxed),
             too_long: self.too_long.load(Relaxed),
             repeats_capped: self.repeats_capped.load(Relaxed),
+            unreadable: self.unreadable.load(Relaxed),
             rotations: self.rotations.load(Relaxed),
             truncations: self.truncations.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),
@@ -143,6 +158,8 @@ pub struct Snapshot {
     pub too_long: u64,
     /// Repeated-message counts over the cap.
     pub repeats_capped: u64,
+    /// Journal entries without a readable text message.
+    pub unreadable: u64,
     /// Rotations seen.
     pub rotations: u64,
     /// Truncations seen.
@@ -168,6 +185,13 @@ impl fmt::Display for Snapshot {
         )?;
         if self.repeats_capped > 0 {
             write!(f, ", {} repeat counts capped", self.repeats_capped)?;
+        }
+        if self.unreadable > 0 {
+            write!(
+                f,
+                ", {} journal entries without a text message skipped",
+                self.unreadable
+            )?;
         }
         Ok(())
     }

@@ -55,6 +55,8 @@ pub struct Config {
     pub csv: PathBuf,
     /// Read rotated history on the first start.
     pub backfill: Backfill,
+    /// The systemd journal: whether, which entries, where.
+    pub journal: crate::source::journal::JournalSettings,
     /// Polling fallback interval.
     pub poll_interval: Duration,
     /// Use change notifications.
@@ -161,6 +163,7 @@ impl Config {
             max_line_bytes: raw.sources.max_line_bytes,
             csv: raw.output.csv.clone(),
             backfill: raw.sources.backfill,
+            journal: crate::source::journal::JournalSettings::from_raw(&raw.sources),
             poll_interval: raw.sources.poll_interval.0,
             notify: raw.sources.notify,
             rotate_wait: raw.sources.rotate_wait.0,

@@ -231,6 +231,15 @@ pub struct RawSources {
     /// How long a rotated-away file is kept open and read after it last grew (a writer that
     /// has not reopened its log yet still writes there).
     pub rotate_wait: DurationStr,
+    /// Read the systemd journal: `"auto"` (when no configured file exists), `true`, `false`.
+    pub journal: JournalMode,
+    /// Which journal entries: `FIELD=value` terms (OR within a field, AND across fields);
+    /// empty means facility mail (`SYSLOG_FACILITY=2`), what rsyslog writes to mail.log.
+    #[serde(deserialize_with = "journal_matches")]
+    pub journal_match: Vec<String>,
+    /// Read this journal directory or file instead of the system journal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_path: Option<PathBuf>,
 }
 
 /// `[daemon]`
@@ -310,6 +319,9 @@ impl Default for RawSources {
             poll_interval: DurationStr::secs(1),
             notify: true,
             rotate_wait: DurationStr::secs(60),
+            journal: JournalMode::Auto,
+            journal_match: Vec::new(),
+            journal_path: None,
         }
     }
 }
@@ -320,6 +332,18 @@ impl Default for RawOutput {
             csv: PathBuf::from("/var/lib/maillogsentinel/intrusions.csv"),
         }
     }
+}
+
+/// `FIELD=value` terms as `journalctl` takes them: a field name of upper-case letters, digits
+/// and `_` (not starting with a digit), `=`, any value.
+fn journal_matches<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    for term in &v {
+        if let Err(why) = crate::source::journal::Match::parse(term) {
+            return Err(serde::de::Error::custom(why));
+        }
+    }
+    Ok(v)
 }
 
 fn non_empty_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
@@ -343,29 +367,42 @@ fn line_limit<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(v as usize)
 }
 
-/// `sources.backfill`: whether a first start (no checkpoint) reads the logs' history.
+/// A setting written `"auto"`, `true` or `false`.
+///
+/// `sources.backfill` (whether a first start, without a checkpoint, reads the logs' history):
+/// `"auto"` (the default) yes into an output without rows, not into one that already holds rows
+/// (a new or emptied state directory would otherwise record them all again); `true` always;
+/// `false` never, start at the end of each live log.
+///
+/// `sources.journal` (whether the systemd journal is read): `"auto"` (the default) only when
+/// none of the configured files exists at start and a journal does; `true` beside the files;
+/// `false` never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backfill {
-    /// `"auto"` (the default): yes into an output without rows; not into one that already
-    /// holds rows (a new or emptied state directory would otherwise record them all again).
+pub enum AutoBool {
+    /// `"auto"`: decided from what is there (see the type's documentation).
     Auto,
-    /// `true`: always, also into an output that holds rows.
+    /// `true`.
     Always,
-    /// `false`: never; start at the end of each live log.
+    /// `false`.
     Never,
 }
 
-impl Serialize for Backfill {
+/// `sources.backfill` (see [`AutoBool`]).
+pub type Backfill = AutoBool;
+/// `sources.journal` (see [`AutoBool`]).
+pub type JournalMode = AutoBool;
+
+impl Serialize for AutoBool {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Backfill::Auto => s.serialize_str("auto"),
-            Backfill::Always => s.serialize_bool(true),
-            Backfill::Never => s.serialize_bool(false),
+            AutoBool::Auto => s.serialize_str("auto"),
+            AutoBool::Always => s.serialize_bool(true),
+            AutoBool::Never => s.serialize_bool(false),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Backfill {
+impl<'de> Deserialize<'de> for AutoBool {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -374,9 +411,9 @@ impl<'de> Deserialize<'de> for Backfill {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Bool(true) => Ok(Backfill::Always),
-            Raw::Bool(false) => Ok(Backfill::Never),
-            Raw::Text(t) if t == "auto" => Ok(Backfill::Auto),
+            Raw::Bool(true) => Ok(AutoBool::Always),
+            Raw::Bool(false) => Ok(AutoBool::Never),
+            Raw::Text(t) if t == "auto" => Ok(AutoBool::Auto),
             Raw::Text(t) => Err(serde::de::Error::custom(format!(
                 "expected \"auto\", true or false, found {t:?}"
             ))),

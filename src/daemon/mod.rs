@@ -26,8 +26,10 @@ use crate::checkpoint::{OutputState, Positions, Store};
 use crate::config::{Backfill, Config, ConfigError};
 use crate::enrich::Enricher;
 use crate::pipeline::{CHANNEL_CAPACITY, EventBudget, Heartbeat, ToSink};
-use crate::sink::committer::{CommitError, Committer, SharedPositions};
+use crate::sink::committer::{CommitError, Committer, SharedJournals, SharedPositions};
 use crate::sink::{CsvFile, SinkError};
+use crate::source::journal::follow::Follower;
+use crate::source::journal::{JournalPos, JournalStart};
 use crate::source::tailer::{Start, Tailer, TailerSettings, Wake};
 use crate::stats::Counters;
 
@@ -92,6 +94,13 @@ struct TailerHandle {
     lag: Arc<AtomicU64>,
 }
 
+/// The running journal reader.
+struct JournalHandle {
+    cancel: CancellationToken,
+    join: std::thread::JoinHandle<()>,
+    heartbeat: Heartbeat,
+}
+
 /// Everything the control loop owns.
 struct Running {
     report_settings: tokio::sync::watch::Sender<crate::report::reporter::ReporterSettings>,
@@ -100,9 +109,17 @@ struct Running {
     config_path: Option<PathBuf>,
     tx: Option<mpsc::Sender<ToSink>>,
     tailers: Vec<TailerHandle>,
+    /// The journal reader, when the journal is read.
+    journal: Option<JournalHandle>,
+    /// What `sources.journal = "auto"` chose at start (it holds until restart): (journal, files).
+    auto_choice: (bool, bool),
+    /// Whether the output held rows before this start (a journal's first start never
+    /// back-fills into such an output unless `backfill = true`).
+    first_start: bool,
     watcher: watch::Watcher,
     counters: Arc<Counters>,
     positions: SharedPositions,
+    journals: SharedJournals,
     epoch: Instant,
     cancel: CancellationToken,
     committer_heartbeat: Heartbeat,
@@ -121,7 +138,7 @@ pub async fn run(
     let store = Store::new(&config.state_dir);
     let checkpoint = store.load()?;
     let first_start = checkpoint.is_none();
-    let (positions, paths, unseen) = match &checkpoint {
+    let (positions, journals, paths, unseen) = match &checkpoint {
         Some(cp) => {
             let rec = cp.recover(OutputState::of(&cp.output.path));
             if let Some(len) = rec.truncate_output_to {
@@ -142,7 +159,7 @@ pub async fn run(
             } else {
                 tracing::info!(checkpoint = %store.path().display(), "resuming: {}", rec.note);
             }
-            (rec.positions, rec.paths, rec.unseen)
+            (rec.positions, rec.journals, rec.paths, rec.unseen)
         }
         None => {
             tracing::info!(
@@ -150,7 +167,12 @@ pub async fn run(
                 backfill = ?config.backfill,
                 "first start: no checkpoint yet"
             );
-            (Positions::new(), BTreeMap::new(), BTreeMap::new())
+            (
+                Positions::new(),
+                BTreeMap::new(),
+                BTreeMap::new(),
+                BTreeMap::new(),
+            )
         }
     };
     let csv = CsvFile::open_append(&config.csv)?;
@@ -161,6 +183,7 @@ pub async fn run(
         store,
         csv,
         &positions,
+        &journals,
         &paths,
         &unseen,
         counters.clone(),
@@ -169,6 +192,7 @@ pub async fn run(
         sink_stop.clone(),
     );
     let shared = committer.shared_positions();
+    let shared_journals = committer.shared_journals();
     // source -> enrichment -> sink, each hop a bounded channel.
     let enricher = Arc::new(
         Enricher::new(config.enrich.clone()).map_err(|e| DaemonError::Enrich(e.to_string()))?,
@@ -207,6 +231,7 @@ pub async fn run(
         Arc::new(chrono::Local::now),
         crate::report::reporter::mail_delivery(),
     ));
+    let choice = config.journal.choose(&config.files);
     let mut running = Running {
         report_settings,
         enricher,
@@ -214,25 +239,37 @@ pub async fn run(
         config_path,
         tx: Some(tx),
         tailers: Vec::new(),
+        journal: None,
+        auto_choice: (choice.journal, choice.files),
+        first_start,
         watcher,
         counters,
         positions: shared,
+        journals: shared_journals,
         epoch,
         cancel: CancellationToken::new(),
         committer_heartbeat,
         budget: EventBudget::default(),
     };
     let start = first_start_mode(first_start, running.config.backfill, &running.config.csv);
-    for path in running.config.files.clone() {
-        running.spawn_tailer(&path, positions.clone(), start);
+    if choice.files {
+        for path in running.config.files.clone() {
+            running.spawn_tailer(&path, positions.clone(), start);
+        }
     }
     let files: Vec<String> = running
-        .config
-        .files
+        .tailers
         .iter()
-        .map(|p| p.display().to_string())
+        .map(|t| t.path.display().to_string())
         .collect();
-    tracing::info!(files = ?files, output = %running.config.csv.display(), "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
+    if choice.journal {
+        tracing::info!(journal = %running.config.journal.describe(), "reading {}: {}", running.config.journal.describe(), choice.why);
+        let committed = journals.get(&running.config.journal.source_id()).cloned();
+        running.spawn_follower(committed);
+    } else if running.config.journal.mode == crate::config::JournalMode::Auto {
+        tracing::info!("not reading the journal: {}", choice.why);
+    }
+    tracing::info!(files = ?files, journal = choice.journal, output = %running.config.csv.display(), "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
     notify::ready(&running.status_line());
 
     let watchdog = notify::watchdog_interval();
@@ -335,9 +372,13 @@ pub async fn run(
     running.stop_tailers();
     sink_stop.cancel();
     let deadline = running.config.shutdown_timeout;
+    let journal = running.journal.take();
     let drain = async {
         for t in std::mem::take(&mut running.tailers) {
             let _ = tokio::task::spawn_blocking(move || t.join.join()).await;
+        }
+        if let Some(j) = journal {
+            let _ = tokio::task::spawn_blocking(move || j.join.join()).await;
         }
         done_rx.await
     };
@@ -456,6 +497,55 @@ impl Running {
         });
     }
 
+    /// Where the journal reader starts: after the committed entry; without one (a first
+    /// start, or the journal newly read), at the oldest entry with `backfill = true`, else at
+    /// the newest.
+    fn journal_start(&self, committed: Option<JournalPos>) -> JournalStart {
+        match committed {
+            Some(pos) => JournalStart::After(pos),
+            None if self.config.backfill == Backfill::Always => {
+                if !self.first_start {
+                    tracing::info!(journal = %self.config.journal.describe(), "no position saved for this journal yet: reading all of it (backfill = true)");
+                }
+                JournalStart::Head
+            }
+            None => JournalStart::Tail,
+        }
+    }
+
+    fn spawn_follower(&mut self, committed: Option<JournalPos>) {
+        let Some(tx) = self.tx.clone() else { return };
+        let cancel = self.cancel.child_token();
+        let heartbeat = Heartbeat::new(self.epoch);
+        let follower = Follower::new(
+            self.config.journal.clone(),
+            self.journal_start(committed),
+            tx,
+            cancel.clone(),
+            self.counters.clone(),
+            heartbeat.clone(),
+            self.budget.clone(),
+        );
+        let join = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || follower.run())
+            .expect("spawning the journal thread");
+        self.journal = Some(JournalHandle {
+            cancel,
+            join,
+            heartbeat,
+        });
+    }
+
+    /// Which sources a configuration reads now: `"auto"` keeps the choice made at start.
+    fn sources_wanted(&self, config: &Config) -> (bool, bool) {
+        match config.journal.mode {
+            crate::config::JournalMode::Auto => self.auto_choice,
+            crate::config::JournalMode::Always => (true, true),
+            crate::config::JournalMode::Never => (false, true),
+        }
+    }
+
     /// Cancels every tailer and drops the daemon's own sender, so the sink sees the end.
     fn stop_tailers(&mut self) {
         self.cancel.cancel();
@@ -468,6 +558,10 @@ impl Running {
     fn alive_within(&self, max_ms: u64) -> bool {
         self.committer_heartbeat.alive_within(max_ms)
             && self
+                .journal
+                .as_ref()
+                .is_none_or(|j| j.heartbeat.alive_within(max_ms))
+            && self
                 .tailers
                 .iter()
                 .all(|t| t.heartbeat.alive_within(max_ms))
@@ -477,8 +571,13 @@ impl Running {
         let lag: u64 = self.tailers.iter().map(|t| t.lag.load(Relaxed)).sum();
         self.counters.lag_bytes.store(lag, Relaxed);
         let s = self.counters.snapshot();
+        let journal = if self.journal.is_some() {
+            " and the journal"
+        } else {
+            ""
+        };
         format!(
-            "following {} file(s): {} lines read, {} failed logins recorded, {} skipped, lag {} bytes",
+            "following {} file(s){journal}: {} lines read, {} failed logins recorded, {} skipped, lag {} bytes",
             self.tailers.len(),
             s.lines,
             s.failures,
@@ -534,22 +633,31 @@ impl Running {
         let restart_all = new.max_line_bytes != self.config.max_line_bytes
             || new.poll_interval != self.config.poll_interval
             || new.rotate_wait != self.config.rotate_wait;
+        let (want_journal, want_files) = self.sources_wanted(&new);
         let stop: Vec<PathBuf> = self
             .tailers
             .iter()
             .map(|t| t.path.clone())
-            .filter(|p| restart_all || !new.files.contains(p))
+            .filter(|p| restart_all || !want_files || !new.files.contains(p))
             .collect();
+        // A journal reader whose journal or matches change starts again from the committed
+        // position (with other matches, entries between may be read that the old ones left).
+        let stop_journal =
+            self.journal.is_some() && (!want_journal || new.journal != self.config.journal);
+        let start_journal = want_journal && (self.journal.is_none() || stop_journal);
         let old_files = self.config.files.clone();
         self.config = new;
-        let start: Vec<PathBuf> = self
-            .config
-            .files
-            .iter()
-            .filter(|p| stop.contains(p) || !self.tailers.iter().any(|t| &t.path == *p))
-            .cloned()
-            .collect();
-        if switch_output.is_none() && stop.is_empty() && start.is_empty() {
+        let start: Vec<PathBuf> = if want_files {
+            self.config
+                .files
+                .iter()
+                .filter(|p| stop.contains(p) || !self.tailers.iter().any(|t| &t.path == *p))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if switch_output.is_none() && stop.is_empty() && start.is_empty() && !start_journal {
             log_changes(&changes);
             notify::ready(&self.status_line());
             return None;
@@ -566,10 +674,15 @@ impl Running {
                 stopped.push(t.join);
             }
         }
+        if stop_journal && let Some(j) = self.journal.take() {
+            j.cancel.cancel();
+            stopped.push(j.join);
+        }
         let tx = self.tx.clone()?;
         let cancel = self.cancel.child_token();
         let (done_tx, done) = oneshot::channel();
         let positions = self.positions.clone();
+        let journals = self.journals.clone();
         let switch = switch_output.as_ref().map(|(to, _)| to.clone());
         tokio::spawn(async move {
             let job = async {
@@ -590,7 +703,8 @@ impl Running {
                     .map_err(|_| "the sink is gone".to_string())?;
                 answer.await.map_err(|_| "the sink is gone".to_string())?;
                 let positions = positions.lock().expect("positions lock").clone();
-                Ok::<_, String>((positions, switched))
+                let journals = journals.lock().expect("positions lock").clone();
+                Ok::<_, String>((positions, journals, switched))
             };
             // Stopping abandons the reload (and drops this task's sender, so the sink can end).
             tokio::select! {
@@ -603,6 +717,7 @@ impl Running {
             changes,
             start,
             stop,
+            start_journal,
             old_files,
             switch_output,
         })
@@ -610,7 +725,7 @@ impl Running {
 
     /// Finishes a reload once its pipeline part is done: starts the readers it stopped or added.
     fn finish_reload(&mut self, pending: PendingReload, result: ReloadOutcome) {
-        let (positions, switched) = match result {
+        let (positions, journals, switched) = match result {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("reload could not finish: {e}");
@@ -643,6 +758,11 @@ impl Running {
         {
             tracing::info!(path = %path.display(), "no longer following");
         }
+        if pending.start_journal && self.journal.is_none() {
+            let committed = journals.get(&self.config.journal.source_id()).cloned();
+            tracing::info!(journal = %self.config.journal.describe(), "now reading the journal");
+            self.spawn_follower(committed);
+        }
         log_changes(&changes);
         notify::ready(&self.status_line());
     }
@@ -650,7 +770,7 @@ impl Running {
 
 /// What the pipeline's part of a reload ends with: the committed positions and whether the
 /// output was switched, or why it could not finish.
-type ReloadOutcome = Result<(Positions, Result<(), String>), String>;
+type ReloadOutcome = Result<(Positions, BTreeMap<String, JournalPos>, Result<(), String>), String>;
 
 /// The pipeline's part of a reload, running beside the control loop.
 struct PendingReload {
@@ -662,6 +782,8 @@ struct PendingReload {
     start: Vec<PathBuf>,
     /// Readers stopped.
     stop: Vec<PathBuf>,
+    /// Start the journal reader then.
+    start_journal: bool,
     /// The files followed before the reload.
     old_files: Vec<PathBuf>,
     /// (new, old) CSV, when it changes.

@@ -16,12 +16,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, OutputPosition, Pos, Positions,
-    Store, VERSION,
+    Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, JournalPosition, OutputPosition,
+    Pos, Positions, Store, VERSION,
 };
-use crate::pipeline::{Heartbeat, ToSink};
+use crate::pipeline::{Heartbeat, Position, ToSink};
 use crate::sink::{CsvFile, RowFormatter, SinkError};
 use crate::source::fingerprint::Fingerprint;
+use crate::source::journal::JournalPos;
 use crate::stats::Counters;
 
 /// At most this many bytes of rows are merged into one commit.
@@ -39,6 +40,16 @@ pub const BACKEND_LOG: &str = "auth-backend-failures.csv";
 
 /// Positions committed so far, shared with whoever starts a new reader (reload).
 pub type SharedPositions = Arc<Mutex<Positions>>;
+
+/// Journal positions committed so far, by source, shared like [`SharedPositions`].
+pub type SharedJournals = Arc<Mutex<BTreeMap<String, JournalPos>>>;
+
+/// A journal's position as of the last commit, and including batches not committed yet.
+#[derive(Debug, Clone)]
+struct JournalState {
+    committed: Option<JournalPos>,
+    current: JournalPos,
+}
 
 #[derive(Debug, Clone)]
 struct FileState {
@@ -92,7 +103,9 @@ pub struct Committer {
     csv: CsvFile,
     rows: RowFormatter,
     files: BTreeMap<Fingerprint, FileState>,
+    journals: BTreeMap<String, JournalState>,
     shared: SharedPositions,
+    shared_journals: SharedJournals,
     counters: Arc<Counters>,
     heartbeat: Heartbeat,
     checkpoint_interval: Duration,
@@ -149,13 +162,15 @@ fn crash_point(at: CrashPoint, chosen: Option<CrashPoint>) {
 }
 
 impl Committer {
-    /// A committer writing `csv`, resuming from a recovery's positions, names and unseen times.
-    /// Cancelling `stop` (the daemon is stopping) ends the retries of a failing write.
+    /// A committer writing `csv`, resuming from a recovery's positions (files and journals),
+    /// names and unseen times. Cancelling `stop` (the daemon is stopping) ends the retries of a
+    /// failing write.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         csv: CsvFile,
         positions: &Positions,
+        journals: &BTreeMap<String, JournalPos>,
         paths: &BTreeMap<Fingerprint, PathBuf>,
         unseen: &BTreeMap<Fingerprint, Duration>,
         counters: Arc<Counters>,
@@ -180,12 +195,26 @@ impl Committer {
                 )
             })
             .collect();
+        let journal_states = journals
+            .iter()
+            .map(|(source, pos)| {
+                (
+                    source.clone(),
+                    JournalState {
+                        committed: Some(pos.clone()),
+                        current: pos.clone(),
+                    },
+                )
+            })
+            .collect();
         Committer {
             store,
             csv,
             rows: RowFormatter::default(),
             files,
+            journals: journal_states,
             shared: Arc::new(Mutex::new(positions.clone())),
+            shared_journals: Arc::new(Mutex::new(journals.clone())),
             counters,
             heartbeat,
             checkpoint_interval,
@@ -203,6 +232,11 @@ impl Committer {
     /// The committed positions, for readers started later.
     pub fn shared_positions(&self) -> SharedPositions {
         self.shared.clone()
+    }
+
+    /// The committed journal positions, for journal readers started later.
+    pub fn shared_journals(&self) -> SharedJournals {
+        self.shared_journals.clone()
     }
 
     /// Runs until every sender is gone, then commits what is left and saves the checkpoint.
@@ -279,25 +313,41 @@ impl Committer {
                 self.pending_rows += b.failures.len() as u64;
                 // The rows' share of the event budget is given back once they are committed.
                 self.budget.extend(b.budget);
-                let now = Instant::now();
-                // A file first met in a batch without rows (a history skipped at a first
-                // start, say) counts as committed up to it: a recovery that goes back to
-                // "before" must not read that range again (it holds no row anyway).
-                let start = if b.failures.is_empty() { b.end } else { 0 };
-                let e = self
-                    .files
-                    .entry(b.fingerprint)
-                    .or_insert_with(|| FileState {
-                        path: b.path.clone(),
-                        committed: start,
-                        current: 0,
-                        unseen_before: Duration::ZERO,
-                        seen_at: Some(now),
-                        complete: false,
-                    });
-                e.current = b.end;
-                e.path = b.path;
-                e.seen_at = Some(now);
+                let rowless = b.failures.is_empty();
+                match b.position {
+                    Position::File {
+                        fingerprint,
+                        path,
+                        end,
+                    } => {
+                        let now = Instant::now();
+                        // A file first met in a batch without rows (a history skipped at a
+                        // first start, say) counts as committed up to it: a recovery that
+                        // goes back to "before" must not read that range again (it holds no
+                        // row anyway).
+                        let start = if rowless { end } else { 0 };
+                        let e = self.files.entry(fingerprint).or_insert_with(|| FileState {
+                            path: path.clone(),
+                            committed: start,
+                            current: 0,
+                            unseen_before: Duration::ZERO,
+                            seen_at: Some(now),
+                            complete: false,
+                        });
+                        e.current = end;
+                        e.path = path;
+                        e.seen_at = Some(now);
+                    }
+                    Position::Journal { source, pos } => {
+                        // As for files: a journal first met without rows (the tail skipped to
+                        // at a first start) counts as committed up to there.
+                        let e = self.journals.entry(source).or_insert_with(|| JournalState {
+                            committed: rowless.then(|| pos.clone()),
+                            current: pos.clone(),
+                        });
+                        e.current = pos;
+                    }
+                }
                 self.dirty = true;
             }
             ToSink::Seen(list) => {
@@ -497,6 +547,13 @@ impl Committer {
         let forget = Duration::from_secs(FORGET_AFTER_SECS);
         let started = self.started;
         self.files.retain(|_, f| f.unseen(started) < forget);
+        let mut journals = self.shared_journals.lock().expect("positions lock");
+        journals.clear();
+        for (source, j) in self.journals.iter_mut() {
+            j.committed = Some(j.current.clone());
+            journals.insert(source.clone(), j.current.clone());
+        }
+        drop(journals);
         let mut shared = self.shared.lock().expect("positions lock");
         shared.clear();
         for (fp, f) in self.files.iter_mut() {
@@ -533,6 +590,15 @@ impl Committer {
                     offset: f.current,
                     unseen_secs: f.unseen(self.started).as_secs(),
                     complete: f.complete,
+                })
+                .collect(),
+            journals: self
+                .journals
+                .iter()
+                .map(|(source, j)| JournalPosition {
+                    source: source.clone(),
+                    before: j.committed.clone(),
+                    after: j.current.clone(),
                 })
                 .collect(),
         }

@@ -8,12 +8,69 @@
 
 pub mod fingerprint;
 pub mod input;
+pub mod journal;
 pub mod rotated;
 pub mod tailer;
 
 use std::io::{self, Read};
 
 pub use input::{Input, open};
+
+use crate::parse::{AuthFailure, BackendFailure, BackendKind, MAX_REPEAT, Parsed};
+use crate::stats::Stats;
+
+/// A server-side failure logged longer ago than this is read from history, not happening now.
+const PAST_AFTER_MINUTES: i64 = 15;
+
+/// Handles what a parsed candidate (a line, a journal entry) turned out to be: rows are kept
+/// (as many as it stands for: `count`), the rest counted and reported. `at` says where it was
+/// read, for the log.
+pub(crate) fn collect(
+    parsed: Parsed,
+    count: u32,
+    capped: bool,
+    at: &str,
+    failures: &mut Vec<AuthFailure>,
+    backend: &mut Vec<BackendFailure>,
+    stats: &mut Stats,
+) {
+    let n = count as usize;
+    if capped {
+        stats.repeats_capped += 1;
+        tracing::warn!(
+            at,
+            "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted"
+        );
+    }
+    match parsed {
+        Parsed::Failure(f) => failures.extend(std::iter::repeat_n(f, n)),
+        Parsed::Backend(b) => {
+            match b.kind {
+                BackendKind::AuthServer { .. } => stats.backend_failures += n as u64,
+                BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
+            }
+            // A failure read from history (a backfill, a catch-up after downtime) is news
+            // about the past: counted and recorded for reports, logged without alarm.
+            let age = chrono::Utc::now().signed_duration_since(b.timestamp.time);
+            if age > chrono::Duration::minutes(PAST_AFTER_MINUTES) {
+                tracing::info!(
+                    at,
+                    count = n,
+                    "from the log's history, at {} (not happening now): {b}",
+                    b.timestamp.to_rfc3339()
+                );
+            } else {
+                tracing::warn!(at, count = n, "{b}");
+            }
+            backend.extend(std::iter::repeat_n(b, n));
+        }
+        Parsed::Unrecognised(why) => {
+            stats.unrecognised += n as u64;
+            tracing::warn!(at, "a SASL failure line was not recorded: {why}");
+        }
+        Parsed::NotFailure => {}
+    }
+}
 
 /// Bytes read per `read` call: large, so that syscalls and per-block work vanish against the
 /// search itself.

@@ -34,8 +34,8 @@ use super::fingerprint::{self, Fingerprint};
 use super::rotated;
 use super::{BlockReader, READ_CHUNK};
 use crate::checkpoint::{Pos, Positions};
-use crate::parse::{BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
-use crate::pipeline::{Batch, EventBudget, Heartbeat, ToSink};
+use crate::parse::{Parser, YearContext};
+use crate::pipeline::{Batch, EventBudget, Heartbeat, Position, ToSink};
 use crate::stats::{Counters, Stats};
 
 /// Why a tailer is woken.
@@ -425,9 +425,11 @@ impl Tailer {
             },
         );
         self.send(ToSink::Batch(Batch {
-            fingerprint: fp,
-            path: path.to_path_buf(),
-            end,
+            position: Position::File {
+                fingerprint: fp,
+                path: path.to_path_buf(),
+                end,
+            },
             failures: Vec::new(),
             enrichment: Vec::new(),
             backend: Vec::new(),
@@ -787,9 +789,11 @@ impl Tailer {
             },
         );
         self.send(ToSink::Batch(Batch {
-            fingerprint: fp,
-            path: path.to_path_buf(),
-            end,
+            position: Position::File {
+                fingerprint: fp,
+                path: path.to_path_buf(),
+                end,
+            },
             failures: scanned.failures,
             enrichment: Vec::new(),
             backend: scanned.backend,
@@ -848,7 +852,16 @@ fn scan(parser: &Parser, bytes: &[u8], start: u64, years: &YearContext, path: &P
     };
     let (mut failures, mut backend) = (Vec::new(), Vec::new());
     let counts = parser.scan_block(bytes, start, 0, years, |found| {
-        collect(found, path, &mut failures, &mut backend, &mut stats);
+        let at = format!("{}, offset {}", path.display(), found.end_offset);
+        super::collect(
+            found.parsed,
+            found.count,
+            found.capped,
+            &at,
+            &mut failures,
+            &mut backend,
+            &mut stats,
+        );
     });
     stats.lines = counts.lines;
     stats.too_long += counts.too_long;
@@ -869,48 +882,6 @@ fn years_of(file: &File) -> YearContext {
             .and_then(|m| m.modified())
             .map_or_else(|_| chrono::Local::now(), Into::into),
     )
-}
-
-/// A server-side failure logged longer ago than this is read from history, not happening now.
-const PAST_AFTER_MINUTES: i64 = 15;
-
-/// Handles one parsed candidate line: rows are kept (as many as the line stands for), the rest
-/// counted and reported.
-fn collect(
-    found: Found,
-    path: &Path,
-    failures: &mut Vec<crate::parse::AuthFailure>,
-    backend: &mut Vec<crate::parse::BackendFailure>,
-    stats: &mut Stats,
-) {
-    let n = found.count as usize;
-    if found.capped {
-        stats.repeats_capped += 1;
-        tracing::warn!(path = %path.display(), offset = found.end_offset, "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted");
-    }
-    match found.parsed {
-        Parsed::Failure(f) => failures.extend(std::iter::repeat_n(f, n)),
-        Parsed::Backend(b) => {
-            match b.kind {
-                BackendKind::AuthServer { .. } => stats.backend_failures += n as u64,
-                BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
-            }
-            // A failure read from history (a backfill, a catch-up after downtime) is news
-            // about the past: counted and recorded for reports, logged without alarm.
-            let age = chrono::Utc::now().signed_duration_since(b.timestamp.time);
-            if age > chrono::Duration::minutes(PAST_AFTER_MINUTES) {
-                tracing::info!(path = %path.display(), offset = found.end_offset, count = n, "from the log's history, at {} (not happening now): {b}", b.timestamp.to_rfc3339());
-            } else {
-                tracing::warn!(path = %path.display(), offset = found.end_offset, count = n, "{b}");
-            }
-            backend.extend(std::iter::repeat_n(b, n));
-        }
-        Parsed::Unrecognised(why) => {
-            stats.unrecognised += n as u64;
-            tracing::warn!(path = %path.display(), offset = found.end_offset, "a SASL failure line was not recorded: {why}");
-        }
-        Parsed::NotFailure => {}
-    }
 }
 
 /// Offset just past the last newline in the first `size` bytes of `file`.

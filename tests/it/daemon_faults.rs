@@ -371,7 +371,7 @@ fn a_reload_behind_a_backlog_never_blocks_stop_requests() {
         std::fs::write(
             &cfg,
             format!(
-                "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"{rotate_wait}\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n[enrich]\ndns_servers = [\"{}\"]\ndns_timeout = \"5s\"\nconcurrency = 1\ncountry_db = \"\"\nasn_db = \"\"\n",
+                "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\njournal = false\npoll_interval = \"200ms\"\nrotate_wait = \"{rotate_wait}\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n[enrich]\ndns_servers = [\"{}\"]\ndns_timeout = \"5s\"\nconcurrency = 1\ncountry_db = \"\"\nasn_db = \"\"\n",
                 dead_dns.local_addr().unwrap(),
                 d = dir.path().display()
             ),
@@ -591,7 +591,7 @@ fn a_full_disk_is_waited_out_and_nothing_is_lost() {
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [\"{}\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\n[output]\ncsv = \"{d}/out.csv\"\n{NO_ENRICH}",
+            "[sources]\nfiles = [\"{}\"]\nstate_dir = \"{d}/state\"\njournal = false\npoll_interval = \"200ms\"\n[output]\ncsv = \"{d}/out.csv\"\n{NO_ENRICH}",
             log.display(),
             d = disk.display()
         ),

@@ -28,7 +28,7 @@ fn enrich_config(dir: &Path, dns: &DnsServer, country: &Path, asn: &Path, extra:
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n[enrich]\ndns_servers = [\"{}\"]\ndns_timeout = \"500ms\"\ncountry_db = \"{}\"\nasn_db = \"{}\"\n{extra}\n",
+            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\njournal = false\npoll_interval = \"200ms\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n[enrich]\ndns_servers = [\"{}\"]\ndns_timeout = \"500ms\"\ncountry_db = \"{}\"\nasn_db = \"{}\"\n{extra}\n",
             dns.addr,
             country.display(),
             asn.display(),

@@ -22,7 +22,7 @@ fn setup(dir: &Path, port: u16, extra: &str) -> (PathBuf, PathBuf) {
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n{NO_ENRICH}\n[report]\nto = [\"postmaster@example.org\", \"Admin <admin@example.org>\"]\nfrom = \"sentinel@example.org\"\nsubject_prefix = \"[mx]\"\nretry = \"1s\"\n{extra}\n[report.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n",
+            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\njournal = false\npoll_interval = \"200ms\"\n\n[output]\ncsv = \"{d}/out.csv\"\n\n{NO_ENRICH}\n[report]\nto = [\"postmaster@example.org\", \"Admin <admin@example.org>\"]\nfrom = \"sentinel@example.org\"\nsubject_prefix = \"[mx]\"\nretry = \"1s\"\n{extra}\n[report.smtp]\nhost = \"127.0.0.1\"\nport = {port}\n",
             d = dir.display()
         ),
     )

@@ -86,7 +86,7 @@ pub fn config_in(dir: &Path) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\n\n[output]\ncsv = \"{d}/out/intrusions.csv\"\n",
+            "[sources]\nfiles = [\"{d}/mail.log\"]\nstate_dir = \"{d}/state\"\njournal = false\n\n[output]\ncsv = \"{d}/out/intrusions.csv\"\n",
             d = dir.display()
         ),
     )
@@ -257,8 +257,10 @@ pub fn daemon_config(dir: &Path, files: &[&Path], extra: &str) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [{}]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"2s\"\n{extra}\n[output]\ncsv = \"{d}/out.csv\"\n{NO_ENRICH}",
+            "[sources]\nfiles = [{}]\nstate_dir = \"{d}/state\"\npoll_interval = \"200ms\"\nrotate_wait = \"2s\"\n{journal}{extra}\n[output]\ncsv = \"{d}/out.csv\"\n{NO_ENRICH}",
             list.join(", "),
+            // The host's journal never stands in for a test's missing log.
+            journal = if extra.contains("journal") { "" } else { "journal = false\n" },
             d = dir.display()
         ),
     )
