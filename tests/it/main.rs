@@ -9,6 +9,7 @@ mod dns_server;
 mod enrich;
 mod geoip_update;
 mod http_server;
+mod journal;
 mod mmdb;
 mod report;
 mod scan;

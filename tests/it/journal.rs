@@ -1,0 +1,499 @@
+//! The journal source on real journal files: built from Postfix- and Dovecot-shaped entries
+//! by `systemd-journal-remote` (it reads journald's export format and writes `.journal` files,
+//! exactly as journald would), read through `journal_path` by `scan --journal` and by the
+//! daemon across restarts, a vacuumed position and `kill -9`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// 2026-11-18T11:06:40Z, in microseconds: entries are placed from here.
+pub const BASE_USEC: u64 = 1_795_000_000_000_000;
+
+/// A journal entry: its receive time and fields (values may be binary).
+pub struct JEntry {
+    /// `__REALTIME_TIMESTAMP`.
+    pub usec: u64,
+    /// Fields, in order.
+    pub fields: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// An entry of facility mail from `ident` on host mx1.
+pub fn mail(usec: u64, ident: &str, message: &str) -> JEntry {
+    JEntry {
+        usec,
+        fields: vec![
+            ("_HOSTNAME", b"mx1".to_vec()),
+            ("SYSLOG_FACILITY", b"2".to_vec()),
+            ("SYSLOG_IDENTIFIER", ident.as_bytes().to_vec()),
+            ("_PID", b"4242".to_vec()),
+            ("MESSAGE", message.as_bytes().to_vec()),
+        ],
+    }
+}
+
+/// smtpd's failure line for `user` from 192.0.2.`n`.
+pub fn failure(n: usize, user: &str) -> String {
+    format!(
+        "warning: unknown[192.0.2.{}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username={user}",
+        n % 250 + 1
+    )
+}
+
+/// A failure of user `u{i}` at `BASE_USEC + i` milliseconds.
+pub fn attack_entry(i: usize) -> JEntry {
+    mail(
+        BASE_USEC + i as u64 * 1000,
+        "postfix/smtpd",
+        &failure(i, &format!("u{i}")),
+    )
+}
+
+/// Where Debian puts systemd-journal-remote, when it is installed.
+fn journal_remote() -> Option<PathBuf> {
+    [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// Says why a test does not run here (never a silent pass).
+pub fn skip_without_journal_remote() -> bool {
+    if journal_remote().is_none() {
+        eprintln!(
+            "SKIPPED: systemd-journal-remote is not installed (apt-get install systemd-journal-remote); journal files cannot be built"
+        );
+        return true;
+    }
+    false
+}
+
+/// The export format: text fields as `NAME=value`, others as `NAME`, a little-endian length
+/// and the bytes; entries end with an empty line. All entries are of one boot, so their
+/// monotonic clock follows their realtime one (libsystemd orders entries of one boot by it).
+fn export(entries: &[JEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        write!(
+            out,
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n",
+            e.usec,
+            e.usec - BASE_USEC + 1_000_000
+        )
+        .unwrap();
+        for (name, value) in &e.fields {
+            if value.iter().all(|&b| b >= b' ' || b == b'\t') {
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'=');
+                out.extend_from_slice(value);
+            } else {
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'\n');
+                out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+                out.extend_from_slice(value);
+            }
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Writes `entries` as the journal file `path` (its name ends in `.journal`), built in a
+/// scratch directory and moved in whole, as journald's rotation puts files in place.
+pub fn build_journal(path: &Path, entries: &[JEntry]) {
+    let scratch = tempfile::tempdir().unwrap();
+    let tmp = scratch.path().join(path.file_name().unwrap());
+    let mut child = Command::new(journal_remote().expect("checked by the caller"))
+        .arg(format!("--output={}", tmp.display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&export(entries))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-journal-remote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(&tmp, path.with_extension("partial")).unwrap();
+    std::fs::rename(path.with_extension("partial"), path).unwrap();
+}
+
+/// A daemon config reading the journal directory `dir/journal` (the configured file does not
+/// exist, so `journal = "auto"` chooses the journal).
+fn journal_config(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("journal")).unwrap();
+    daemon_config(
+        dir,
+        &[&dir.join("mail.log")],
+        &format!("journal_path = \"{}/journal\"\n{extra}", dir.display()),
+    )
+}
+
+#[test]
+fn scan_finds_every_failure_of_facility_mail_and_counts_what_it_skips() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("system.journal");
+    let t = |s: u64| BASE_USEC + s * 1_000_000;
+    let mut with_source_time = mail(t(1), "postfix/smtpd", &failure(1, "alice"));
+    // Logged by smtpd half a second before journald received it.
+    with_source_time.fields.push((
+        "_SOURCE_REALTIME_TIMESTAMP",
+        (t(1) - 500_000).to_string().into_bytes(),
+    ));
+    let mut other_facility = mail(t(3), "postfix/smtpd", &failure(3, "daemon-facility"));
+    other_facility.fields[1].1 = b"3".to_vec();
+    let mut sshd = mail(t(4), "sshd", "error: PAM: authentication failed for root");
+    sshd.fields[1].1 = b"4".to_vec();
+    let mut no_message = mail(t(5), "postfix/smtpd", "");
+    no_message.fields.retain(|(n, _)| *n != "MESSAGE");
+    let mut binary = mail(t(6), "postfix/smtpd", "");
+    binary.fields[4].1 = b"warning: authentication failed\0\x01binary".to_vec();
+    let entries = vec![
+        with_source_time,
+        mail(t(2), "postfix/submission/smtpd", &failure(2, "bob")),
+        other_facility,
+        sshd,
+        no_message,
+        binary,
+        mail(
+            t(7),
+            "dovecot",
+            "imap-login: Login: user=<carol>, method=PLAIN, rip=192.0.2.9",
+        ),
+        mail(t(8), "postfix/smtpd", "connect from unknown[192.0.2.8]"),
+        mail(t(9), "postfix/smtpd", &failure(9, "dave")),
+    ];
+    build_journal(&j, &entries);
+    let cfg = dir.path().join("c.toml");
+    let write_cfg = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[sources]\njournal_path = \"{}\"\n{extra}\n{NO_ENRICH}",
+                j.display()
+            ),
+        )
+        .unwrap()
+    };
+    write_cfg("");
+    let o = run(&["scan", "-c", cfg.to_str().unwrap(), "--journal", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = stdout(&o);
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    // The sender's own time, with its microseconds, in the local zone (TZ=CET here).
+    assert!(
+        rows[0].starts_with(
+            "2026-11-18T12:06:40.500000+01:00,mx1,postfix/smtpd,192.0.2.2,alice,LOGIN,"
+        ),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains(",mx1,postfix/submission/smtpd,192.0.2.3,bob,"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[2].contains(",dave,"), "{}", rows[2]);
+    let err = stderr(&o);
+    // Entries of facility mail: all but the daemon- and auth-facility ones.
+    assert!(err.contains("scanned: 7 lines"), "{err}");
+    assert!(err.contains("3 failed logins"), "{err}");
+    assert!(
+        err.contains("2 journal entries without a text message skipped"),
+        "{err}"
+    );
+
+    // journal_match replaces the default: OR within a field, AND across fields.
+    write_cfg(
+        "journal_match = [\"SYSLOG_IDENTIFIER=postfix/submission/smtpd\", \"SYSLOG_IDENTIFIER=dovecot\", \"_HOSTNAME=mx1\"]",
+    );
+    let o = run(&["scan", "-c", cfg.to_str().unwrap(), "--journal", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).lines().skip(1).collect::<Vec<_>>().len(),
+        1,
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("scanned: 2 lines"), "{}", stderr(&o));
+
+    // A window: [t(2), t(9)) in local time holds bob only.
+    write_cfg("");
+    let o = run(&[
+        "scan",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--journal",
+        "--from",
+        "2026-11-18 12:06:42",
+        "--to",
+        "2026-11-18T12:06:49+01:00",
+        "-o",
+        "-",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let users: Vec<String> = stdout(&o)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().to_string())
+        .collect();
+    assert_eq!(users, ["bob"], "{}", stderr(&o));
+
+    // A bad term names the key and says what to write.
+    write_cfg("journal_match = [\"syslog_identifier=postfix\"]");
+    let o = run(&["scan", "-c", cfg.to_str().unwrap(), "--journal", "-o", "-"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("journal_match") && stderr(&o).contains("upper-case"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_daemon_chooses_the_journal_when_no_log_file_exists_and_resumes_at_its_cursor() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = journal_config(dir.path(), "backfill = true\n");
+    let jdir = dir.path().join("journal");
+    let out = dir.path().join("out.csv");
+    build_journal(
+        &jdir.join("a.journal"),
+        &(0..3).map(attack_entry).collect::<Vec<_>>(),
+    );
+
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 3),
+        "{}",
+        d.logged()
+    );
+    // A file added while running (journald rotating) is read too.
+    build_journal(
+        &jdir.join("b.journal"),
+        &(3..5).map(attack_entry).collect::<Vec<_>>(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 5),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(
+        logged.contains("reading the journal in")
+            && logged.contains("none of the configured log files exists"),
+        "{logged}"
+    );
+
+    // A restart reads on after the saved cursor: nothing twice.
+    build_journal(
+        &jdir.join("c.journal"),
+        &(5..7).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 7),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    let want: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
+    assert_eq!(usernames(&out), want);
+
+    // Vacuumed while stopped: the saved entry is gone. Reading resumes after its time, and
+    // the log says how much may be missing.
+    for f in ["a", "b", "c"] {
+        std::fs::remove_file(jdir.join(format!("{f}.journal"))).unwrap();
+    }
+    // u7..u9 were written (and vacuumed) while the daemon was down; u10, u11 remain.
+    let later: Vec<JEntry> = (10..12)
+        .map(|i| {
+            let mut e = attack_entry(i);
+            e.usec += 3_600_000_000;
+            e
+        })
+        .collect();
+    build_journal(&jdir.join("d.journal"), &later);
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 9),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    let mut want = want;
+    want.extend(["u10".to_string(), "u11".to_string()]);
+    assert_eq!(usernames(&out), want);
+    let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(
+        logged.contains("is no longer in the journal") && logged.contains("1h"),
+        "{logged}"
+    );
+}
+
+#[test]
+fn a_first_start_without_backfill_reads_only_new_entries_also_after_a_restart() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // backfill = "auto": a journal's retained history is only read with `true`.
+    let cfg = journal_config(dir.path(), "");
+    let jdir = dir.path().join("journal");
+    let out = dir.path().join("out.csv");
+    build_journal(
+        &jdir.join("a.journal"),
+        &(0..3).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("reading only new journal entries")),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    // Restarted before anything new: the history is still not read.
+    let d = Daemon::start(&cfg, dir.path());
+    build_journal(
+        &jdir.join("b.journal"),
+        &(3..5).map(attack_entry).collect::<Vec<_>>(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 2),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["u3", "u4"]);
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_backfill_loses_and_repeats_nothing() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = journal_config(dir.path(), "backfill = true\n");
+    let jdir = dir.path().join("journal");
+    let out = dir.path().join("out.csv");
+    let total = 40_000;
+    build_journal(
+        &jdir.join("a.journal"),
+        &(0..total).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let (mut kills, mut midway) = (0, Vec::new());
+    while usernames(&out).len() < total && kills < 3 {
+        let d = Daemon::start(&cfg, dir.path());
+        let before = usernames(&out).len();
+        // Killed once some rows of this run are in, before the end.
+        wait_until(Duration::from_secs(30), || {
+            let n = usernames(&out).len();
+            n > before || n == total
+        });
+        d.kill9();
+        kills += 1;
+        let n = usernames(&out).len();
+        if n < total {
+            midway.push(n);
+        }
+    }
+    eprintln!("killed {kills} times, with {midway:?} of {total} rows in");
+    assert!(
+        !midway.is_empty(),
+        "no kill landed in the middle of the backfill"
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(60), || usernames(&out).len() >= total),
+        "{} rows\n{}",
+        usernames(&out).len(),
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    let users = usernames(&out);
+    let mut seen = std::collections::BTreeSet::new();
+    let dups: Vec<&String> = users.iter().filter(|u| !seen.insert(*u)).collect();
+    assert!(
+        dups.is_empty(),
+        "{} duplicated: {:?}",
+        dups.len(),
+        &dups[..dups.len().min(10)]
+    );
+    assert_eq!(users.len(), total, "killed {kills} times");
+}
+
+#[test]
+fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    for point in ["after-checkpoint", "mid-rows", "after-rows"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = journal_config(dir.path(), "backfill = true\n");
+        let jdir = dir.path().join("journal");
+        let out = dir.path().join("out.csv");
+        build_journal(
+            &jdir.join("a.journal"),
+            &(0..2).map(attack_entry).collect::<Vec<_>>(),
+        );
+        let d = Daemon::start(&cfg, dir.path());
+        assert!(
+            wait_until(Duration::from_secs(15), || usernames(&out).len() == 2),
+            "{point}: {}",
+            d.logged()
+        );
+        assert_eq!(d.stop(), Some(0));
+
+        let mut cmd = bin();
+        cmd.env("MAILLOGSENTINEL_TEST_CRASH", point);
+        let mut d = Daemon::start_with(cmd, &cfg, dir.path());
+        build_journal(
+            &jdir.join("b.journal"),
+            &(2..5).map(attack_entry).collect::<Vec<_>>(),
+        );
+        let status =
+            wait_timeout(&mut d.child, Duration::from_secs(15)).expect("the crash happens");
+        assert!(!status.success(), "{point}: {status:?}");
+
+        let d = Daemon::start(&cfg, dir.path());
+        assert!(
+            wait_until(Duration::from_secs(15), || usernames(&out).len() >= 5),
+            "{point}: {:?}\n{}",
+            usernames(&out),
+            d.logged()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(d.stop(), Some(0));
+        assert_eq!(usernames(&out), ["u0", "u1", "u2", "u3", "u4"], "{point}");
+    }
+}
