@@ -1,0 +1,491 @@
+//! The journal source against baselines measured in the same run on the same journal file:
+//!
+//! 1. throughput: `scan --journal --no-enrich -o /dev/null` on a journal of 1,000,000 entries
+//!    (mail entries from the log generator with ~1% smtpd failures, and one entry in five from
+//!    other services and facilities), against `journalctl --file F -o export` (all entries,
+//!    and only facility mail) and against the workaround pipe
+//!    `journalctl --file F -o short-iso | maillogsentinel scan -o /dev/null -`;
+//! 2. live: the daemon following a journal file that `systemd-journal-remote` appends to (the
+//!    same libsystemd writer journald uses), one failure every millisecond: latency from the
+//!    entry written to its row readable in the CSV (median, p99), then idle CPU and RSS.
+//!
+//! Run with `cargo bench --bench journal` (entries: `MLS_BENCH_ENTRIES`, default 1,000,000;
+//! runs per command: `MLS_BENCH_RUNS`, default 3; live entries: `MLS_BENCH_LINES`, default
+//! 5,000). Needs systemd-journal-remote and journalctl. The journal is built once into
+//! `target/bench-data/` and read once before timing, so every command reads from memory.
+
+#[path = "support/loggen.rs"]
+#[allow(dead_code)]
+mod loggen;
+
+#[path = "support/peak.rs"]
+mod peak;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+/// 2026-11-18T11:06:40Z in microseconds.
+const BASE_USEC: u64 = 1_795_000_000_000_000;
+
+fn main() {
+    let entries: u64 = env_or("MLS_BENCH_ENTRIES", 1_000_000);
+    let runs: usize = env_or("MLS_BENCH_RUNS", 3);
+    let lines: usize = env_or("MLS_BENCH_LINES", 5_000);
+    assert!(
+        Path::new(JOURNAL_REMOTE).exists(),
+        "{JOURNAL_REMOTE} is missing: apt-get install systemd-journal-remote"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (journal, failures) = ensure_journal(&dir, entries);
+    warm(&journal);
+    let size = std::fs::metadata(&journal).unwrap().len();
+    println!(
+        "input: {} ({:.1} MB, {entries} entries, {failures} failed logins)",
+        journal.display(),
+        size as f64 / 1e6
+    );
+    let cfg = dir.join(format!("journal-{entries}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\njournal_path = \"{}\"\nstate_dir = \"{d}/journal-state\"\n[output]\ncsv = \"{d}/journal-out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
+            journal.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let j = journal.to_str().unwrap();
+
+    // Correctness first: a benchmark of wrong output is worthless.
+    let rows = count_rows(&[
+        BIN,
+        "scan",
+        "-c",
+        cfg,
+        "--journal",
+        "--no-enrich",
+        "-o",
+        "-",
+    ]);
+    assert_eq!(rows, failures, "scan --journal found {rows} rows");
+    let pipe = format!(
+        "journalctl --file '{j}' -o short-iso --no-pager | '{BIN}' scan -c '{cfg}' --no-enrich -o /dev/null -"
+    );
+
+    let export_all = measure(runs, &["journalctl", "--file", j, "-o", "export"]);
+    let export_mail = measure(
+        runs,
+        &[
+            "journalctl",
+            "--file",
+            j,
+            "-o",
+            "export",
+            "SYSLOG_FACILITY=2",
+        ],
+    );
+    let scan = measure(
+        runs,
+        &[
+            BIN,
+            "scan",
+            "-c",
+            cfg,
+            "--journal",
+            "--no-enrich",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    let piped = measure(runs, &["sh", "-c", &pipe]);
+
+    println!();
+    println!("| command | median time | entries/s | max RSS | ratio |");
+    println!("|---|---|---|---|---|");
+    let row = |name: &str, m: &Measured, rss: bool| {
+        println!(
+            "| `{name}` | {:.3} s | {:.2} M | {} | {:.2}x the time of `journalctl -o export` |",
+            m.median.as_secs_f64(),
+            entries as f64 / m.median.as_secs_f64() / 1e6,
+            if rss {
+                format!("{:.1} MB", m.max_rss_kb as f64 / 1024.0)
+            } else {
+                "(a pipe of two)".into()
+            },
+            m.median.as_secs_f64() / export_all.median.as_secs_f64()
+        );
+    };
+    row(
+        "journalctl --file F -o export > /dev/null",
+        &export_all,
+        true,
+    );
+    row(
+        "journalctl --file F -o export SYSLOG_FACILITY=2 > /dev/null",
+        &export_mail,
+        true,
+    );
+    row(
+        "maillogsentinel scan --journal --no-enrich -o /dev/null",
+        &scan,
+        true,
+    );
+    row(
+        "journalctl --file F -o short-iso | maillogsentinel scan -o /dev/null -",
+        &piped,
+        false,
+    );
+
+    live(&dir, lines);
+}
+
+/// The daemon following a journal file being appended to.
+fn live(dir: &Path, lines: usize) {
+    let dir = dir.join("journal-live");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("live.journal");
+    // The writer: journal-remote appending what it reads from a pipe, entry by entry.
+    let mut writer = Command::new(JOURNAL_REMOTE)
+        .arg(format!("--output={}", journal.display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = writer.stdin.take().unwrap();
+    let now_usec = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let mut mono = 1_000_000u64;
+    let mut entry = move |out: &mut dyn Write, message: &str| {
+        mono += 1;
+        write!(
+            out,
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={mono}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=mx\nSYSLOG_FACILITY=2\nSYSLOG_IDENTIFIER=postfix/smtpd\n_PID=77\nMESSAGE={message}\n\n",
+            now_usec()
+        )
+        .unwrap();
+        out.flush().unwrap();
+    };
+    entry(&mut input, "daemon started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !journal.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\njournal_path = \"{}\"\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
+            journal.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    let out = dir.join("out.csv");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !out.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut sent = Vec::with_capacity(lines);
+        for i in 0..lines {
+            let due = start + Duration::from_millis(i as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            sent.push(Instant::now());
+            entry(
+                &mut input,
+                &format!(
+                    "warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}"
+                ),
+            );
+        }
+        (sent, input)
+    });
+    let arrived = follow_rows(&out, lines, Duration::from_secs(120));
+    let (sent, input) = sender.join().unwrap();
+    let mut lat: Vec<Duration> = sent
+        .iter()
+        .zip(&arrived)
+        .map(|(s, a)| a.expect("every row arrived").duration_since(*s))
+        .collect();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_secs = 10;
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let idle = cpu_ticks(pid) - t0;
+    let (rss, hwm) = rss_kib(pid);
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = daemon.wait();
+    drop(input);
+    let _ = writer.wait();
+    println!();
+    println!("| live journal, {lines} failures one per ms | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| latency entry written -> row, median | {:.2} ms | |",
+        pct(0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "| latency entry written -> row, p99 | {:.2} ms | < 50 ms |",
+        pct(0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "| latency entry written -> row, max | {:.2} ms | |",
+        lat.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!(
+        "| idle CPU over {idle_secs} s | {:.2} % ({idle} ticks) | |",
+        idle as f64 / (idle_secs as f64 * 100.0) * 100.0
+    );
+    println!(
+        "| RSS of the following daemon, idle | {:.1} MB | < 20 MB |",
+        rss as f64 / 1024.0
+    );
+    println!("| peak RSS | {:.1} MB | |", hwm as f64 / 1024.0);
+}
+
+/// Follows the CSV and notes when the row of each `u{i}` arrives.
+fn follow_rows(out: &Path, lines: usize, limit: Duration) -> Vec<Option<Instant>> {
+    let mut arrived = vec![None; lines];
+    let mut csv = File::open(out).unwrap();
+    let (mut pending, mut buf, mut seen) = (Vec::new(), vec![0u8; 1 << 16], 0);
+    let deadline = Instant::now() + limit;
+    while seen < lines && Instant::now() < deadline {
+        let n = csv.read(&mut buf).unwrap();
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let now = Instant::now();
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let row: Vec<u8> = pending.drain(..=i).collect();
+            let user = String::from_utf8_lossy(&row)
+                .split(',')
+                .nth(4)
+                .and_then(|u| u.strip_prefix('u').map(str::to_string))
+                .and_then(|u| u.parse::<usize>().ok());
+            if let Some(u) = user
+                && u < lines
+                && arrived[u].is_none()
+            {
+                arrived[u] = Some(now);
+                seen += 1;
+            }
+        }
+    }
+    arrived
+}
+
+/// Builds the journal unless one for the same size is there: the generator's mail log turned
+/// into entries, one in five followed by another service's entry.
+fn ensure_journal(dir: &Path, entries: u64) -> (PathBuf, u64) {
+    let journal = dir.join(format!("bench-{entries}.journal"));
+    let stamp = dir.join(format!("bench-{entries}.journal.failures"));
+    if let (Ok(s), true) = (std::fs::read_to_string(&stamp), journal.exists())
+        && let Ok(n) = s.trim().parse()
+    {
+        return (journal, n);
+    }
+    let _ = std::fs::remove_file(&journal);
+    eprintln!("building {} ...", journal.display());
+    let log = dir.join(format!("bench-{entries}.log"));
+    let spec = loggen::Spec {
+        // About 170 bytes a line: enough lines for the mail share of the entries.
+        bytes: entries * 4 / 5 * 175,
+        failures_per_10k: 100,
+        attacker_ips: 5000,
+        seed: 7,
+    };
+    let mut w = BufWriter::new(File::create(&log).unwrap());
+    loggen::generate(&spec, &mut w).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let mut remote = Command::new(JOURNAL_REMOTE)
+        .arg(format!("--output={}", journal.display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufWriter::with_capacity(1 << 20, remote.stdin.take().unwrap());
+    let (mut written, mut failures, mut usec) = (0u64, 0u64, BASE_USEC);
+    let mut put = |out: &mut BufWriter<_>, fields: &[(&str, &str)]| {
+        usec += 1000;
+        write!(
+            out,
+            "__REALTIME_TIMESTAMP={usec}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n",
+            usec - BASE_USEC
+        )
+        .unwrap();
+        for (k, v) in fields {
+            writeln!(out, "{k}={v}").unwrap();
+        }
+        out.write_all(b"\n").unwrap();
+    };
+    for line in BufReader::new(File::open(&log).unwrap()).lines() {
+        if written >= entries {
+            break;
+        }
+        let line = line.unwrap();
+        // `Nov 22 08:01:04 mx PROGRAM[PID]: MESSAGE` (or `PROGRAM: MESSAGE`)
+        let rest = &line[16..];
+        let (host, rest) = rest.split_once(' ').unwrap();
+        let (tag, message) = rest.split_once(": ").unwrap();
+        let (program, pid) = match tag.split_once('[') {
+            Some((p, pid)) => (p, pid.trim_end_matches(']')),
+            None => (tag, "1"),
+        };
+        if message.contains("authentication failed") {
+            failures += 1;
+        }
+        put(
+            &mut out,
+            &[
+                ("_HOSTNAME", host),
+                ("SYSLOG_FACILITY", "2"),
+                ("SYSLOG_IDENTIFIER", program),
+                ("_PID", pid),
+                ("MESSAGE", message),
+            ],
+        );
+        written += 1;
+        if written % 5 == 0 && written < entries {
+            let (facility, ident, message) = match written % 3 {
+                0 => (
+                    "10",
+                    "sshd",
+                    "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.7",
+                ),
+                1 => (
+                    "3",
+                    "systemd",
+                    "Started session-42.scope - Session 42 of User alice.",
+                ),
+                _ => (
+                    "9",
+                    "CRON",
+                    "(root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)",
+                ),
+            };
+            put(
+                &mut out,
+                &[
+                    ("_HOSTNAME", "mx"),
+                    ("SYSLOG_FACILITY", facility),
+                    ("SYSLOG_IDENTIFIER", ident),
+                    ("_PID", "999"),
+                    ("MESSAGE", message),
+                ],
+            );
+            written += 1;
+        }
+    }
+    out.flush().unwrap();
+    drop(out);
+    assert!(remote.wait().unwrap().success());
+    assert_eq!(written, entries, "the generated log was too short");
+    let _ = std::fs::remove_file(&log);
+    std::fs::write(&stamp, failures.to_string()).unwrap();
+    (journal, failures)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Reads a file once so that every measured command finds it in the page cache.
+fn warm(path: &Path) {
+    let mut f = File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf).unwrap() > 0 {}
+}
+
+/// Data rows a command writes to stdout as CSV (header excluded).
+fn count_rows(argv: &[&str]) -> u64 {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{argv:?}");
+    (out.stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64)
+        .saturating_sub(1)
+}
+
+struct Measured {
+    median: Duration,
+    max_rss_kb: u64,
+}
+
+/// Runs a command `runs` times (stdout to /dev/null): median wall time, largest peak RSS.
+fn measure(runs: usize, argv: &[&str]) -> Measured {
+    let mut times = Vec::with_capacity(runs);
+    let mut max_rss_kb = 0;
+    for _ in 0..runs {
+        let (t, ok, rss) = peak::run(argv, false);
+        assert!(ok, "{argv:?} failed");
+        times.push(t);
+        max_rss_kb = max_rss_kb.max(rss);
+    }
+    times.sort();
+    Measured {
+        median: times[times.len() / 2],
+        max_rss_kb,
+    }
+}
+
+/// utime+stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
