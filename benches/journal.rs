@@ -2,9 +2,10 @@
 //!
 //! 1. throughput: `scan --journal --no-enrich -o /dev/null` on a journal of 1,000,000 entries
 //!    (mail entries from the log generator with ~1% smtpd failures, and one entry in five from
-//!    other services and facilities), against `journalctl --file F -o export` (all entries,
+//!    other services and facilities), against `journalctl -D DIR -o export` (all entries,
 //!    and only facility mail) and against the workaround pipe
-//!    `journalctl --file F -o short-iso | maillogsentinel scan -o /dev/null -`;
+//!    `journalctl -D DIR -o short-iso | maillogsentinel scan -o /dev/null -` (the journal is
+//!    the directory of files journal-remote writes, rotating as journald does);
 //! 2. live: the daemon following a journal file that `systemd-journal-remote` appends to (the
 //!    same libsystemd writer journald uses), one failure every millisecond: latency from the
 //!    entry written to its row readable in the CSV (median, p99), then idle CPU and RSS.
@@ -43,10 +44,10 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&dir).unwrap();
     let (journal, failures) = ensure_journal(&dir, entries);
-    warm(&journal);
-    let size = std::fs::metadata(&journal).unwrap().len();
+    let size = warm(&journal);
+    let files = std::fs::read_dir(&journal).unwrap().count();
     println!(
-        "input: {} ({:.1} MB, {entries} entries, {failures} failed logins)",
+        "input: {} ({files} files, {:.1} MB, {entries} entries, {failures} failed logins)",
         journal.display(),
         size as f64 / 1e6
     );
@@ -76,20 +77,13 @@ fn main() {
     ]);
     assert_eq!(rows, failures, "scan --journal found {rows} rows");
     let pipe = format!(
-        "journalctl --file '{j}' -o short-iso --no-pager | '{BIN}' scan -c '{cfg}' --no-enrich -o /dev/null -"
+        "journalctl -D '{j}' -o short-iso --no-pager | '{BIN}' scan -c '{cfg}' --no-enrich -o /dev/null -"
     );
 
-    let export_all = measure(runs, &["journalctl", "--file", j, "-o", "export"]);
+    let export_all = measure(runs, &["journalctl", "-D", j, "-o", "export"]);
     let export_mail = measure(
         runs,
-        &[
-            "journalctl",
-            "--file",
-            j,
-            "-o",
-            "export",
-            "SYSLOG_FACILITY=2",
-        ],
+        &["journalctl", "-D", j, "-o", "export", "SYSLOG_FACILITY=2"],
     );
     let scan = measure(
         runs,
@@ -122,13 +116,9 @@ fn main() {
             m.median.as_secs_f64() / export_all.median.as_secs_f64()
         );
     };
+    row("journalctl -D DIR -o export > /dev/null", &export_all, true);
     row(
-        "journalctl --file F -o export > /dev/null",
-        &export_all,
-        true,
-    );
-    row(
-        "journalctl --file F -o export SYSLOG_FACILITY=2 > /dev/null",
+        "journalctl -D DIR -o export SYSLOG_FACILITY=2 > /dev/null",
         &export_mail,
         true,
     );
@@ -138,7 +128,7 @@ fn main() {
         true,
     );
     row(
-        "journalctl --file F -o short-iso | maillogsentinel scan -o /dev/null -",
+        "journalctl -D DIR -o short-iso | maillogsentinel scan -o /dev/null -",
         &piped,
         false,
     );
@@ -306,14 +296,15 @@ fn follow_rows(out: &Path, lines: usize, limit: Duration) -> Vec<Option<Instant>
 /// Builds the journal unless one for the same size is there: the generator's mail log turned
 /// into entries, one in five followed by another service's entry.
 fn ensure_journal(dir: &Path, entries: u64) -> (PathBuf, u64) {
-    let journal = dir.join(format!("bench-{entries}.journal"));
-    let stamp = dir.join(format!("bench-{entries}.journal.failures"));
+    let journal = dir.join(format!("bench-journal-{entries}"));
+    let stamp = dir.join(format!("bench-journal-{entries}.failures"));
     if let (Ok(s), true) = (std::fs::read_to_string(&stamp), journal.exists())
         && let Ok(n) = s.trim().parse()
     {
         return (journal, n);
     }
-    let _ = std::fs::remove_file(&journal);
+    let _ = std::fs::remove_dir_all(&journal);
+    std::fs::create_dir_all(&journal).unwrap();
     eprintln!("building {} ...", journal.display());
     let log = dir.join(format!("bench-{entries}.log"));
     let spec = loggen::Spec {
@@ -327,8 +318,10 @@ fn ensure_journal(dir: &Path, entries: u64) -> (PathBuf, u64) {
     loggen::generate(&spec, &mut w).unwrap();
     w.flush().unwrap();
     drop(w);
+    // journal-remote rotates its output as journald does (here every ~210,000 entries): the
+    // journal is a directory of files, read as one.
     let mut remote = Command::new(JOURNAL_REMOTE)
-        .arg(format!("--output={}", journal.display()))
+        .arg(format!("--output={}/bench.journal", journal.display()))
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -423,11 +416,22 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Reads a file once so that every measured command finds it in the page cache.
-fn warm(path: &Path) {
-    let mut f = File::open(path).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    while f.read(&mut buf).unwrap() > 0 {}
+/// Reads a directory's files once so that every measured command finds them in the page cache;
+/// returns their total size.
+fn warm(dir: &Path) -> u64 {
+    let mut size = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let mut f = File::open(e.unwrap().path()).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+        }
+    }
+    size
 }
 
 /// Data rows a command writes to stdout as CSV (header excluded).

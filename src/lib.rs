@@ -2,7 +2,8 @@
 //! attacked, and reports on it.
 //!
 //! The library is the pipeline, one module per stage:
-//! - [`source`]: reads log files (plain, gzip, stdin) into blocks of whole lines;
+//! - [`source`]: reads log files (plain, gzip, stdin) into blocks of whole lines, and the
+//!   systemd journal into entries;
 //! - [`parse`]: finds and parses SASL authentication failures in those blocks;
 //! - [`sink`]: the durable record of every attempt (CSV);
 //! - [`config`]: the configuration file, validated once;

@@ -208,10 +208,31 @@ fn run_lookup(args: LookupArgs) -> Result<ExitCode, Failure> {
 }
 
 fn run_check(args: ConfigArg) -> Result<ExitCode, Failure> {
+    use maillogsentinel::source::journal::JournalReader;
     let config = load_config(&args)?;
     println!("# configuration OK: {}", config.origin);
+    // Which sources a start would read now, and why; a journal that would be read must be
+    // readable by whoever runs this (run it as the service user to know).
+    let choice = config.journal.choose(&config.files);
+    let sources = match (choice.files, choice.journal) {
+        (true, true) => format!("the log files and {}", config.journal.describe()),
+        (false, true) => config.journal.describe(),
+        _ => "the log files".to_string(),
+    };
+    println!("# a start now would read {sources}: {}", choice.why);
+    let mut code = ExitCode::SUCCESS;
+    if choice.journal {
+        match JournalReader::check_readable(&config.journal) {
+            Ok(()) => println!("# {} is readable by this user", config.journal.describe()),
+            Err(e) => {
+                println!("# {} cannot be read: {e}", config.journal.describe());
+                logging::tell(Level::ERROR, &e);
+                code = ExitCode::from(1);
+            }
+        }
+    }
     print!("{}", config.to_toml());
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {

@@ -342,6 +342,24 @@ impl JournalReader {
         })
     }
 
+    /// Whether the user running this may read the journal the settings name: `Err` says what
+    /// is wrong and what to do. libsystemd opens the system journal for anyone, showing only
+    /// the files the user may read, so "none readable while some exist" is the check.
+    pub fn check_readable(settings: &JournalSettings) -> Result<(), String> {
+        let reader = JournalReader::open(settings).map_err(|e| e.to_string())?;
+        if settings.path.is_some() {
+            return Ok(());
+        }
+        let readable = reader.journal.has_persistent_files().unwrap_or(false)
+            || reader.journal.has_runtime_files().unwrap_or(false);
+        if !readable && settings.present() {
+            return Err(
+                "the system journal exists but this user cannot read it: add the user to group systemd-journal (or adm), or run as root".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Ends reads at the first entry after `usec` (microseconds since the epoch).
     pub fn set_until(&mut self, usec: u64) {
         self.until = Some(usec);
