@@ -497,3 +497,206 @@ fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
         assert_eq!(usernames(&out), ["u0", "u1", "u2", "u3", "u4"], "{point}");
     }
 }
+
+/// A real systemd-journald on a private runtime: started by the test in a mount namespace of
+/// its own (tmpfs on /run/systemd and /run/log, the test's directories bound on its socket
+/// directory and on /run/log/journal, a test journald.conf), so it never touches the host's
+/// journal. Needs root (for the namespace); `None`, with the reason printed, where it cannot run.
+struct Journald {
+    child: std::process::Child,
+    /// Its syslog socket (`/dev/log` inside).
+    dev_log: PathBuf,
+    /// The journal directory it writes (its /run/log/journal).
+    journal: PathBuf,
+}
+
+impl Journald {
+    fn start(dir: &Path) -> Option<Journald> {
+        let journald = Path::new("/lib/systemd/systemd-journald");
+        let uid = Command::new("id").arg("-u").output().unwrap();
+        let why = if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            Some("it needs root to start journald in a mount namespace of its own")
+        } else if !journald.exists() {
+            Some("/lib/systemd/systemd-journald is not installed")
+        } else if !Path::new("/etc/machine-id").exists() {
+            Some("journald needs /etc/machine-id")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            eprintln!("SKIPPED: {why}");
+            return None;
+        }
+        let (rt, journal) = (dir.join("journald-run"), dir.join("journal"));
+        std::fs::create_dir_all(&rt).unwrap();
+        std::fs::create_dir_all(&journal).unwrap();
+        let conf = dir.join("journald.conf");
+        std::fs::write(
+            &conf,
+            "[Journal]\nStorage=volatile\nReadKMsg=no\nAudit=no\nRateLimitBurst=0\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\nForwardToKMsg=no\n",
+        )
+        .unwrap();
+        let script = format!(
+            "set -e\nmount --make-rprivate /\nmkdir -p /run/systemd /run/log\nmount -t tmpfs tmpfs /run/systemd\nmount -t tmpfs tmpfs /run/log\nmkdir -p /run/systemd/journal /run/log/journal\nmount --bind '{rt}' /run/systemd/journal\nmount --bind '{journal}' /run/log/journal\nmount --bind '{conf}' /etc/systemd/journald.conf\nexec {journald}\n",
+            rt = rt.display(),
+            journal = journal.display(),
+            conf = conf.display(),
+            journald = journald.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("journald.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let j = Journald {
+            child,
+            dev_log: rt.join("dev-log"),
+            journal,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || j.dev_log.exists()),
+            "journald did not start: {}",
+            std::fs::read_to_string(dir.join("journald.log")).unwrap_or_default()
+        );
+        Some(j)
+    }
+
+    /// Logs `message` as `tag` with facility mail, through its syslog socket (as Postfix does
+    /// through /dev/log).
+    fn log(&self, tag: &str, message: &str) {
+        let ok = Command::new("logger")
+            .arg("--socket")
+            .arg(&self.dev_log)
+            .args(["-p", "mail.warning", "-t", tag, "--", message])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "logger");
+    }
+
+    /// Rotates its files (what `journalctl --rotate` asks of it).
+    fn rotate(&self) {
+        let files = || journal_files(&self.journal).len();
+        let before = files();
+        let ok = Command::new("kill")
+            .args(["-USR2", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        assert!(
+            wait_until(Duration::from_secs(10), || files() > before),
+            "journald did not rotate"
+        );
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `.journal` files under `dir` (journald keeps them in a directory per machine).
+fn journal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(journal_files(&p));
+        } else if p.extension().is_some_and(|x| x == "journal") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_real_journald_followed_across_rotation_restart_and_vacuum() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(jd) = Journald::start(dir.path()) else {
+        return;
+    };
+    let out = dir.path().join("out.csv");
+    let cfg = daemon_config(
+        dir.path(),
+        &[&dir.path().join("mail.log")],
+        &format!(
+            "journal_path = \"{}\"\nbackfill = true\n",
+            jd.journal.display()
+        ),
+    );
+    let attack = |i: usize| jd.log("postfix/smtpd", &failure(i, &format!("u{i}")));
+    // Written before the daemon starts: read as the retained journal (backfill = true).
+    jd.log("postfix/smtpd", "connect from unknown[192.0.2.200]");
+    attack(0);
+    jd.log(
+        "dovecot",
+        "imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.9",
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 1),
+        "{}",
+        d.logged()
+    );
+    // Live, with a rotation in the middle.
+    attack(1);
+    attack(2);
+    jd.rotate();
+    attack(3);
+    attack(4);
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 5),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+
+    // While the daemon is down: rotations around more attacks, then a vacuum that deletes
+    // every file but the active one and the newest archive (u5, u6): the file of the saved
+    // position (u4's) is gone.
+    jd.rotate();
+    attack(5);
+    attack(6);
+    jd.rotate();
+    let journalctl = |args: &[&str]| {
+        let o = Command::new("journalctl")
+            .arg("-D")
+            .arg(&jd.journal)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    journalctl(&["--vacuum-files=2"]);
+    let left = journalctl(&["-o", "cat"]);
+    assert!(
+        !left.contains("sasl_username=u4") && left.contains("sasl_username=u5"),
+        "the vacuum left: {left}"
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 7),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    attack(7);
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 8),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    let want: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
+    assert_eq!(usernames(&out), want);
+    let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(logged.contains("is no longer in the journal"), "{logged}");
+}

@@ -414,7 +414,7 @@ impl JournalReader {
                     journal = %self.what,
                     "the saved journal position (an entry at {saved}) is no longer in the journal (vacuumed or rotated away while the daemon was stopped): resuming at the oldest entry, at {}; entries from up to {} before it may be missing",
                     show_usec(oldest),
-                    humantime::format_duration(Duration::from_secs(gap.as_secs()))
+                    humantime::format_duration(Duration::from_millis(gap.as_millis() as u64))
                 );
             }
             _ => tracing::warn!(
