@@ -22,6 +22,10 @@ mod loggen;
 #[path = "support/peak.rs"]
 mod peak;
 
+#[path = "../tests/it/journald.rs"]
+#[allow(dead_code)]
+mod journald;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -134,6 +138,89 @@ fn main() {
     );
 
     live(&dir, lines);
+    live_journald(&dir, lines);
+}
+
+/// The daemon following a real journald (root only: it runs in a mount namespace of its own),
+/// failures sent to its syslog socket as Postfix sends them, one per millisecond.
+fn live_journald(dir: &Path, lines: usize) {
+    let dir = dir.join("journal-journald");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some(jd) = journald::Journald::start(&dir) else {
+        println!("\n(no real journald here: not measured)");
+        return;
+    };
+    jd.log("postfix/master", "daemon started");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nfiles = [\"{d}/mail.log\"]\njournal_path = \"{}\"\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
+            jd.journal.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = dir.join("out.csv");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !out.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    socket.connect(&jd.dev_log).unwrap();
+    let sender = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut sent = Vec::with_capacity(lines);
+        for i in 0..lines {
+            let due = start + Duration::from_millis(i as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            sent.push(Instant::now());
+            // <20>: facility mail, severity warning.
+            let datagram = format!(
+                "<20>Nov 29 08:00:00 postfix/smtpd[77]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}"
+            );
+            socket.send(datagram.as_bytes()).unwrap();
+        }
+        sent
+    });
+    let arrived = follow_rows(&out, lines, Duration::from_secs(120));
+    let sent = sender.join().unwrap();
+    let got = arrived.iter().filter(|a| a.is_some()).count();
+    let mut lat: Vec<Duration> = sent
+        .iter()
+        .zip(&arrived)
+        .filter_map(|(s, a)| a.map(|a| a.duration_since(*s)))
+        .collect();
+    lat.sort();
+    let _ = Command::new("kill").arg(daemon.id().to_string()).status();
+    let _ = daemon.wait();
+    assert_eq!(got, lines, "every row arrived");
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    println!();
+    println!("| real journald, {lines} failures one per ms to /dev/log | value | goal |");
+    println!("|---|---|---|");
+    println!(
+        "| latency sent -> row, median | {:.2} ms | |",
+        pct(0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "| latency sent -> row, p99 | {:.2} ms | < 50 ms |",
+        pct(0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "| latency sent -> row, max | {:.2} ms | |",
+        lat.last().unwrap().as_secs_f64() * 1e3
+    );
 }
 
 /// The daemon following a journal file being appended to.

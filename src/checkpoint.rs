@@ -263,8 +263,10 @@ pub struct Recovery {
     pub paths: BTreeMap<Fingerprint, PathBuf>,
     /// How long each file had not been seen on disk, per fingerprint.
     pub unseen: BTreeMap<Fingerprint, std::time::Duration>,
-    /// Where to resume each journal, by source (a journal absent here starts afresh).
-    pub journals: BTreeMap<String, JournalPos>,
+    /// Where to resume each journal, by source: after the entry, or (`None`) from the head,
+    /// when the batch lost was the first read from that journal. A journal absent here starts
+    /// afresh.
+    pub journals: BTreeMap<String, Option<JournalPos>>,
     /// When set, the output must be cut back to this length first (a torn batch).
     pub truncate_output_to: Option<u64>,
     /// What was decided, for the log.
@@ -346,13 +348,13 @@ impl Checkpoint {
         let journals = self
             .journals
             .iter()
-            .filter_map(|j| {
+            .map(|j| {
                 let pos = if after {
-                    Some(&j.after)
+                    Some(j.after.clone())
                 } else {
-                    j.before.as_ref()
+                    j.before.clone()
                 };
-                pos.map(|p| (j.source.clone(), p.clone()))
+                (j.source.clone(), pos)
             })
             .collect();
         Recovery {
@@ -424,12 +426,13 @@ mod tests {
     fn journals_resume_after_a_landed_batch_and_before_a_lost_one() {
         let c = cp();
         let r = c.recover(same(180));
-        assert_eq!(r.journals["system"], jpos("c2", 20));
-        assert_eq!(r.journals["/j"], jpos("d1", 30));
+        assert_eq!(r.journals["system"], Some(jpos("c2", 20)));
+        assert_eq!(r.journals["/j"], Some(jpos("d1", 30)));
         let r = c.recover(same(100));
-        assert_eq!(r.journals["system"], jpos("c1", 10));
-        // Its first batch was lost: that journal starts afresh.
-        assert!(!r.journals.contains_key("/j"));
+        assert_eq!(r.journals["system"], Some(jpos("c1", 10)));
+        // Its first batch was lost: that journal is read again from its head (not afresh from
+        // its tail, which would skip the lost batch's entries).
+        assert_eq!(r.journals["/j"], None);
         // A checkpoint written before journals were read has none.
         let old = r#"{"version":1,"output":{"path":"/x","len_before":0,"len_after":0},"files":[]}"#;
         let old: Checkpoint = serde_json::from_str(old).unwrap();

@@ -111,11 +111,13 @@ struct Running {
     tailers: Vec<TailerHandle>,
     /// The journal reader, when the journal is read.
     journal: Option<JournalHandle>,
-    /// What `sources.journal = "auto"` chose at start (it holds until restart): (journal, files).
+    /// What `sources.journal = "auto"` chooses at this start, whatever the mode in force (a
+    /// reload to "auto" applies it; it holds until restart): (journal, files).
     auto_choice: (bool, bool),
-    /// Whether the output held rows before this start (a journal's first start never
-    /// back-fills into such an output unless `backfill = true`).
-    first_start: bool,
+    /// Whether the log files were read before this start (the checkpoint knows them).
+    had_files: bool,
+    /// Where the running journal reader began.
+    journal_origin: Option<JournalStart>,
     watcher: watch::Watcher,
     counters: Arc<Counters>,
     positions: SharedPositions,
@@ -183,7 +185,10 @@ pub async fn run(
         store,
         csv,
         &positions,
-        &journals,
+        &journals
+            .iter()
+            .filter_map(|(source, pos)| pos.clone().map(|p| (source.clone(), p)))
+            .collect(),
         &paths,
         &unseen,
         counters.clone(),
@@ -231,7 +236,14 @@ pub async fn run(
         Arc::new(chrono::Local::now),
         crate::report::reporter::mail_delivery(),
     ));
-    let choice = config.journal.choose(&config.files);
+    // Sources read at the last start, as the checkpoint tells.
+    let had_files = !positions.is_empty();
+    let had_journal = journals.contains_key(&config.journal.source_id());
+    let auto = auto_sources(&config, had_files, had_journal);
+    let choice = match config.journal.mode {
+        crate::config::JournalMode::Auto => auto.clone(),
+        _ => config.journal.choose(&config.files),
+    };
     let mut running = Running {
         report_settings,
         enricher,
@@ -240,8 +252,9 @@ pub async fn run(
         tx: Some(tx),
         tailers: Vec::new(),
         journal: None,
-        auto_choice: (choice.journal, choice.files),
-        first_start,
+        auto_choice: (auto.journal, auto.files),
+        had_files,
+        journal_origin: None,
         watcher,
         counters,
         positions: shared,
@@ -251,7 +264,14 @@ pub async fn run(
         committer_heartbeat,
         budget: EventBudget::default(),
     };
-    let start = first_start_mode(first_start, running.config.backfill, &running.config.csv);
+    let mut start = first_start_mode(first_start, running.config.backfill, &running.config.csv);
+    if choice.files && had_journal && !had_files {
+        // The journal was the source until now: the files' history is in its rows already.
+        tracing::warn!(
+            "the journal was read until now and the log files are read from this start: they are read from their end (what they hold before it was recorded from the journal)"
+        );
+        start = Start::AtEnd;
+    }
     if choice.files {
         for path in running.config.files.clone() {
             running.spawn_tailer(&path, positions.clone(), start);
@@ -264,8 +284,8 @@ pub async fn run(
         .collect();
     if choice.journal {
         tracing::info!(journal = %running.config.journal.describe(), "reading {}: {}", running.config.journal.describe(), choice.why);
-        let committed = journals.get(&running.config.journal.source_id()).cloned();
-        running.spawn_follower(committed);
+        let start = running.journal_start(journals.get(&running.config.journal.source_id()));
+        running.spawn_follower(start);
     } else if running.config.journal.mode == crate::config::JournalMode::Auto {
         tracing::info!("not reading the journal: {}", choice.why);
     }
@@ -399,6 +419,35 @@ pub async fn run(
     }
 }
 
+/// What `sources.journal = "auto"` reads at this start: the source the last start read, as the
+/// checkpoint tells (a file appearing or vanishing must never make a restart read the same
+/// entries twice, or skip them), else what is there now.
+fn auto_sources(
+    config: &Config,
+    had_files: bool,
+    had_journal: bool,
+) -> crate::source::journal::Choice {
+    use crate::source::journal::Choice;
+    let mut auto = config.journal.clone();
+    auto.mode = crate::config::JournalMode::Auto;
+    match (had_files, had_journal) {
+        (false, true) => Choice {
+            journal: true,
+            files: false,
+            why: format!(
+                "{} was read at the last start (sources.journal = \"auto\" keeps the source of the last start; set it to true or false to change)",
+                config.journal.describe()
+            ),
+        },
+        (true, false) => Choice {
+            journal: false,
+            files: true,
+            why: "the log files were read at the last start (sources.journal = \"auto\" keeps the source of the last start; set it to true to read the journal)".into(),
+        },
+        _ => auto.choose(&config.files),
+    }
+}
+
 /// Where a start begins: from the checkpoints; or, on a first start, from the logs' history
 /// (backfill) or their ends. `backfill = "auto"` does not back-fill into an output that already
 /// holds rows: no checkpoint beside such an output means a new or emptied state directory, and
@@ -498,28 +547,28 @@ impl Running {
     }
 
     /// Where the journal reader starts: after the committed entry; without one (a first
-    /// start, or the journal newly read), at the oldest entry with `backfill = true`, else at
-    /// the newest.
-    fn journal_start(&self, committed: Option<JournalPos>) -> JournalStart {
-        match committed {
-            Some(pos) => JournalStart::After(pos),
-            None if self.config.backfill == Backfill::Always => {
-                if !self.first_start {
-                    tracing::info!(journal = %self.config.journal.describe(), "no position saved for this journal yet: reading all of it (backfill = true)");
-                }
+    /// start, or the journal newly read), at the oldest entry with `backfill = true` unless
+    /// the log files were the source until now (their rows hold that history), else at the
+    /// newest. `Some(None)`: the first batch read from it was lost, read it from the head.
+    fn journal_start(&self, recovered: Option<&Option<JournalPos>>) -> JournalStart {
+        match recovered {
+            Some(Some(pos)) => JournalStart::After(pos.clone()),
+            Some(None) => JournalStart::Head,
+            None if self.config.backfill == Backfill::Always && !self.had_files => {
                 JournalStart::Head
             }
             None => JournalStart::Tail,
         }
     }
 
-    fn spawn_follower(&mut self, committed: Option<JournalPos>) {
+    fn spawn_follower(&mut self, start: JournalStart) {
         let Some(tx) = self.tx.clone() else { return };
         let cancel = self.cancel.child_token();
         let heartbeat = Heartbeat::new(self.epoch);
+        self.journal_origin = Some(start.clone());
         let follower = Follower::new(
             self.config.journal.clone(),
-            self.journal_start(committed),
+            start,
             tx,
             cancel.clone(),
             self.counters.clone(),
@@ -718,6 +767,11 @@ impl Running {
             start,
             stop,
             start_journal,
+            journal_origin: if stop_journal {
+                self.journal_origin.clone()
+            } else {
+                None
+            },
             old_files,
             switch_output,
         })
@@ -759,9 +813,15 @@ impl Running {
             tracing::info!(path = %path.display(), "no longer following");
         }
         if pending.start_journal && self.journal.is_none() {
-            let committed = journals.get(&self.config.journal.source_id()).cloned();
+            let start = match journals.get(&self.config.journal.source_id()) {
+                Some(pos) => JournalStart::After(pos.clone()),
+                // Nothing committed yet from a reader that began at the head (a backfill):
+                // it begins there again.
+                None if pending.journal_origin == Some(JournalStart::Head) => JournalStart::Head,
+                None => self.journal_start(None),
+            };
             tracing::info!(journal = %self.config.journal.describe(), "now reading the journal");
-            self.spawn_follower(committed);
+            self.spawn_follower(start);
         }
         log_changes(&changes);
         notify::ready(&self.status_line());
@@ -784,6 +844,8 @@ struct PendingReload {
     stop: Vec<PathBuf>,
     /// Start the journal reader then.
     start_journal: bool,
+    /// Where the stopped journal reader had begun.
+    journal_origin: Option<JournalStart>,
     /// The files followed before the reload.
     old_files: Vec<PathBuf>,
     /// (new, old) CSV, when it changes.

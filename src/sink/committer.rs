@@ -111,6 +111,9 @@ pub struct Committer {
     checkpoint_interval: Duration,
     /// Progress not saved yet (row-less batches, seen files).
     dirty: bool,
+    /// Progress to save with this commit, not at the next interval: a source's first
+    /// position (where a first start without backfill begins).
+    save_now: bool,
     last_save: Instant,
     /// Rows formatted but not committed.
     pending_rows: u64,
@@ -219,6 +222,7 @@ impl Committer {
             heartbeat,
             checkpoint_interval,
             dirty: true,
+            save_now: false,
             last_save: Instant::now(),
             pending_rows: 0,
             budget: Vec::new(),
@@ -266,9 +270,11 @@ impl Committer {
                         }
                     }
                     self.commit_with_retry(&runtime)?;
-                    if !replies.is_empty() {
+                    let save_now = std::mem::take(&mut self.save_now);
+                    if !replies.is_empty() || save_now {
                         // A barrier (reload) hands the committed positions to new readers: make
-                        // them include row-less progress too, or those lines are read again.
+                        // them include row-less progress too, or those lines are read again. A
+                        // source's first position is saved at once too (see `save_now`).
                         if let Err(e) = self.save_progress() {
                             self.failed(&e);
                         }
@@ -326,6 +332,9 @@ impl Committer {
                         // goes back to "before" must not read that range again (it holds no
                         // row anyway).
                         let start = if rowless { end } else { 0 };
+                        // ... and it is saved at once: until then, a crash would make the next
+                        // start a first start again, skipping what came meanwhile.
+                        self.save_now |= rowless && !self.files.contains_key(&fingerprint);
                         let e = self.files.entry(fingerprint).or_insert_with(|| FileState {
                             path: path.clone(),
                             committed: start,
@@ -340,7 +349,8 @@ impl Committer {
                     }
                     Position::Journal { source, pos } => {
                         // As for files: a journal first met without rows (the tail skipped to
-                        // at a first start) counts as committed up to there.
+                        // at a first start) counts as committed up to there, saved at once.
+                        self.save_now |= rowless && !self.journals.contains_key(&source);
                         let e = self.journals.entry(source).or_insert_with(|| JournalState {
                             committed: rowless.then(|| pos.clone()),
                             current: pos.clone(),

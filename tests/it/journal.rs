@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::journald::Journald;
 use crate::support::*;
 
 /// 2026-11-18T11:06:40Z, in microseconds: entries are placed from here.
@@ -405,7 +406,8 @@ fn kill_9_in_the_middle_of_a_backfill_loses_and_repeats_nothing() {
     let cfg = journal_config(dir.path(), "backfill = true\n");
     let jdir = dir.path().join("journal");
     let out = dir.path().join("out.csv");
-    let total = 40_000;
+    // Large enough that the backfill takes several commits (4,096 entries a batch).
+    let total = 100_000;
     build_journal(
         &jdir.join("a.journal"),
         &(0..total).map(attack_entry).collect::<Vec<_>>(),
@@ -498,121 +500,6 @@ fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
     }
 }
 
-/// A real systemd-journald on a private runtime: started by the test in a mount namespace of
-/// its own (tmpfs on /run/systemd and /run/log, the test's directories bound on its socket
-/// directory and on /run/log/journal, a test journald.conf), so it never touches the host's
-/// journal. Needs root (for the namespace); `None`, with the reason printed, where it cannot run.
-struct Journald {
-    child: std::process::Child,
-    /// Its syslog socket (`/dev/log` inside).
-    dev_log: PathBuf,
-    /// The journal directory it writes (its /run/log/journal).
-    journal: PathBuf,
-}
-
-impl Journald {
-    fn start(dir: &Path) -> Option<Journald> {
-        let journald = Path::new("/lib/systemd/systemd-journald");
-        let uid = Command::new("id").arg("-u").output().unwrap();
-        let why = if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            Some("it needs root to start journald in a mount namespace of its own")
-        } else if !journald.exists() {
-            Some("/lib/systemd/systemd-journald is not installed")
-        } else if !Path::new("/etc/machine-id").exists() {
-            Some("journald needs /etc/machine-id")
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            eprintln!("SKIPPED: {why}");
-            return None;
-        }
-        let (rt, journal) = (dir.join("journald-run"), dir.join("journal"));
-        std::fs::create_dir_all(&rt).unwrap();
-        std::fs::create_dir_all(&journal).unwrap();
-        let conf = dir.join("journald.conf");
-        std::fs::write(
-            &conf,
-            "[Journal]\nStorage=volatile\nReadKMsg=no\nAudit=no\nRateLimitBurst=0\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\nForwardToKMsg=no\n",
-        )
-        .unwrap();
-        let script = format!(
-            "set -e\nmount --make-rprivate /\nmkdir -p /run/systemd /run/log\nmount -t tmpfs tmpfs /run/systemd\nmount -t tmpfs tmpfs /run/log\nmkdir -p /run/systemd/journal /run/log/journal\nmount --bind '{rt}' /run/systemd/journal\nmount --bind '{journal}' /run/log/journal\nmount --bind '{conf}' /etc/systemd/journald.conf\nexec {journald}\n",
-            rt = rt.display(),
-            journal = journal.display(),
-            conf = conf.display(),
-            journald = journald.display()
-        );
-        let child = Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("journald.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let j = Journald {
-            child,
-            dev_log: rt.join("dev-log"),
-            journal,
-        };
-        assert!(
-            wait_until(Duration::from_secs(10), || j.dev_log.exists()),
-            "journald did not start: {}",
-            std::fs::read_to_string(dir.join("journald.log")).unwrap_or_default()
-        );
-        Some(j)
-    }
-
-    /// Logs `message` as `tag` with facility mail, through its syslog socket (as Postfix does
-    /// through /dev/log).
-    fn log(&self, tag: &str, message: &str) {
-        let ok = Command::new("logger")
-            .arg("--socket")
-            .arg(&self.dev_log)
-            .args(["-p", "mail.warning", "-t", tag, "--", message])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "logger");
-    }
-
-    /// Rotates its files (what `journalctl --rotate` asks of it).
-    fn rotate(&self) {
-        let files = || journal_files(&self.journal).len();
-        let before = files();
-        let ok = Command::new("kill")
-            .args(["-USR2", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        assert!(
-            wait_until(Duration::from_secs(10), || files() > before),
-            "journald did not rotate"
-        );
-    }
-}
-
-impl Drop for Journald {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `.journal` files under `dir` (journald keeps them in a directory per machine).
-fn journal_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(journal_files(&p));
-        } else if p.extension().is_some_and(|x| x == "journal") {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_real_journald_followed_across_rotation_restart_and_vacuum() {
     let dir = tempfile::tempdir().unwrap();
@@ -699,4 +586,226 @@ fn a_real_journald_followed_across_rotation_restart_and_vacuum() {
     assert_eq!(usernames(&out), want);
     let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert!(logged.contains("is no longer in the journal"), "{logged}");
+}
+
+#[test]
+fn a_first_start_on_an_empty_journal_reads_every_entry_that_comes() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The journal directory holds no file yet (journald has not written, a new container).
+    let cfg = journal_config(dir.path(), "");
+    let jdir = dir.path().join("journal");
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("no journal entry to read yet")),
+        "{}",
+        d.logged()
+    );
+    // Other facilities first, then failures: all of them come after the start.
+    let mut entries = vec![mail(BASE_USEC, "CRON", "(root) CMD (true)")];
+    entries[0].fields[1].1 = b"9".to_vec();
+    entries.extend((1..6).map(attack_entry));
+    build_journal(&jdir.join("b.journal"), &entries);
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 5),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["u1", "u2", "u3", "u4", "u5"]);
+}
+
+#[test]
+fn kill_9_right_after_a_first_start_at_the_tail_keeps_its_position() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Progress is saved on a timer only after an hour: the tail position must be saved at once.
+    let cfg = daemon_config(
+        dir.path(),
+        &[&dir.path().join("mail.log")],
+        &format!("journal_path = \"{}/journal\"\n", dir.path().display()),
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[daemon]\ncheckpoint_interval = \"1h\"\n"),
+    )
+    .unwrap();
+    let jdir = dir.path().join("journal");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let out = dir.path().join("out.csv");
+    build_journal(
+        &jdir.join("a.journal"),
+        &(0..3).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    let checkpoint = dir.path().join("state/checkpoint.json");
+    assert!(
+        wait_until(Duration::from_secs(15), || std::fs::read_to_string(
+            &checkpoint
+        )
+        .is_ok_and(|c| c.contains("\"journals\""))),
+        "{}",
+        d.logged()
+    );
+    d.kill9();
+    // Logged while the daemon was down: read at the next start, the history before it not.
+    build_journal(
+        &jdir.join("b.journal"),
+        &(3..5).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 2),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["u3", "u4"]);
+}
+
+#[test]
+fn auto_keeps_the_source_of_the_last_start_when_a_log_file_appears() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = journal_config(dir.path(), "backfill = true\n");
+    let jdir = dir.path().join("journal");
+    let out = dir.path().join("out.csv");
+    build_journal(
+        &jdir.join("a.journal"),
+        &(0..2).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 2),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    // rsyslog installed meanwhile: mail.log now exists and holds the same attacks.
+    append(
+        &dir.path().join("mail.log"),
+        &(attack("u0") + &attack("u1")),
+    );
+    build_journal(&jdir.join("b.journal"), &[attack_entry(2)]);
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 3),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["u0", "u1", "u2"]);
+    let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(logged.contains("was read at the last start"), "{logged}");
+}
+
+#[test]
+fn a_reload_with_other_matches_reads_on_from_the_committed_entry() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = journal_config(dir.path(), "backfill = true\n");
+    let jdir = dir.path().join("journal");
+    let out = dir.path().join("out.csv");
+    // The last entry read is Dovecot's, which the new matches leave out.
+    let mut first = vec![attack_entry(0)];
+    first.push(mail(
+        BASE_USEC + 1000,
+        "dovecot",
+        "imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.9",
+    ));
+    build_journal(&jdir.join("a.journal"), &first);
+    let mut d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 1),
+        "{}",
+        d.logged()
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "backfill = true\n",
+        "backfill = true\njournal_match = [\"SYSLOG_IDENTIFIER=postfix/smtpd\"]\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("now reading the journal")),
+        "{}",
+        d.logged()
+    );
+    build_journal(
+        &jdir.join("b.journal"),
+        &(2..4).map(attack_entry).collect::<Vec<_>>(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 3),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.running());
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["u0", "u2", "u3"]);
+    let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(!logged.contains("may be missing"), "{logged}");
+}
+
+#[test]
+fn a_damaged_region_in_a_journal_file_costs_only_its_own_entries() {
+    if skip_without_journal_remote() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("system.journal");
+    let n = 20_000;
+    build_journal(&j, &(0..n).map(attack_entry).collect::<Vec<_>>());
+    // 4 KiB of garbage at 40% of the file (a bad sector, a torn write).
+    let mut bytes = std::fs::read(&j).unwrap();
+    let at = bytes.len() * 2 / 5;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for b in &mut bytes[at..at + 4096] {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(&j, &bytes).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[sources]\njournal_path = \"{}\"\n{NO_ENRICH}", j.display()),
+    )
+    .unwrap();
+    let o = run(&["scan", "-c", cfg.to_str().unwrap(), "--journal", "-o", "-"]);
+    let users: Vec<String> = stdout(&o)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap_or_default().to_string())
+        .collect();
+    // Entries after the damage are read (libsystemd's own matches would stop at it), and
+    // only a few around it are lost.
+    assert!(
+        users.last().map(String::as_str) == Some(format!("u{}", n - 1).as_str()),
+        "last row: {:?} ({} rows)\n{}",
+        users.last(),
+        users.len(),
+        stderr(&o)
+    );
+    assert!(users.len() > n * 9 / 10, "{} of {n} rows", users.len());
 }

@@ -10,6 +10,7 @@ mod enrich;
 mod geoip_update;
 mod http_server;
 mod journal;
+mod journald;
 mod mmdb;
 mod report;
 mod scan;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{JournalError, JournalReader, JournalSettings, JournalStart};
+use super::{JournalError, JournalReader, JournalSettings, JournalStart, Seeked};
 use crate::pipeline::{Batch, EventBudget, Heartbeat, Position, ToSink};
 use crate::stats::Counters;
 
@@ -85,6 +85,7 @@ impl Follower {
                     Ok(r) => r,
                     Err(e) => {
                         self.failed(&mut failing, &e);
+                        delay = (delay * 2).min(Duration::from_secs(30));
                         break;
                     }
                 };
@@ -113,6 +114,7 @@ impl Follower {
                     && let Err(e) = reader.wait(POLL)
                 {
                     self.failed(&mut failing, &e);
+                    delay = (delay * 2).min(Duration::from_secs(30));
                     break;
                 }
             }
@@ -126,7 +128,12 @@ impl Follower {
     /// the newest entry as read (so that a restart does not read that history after all).
     fn open(&mut self) -> Result<JournalReader, JournalError> {
         let mut reader = JournalReader::open(&self.settings)?;
-        if let Some(pos) = reader.seek(&self.start)? {
+        let seeked = reader.seek(&self.start)?;
+        if seeked == Seeked::Empty {
+            tracing::info!(journal = %self.settings.describe(), "no journal entry to read yet: reading every one that comes");
+            self.start = JournalStart::Head;
+        }
+        if let Seeked::AtNewest(pos) = seeked {
             tracing::info!(journal = %self.settings.describe(), "first start without backfill: reading only new journal entries");
             self.start = JournalStart::After(pos.clone());
             let batch = Batch {

@@ -21,6 +21,7 @@
 
 pub mod follow;
 
+use std::ffi::CString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -243,6 +244,19 @@ pub enum JournalStart {
     Since(u64),
 }
 
+/// Where [`JournalReader::seek`] left the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seeked {
+    /// Ready to read on.
+    Ready,
+    /// At the newest entry ([`JournalStart::Tail`]), which counts as read: a first start
+    /// without backfill records it so that a restart does not read that history after all.
+    AtNewest(JournalPos),
+    /// The journal holds no matching entry yet ([`JournalStart::Tail`]): reading starts at its
+    /// head, so a reopen must start there too (every entry in it is new).
+    Empty,
+}
+
 /// Why the journal could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -253,6 +267,14 @@ pub enum JournalError {
         what: String,
         /// What libsystemd said.
         source: systemd::Error,
+    },
+    /// The system journal's files exist but none is readable by this user.
+    #[error(
+        "{what} exists but this user cannot read it: add the user to group systemd-journal (or adm), or run as root"
+    )]
+    Unreadable {
+        /// The journal, for people.
+        what: String,
     },
     /// Reading failed (a corrupt or vanished file, say).
     #[error("reading {what}: {source}")]
@@ -291,6 +313,9 @@ pub struct Read {
 pub struct JournalReader {
     journal: Journal,
     what: String,
+    /// The matches, by field: an entry is read when, for every field, its value is one of
+    /// the field's values (OR within a field, AND across fields).
+    filter: Vec<(CString, Vec<Vec<u8>>)>,
     finder: memmem::Finder<'static>,
     /// Entries after this instant (microseconds) end the read (a `scan` window).
     until: Option<u64>,
@@ -321,19 +346,31 @@ impl JournalReader {
             }
         }
         .map_err(open_err)?;
-        // libsystemd ORs terms on one field and ANDs across fields: journalctl's semantics.
-        for m in &settings.matches {
-            journal
-                .match_add(&m.field, m.value.as_bytes())
-                .map_err(open_err)?;
-        }
         // The default (64 KiB) would cut longer messages without saying so.
         journal
             .set_data_threshold(MAX_MESSAGE_BYTES + 64)
             .map_err(open_err)?;
+        // libsystemd opens the system journal for anyone, showing only the files the user may
+        // read: none while some exist means the user lacks the group.
+        if settings.path.is_none()
+            && !journal.has_persistent_files().unwrap_or(false)
+            && !journal.has_runtime_files().unwrap_or(false)
+            && settings.present()
+        {
+            return Err(JournalError::Unreadable { what: what.clone() });
+        }
+        let mut filter: Vec<(CString, Vec<Vec<u8>>)> = Vec::new();
+        for m in &settings.matches {
+            let field = CString::new(m.field.as_str()).expect("field names are validated");
+            match filter.iter_mut().find(|(f, _)| *f == field) {
+                Some((_, values)) => values.push(m.value.as_bytes().to_vec()),
+                None => filter.push((field, vec![m.value.as_bytes().to_vec()])),
+            }
+        }
         Ok(JournalReader {
             journal,
             what,
+            filter,
             finder: memmem::Finder::new(NEEDLE).into_owned(),
             until: None,
             message: Vec::new(),
@@ -346,18 +383,9 @@ impl JournalReader {
     /// is wrong and what to do. libsystemd opens the system journal for anyone, showing only
     /// the files the user may read, so "none readable while some exist" is the check.
     pub fn check_readable(settings: &JournalSettings) -> Result<(), String> {
-        let reader = JournalReader::open(settings).map_err(|e| e.to_string())?;
-        if settings.path.is_some() {
-            return Ok(());
-        }
-        let readable = reader.journal.has_persistent_files().unwrap_or(false)
-            || reader.journal.has_runtime_files().unwrap_or(false);
-        if !readable && settings.present() {
-            return Err(
-                "the system journal exists but this user cannot read it: add the user to group systemd-journal (or adm), or run as root".into(),
-            );
-        }
-        Ok(())
+        JournalReader::open(settings)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Ends reads at the first entry after `usec` (microseconds since the epoch).
@@ -375,7 +403,7 @@ impl JournalReader {
     /// Positions the reader. Returns the position reached when it is an entry already
     /// accounted for (the newest one, for [`JournalStart::Tail`]), which a first start without
     /// backfill records so that a restart does not read that history after all.
-    pub fn seek(&mut self, start: &JournalStart) -> Result<Option<JournalPos>, JournalError> {
+    pub fn seek(&mut self, start: &JournalStart) -> Result<Seeked, JournalError> {
         match start {
             JournalStart::Head => self.journal.seek_head().map_err(|e| self.err(e))?,
             JournalStart::Since(usec) => self
@@ -386,8 +414,13 @@ impl JournalReader {
                 self.journal.seek_tail().map_err(|e| self.err(e))?;
                 // Step onto the newest entry: what follows it is new.
                 if self.journal.previous().map_err(|e| self.err(e))? > 0 {
-                    return self.position().map(Some);
+                    return self.position().map(Seeked::AtNewest);
                 }
+                // No entry matches yet: after `seek_tail`, libsystemd's next `next` would
+                // return the newest entry only, skipping all others that arrive meanwhile.
+                // From the head, every one of them is read (and none older exists).
+                self.journal.seek_head().map_err(|e| self.err(e))?;
+                return Ok(Seeked::Empty);
             }
             JournalStart::After(pos) => {
                 let found = self.journal.seek_cursor(&pos.cursor).is_ok()
@@ -395,16 +428,22 @@ impl JournalReader {
                     && self.journal.test_cursor(&pos.cursor).unwrap_or(false);
                 if !found {
                     self.warn_gap(pos);
-                    self.journal
-                        .seek_realtime_usec(pos.realtime_usec.saturating_add(1))
-                        .map_err(|e| self.err(e))?;
+                    // libsystemd places a cursor whose entry is gone (or no longer matches)
+                    // where it was: by sequence number within the same journal, else by boot
+                    // and clock. The next entry read is the first after it.
+                    if self.journal.seek_cursor(&pos.cursor).is_err() {
+                        self.journal
+                            .seek_realtime_usec(pos.realtime_usec.saturating_add(1))
+                            .map_err(|e| self.err(e))?;
+                    }
                 }
             }
         }
-        Ok(None)
+        Ok(Seeked::Ready)
     }
 
-    /// The saved entry is gone: says how much time may be missing.
+    /// The saved entry was not found: says how much time may be missing when the journal now
+    /// starts after it (vacuumed), or that the entry is not among those read any more.
     fn warn_gap(&self, pos: &JournalPos) {
         let saved = show_usec(pos.realtime_usec);
         match self.journal.cutoff_realtime_usec() {
@@ -417,9 +456,9 @@ impl JournalReader {
                     humantime::format_duration(Duration::from_millis(gap.as_millis() as u64))
                 );
             }
-            _ => tracing::warn!(
+            _ => tracing::info!(
                 journal = %self.what,
-                "the saved journal position (an entry at {saved}) is not in the journal (another journal, or a damaged file?): resuming at the first entry after {saved}"
+                "the saved journal position (an entry at {saved}) is not among the entries read now (journal_match changed?): resuming just after its place"
             ),
         }
     }
@@ -452,6 +491,9 @@ impl JournalReader {
                 }
             }
             read_any = true;
+            if !self.selected() {
+                continue;
+            }
             out.stats.lines += 1;
             self.entry(&mut out);
         }
@@ -461,46 +503,67 @@ impl JournalReader {
         Ok(out)
     }
 
-    /// Looks at the current entry.
+    /// Whether the current entry passes the matches. The entries are filtered here rather
+    /// than by libsystemd's own matches: those follow per-value entry arrays, which end
+    /// silently at a damaged region of a file (journalctl with a match stops there too),
+    /// while stepping through every entry skips only the damaged ones.
+    fn selected(&mut self) -> bool {
+        for (field, values) in &self.filter {
+            let Ok(Some(f)) = self.journal.get_data(field.as_c_str()) else {
+                return false;
+            };
+            let value = f.value().unwrap_or_default();
+            if !values.iter().any(|v| v == value) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Looks at the current entry. Nothing is copied unless its message holds the phrase.
     fn entry(&mut self, out: &mut Read) {
-        let message = match self.journal.get_data("MESSAGE") {
-            Ok(Some(field)) => field.value().map(<[u8]>::to_vec),
-            Ok(None) => None,
+        self.message.clear();
+        match self.journal.get_data(c"MESSAGE") {
+            Ok(Some(field)) => match field.value() {
+                // A binary MESSAGE (NUL bytes) is no text a mail server logged.
+                Some(m) if memchr::memchr(0, m).is_none() => {
+                    out.stats.bytes += m.len() as u64;
+                    if self.finder.find(m).is_none() {
+                        return;
+                    }
+                    if m.len() > MAX_MESSAGE_BYTES {
+                        out.stats.too_long += 1;
+                        return;
+                    }
+                    self.message.extend_from_slice(m);
+                }
+                _ => {
+                    out.stats.unreadable += 1;
+                    return;
+                }
+            },
+            Ok(None) => {
+                out.stats.unreadable += 1;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(journal = %self.what, "a journal entry could not be read: {e}");
-                None
+                out.stats.unreadable += 1;
+                return;
             }
-        };
-        let Some(message) = message else {
-            out.stats.unreadable += 1;
-            return;
-        };
-        // A binary MESSAGE (NUL bytes) is no text a mail server logged.
-        if memchr::memchr(0, &message).is_some() {
-            out.stats.unreadable += 1;
-            return;
         }
-        out.stats.bytes += message.len() as u64;
-        if self.finder.find(&message).is_none() {
-            return;
-        }
-        if message.len() > MAX_MESSAGE_BYTES {
-            out.stats.too_long += 1;
-            return;
-        }
-        self.message = message;
         self.program.clear();
         self.host.clear();
         for (field, buf) in [
-            ("SYSLOG_IDENTIFIER", &mut self.program),
-            ("_HOSTNAME", &mut self.host),
+            (c"SYSLOG_IDENTIFIER", &mut self.program),
+            (c"_HOSTNAME", &mut self.host),
         ] {
             if let Ok(Some(f)) = self.journal.get_data(field) {
                 buf.extend_from_slice(f.value().unwrap_or_default());
             }
         }
         if self.program.is_empty()
-            && let Ok(Some(f)) = self.journal.get_data("_COMM")
+            && let Ok(Some(f)) = self.journal.get_data(c"_COMM")
         {
             self.program
                 .extend_from_slice(f.value().unwrap_or_default());
@@ -531,7 +594,7 @@ impl JournalReader {
     /// When the program logged the entry: `_SOURCE_REALTIME_TIMESTAMP` (set by journald from
     /// the sender's own clock reading), else when journald received it.
     fn source_time(&mut self) -> u64 {
-        if let Ok(Some(f)) = self.journal.get_data("_SOURCE_REALTIME_TIMESTAMP")
+        if let Ok(Some(f)) = self.journal.get_data(c"_SOURCE_REALTIME_TIMESTAMP")
             && let Some(v) = f.value()
             && let Some(usec) = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())
         {
