@@ -13,7 +13,7 @@ SMTP=20025 SUBMISSION=20587 SMTPS=20465 AUTHPORT=20012 DNSPORT=20053
 PF="$WORK/postfix"
 LOG="$WORK/log/mail.log"
 CSV="$WORK/state/intrusions.csv"
-DAEMON_PID="" DOVECOT_PID="" DNSMASQ_PID=""
+DAEMON_PID="" DOVECOT_PID="" DNSMASQ_PID="" JOURNALD_PID="" MADE_DEV_LOG=""
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf '\nE2E FAILED: %s\n' "$*" >&2; exit 1; }
@@ -44,6 +44,8 @@ cleanup() {
   [ -f "$PF/main.cf" ] && postfix -c "$PF" stop >/dev/null 2>&1
   [ -n "$DOVECOT_PID" ] && kill "$DOVECOT_PID" 2>/dev/null && wait "$DOVECOT_PID" 2>/dev/null
   [ -n "$DNSMASQ_PID" ] && kill "$DNSMASQ_PID" 2>/dev/null && wait "$DNSMASQ_PID" 2>/dev/null
+  [ -n "$JOURNALD_PID" ] && kill "$JOURNALD_PID" 2>/dev/null && wait "$JOURNALD_PID" 2>/dev/null
+  [ -n "$MADE_DEV_LOG" ] && rm -f /dev/log
   # Leftovers of an earlier run that was killed before it could clean up.
   pkill -f "dovecot -F -c $WORK/" 2>/dev/null
   pkill -f "dnsmasq --keep-in-foreground --port=$DNSPORT" 2>/dev/null
@@ -295,4 +297,89 @@ echo "$subject" | grep -q "\[e2e\] $total failed logins" || fail "report subject
 grep -q 'Content-ID: <chart>' "$report" || fail "no inline chart"
 grep -q '^Content-Disposition: attachment' "$report" && grep -q 'intrusions-.*\.csv' "$report" || fail "no CSV attachment"
 
-say "E2E PASSED: $total attacks recorded exactly once, report delivered"
+# --- 10. the same Postfix logging to a real journald through /dev/log ------------------------------------
+say "journal: Postfix logging through /dev/log to a real journald"
+kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || fail "the daemon did not stop cleanly"; DAEMON_PID=""
+postfix -c "$PF" stop >/dev/null
+# journald on a private runtime: a mount namespace of its own with tmpfs on /run/systemd and
+# /run/log; its sockets and its journal directory are ours, so the host's journal is untouched.
+JRT="$WORK/journald/run" JDIR="$WORK/journald/journal"
+mkdir -p "$JRT" "$JDIR"
+cat > "$WORK/journald/journald.conf" <<CONF
+[Journal]
+Storage=volatile
+ReadKMsg=no
+Audit=no
+RateLimitBurst=0
+ForwardToSyslog=no
+ForwardToWall=no
+CONF
+unshare -m sh -c "set -e; mount --make-rprivate /; mkdir -p /run/systemd /run/log
+  mount -t tmpfs tmpfs /run/systemd; mount -t tmpfs tmpfs /run/log
+  mkdir -p /run/systemd/journal /run/log/journal
+  mount --bind '$JRT' /run/systemd/journal; mount --bind '$JDIR' /run/log/journal
+  mount --bind '$WORK/journald/journald.conf' /etc/systemd/journald.conf
+  exec /lib/systemd/systemd-journald" 2>"$WORK/log/journald.log" &
+JOURNALD_PID=$!
+for i in $(seq 100); do [ -S "$JRT/dev-log" ] && break; sleep 0.1; done
+[ -S "$JRT/dev-log" ] || fail "journald did not start: $(cat "$WORK/log/journald.log")"
+# Postfix logs through syslog(3), i.e. /dev/log: in a mount namespace where /dev/log is
+# journald's socket (a mount point is needed; this host may have no /dev/log).
+postconf -c "$PF" -e "maillog_file ="
+if [ ! -e /dev/log ]; then : > /dev/log; MADE_DEV_LOG=1; fi
+unshare -m sh -c "mount --make-rprivate / && mount --bind '$JRT/dev-log' /dev/log && postfix -c '$PF' start" \
+  || fail "postfix did not start logging to journald"
+for i in $(seq 100); do listening $SMTP && listening $SUBMISSION && break; sleep 0.1; done
+listening $SMTP || fail "postfix is not listening on $SMTP"
+cat > "$WORK/config-journal.toml" <<CONF
+[sources]
+# No such file: journal = "auto" reads the journal.
+files = ["$WORK/log/none.log"]
+journal_path = "$JDIR"
+state_dir = "$WORK/state-journal"
+
+[output]
+csv = "$WORK/state-journal/intrusions.csv"
+
+[enrich]
+dns_servers = ["127.0.0.1:$DNSPORT"]
+dns_timeout = "1s"
+country_db = "$WORK/geo/country.mmdb"
+asn_db = "$WORK/geo/asn.mmdb"
+CONF
+JCSV="$WORK/state-journal/intrusions.csv"
+start_journal_daemon() {
+  "$BIN" run -c "$WORK/config-journal.toml" >>"$WORK/log/daemon-journal.log" 2>&1 &
+  DAEMON_PID=$!
+  for i in $(seq 100); do grep -q "running" "$WORK/log/daemon-journal.log" 2>/dev/null && return; sleep 0.1; done
+  fail "the daemon did not start: $(tail -5 "$WORK/log/daemon-journal.log")"
+}
+start_journal_daemon
+grep -q "reading the journal in $JDIR" "$WORK/log/daemon-journal.log" || fail "the daemon did not choose the journal: $(cat "$WORK/log/daemon-journal.log")"
+for i in $(seq 1 20); do
+  attack 127.0.0.1 $SMTP "198.51.100.$((150 + i))" "jrnl$i" LOGIN
+  case $i in
+    6) kill -USR2 "$JOURNALD_PID" ;;  # journald rotates its files
+    10) kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || fail "the daemon did not stop cleanly"; DAEMON_PID="" ;;
+    13) start_journal_daemon ;;
+    16) kill -USR2 "$JOURNALD_PID" ;;
+  esac
+done
+journal_failures() { journalctl -D "$JDIR" -o cat SYSLOG_FACILITY=2 2>/dev/null \
+  | grep -aE '^warning: [^ ]+\]: SASL [^ ]+ authentication failed' | grep -avc 'Connection lost to authentication server' || true; }
+jrows() { [ -f "$JCSV" ] && echo $(( $(wc -l < "$JCSV") - 1 )) || echo 0; }
+for i in $(seq 100); do
+  want=$(journal_failures)
+  [ "$(jrows)" -eq "$want" ] && [ "$want" -ge 20 ] && break
+  sleep 0.1
+done
+[ "$(jrows)" -eq "$(journal_failures)" ] || fail "CSV has $(jrows) rows, the journal $(journal_failures) failure entries"
+for i in $(seq 1 20); do
+  [ "$(grep -c ",198.51.100.$((150 + i)),jrnl$i," "$JCSV")" -eq 1 ] || fail "jrnl$i is not in the journal CSV exactly once"
+done
+grep -qF "postfix/smtpd,198.51.100.151,jrnl1,LOGIN,(reason unavailable)" "$JCSV" || fail "journal row fields: $(sed -n 2p "$JCSV")"
+[ "$(ls "$JDIR"/*/ | grep -c '@')" -ge 2 ] || fail "journald did not rotate: $(ls "$JDIR"/*/)"
+echo "journal: $(jrows) rows for $(journal_failures) failure entries, across 2 journal rotations and a restart"
+postfix -c "$PF" stop >/dev/null
+
+say "E2E PASSED: $total attacks recorded exactly once, report delivered; $(jrows) more through journald"
