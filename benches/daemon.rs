@@ -13,6 +13,12 @@
 //! Run with `cargo bench --bench daemon` (sizes: `MLS_BENCH_LINES` default 10000,
 //! `MLS_BENCH_MB` default 200, `MLS_BENCH_CATCHUP` failures default 1000000).
 
+#[path = "support/peak.rs"]
+#[allow(dead_code)]
+mod peak;
+
+use peak::{cpu_ticks, rss_kib};
+
 #[path = "support/loggen.rs"]
 #[allow(dead_code)]
 mod loggen;
@@ -182,29 +188,6 @@ fn fresh_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// utime+stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-/// (VmRSS, VmHWM) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let get = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (get("VmRSS:"), get("VmHWM:"))
 }
 
 /// CPU seconds (user + system) of the children waited for so far.

@@ -22,6 +22,8 @@ mod loggen;
 #[path = "support/peak.rs"]
 mod peak;
 
+use peak::{Measured, cpu_ticks, measure_with, rss_kib};
+
 #[path = "../tests/it/journald.rs"]
 #[allow(dead_code)]
 mod journald;
@@ -205,22 +207,26 @@ fn live_journald(dir: &Path, lines: usize) {
     let _ = Command::new("kill").arg(daemon.id().to_string()).status();
     let _ = daemon.wait();
     assert_eq!(got, lines, "every row arrived");
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    print_latency(
+        &format!("real journald, {lines} failures one per ms to /dev/log"),
+        "sent -> row",
+        &lat,
+    );
+}
+
+/// A table of latencies (sorted): median, p99 (goal < 50 ms), max.
+fn print_latency(title: &str, what: &str, sorted: &[Duration]) {
+    let pct = |p: f64| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!();
-    println!("| real journald, {lines} failures one per ms to /dev/log | value | goal |");
+    println!("| {title} | value | goal |");
     println!("|---|---|---|");
+    println!("| latency {what}, median | {:.2} ms | |", ms(pct(0.5)));
     println!(
-        "| latency sent -> row, median | {:.2} ms | |",
-        pct(0.5).as_secs_f64() * 1e3
+        "| latency {what}, p99 | {:.2} ms | < 50 ms |",
+        ms(pct(0.99))
     );
-    println!(
-        "| latency sent -> row, p99 | {:.2} ms | < 50 ms |",
-        pct(0.99).as_secs_f64() * 1e3
-    );
-    println!(
-        "| latency sent -> row, max | {:.2} ms | |",
-        lat.last().unwrap().as_secs_f64() * 1e3
-    );
+    println!("| latency {what}, max | {:.2} ms | |", ms(pct(1.0)));
 }
 
 /// The daemon following a journal file being appended to.
@@ -310,7 +316,6 @@ fn live(dir: &Path, lines: usize) {
         .map(|(s, a)| a.expect("every row arrived").duration_since(*s))
         .collect();
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     std::thread::sleep(Duration::from_secs(1));
     let idle_secs = 10;
     let t0 = cpu_ticks(pid);
@@ -321,20 +326,10 @@ fn live(dir: &Path, lines: usize) {
     let _ = daemon.wait();
     drop(input);
     let _ = writer.wait();
-    println!();
-    println!("| live journal, {lines} failures one per ms | value | goal |");
-    println!("|---|---|---|");
-    println!(
-        "| latency entry written -> row, median | {:.2} ms | |",
-        pct(0.5).as_secs_f64() * 1e3
-    );
-    println!(
-        "| latency entry written -> row, p99 | {:.2} ms | < 50 ms |",
-        pct(0.99).as_secs_f64() * 1e3
-    );
-    println!(
-        "| latency entry written -> row, max | {:.2} ms | |",
-        lat.last().unwrap().as_secs_f64() * 1e3
+    print_latency(
+        &format!("live journal, {lines} failures one per ms"),
+        "entry written -> row",
+        &lat,
     );
     println!(
         "| idle CPU over {idle_secs} s | {:.2} % ({idle} ticks) | |",
@@ -536,47 +531,7 @@ fn count_rows(argv: &[&str]) -> u64 {
         .saturating_sub(1)
 }
 
-struct Measured {
-    median: Duration,
-    max_rss_kb: u64,
-}
-
 /// Runs a command `runs` times (stdout to /dev/null): median wall time, largest peak RSS.
 fn measure(runs: usize, argv: &[&str]) -> Measured {
-    let mut times = Vec::with_capacity(runs);
-    let mut max_rss_kb = 0;
-    for _ in 0..runs {
-        let (t, ok, rss) = peak::run(argv, false);
-        assert!(ok, "{argv:?} failed");
-        times.push(t);
-        max_rss_kb = max_rss_kb.max(rss);
-    }
-    times.sort();
-    Measured {
-        median: times[times.len() / 2],
-        max_rss_kb,
-    }
-}
-
-/// utime+stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-/// (VmRSS, VmHWM) in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let get = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    (get("VmRSS:"), get("VmHWM:"))
+    measure_with(runs, argv, false)
 }

@@ -13,6 +13,8 @@ mod loggen;
 #[path = "support/peak.rs"]
 mod peak;
 
+use peak::{Measured, measure_with};
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -206,30 +208,7 @@ fn grep_count(log: &Path) -> u64 {
         .unwrap()
 }
 
-struct Measured {
-    median: Duration,
-    max_rss_kb: u64,
-}
-
-/// Runs a command `runs` times (stdout to /dev/null) and returns the median wall time and the
-/// largest peak RSS.
+/// Runs a command `runs` times (stdout to /dev/null): median wall time, largest peak RSS.
 fn measure(runs: usize, argv: &[&str]) -> Measured {
     measure_with(runs, argv, false)
-}
-
-/// Like [`measure`], with stdout drained through a pipe when `pipe` is set.
-fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
-    let mut times = Vec::with_capacity(runs);
-    let mut max_rss_kb = 0;
-    for _ in 0..runs {
-        let (t, ok, rss) = peak::run(argv, pipe);
-        assert!(ok, "{argv:?} failed");
-        times.push(t);
-        max_rss_kb = max_rss_kb.max(rss);
-    }
-    times.sort();
-    Measured {
-        median: times[times.len() / 2],
-        max_rss_kb,
-    }
 }

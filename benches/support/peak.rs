@@ -1,4 +1,5 @@
-//! Runs a command and watches its peak resident memory.
+//! Runs a command and watches its peak resident memory; reads a running process's CPU time
+//! and memory from /proc.
 //!
 //! `wait4`'s `ru_maxrss` cannot be used for this: a child started with `posix_spawn`/`vfork`
 //! shares (and is charged) its parent's memory until it calls exec, so a large benchmark
@@ -45,4 +46,56 @@ pub fn run(argv: &[&str], pipe: bool) -> (Duration, bool, u64) {
         let _ = d.join();
     }
     (elapsed, status.success(), peak)
+}
+
+/// Median wall time and largest peak RSS of repeated runs.
+#[allow(dead_code)]
+pub struct Measured {
+    /// Median wall time.
+    pub median: Duration,
+    /// Largest peak RSS, KiB.
+    pub max_rss_kb: u64,
+}
+
+/// Runs `argv` `runs` times (stdout drained through a pipe when `pipe`, else to /dev/null).
+#[allow(dead_code)]
+pub fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
+    let mut times = Vec::with_capacity(runs);
+    let mut max_rss_kb = 0;
+    for _ in 0..runs {
+        let (t, ok, rss) = run(argv, pipe);
+        assert!(ok, "{argv:?} failed");
+        times.push(t);
+        max_rss_kb = max_rss_kb.max(rss);
+    }
+    times.sort();
+    Measured {
+        median: times[times.len() / 2],
+        max_rss_kb,
+    }
+}
+
+/// utime+stime of a process, in clock ticks.
+#[allow(dead_code)]
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+#[allow(dead_code)]
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (get("VmRSS:"), get("VmHWM:"))
 }

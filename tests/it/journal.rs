@@ -135,6 +135,25 @@ pub fn build_journal(path: &Path, entries: &[JEntry]) {
     std::fs::rename(path.with_extension("partial"), path).unwrap();
 }
 
+/// Waits until the CSV `out` holds at least `n` rows (the daemon's log on failure).
+fn wait_rows(d: &Daemon, out: &Path, n: usize) {
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(out).len() >= n),
+        "{:?}\n{}",
+        usernames(out),
+        d.logged()
+    );
+}
+
+/// Lets a moment pass (so that a row too many would show), stops the daemon cleanly and checks
+/// the CSV's usernames.
+fn stop_with_rows<S: AsRef<str>>(d: Daemon, out: &Path, want: &[S]) {
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), Some(0));
+    let want: Vec<&str> = want.iter().map(AsRef::as_ref).collect();
+    assert_eq!(usernames(out), want);
+}
+
 /// A daemon config reading the journal directory `dir/journal` (the configured file does not
 /// exist, so `journal = "auto"` chooses the journal).
 fn journal_config(dir: &Path, extra: &str) -> PathBuf {
@@ -286,21 +305,13 @@ fn the_daemon_chooses_the_journal_when_no_log_file_exists_and_resumes_at_its_cur
     );
 
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() == 3),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 3);
     // A file added while running (journald rotating) is read too.
     build_journal(
         &jdir.join("b.journal"),
         &(3..5).map(attack_entry).collect::<Vec<_>>(),
     );
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() == 5),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 5);
     assert_eq!(d.stop(), Some(0));
     let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert!(
@@ -315,11 +326,7 @@ fn the_daemon_chooses_the_journal_when_no_log_file_exists_and_resumes_at_its_cur
         &(5..7).map(attack_entry).collect::<Vec<_>>(),
     );
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 7),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 7);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.stop(), Some(0));
     let want: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
@@ -340,11 +347,7 @@ fn the_daemon_chooses_the_journal_when_no_log_file_exists_and_resumes_at_its_cur
         .collect();
     build_journal(&jdir.join("d.journal"), &later);
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 9),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 9);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.stop(), Some(0));
     let mut want = want;
@@ -387,14 +390,8 @@ fn a_first_start_without_backfill_reads_only_new_entries_also_after_a_restart() 
         &jdir.join("b.journal"),
         &(3..5).map(attack_entry).collect::<Vec<_>>(),
     );
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 2),
-        "{}",
-        d.logged()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(d.stop(), Some(0));
-    assert_eq!(usernames(&out), ["u3", "u4"]);
+    wait_rows(&d, &out, 2);
+    stop_with_rows(d, &out, &["u3", "u4"]);
 }
 
 #[test]
@@ -524,23 +521,14 @@ fn a_real_journald_followed_across_rotation_restart_and_vacuum() {
         "imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.9",
     );
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() == 1),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 1);
     // Live, with a rotation in the middle.
     attack(1);
     attack(2);
     jd.rotate();
     attack(3);
     attack(4);
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() == 5),
-        "{:?}\n{}",
-        usernames(&out),
-        d.logged()
-    );
+    wait_rows(&d, &out, 5);
     assert_eq!(d.stop(), Some(0));
 
     // While the daemon is down: rotations around more attacks, then a vacuum that deletes
@@ -567,19 +555,9 @@ fn a_real_journald_followed_across_rotation_restart_and_vacuum() {
         "the vacuum left: {left}"
     );
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 7),
-        "{:?}\n{}",
-        usernames(&out),
-        d.logged()
-    );
+    wait_rows(&d, &out, 7);
     attack(7);
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 8),
-        "{:?}\n{}",
-        usernames(&out),
-        d.logged()
-    );
+    wait_rows(&d, &out, 8);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.stop(), Some(0));
     let want: Vec<String> = (0..8).map(|i| format!("u{i}")).collect();
@@ -611,15 +589,8 @@ fn a_first_start_on_an_empty_journal_reads_every_entry_that_comes() {
     entries[0].fields[1].1 = b"9".to_vec();
     entries.extend((1..6).map(attack_entry));
     build_journal(&jdir.join("b.journal"), &entries);
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 5),
-        "{:?}\n{}",
-        usernames(&out),
-        d.logged()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(d.stop(), Some(0));
-    assert_eq!(usernames(&out), ["u1", "u2", "u3", "u4", "u5"]);
+    wait_rows(&d, &out, 5);
+    stop_with_rows(d, &out, &["u1", "u2", "u3", "u4", "u5"]);
 }
 
 #[test]
@@ -664,14 +635,8 @@ fn kill_9_right_after_a_first_start_at_the_tail_keeps_its_position() {
         &(3..5).map(attack_entry).collect::<Vec<_>>(),
     );
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 2),
-        "{}",
-        d.logged()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(d.stop(), Some(0));
-    assert_eq!(usernames(&out), ["u3", "u4"]);
+    wait_rows(&d, &out, 2);
+    stop_with_rows(d, &out, &["u3", "u4"]);
 }
 
 #[test]
@@ -688,11 +653,7 @@ fn auto_keeps_the_source_of_the_last_start_when_a_log_file_appears() {
         &(0..2).map(attack_entry).collect::<Vec<_>>(),
     );
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() == 2),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 2);
     assert_eq!(d.stop(), Some(0));
     // rsyslog installed meanwhile: mail.log now exists and holds the same attacks.
     append(
@@ -701,14 +662,8 @@ fn auto_keeps_the_source_of_the_last_start_when_a_log_file_appears() {
     );
     build_journal(&jdir.join("b.journal"), &[attack_entry(2)]);
     let d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 3),
-        "{}",
-        d.logged()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(d.stop(), Some(0));
-    assert_eq!(usernames(&out), ["u0", "u1", "u2"]);
+    wait_rows(&d, &out, 3);
+    stop_with_rows(d, &out, &["u0", "u1", "u2"]);
     let logged = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
     assert!(logged.contains("was read at the last start"), "{logged}");
 }
@@ -731,11 +686,7 @@ fn a_reload_with_other_matches_reads_on_from_the_committed_entry() {
     ));
     build_journal(&jdir.join("a.journal"), &first);
     let mut d = Daemon::start(&cfg, dir.path());
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() == 1),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 1);
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "backfill = true\n",
         "backfill = true\njournal_match = [\"SYSLOG_IDENTIFIER=postfix/smtpd\"]\n",
@@ -753,11 +704,7 @@ fn a_reload_with_other_matches_reads_on_from_the_committed_entry() {
         &jdir.join("b.journal"),
         &(2..4).map(attack_entry).collect::<Vec<_>>(),
     );
-    assert!(
-        wait_until(Duration::from_secs(15), || usernames(&out).len() >= 3),
-        "{}",
-        d.logged()
-    );
+    wait_rows(&d, &out, 3);
     std::thread::sleep(Duration::from_millis(300));
     assert!(d.running());
     assert_eq!(d.stop(), Some(0));
