@@ -165,6 +165,24 @@ fn journal_config(dir: &Path, extra: &str) -> PathBuf {
     )
 }
 
+/// A test directory with a daemon config reading `dir/journal` (see [`journal_config`]) whose
+/// first file, `a.journal`, holds `first`: (directory, config, journal directory, CSV). `None`,
+/// with the reason printed, where journal files cannot be built.
+fn journal_test(
+    extra: &str,
+    first: &[JEntry],
+) -> Option<(tempfile::TempDir, PathBuf, PathBuf, PathBuf)> {
+    if skip_without_journal_remote() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = journal_config(dir.path(), extra);
+    let jdir = dir.path().join("journal");
+    build_journal(&jdir.join("a.journal"), first);
+    let out = dir.path().join("out.csv");
+    Some((dir, cfg, jdir, out))
+}
+
 #[test]
 fn scan_finds_every_failure_of_facility_mail_and_counts_what_it_skips() {
     if skip_without_journal_remote() {
@@ -292,17 +310,12 @@ fn scan_finds_every_failure_of_facility_mail_and_counts_what_it_skips() {
 
 #[test]
 fn the_daemon_chooses_the_journal_when_no_log_file_exists_and_resumes_at_its_cursor() {
-    if skip_without_journal_remote() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = journal_config(dir.path(), "backfill = true\n");
-    let jdir = dir.path().join("journal");
-    let out = dir.path().join("out.csv");
-    build_journal(
-        &jdir.join("a.journal"),
+    let Some((dir, cfg, jdir, out)) = journal_test(
+        "backfill = true\n",
         &(0..3).map(attack_entry).collect::<Vec<_>>(),
-    );
+    ) else {
+        return;
+    };
 
     let d = Daemon::start(&cfg, dir.path());
     wait_rows(&d, &out, 3);
@@ -362,18 +375,12 @@ fn the_daemon_chooses_the_journal_when_no_log_file_exists_and_resumes_at_its_cur
 
 #[test]
 fn a_first_start_without_backfill_reads_only_new_entries_also_after_a_restart() {
-    if skip_without_journal_remote() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
     // backfill = "auto": a journal's retained history is only read with `true`.
-    let cfg = journal_config(dir.path(), "");
-    let jdir = dir.path().join("journal");
-    let out = dir.path().join("out.csv");
-    build_journal(
-        &jdir.join("a.journal"),
-        &(0..3).map(attack_entry).collect::<Vec<_>>(),
-    );
+    let Some((dir, cfg, jdir, out)) =
+        journal_test("", &(0..3).map(attack_entry).collect::<Vec<_>>())
+    else {
+        return;
+    };
     let d = Daemon::start(&cfg, dir.path());
     assert!(
         wait_until(Duration::from_secs(15), || d
@@ -641,17 +648,12 @@ fn kill_9_right_after_a_first_start_at_the_tail_keeps_its_position() {
 
 #[test]
 fn auto_keeps_the_source_of_the_last_start_when_a_log_file_appears() {
-    if skip_without_journal_remote() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = journal_config(dir.path(), "backfill = true\n");
-    let jdir = dir.path().join("journal");
-    let out = dir.path().join("out.csv");
-    build_journal(
-        &jdir.join("a.journal"),
+    let Some((dir, cfg, jdir, out)) = journal_test(
+        "backfill = true\n",
         &(0..2).map(attack_entry).collect::<Vec<_>>(),
-    );
+    ) else {
+        return;
+    };
     let d = Daemon::start(&cfg, dir.path());
     wait_rows(&d, &out, 2);
     assert_eq!(d.stop(), Some(0));
