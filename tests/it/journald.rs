@@ -39,6 +39,8 @@ impl Journald {
             Some("/lib/systemd/systemd-journald is not installed")
         } else if !Path::new("/etc/machine-id").exists() {
             Some("journald needs /etc/machine-id")
+        } else if !Path::new("/etc/systemd/journald.conf").exists() {
+            Some("/etc/systemd/journald.conf is missing (the test's own is mounted over it)")
         } else {
             None
         };
