@@ -64,8 +64,13 @@ impl Journald {
             conf = conf.display(),
             journald = journald.display()
         );
+        // journald keeps the machine's real clock even when the tests run under libfaketime
+        // (its event loop does not work with a faked clock; the daemon under test is what
+        // must not depend on the date).
         let child = Command::new("unshare")
             .args(["-m", "sh", "-c", &script])
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("journald.log")).unwrap())
             .spawn()
@@ -87,6 +92,8 @@ impl Journald {
     /// through /dev/log).
     pub fn log(&self, tag: &str, message: &str) {
         let ok = Command::new("logger")
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             .arg("--socket")
             .arg(&self.dev_log)
             .args(["-p", "mail.warning", "-t", tag, "--", message])
