@@ -554,11 +554,16 @@ impl Running {
         match recovered {
             Some(Some(pos)) => JournalStart::After(pos.clone()),
             Some(None) => JournalStart::Head,
-            None if self.config.backfill == Backfill::Always && !self.had_files => {
+            None if self.config.backfill == Backfill::Always && !self.files_read() => {
                 JournalStart::Head
             }
             None => JournalStart::Tail,
         }
+    }
+
+    /// Whether log files were read, before this start or since.
+    fn files_read(&self) -> bool {
+        self.had_files || !self.positions.lock().expect("positions lock").is_empty()
     }
 
     fn spawn_follower(&mut self, start: JournalStart) {
@@ -683,6 +688,8 @@ impl Running {
             || new.poll_interval != self.config.poll_interval
             || new.rotate_wait != self.config.rotate_wait;
         let (want_journal, want_files) = self.sources_wanted(&new);
+        let journal_was_read =
+            self.journal.is_some() || !self.journals.lock().expect("positions lock").is_empty();
         let stop: Vec<PathBuf> = self
             .tailers
             .iter()
@@ -767,6 +774,7 @@ impl Running {
             start,
             stop,
             start_journal,
+            journal_was_read,
             journal_origin: if stop_journal {
                 self.journal_origin.clone()
             } else {
@@ -802,7 +810,15 @@ impl Running {
                 if !pending.old_files.contains(&path) {
                     tracing::info!(path = %path.display(), "now following");
                 }
-                self.spawn_tailer(&path, positions.clone(), Start::Resume);
+                // Files read for the first time after the journal was the source: their
+                // history is in the journal's rows already.
+                let start = if pending.journal_was_read && positions.is_empty() {
+                    tracing::info!(path = %path.display(), "the journal was read until now: reading this file from its end");
+                    Start::AtEnd
+                } else {
+                    Start::Resume
+                };
+                self.spawn_tailer(&path, positions.clone(), start);
             }
         }
         for path in pending
@@ -846,6 +862,8 @@ struct PendingReload {
     start_journal: bool,
     /// Where the stopped journal reader had begun.
     journal_origin: Option<JournalStart>,
+    /// The journal was read before this reload.
+    journal_was_read: bool,
     /// The files followed before the reload.
     old_files: Vec<PathBuf>,
     /// (new, old) CSV, when it changes.

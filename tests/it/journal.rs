@@ -758,3 +758,34 @@ fn a_damaged_region_in_a_journal_file_costs_only_its_own_entries() {
     );
     assert!(users.len() > n * 9 / 10, "{} of {n} rows", users.len());
 }
+
+#[test]
+fn a_reload_from_the_journal_to_the_files_reads_them_from_their_end() {
+    let Some((dir, cfg, _jdir, out)) = journal_test(
+        "backfill = true\n",
+        &(0..2).map(attack_entry).collect::<Vec<_>>(),
+    ) else {
+        return;
+    };
+    let mut d = Daemon::start(&cfg, dir.path());
+    wait_rows(&d, &out, 2);
+    // rsyslog installed: mail.log holds the same attacks; the postmaster turns the journal off.
+    let log = dir.path().join("mail.log");
+    append(&log, &(attack("u0") + &attack("u1")));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("backfill = true\n", "backfill = true\njournal = false\n");
+    std::fs::write(&cfg, text).unwrap();
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("reading only what comes next")),
+        "{}",
+        d.logged()
+    );
+    append(&log, &attack("u9"));
+    wait_rows(&d, &out, 3);
+    assert!(d.running());
+    stop_with_rows(d, &out, &["u0", "u1", "u9"]);
+}
