@@ -19,6 +19,9 @@ mod peak;
 
 use peak::{cpu_ticks, rss_kib};
 
+#[path = "support/rows.rs"]
+mod rows;
+
 #[path = "support/loggen.rs"]
 #[allow(dead_code)]
 mod loggen;
@@ -242,38 +245,9 @@ fn main() {
         sent
     });
     // The reader follows the CSV and notes when each row arrives.
-    let mut arrived = vec![None; lines];
-    let mut csv = File::open(&out).unwrap();
-    let mut pending = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut seen = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seen < lines && Instant::now() < deadline {
-        let n = csv.read(&mut buf).unwrap();
-        if n == 0 {
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        let now = Instant::now();
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-            let row: Vec<u8> = pending.drain(..=i).collect();
-            let row = String::from_utf8_lossy(&row);
-            let user = row
-                .split(',')
-                .nth(4)
-                .and_then(|u| u.strip_prefix('u'))
-                .and_then(|u| u.parse::<usize>().ok());
-            if let Some(u) = user
-                && u < lines
-                && arrived[u].is_none()
-            {
-                arrived[u] = Some(now);
-                seen += 1;
-            }
-        }
-    }
+    let arrived = rows::follow_rows(&out, lines, Duration::from_secs(120));
     let sent = writer.join().unwrap();
+    let seen = arrived.iter().filter(|a| a.is_some()).count();
     assert_eq!(seen, lines, "every row arrived");
     let mut lat: Vec<Duration> = sent
         .iter()

@@ -15,6 +15,11 @@
 //! 5,000). Needs systemd-journal-remote and journalctl. The journal is built once into
 //! `target/bench-data/` and read once before timing, so every command reads from memory.
 
+#[path = "support/rows.rs"]
+mod rows;
+
+use rows::follow_rows;
+
 #[path = "support/loggen.rs"]
 #[allow(dead_code)]
 mod loggen;
@@ -154,27 +159,7 @@ fn live_journald(dir: &Path, lines: usize) {
         return;
     };
     jd.log("postfix/master", "daemon started");
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[sources]\nfiles = [\"{d}/mail.log\"]\njournal_path = \"{}\"\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
-            jd.journal.display(),
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(BIN)
-        .args(["run", "-c", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let out = dir.join("out.csv");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !out.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut daemon, out) = start_daemon(&dir, &jd.journal);
     std::thread::sleep(Duration::from_millis(500));
     let socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
     socket.connect(&jd.dev_log).unwrap();
@@ -267,28 +252,8 @@ fn live(dir: &Path, lines: usize) {
     while !journal.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[sources]\njournal_path = \"{}\"\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
-            journal.display(),
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = Command::new(BIN)
-        .args(["run", "-c", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut daemon, out) = start_daemon(&dir, &journal);
     let pid = daemon.id();
-    let out = dir.join("out.csv");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !out.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     std::thread::sleep(Duration::from_millis(500));
     let sender = std::thread::spawn(move || {
         let start = Instant::now();
@@ -342,37 +307,31 @@ fn live(dir: &Path, lines: usize) {
     println!("| peak RSS | {:.1} MB | |", hwm as f64 / 1024.0);
 }
 
-/// Follows the CSV and notes when the row of each `u{i}` arrives.
-fn follow_rows(out: &Path, lines: usize, limit: Duration) -> Vec<Option<Instant>> {
-    let mut arrived = vec![None; lines];
-    let mut csv = File::open(out).unwrap();
-    let (mut pending, mut buf, mut seen) = (Vec::new(), vec![0u8; 1 << 16], 0);
-    let deadline = Instant::now() + limit;
-    while seen < lines && Instant::now() < deadline {
-        let n = csv.read(&mut buf).unwrap();
-        if n == 0 {
-            std::thread::sleep(Duration::from_micros(200));
-            continue;
-        }
-        let now = Instant::now();
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
-            let row: Vec<u8> = pending.drain(..=i).collect();
-            let user = String::from_utf8_lossy(&row)
-                .split(',')
-                .nth(4)
-                .and_then(|u| u.strip_prefix('u').map(str::to_string))
-                .and_then(|u| u.parse::<usize>().ok());
-            if let Some(u) = user
-                && u < lines
-                && arrived[u].is_none()
-            {
-                arrived[u] = Some(now);
-                seen += 1;
-            }
-        }
+/// Starts the daemon reading `journal` (a journal file or directory; the configured log file
+/// does not exist), state and CSV in `dir`; returns it once its CSV exists, with the CSV's path.
+fn start_daemon(dir: &Path, journal: &Path) -> (std::process::Child, PathBuf) {
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sources]\nfiles = [\"{d}/mail.log\"]\njournal_path = \"{}\"\nstate_dir = \"{d}/state\"\n[output]\ncsv = \"{d}/out.csv\"\n[enrich]\nreverse_dns = false\ncountry_db = \"\"\nasn_db = \"\"\n",
+            journal.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let daemon = Command::new(BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = dir.join("out.csv");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !out.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
-    arrived
+    (daemon, out)
 }
 
 /// Builds the journal unless one for the same size is there: the generator's mail log turned
