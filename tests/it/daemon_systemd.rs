@@ -190,10 +190,12 @@ fn logs_carry_journal_priorities_when_stderr_is_the_journal() {
         &dir.path().join("no-journal.sock"),
     );
     let d = Daemon::start_with(cmd, &cfg, dir.path());
+    // The reader's warning and the start-up line come from two threads, in either order.
     assert!(
-        wait_until(Duration::from_secs(15), || d
-            .logged()
-            .contains("does not exist")),
+        wait_until(Duration::from_secs(15), || {
+            let text = d.logged();
+            text.contains("does not exist") && text.contains("running")
+        }),
         "{}",
         d.logged()
     );

@@ -9,7 +9,7 @@
 //! the reader) is logged once and tried again with backoff, from the last position sent.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,11 @@ pub const POLL: Duration = Duration::from_millis(20);
 
 /// Entries read per batch at most (a backlog is read in runs this long).
 pub const ENTRIES_PER_BATCH: usize = 4096;
+
+/// How long a position past entries that are none of ours (other services) may go unsent: such
+/// runs hold no rows, so reading them again after a restart costs nothing, while sending each
+/// one would make a busy host's journal rewrite the checkpoint every few seconds.
+pub const OTHERS_POSITION_EVERY: Duration = Duration::from_secs(60);
 
 /// The journal actor.
 pub struct Follower {
@@ -64,6 +69,7 @@ impl Follower {
         let source = self.settings.source_id();
         let mut failing: Option<String> = None;
         let mut delay = Duration::from_secs(1);
+        let mut last_sent = Instant::now();
         while !self.cancel.is_cancelled() {
             let mut reader = match self.open() {
                 Ok(r) => r,
@@ -96,18 +102,23 @@ impl Follower {
                 self.counters.add_read(&read.stats);
                 if let Some(end) = read.end {
                     self.start = JournalStart::After(end.clone());
-                    let batch = Batch {
-                        position: Position::Journal {
-                            source: source.clone(),
-                            pos: end,
-                        },
-                        failures: read.failures,
-                        enrichment: Vec::new(),
-                        backend: read.backend,
-                        budget: None,
-                    };
-                    if !self.send(batch) {
-                        return;
+                    // Sent when it read entries of ours; past other services' entries only
+                    // now and then (see OTHERS_POSITION_EVERY).
+                    if read.stats.lines > 0 || last_sent.elapsed() >= OTHERS_POSITION_EVERY {
+                        last_sent = Instant::now();
+                        let batch = Batch {
+                            position: Position::Journal {
+                                source: source.clone(),
+                                pos: end,
+                            },
+                            failures: read.failures,
+                            enrichment: Vec::new(),
+                            backend: read.backend,
+                            budget: None,
+                        };
+                        if !self.send(batch) {
+                            return;
+                        }
                     }
                 }
                 if read.at_end
