@@ -163,7 +163,7 @@ impl Config {
             max_line_bytes: raw.sources.max_line_bytes,
             csv: raw.output.csv.clone(),
             backfill: raw.sources.backfill,
-            journal: crate::source::journal::JournalSettings::from_raw(&raw.sources),
+            journal: journal_settings(&raw.sources),
             poll_interval: raw.sources.poll_interval.0,
             notify: raw.sources.notify,
             rotate_wait: raw.sources.rotate_wait.0,
@@ -200,6 +200,29 @@ impl Config {
             raw.report.smtp.password = "(hidden)".into();
         }
         toml::to_string_pretty(&raw).expect("the configuration always serialises")
+    }
+}
+
+/// The journal settings in `[sources]` (match terms were validated when the file was read;
+/// none means facility mail).
+fn journal_settings(raw: &RawSources) -> crate::source::journal::JournalSettings {
+    use crate::source::journal::{DEFAULT_MATCH, JournalSettings, JournalUse, Match};
+    let terms: Vec<&str> = if raw.journal_match.is_empty() {
+        vec![DEFAULT_MATCH]
+    } else {
+        raw.journal_match.iter().map(String::as_str).collect()
+    };
+    JournalSettings {
+        mode: match raw.journal {
+            JournalMode::Auto => JournalUse::Auto,
+            JournalMode::Always => JournalUse::Always,
+            JournalMode::Never => JournalUse::Never,
+        },
+        matches: terms
+            .into_iter()
+            .map(|t| Match::parse(t).expect("validated while reading"))
+            .collect(),
+        path: raw.journal_path.clone(),
     }
 }
 

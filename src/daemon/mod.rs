@@ -29,7 +29,7 @@ use crate::pipeline::{CHANNEL_CAPACITY, EventBudget, Heartbeat, ToSink};
 use crate::sink::committer::{CommitError, Committer, SharedJournals, SharedPositions};
 use crate::sink::{CsvFile, SinkError};
 use crate::source::journal::follow::Follower;
-use crate::source::journal::{JournalPos, JournalStart};
+use crate::source::journal::{JournalPos, JournalStart, JournalUse};
 use crate::source::tailer::{Start, Tailer, TailerSettings, Wake};
 use crate::stats::Counters;
 
@@ -241,7 +241,7 @@ pub async fn run(
     let had_journal = journals.contains_key(&config.journal.source_id());
     let auto = auto_sources(&config, had_files, had_journal);
     let choice = match config.journal.mode {
-        crate::config::JournalMode::Auto => auto.clone(),
+        JournalUse::Auto => auto.clone(),
         _ => config.journal.choose(&config.files),
     };
     let mut running = Running {
@@ -286,7 +286,7 @@ pub async fn run(
         tracing::info!(journal = %running.config.journal.describe(), "reading {}: {}", running.config.journal.describe(), choice.why);
         let start = running.journal_start(journals.get(&running.config.journal.source_id()));
         running.spawn_follower(start);
-    } else if running.config.journal.mode == crate::config::JournalMode::Auto {
+    } else if running.config.journal.mode == JournalUse::Auto {
         tracing::info!("not reading the journal: {}", choice.why);
     }
     tracing::info!(files = ?files, journal = choice.journal, output = %running.config.csv.display(), "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
@@ -429,7 +429,7 @@ fn auto_sources(
 ) -> crate::source::journal::Choice {
     use crate::source::journal::Choice;
     let mut auto = config.journal.clone();
-    auto.mode = crate::config::JournalMode::Auto;
+    auto.mode = JournalUse::Auto;
     match (had_files, had_journal) {
         (false, true) => Choice {
             journal: true,
@@ -594,9 +594,9 @@ impl Running {
     /// Which sources a configuration reads now: `"auto"` keeps the choice made at start.
     fn sources_wanted(&self, config: &Config) -> (bool, bool) {
         match config.journal.mode {
-            crate::config::JournalMode::Auto => self.auto_choice,
-            crate::config::JournalMode::Always => (true, true),
-            crate::config::JournalMode::Never => (false, true),
+            JournalUse::Auto => self.auto_choice,
+            JournalUse::Always => (true, true),
+            JournalUse::Never => (false, true),
         }
     }
 

@@ -31,7 +31,6 @@ use memchr::memmem;
 use serde::{Deserialize, Serialize};
 use systemd::journal::{Journal, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
 
-use crate::config::{JournalMode, RawSources};
 use crate::parse::{self, AuthFailure, BackendFailure, Entry, NEEDLE, Timestamp};
 use crate::stats::Stats;
 
@@ -87,11 +86,22 @@ impl fmt::Display for Match {
     }
 }
 
+/// Whether the journal is read (`sources.journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalUse {
+    /// `"auto"`: instead of the files when none of them exists at start and a journal does.
+    Auto,
+    /// `true`: beside the files.
+    Always,
+    /// `false`: never.
+    Never,
+}
+
 /// What `[sources]` says about the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalSettings {
     /// Whether to read it.
-    pub mode: JournalMode,
+    pub mode: JournalUse,
     /// Which entries (never empty: [`DEFAULT_MATCH`] when the configuration names none).
     pub matches: Vec<Match>,
     /// A journal directory or file to read instead of the system journal.
@@ -110,23 +120,6 @@ pub struct Choice {
 }
 
 impl JournalSettings {
-    /// The settings in `[sources]` (terms were validated when the file was read).
-    pub fn from_raw(raw: &RawSources) -> Self {
-        let terms: Vec<&str> = if raw.journal_match.is_empty() {
-            vec![DEFAULT_MATCH]
-        } else {
-            raw.journal_match.iter().map(String::as_str).collect()
-        };
-        JournalSettings {
-            mode: raw.journal,
-            matches: terms
-                .into_iter()
-                .map(|t| Match::parse(t).expect("validated while reading"))
-                .collect(),
-            path: raw.journal_path.clone(),
-        }
-    }
-
     /// The name of this journal's position in the checkpoint: `system`, or the path read.
     pub fn source_id(&self) -> String {
         match &self.path {
@@ -164,17 +157,17 @@ impl JournalSettings {
                 .join(", ")
         };
         match self.mode {
-            JournalMode::Never => Choice {
+            JournalUse::Never => Choice {
                 journal: false,
                 files: true,
                 why: "sources.journal = false".into(),
             },
-            JournalMode::Always => Choice {
+            JournalUse::Always => Choice {
                 journal: true,
                 files: true,
                 why: "sources.journal = true: the journal is read beside the files".into(),
             },
-            JournalMode::Auto => {
+            JournalUse::Auto => {
                 if files.iter().any(|p| p.exists()) {
                     Choice {
                         journal: false,
@@ -657,7 +650,7 @@ mod tests {
         let log = dir.path().join("mail.log");
         let jdir = dir.path().join("journal");
         let mut s = JournalSettings {
-            mode: JournalMode::Auto,
+            mode: JournalUse::Auto,
             matches: vec![Match::parse(DEFAULT_MATCH).unwrap()],
             path: Some(jdir.clone()),
         };
@@ -672,10 +665,10 @@ mod tests {
         std::fs::write(&log, "").unwrap();
         let c = s.choose(std::slice::from_ref(&log));
         assert!(!c.journal && c.files, "{c:?}");
-        s.mode = JournalMode::Always;
+        s.mode = JournalUse::Always;
         let c = s.choose(std::slice::from_ref(&log));
         assert!(c.journal && c.files, "{c:?}");
-        s.mode = JournalMode::Never;
+        s.mode = JournalUse::Never;
         std::fs::remove_file(&log).unwrap();
         assert!(!s.choose(&[log]).journal);
     }
