@@ -651,3 +651,153 @@ fn scan_block_skips_overlong_candidates() {
         )
     );
 }
+
+/// Dovecot's login summaries: every form 2.2, 2.3 and 2.4 write, through syslog.
+#[test]
+fn dovecot_login_failure_summaries_in_every_form() {
+    for (line, service, reason, user, mech, ip) in [
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<admin>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, TLS, session=<4Gq1nbYdoMzLqJv8>",
+            "dovecot/imap-login",
+            "auth failed, 1 attempts in 2 secs",
+            Some("admin"),
+            "PLAIN",
+            "203.0.113.5",
+        ),
+        (
+            "Nov 22 08:50:56 mx dovecot[812]: pop3-login: Aborted login (auth failed, 3 attempts in 10 secs): user=<info@example.org>, method=LOGIN, rip=::ffff:198.51.100.7, lip=::ffff:192.0.2.1, session=<x>",
+            "dovecot/pop3-login",
+            "auth failed, 3 attempts in 10 secs",
+            Some("info@example.org"),
+            "LOGIN",
+            "198.51.100.7",
+        ),
+        (
+            "Nov 22 08:50:57 mx dovecot: imap-login: Disconnected: Connection closed (auth failed, 1 attempts in 4 secs): user=<bob>, method=cram-md5, rip=2001:db8::7, lip=2001:db8::1, TLS, session=<y>",
+            "dovecot/imap-login",
+            "auth failed, 1 attempts in 4 secs",
+            Some("bob"),
+            "CRAM-MD5",
+            "2001:db8::7",
+        ),
+        (
+            "Nov 22 08:50:58 mx dovecot: submission-login: Client has quit the connection (auth failed, 2 attempts in 5 secs): user=<carol>, method=PLAIN, rip=192.0.2.77, lip=192.0.2.1, session=<z>",
+            "dovecot/submission-login",
+            "auth failed, 2 attempts in 5 secs",
+            Some("carol"),
+            "PLAIN",
+            "192.0.2.77",
+        ),
+        (
+            "Nov 22 08:50:59 mx dovecot: managesieve-login: Disconnected: Remote closed connection (auth failed, 1 attempts in 1 secs): user=<>, method=PLAIN, rip=192.0.2.78, lip=192.0.2.1, session=<w>",
+            "dovecot/managesieve-login",
+            "auth failed, 1 attempts in 1 secs",
+            None,
+            "PLAIN",
+            "192.0.2.78",
+        ),
+        // 2.4
+        (
+            "2026-11-22T08:51:00.123456+01:00 mx dovecot[99]: imap-login: Login aborted: Connection closed (auth failed, 1 attempts in 2 secs) (auth_failed): user=<dave>, method=PLAIN, rip=192.0.2.79, lip=192.0.2.1, session=<v>",
+            "dovecot/imap-login",
+            "auth failed, 1 attempts in 2 secs",
+            Some("dave"),
+            "PLAIN",
+            "192.0.2.79",
+        ),
+    ] {
+        let f = failure(line);
+        assert_eq!(f.service, service, "{line}");
+        assert_eq!(f.reason, reason, "{line}");
+        assert_eq!(f.username.as_deref(), user, "{line}");
+        assert_eq!(f.mechanism, mech, "{line}");
+        assert_eq!(f.ip.to_string(), ip, "{line}");
+        assert_eq!(f.server, "mx");
+        assert_eq!(f.client_hostname, None);
+    }
+}
+
+#[test]
+fn dovecot_usernames_are_data_the_address_and_method_are_the_servers() {
+    for (user, note) in [
+        (">, method=EVIL, rip=6.6.6.6", "a fake field list"),
+        ("a\"b'c", "quotes"),
+        (
+            "x>, rip=6.6.6.6, lip=1.1.1.1, session=<s>): user=<y",
+            "a fake summary",
+        ),
+        ("(auth failed, 9 attempts in 1 secs)", "the summary's words"),
+        ("\\x1b[31mred", "escaped control characters"),
+    ] {
+        let line = format!(
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<{user}>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, TLS, session=<abc>"
+        );
+        let f = failure(&line);
+        assert_eq!(f.ip.to_string(), "203.0.113.5", "{note}");
+        assert_eq!(f.mechanism, "PLAIN", "{note}");
+        assert_eq!(f.username.as_deref(), Some(user), "{note}");
+    }
+    // A username of 10 KB.
+    let long = "u".repeat(10 * 1024);
+    let line = format!(
+        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<{long}>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, session=<abc>"
+    );
+    assert_eq!(failure(&line).username.as_deref(), Some(long.as_str()));
+    // Without a method field, a method inside the username is not taken.
+    let line = "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=EVIL, rip=6.6.6.6>, rip=203.0.113.5, lip=192.0.2.1, session=<abc>";
+    let f = failure(line);
+    assert_eq!(f.ip.to_string(), "203.0.113.5");
+    assert_eq!(f.mechanism, "");
+    assert_eq!(f.username.as_deref(), Some("a>, method=EVIL, rip=6.6.6.6"));
+    // A method that is no mechanism name (Dovecot logs only its own) is the client's text;
+    // the username then has no closing `>` before the address: not read.
+    let line = "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=LO <22>G, rip=203.0.113.5, lip=192.0.2.1";
+    let f = failure(line);
+    assert_eq!(f.ip.to_string(), "203.0.113.5");
+    assert_eq!(f.mechanism, "");
+    assert_eq!(f.username, None);
+}
+
+#[test]
+fn dovecot_lines_that_are_not_failure_rows() {
+    for line in [
+        // No attempt, or plaintext refused: no password was tried.
+        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (no auth attempts in 0 secs): user=<>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (tried to use disallowed plaintext auth): user=<>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+        // The auth process's verdicts repeat an attempt a login process summarises.
+        "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,192.0.2.1,<a>): unknown user",
+        "Nov 22 08:50:55 mx dovecot: auth-worker(123): pam(admin,192.0.2.1,<a>): Password mismatch (auth failed)",
+        // A successful login.
+        "Nov 22 08:50:55 mx dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=7, TLS, session=<a>",
+        // The summary's words only in the client's username.
+        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (no auth attempts in 0 secs): user=<(auth failed, 1 attempts in 2 secs)>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+        // Another program.
+        "Nov 22 08:50:55 mx sshd[1]: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
+    // The summary, with an address that is none.
+    assert!(matches!(
+        outcome(
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=not-an-ip, lip=192.0.2.2"
+        ),
+        Parsed::Unrecognised(_)
+    ));
+}
+
+#[test]
+fn the_prefilter_finds_both_phrases_in_one_pass() {
+    let p = Prefilter::default();
+    assert_eq!(p.find(b"x authentication failed"), Some(2));
+    assert_eq!(p.find(b"xy (auth failed, 1"), Some(4));
+    assert_eq!(p.find(b"nothing here"), None);
+    let parser = Parser::new(4096);
+    let block = b"Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.2\nNov 22 08:50:58 mx postfix/smtpd[3363]: warning: unknown[192.0.2.8]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
+    let mut ips = Vec::new();
+    parser.scan_block(block, 0, 0, &years(), |f| {
+        if let Parsed::Failure(a) = f.parsed {
+            ips.push(a.ip.to_string());
+        }
+    });
+    assert_eq!(ips, ["192.0.2.9", "192.0.2.8"]);
+}

@@ -27,11 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{Local, TimeZone};
-use memchr::memmem;
 use serde::{Deserialize, Serialize};
 use systemd::journal::{Journal, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
 
-use crate::parse::{self, AuthFailure, BackendFailure, Entry, NEEDLE, Timestamp};
+use crate::parse::{self, AuthFailure, BackendFailure, Entry, Prefilter, Timestamp};
 use crate::stats::Stats;
 
 /// The entries rsyslog's stock configuration writes to mail.log: facility mail. It covers
@@ -309,7 +308,7 @@ pub struct JournalReader {
     /// The matches, by field: an entry is read when, for every field, its value is one of
     /// the field's values (OR within a field, AND across fields).
     filter: Vec<(CString, Vec<Vec<u8>>)>,
-    finder: memmem::Finder<'static>,
+    prefilter: Prefilter,
     /// Entries after this instant (microseconds) end the read (a `scan` window).
     until: Option<u64>,
     /// The message of the entry being parsed (libsystemd's data is only valid until the next
@@ -364,7 +363,7 @@ impl JournalReader {
             journal,
             what,
             filter,
-            finder: memmem::Finder::new(NEEDLE).into_owned(),
+            prefilter: Prefilter::default(),
             until: None,
             message: Vec::new(),
             program: Vec::new(),
@@ -521,7 +520,7 @@ impl JournalReader {
                 // A binary MESSAGE (NUL bytes) is no text a mail server logged.
                 Some(m) if memchr::memchr(0, m).is_none() => {
                     out.stats.bytes += m.len() as u64;
-                    if self.finder.find(m).is_none() {
+                    if self.prefilter.find(m).is_none() {
                         return;
                     }
                     if m.len() > MAX_MESSAGE_BYTES {

@@ -1,6 +1,7 @@
 //! Any bytes as one log line: the parser must never panic, and what it calls a failure must
 //! satisfy the structure it claims to have checked, whatever the header form (traditional,
-//! RFC 5424) and whether rsyslog wrapped it as a repeated message.
+//! RFC 5424), whether rsyslog wrapped it as a repeated message, and whether Postfix or a
+//! Dovecot login process wrote it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,21 @@ fuzz_target!(|line: &[u8]| {
     );
     assert!(!got.capped || got.count == MAX_REPEAT, "{got:?}");
     match got.parsed {
+        Parsed::Failure(f) if f.service.starts_with("dovecot/") => {
+            // A login process's summary: its service, its reason, and the address of a `rip=`
+            // field in the line.
+            assert!(f.service.ends_with("-login"), "{f:?}");
+            assert!(f.reason.starts_with("auth failed"), "{f:?}");
+            assert!(!f.server.is_empty() && !f.server.contains(' '));
+            assert!(!f.mechanism.contains(' '), "{f:?}");
+            let found = text.match_indices("rip=").any(|(at, w)| {
+                let v = &text[at + w.len()..];
+                let v = v.split(", ").next().unwrap();
+                v.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical() == f.ip)
+            });
+            assert!(found, "{text:?}: {f:?}");
+        }
         Parsed::Failure(f) => {
             assert!(
                 f.service == "smtpd" || f.service.ends_with("/smtpd"),
