@@ -46,27 +46,37 @@ pub const NEEDLE: &[u8] = b"authentication failed";
 /// The phrase every Dovecot login process's failure summary contains.
 pub const DOVECOT_NEEDLE: &[u8] = b"auth failed";
 
-/// The prefilter: finds any of the phrases a line of interest holds ([`NEEDLE`],
-/// [`DOVECOT_NEEDLE`]) in one pass over a block (aho-corasick's SIMD search, as ripgrep's
-/// several literals are), so that the other lines cost a share of that pass and nothing more.
+/// The prefilter: finds either phrase a line of interest holds ([`NEEDLE`], [`DOVECOT_NEEDLE`])
+/// in one pass over a block. Both end in `failed`, a word rare in mail logs, so one `memmem`
+/// search for it (memchr's SIMD search, as fast as for the long phrase alone) finds every
+/// candidate, and a hit counts when the phrase's start stands before it. (A multi-pattern
+/// search, aho-corasick's Teddy, was measured 2.7x slower on the same log: both phrases begin
+/// with `auth`, which every `disconnect ... auth=0/1` line holds.)
 #[derive(Debug, Clone)]
-pub struct Prefilter(aho_corasick::AhoCorasick);
+pub struct Prefilter(memmem::Finder<'static>);
 
 impl Default for Prefilter {
     fn default() -> Self {
-        Prefilter(
-            aho_corasick::AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-                .build([NEEDLE, DOVECOT_NEEDLE])
-                .expect("two literals always build"),
-        )
+        Prefilter(memmem::Finder::new(b"failed").into_owned())
     }
 }
 
 impl Prefilter {
     /// Where the first phrase starts in `haystack`.
     pub fn find(&self, haystack: &[u8]) -> Option<usize> {
-        self.0.find(haystack).map(|m| m.start())
+        let mut from = 0;
+        while let Some(i) = self.0.find(&haystack[from..]) {
+            let at = from + i;
+            let before = &haystack[..at];
+            for phrase in [NEEDLE, DOVECOT_NEEDLE] {
+                let start = phrase.len() - b"failed".len();
+                if before.ends_with(&phrase[..start]) {
+                    return Some(at - start);
+                }
+            }
+            from = at + b"failed".len();
+        }
+        None
     }
 }
 
