@@ -54,14 +54,22 @@ pub(super) fn failure(msg: &[u8]) -> Dovecot<'_> {
         return Dovecot::No;
     };
     let service = &msg[..colon];
-    let login_service = service.ends_with(b"-login")
-        && service
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !login_service {
+    if !is_login_service(service) {
         return Dovecot::No;
     }
-    let mut rest = &msg[colon + 2..];
+    failure_of(service, &msg[colon + 2..])
+}
+
+/// A login process's name: `imap-login`, `pop3-login`, ...
+pub(super) fn is_login_service(service: &[u8]) -> bool {
+    service.ends_with(b"-login")
+        && service
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The message after `SERVICE: `.
+pub(super) fn failure_of<'a>(service: &'a [u8], mut rest: &'a [u8]) -> Dovecot<'a> {
     if let Some(r) = rest.strip_prefix(b"Info: ") {
         rest = r;
     }

@@ -297,6 +297,23 @@ fn unplaced(line: &[u8]) -> Parsed {
 /// Parses a log entry's program and message: smtpd's failure line, or the SMTP/LMTP client's
 /// failure to log in to a relay.
 pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
+    // Dovecot's own log file (`log_path`): `TIMESTAMP imap-login: Info: ...` has no host, so
+    // the header reads the process as the host and the log level as the program. Its lines
+    // have no server name to record: a failure there is counted and said, not dropped.
+    if let Some(service) = entry.host.strip_suffix(b":")
+        && dovecot::is_login_service(service)
+        && matches!(
+            entry.program,
+            b"Info" | b"Warning" | b"Error" | b"Fatal" | b"Panic" | b"Debug"
+        )
+    {
+        return match dovecot::failure_of(service, entry.message) {
+            dovecot::Dovecot::No => Parsed::NotFailure,
+            _ => Parsed::Unrecognised(
+                "a Dovecot login failure from Dovecot's own log file (log_path), which is not read yet: let Dovecot log to syslog (its default) and follow that log or the journal",
+            ),
+        };
+    }
     if dovecot::is_dovecot(entry.program) {
         return match dovecot::failure(entry.message) {
             dovecot::Dovecot::Failure(f) => {

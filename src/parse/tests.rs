@@ -776,6 +776,17 @@ fn dovecot_lines_that_are_not_failure_rows() {
     ] {
         assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
     }
+    // Dovecot's own log file: no host to record; counted and said, not dropped.
+    assert!(matches!(
+        outcome("Nov 22 08:50:55 imap-login: Info: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<a>"),
+        Parsed::Unrecognised(why) if why.contains("log_path")
+    ));
+    assert_eq!(
+        outcome(
+            "Nov 22 08:50:55 imap-login: Info: Login: user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=1, session=<a>"
+        ),
+        Parsed::NotFailure
+    );
     // The summary, with an address that is none.
     assert!(matches!(
         outcome(
