@@ -232,17 +232,9 @@ fn main() {
     let writer_log = log.clone();
     let writer = std::thread::spawn(move || {
         let mut f = OpenOptions::new().append(true).open(&writer_log).unwrap();
-        let start = Instant::now();
-        let mut sent = Vec::with_capacity(lines);
-        for i in 0..lines {
-            let due = start + Duration::from_millis(i as u64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            sent.push(Instant::now());
+        rows::paced(lines, |i| {
             f.write_all(attack(i).as_bytes()).unwrap();
-        }
-        sent
+        })
     });
     // The reader follows the CSV and notes when each row arrives.
     let arrived = rows::follow_rows(&out, lines, Duration::from_secs(120));

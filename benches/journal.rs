@@ -164,21 +164,13 @@ fn live_journald(dir: &Path, lines: usize) {
     let socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
     socket.connect(&jd.dev_log).unwrap();
     let sender = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut sent = Vec::with_capacity(lines);
-        for i in 0..lines {
-            let due = start + Duration::from_millis(i as u64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            sent.push(Instant::now());
+        rows::paced(lines, |i| {
             // <20>: facility mail, severity warning.
             let datagram = format!(
                 "<20>Nov 29 08:00:00 postfix/smtpd[77]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}"
             );
             socket.send(datagram.as_bytes()).unwrap();
-        }
-        sent
+        })
     });
     let arrived = follow_rows(&out, lines, Duration::from_secs(120));
     let sent = sender.join().unwrap();
@@ -256,21 +248,14 @@ fn live(dir: &Path, lines: usize) {
     let pid = daemon.id();
     std::thread::sleep(Duration::from_millis(500));
     let sender = std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut sent = Vec::with_capacity(lines);
-        for i in 0..lines {
-            let due = start + Duration::from_millis(i as u64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            sent.push(Instant::now());
+        let sent = rows::paced(lines, |i| {
             entry(
                 &mut input,
                 &format!(
                     "warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=u{i}"
                 ),
             );
-        }
+        });
         (sent, input)
     });
     let arrived = follow_rows(&out, lines, Duration::from_secs(120));

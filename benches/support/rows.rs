@@ -1,5 +1,5 @@
-//! Follows a CSV being written and notes when the row of each user `u{i}` arrives: the reader
-//! side of the latency benchmarks.
+//! The two sides of the latency benchmarks: [`paced`] sends one failure of user `u{i}` every
+//! millisecond, [`follow_rows`] follows the CSV and notes when each one's row arrives.
 
 use std::fs::File;
 use std::io::Read;
@@ -37,4 +37,20 @@ pub fn follow_rows(out: &Path, lines: usize, limit: Duration) -> Vec<Option<Inst
         }
     }
     arrived
+}
+
+/// Calls `send(i)` for `i` in `0..lines`, one every millisecond from now, and returns when each
+/// call was made.
+pub fn paced(lines: usize, mut send: impl FnMut(usize)) -> Vec<Instant> {
+    let start = Instant::now();
+    let mut sent = Vec::with_capacity(lines);
+    for i in 0..lines {
+        let due = start + Duration::from_millis(i as u64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        sent.push(Instant::now());
+        send(i);
+    }
+    sent
 }
