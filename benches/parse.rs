@@ -13,7 +13,7 @@ fn bench(c: &mut Criterion) {
     let years = YearContext::now();
     let line = b"Nov 22 08:50:58 mx postfix/submission/smtpd[3363]: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=webmaster";
     c.bench_function("parse_line/failure", |b| {
-        b.iter(|| parse_line(black_box(line), &years))
+        b.iter(|| parse_line(black_box(line), &years, b"mx"))
     });
 
     let mut block = Vec::new();
@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
         seed: 7,
     };
     loggen::generate(&spec, &mut block).unwrap();
-    let parser = Parser::new(64 * 1024);
+    let parser = Parser::new(64 * 1024, "mx");
     let mut g = c.benchmark_group("scan_block");
     g.throughput(Throughput::Bytes(block.len() as u64));
     g.bench_function("4MB, 1% failures", |b| {

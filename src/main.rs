@@ -268,8 +268,14 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let report = scan::scan_all(&args.files, config.max_line_bytes, &mut sink, enrich)
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    let report = scan::scan_all(
+        &args.files,
+        config.max_line_bytes,
+        &config.server,
+        &mut sink,
+        enrich,
+    )
+    .map_err(|e| Failure::Runtime(e.into()))?;
     tracing::info!(
         files = args.files.len(),
         output = %sink.name().display(),

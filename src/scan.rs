@@ -136,10 +136,11 @@ impl<'a> Recorder<'a> {
 pub fn scan_all(
     inputs: &[PathBuf],
     max_line_bytes: usize,
+    server: &str,
     sink: &mut CsvSink,
     enrich: Option<ScanEnrich<'_>>,
 ) -> Result<ScanReport, SinkError> {
-    let parser = Parser::new(max_line_bytes);
+    let parser = Parser::new(max_line_bytes, server);
     let mut report = ScanReport::default();
     let mut sink = Recorder::new(sink, enrich);
     let sink = &mut sink;

@@ -51,6 +51,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Lines longer than this are skipped.
     pub max_line_bytes: usize,
+    /// The server name for lines without a host field (`[sources] server`, else the hostname).
+    pub server: String,
     /// The intrusion CSV.
     pub csv: PathBuf,
     /// Read rotated history on the first start.
@@ -161,6 +163,7 @@ impl Config {
             files: raw.sources.files.clone(),
             state_dir: raw.sources.state_dir.clone(),
             max_line_bytes: raw.sources.max_line_bytes,
+            server: raw.sources.server.clone().unwrap_or_else(local_hostname),
             csv: raw.output.csv.clone(),
             backfill: raw.sources.backfill,
             journal: journal_settings(&raw.sources),
@@ -205,6 +208,16 @@ impl Config {
 
 /// The journal settings in `[sources]` (match terms were validated when the file was read;
 /// none means facility mail).
+/// This machine's hostname, the default `[sources] server` (`localhost` if the kernel has
+/// none, which Linux never does).
+fn local_hostname() -> String {
+    hostname::get()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 fn journal_settings(raw: &RawSources) -> crate::source::journal::JournalSettings {
     use crate::source::journal::{DEFAULT_MATCH, JournalSettings, JournalUse, Match};
     let terms: Vec<&str> = if raw.journal_match.is_empty() {
@@ -466,6 +479,23 @@ mod tests {
         let c = Config::from_toml("[output]\ncsv = \"/tmp/x.csv\"\n", Origin::BuiltIn).unwrap();
         let again = Config::from_toml(&c.to_toml(), Origin::BuiltIn).unwrap();
         assert_eq!(c.raw, again.raw);
+    }
+
+    #[test]
+    fn server_defaults_to_the_hostname_and_must_be_one_word() {
+        let c = Config::from_toml("", Origin::BuiltIn).unwrap();
+        let host = hostname::get().unwrap().to_string_lossy().into_owned();
+        assert_eq!(c.server, host);
+        let c = Config::from_toml("[sources]\nserver = \"mx1.example.org\"\n", Origin::BuiltIn)
+            .unwrap();
+        assert_eq!(c.server, "mx1.example.org");
+        for bad in ["\"\"", "\"mx 1\"", "\"mx\\n\""] {
+            let e = err(&format!("[sources]\n\nserver = {bad}\n"));
+            assert!(
+                e.contains("line 3") && e.contains("server") && e.contains("one word"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

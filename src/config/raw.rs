@@ -240,6 +240,13 @@ pub struct RawSources {
     /// Read this journal directory or file instead of the system journal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal_path: Option<PathBuf>,
+    /// The server name recorded for lines that carry no host field (Dovecot's own log file,
+    /// `log_path`); unset means this machine's hostname.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "server_name"
+    )]
+    pub server: Option<String>,
 }
 
 /// `[daemon]`
@@ -322,6 +329,7 @@ impl Default for RawSources {
             journal: JournalMode::Auto,
             journal_match: Vec::new(),
             journal_path: None,
+            server: None,
         }
     }
 }
@@ -344,6 +352,17 @@ fn journal_matches<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
         }
     }
     Ok(v)
+}
+
+/// A server name for the record: one word of printable characters.
+fn server_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v = String::deserialize(d)?;
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(serde::de::Error::custom(format!(
+            "{v:?} is not a server name: write one word such as \"mx1.example.org\", or leave the key out for this machine's hostname"
+        )));
+    }
+    Ok(Some(v))
 }
 
 fn non_empty_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {

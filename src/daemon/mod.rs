@@ -504,6 +504,7 @@ impl Running {
         TailerSettings {
             path: path.to_path_buf(),
             max_line_bytes: self.config.max_line_bytes,
+            server: self.config.server.clone(),
             poll_interval: self.config.poll_interval,
             rotate_wait: self.config.rotate_wait,
             rescan_interval: Duration::from_secs(3600),

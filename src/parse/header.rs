@@ -16,19 +16,44 @@ use super::timestamp::{self, YearContext};
 use super::{Entry, MAX_REPEAT};
 
 /// Splits a line into its header fields and message, or `None` when it starts with no header
-/// this parser knows.
-pub(super) fn split<'a>(line: &'a [u8], years: &YearContext) -> Option<Entry<'a>> {
+/// this parser knows. `local` is the host of lines that name none (Dovecot's own log file).
+pub(super) fn split<'a>(line: &'a [u8], years: &YearContext, local: &'a [u8]) -> Option<Entry<'a>> {
     if line.first() == Some(&b'<') {
         rfc5424(line)
     } else {
-        traditional(line, years)
+        traditional(line, years, local)
     }
 }
 
-/// `TIMESTAMP HOST PROGRAM[PID]: MESSAGE`
-fn traditional<'a>(line: &'a [u8], years: &YearContext) -> Option<Entry<'a>> {
+/// The log levels Dovecot writes after the process name in its own log file.
+const DOVECOT_LEVELS: [&[u8]; 6] = [
+    b"Info: ",
+    b"Warning: ",
+    b"Error: ",
+    b"Fatal: ",
+    b"Panic: ",
+    b"Debug: ",
+];
+
+/// `TIMESTAMP HOST PROGRAM[PID]: MESSAGE`, or Dovecot's own log file (`log_path`):
+/// `TIMESTAMP PROCESS: LEVEL: MESSAGE`, which is read as host `local`, program `dovecot` and
+/// message `PROCESS: LEVEL: MESSAGE`, as syslog would have carried it. (A syslog host never
+/// ends with `:`, so the two cannot be confused.)
+fn traditional<'a>(line: &'a [u8], years: &YearContext, local: &'a [u8]) -> Option<Entry<'a>> {
     let (timestamp, rest) = timestamp::parse_prefix(line, years)?;
-    let (host, rest) = token(rest)?;
+    let (host, after_host) = token(rest)?;
+    if host.len() > 1
+        && host.ends_with(b":")
+        && DOVECOT_LEVELS.iter().any(|l| after_host.starts_with(l))
+    {
+        return Some(Entry {
+            timestamp,
+            host: local,
+            program: b"dovecot",
+            message: rest,
+        });
+    }
+    let rest = after_host;
     // The program name runs to `[PID]: ` (or to `: ` for a syslog without PIDs).
     let end = rest.iter().position(|&b| matches!(b, b'[' | b':' | b' '))?;
     let (program, mut rest) = (&rest[..end], &rest[end..]);

@@ -241,13 +241,14 @@ const BACKEND_REASONS: [&str; 4] = [
     "internal error",
 ];
 
-/// Parses one line (without its newline). `years` places yearless syslog timestamps.
-pub fn parse_line(line: &[u8], years: &YearContext) -> ParsedLine {
+/// Parses one line (without its newline). `years` places yearless syslog timestamps; `local` is
+/// the server recorded for lines that name no host (Dovecot's own log file, `log_path`).
+pub fn parse_line(line: &[u8], years: &YearContext, local: &[u8]) -> ParsedLine {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // NULs before a line are a hole a writer left (copytruncate without O_APPEND), not text.
     let nuls = line.iter().take_while(|&&b| b == 0).count();
     let line = &line[nuls..];
-    let Some(mut entry) = header::split(line, years) else {
+    let Some(mut entry) = header::split(line, years, local) else {
         return ParsedLine::once(unplaced(line));
     };
     match header::repeated(entry.message) {
@@ -297,23 +298,6 @@ fn unplaced(line: &[u8]) -> Parsed {
 /// Parses a log entry's program and message: smtpd's failure line, or the SMTP/LMTP client's
 /// failure to log in to a relay.
 pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
-    // Dovecot's own log file (`log_path`): `TIMESTAMP imap-login: Info: ...` has no host, so
-    // the header reads the process as the host and the log level as the program. Its lines
-    // have no server name to record: a failure there is counted and said, not dropped.
-    if let Some(service) = entry.host.strip_suffix(b":")
-        && dovecot::is_login_service(service)
-        && matches!(
-            entry.program,
-            b"Info" | b"Warning" | b"Error" | b"Fatal" | b"Panic" | b"Debug"
-        )
-    {
-        return match dovecot::failure_of(service, entry.message) {
-            dovecot::Dovecot::No => Parsed::NotFailure,
-            _ => Parsed::Unrecognised(
-                "a Dovecot login failure from Dovecot's own log file (log_path), which is not read yet: let Dovecot log to syslog (its default) and follow that log or the journal",
-            ),
-        };
-    }
     if dovecot::is_dovecot(entry.program) {
         return match dovecot::failure(entry.message) {
             dovecot::Dovecot::Failure(f) => {
@@ -384,6 +368,7 @@ pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
 pub struct Parser {
     prefilter: Prefilter,
     max_line_bytes: usize,
+    local: Box<[u8]>,
 }
 
 /// A parsed candidate line with where it was found.
@@ -411,11 +396,13 @@ pub struct BlockCounts {
 }
 
 impl Parser {
-    /// A parser that skips candidate lines longer than `max_line_bytes`.
-    pub fn new(max_line_bytes: usize) -> Self {
+    /// A parser that skips candidate lines longer than `max_line_bytes` and records `local` as
+    /// the server of lines that name no host (`[sources] server`).
+    pub fn new(max_line_bytes: usize, local: &str) -> Self {
         Parser {
             prefilter: Prefilter::default(),
             max_line_bytes,
+            local: local.as_bytes().into(),
         }
     }
 
@@ -447,7 +434,7 @@ impl Parser {
                     parsed,
                     count,
                     capped,
-                } = parse_line(line, years);
+                } = parse_line(line, years, &self.local);
                 found(Found {
                     parsed,
                     count,

@@ -18,7 +18,7 @@ fn failure(line: &str) -> AuthFailure {
 }
 
 fn outcome(line: &str) -> Parsed {
-    let got = parse_line(line.as_bytes(), &years());
+    let got = parse_line(line.as_bytes(), &years(), b"local");
     assert_eq!((got.count, got.capped), (1, false), "{line}");
     got.parsed
 }
@@ -287,7 +287,7 @@ fn regression_usernames_are_kept_whole() {
 fn invalid_utf8_is_replaced_not_dropped() {
     let mut line = b"Nov 22 08:50:58 mx postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=ab".to_vec();
     line.extend_from_slice(&[0xff, 0xfe, b'c']);
-    let Parsed::Failure(f) = parse_line(&line, &years()).parsed else {
+    let Parsed::Failure(f) = parse_line(&line, &years(), b"local").parsed else {
         panic!()
     };
     assert_eq!(f.username.as_deref(), Some("ab\u{fffd}\u{fffd}c"));
@@ -403,7 +403,7 @@ fn garbage_is_never_a_failure() {
         b"Nov 22 08:50:58  postfix/smtpd[1]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed",
         b"\xff\xfe\xfd Nov 22 08:50:58 authentication failed",
     ] {
-        assert!(!matches!(parse_line(line, &years()).parsed, Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
+        assert!(!matches!(parse_line(line, &years(), b"local").parsed, Parsed::Failure(_)), "{:?}", String::from_utf8_lossy(line));
     }
 }
 
@@ -483,7 +483,7 @@ fn rfc5424_lines() {
 }
 
 fn repeated(line: &str) -> ParsedLine {
-    parse_line(line.as_bytes(), &years())
+    parse_line(line.as_bytes(), &years(), b"local")
 }
 
 #[test]
@@ -583,7 +583,7 @@ Nov 22 08:00:01 mx postfix/smtpd[2]: warning: unknown[192.0.2.1]: SASL LOGIN aut
 Nov 22 08:00:02 mx postfix/smtpd[2]: connect from unknown[192.0.2.1]\n\
 Nov 22 08:00:03 mx postfix/smtpd[2]: warning: unknown[192.0.2.2]: SASL LOGIN authentication failed: authentication failed, sasl_username=b\n\
 Nov 22 08:00:04 mx postfix/smtpd[2]: warning: unknown[192.0.2.3]: SASL LOGIN authentication failed: x";
-    let parser = Parser::new(64 * 1024);
+    let parser = Parser::new(64 * 1024, "local");
     let mut found = Vec::new();
     let counts = parser.scan_block(block, 1000, 10, &years(), |f| found.push(f));
     assert!(found.iter().all(|f| (f.count, f.capped) == (1, false)));
@@ -623,7 +623,7 @@ fn scan_block_gives_the_repeat_count() {
     let block = b"Nov 22 08:00:00 mx postfix/qmgr[1]: 4F1: removed\n\
 Nov 22 08:00:01 mx postfix/smtpd[2]: message repeated 7 times: [ warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: x]\n";
     let mut found = Vec::new();
-    Parser::new(1024).scan_block(block, 0, 0, &years(), |f| found.push(f));
+    Parser::new(1024, "local").scan_block(block, 0, 0, &years(), |f| found.push(f));
     assert_eq!(found.len(), 1);
     assert_eq!(
         (found[0].line_number, found[0].count, found[0].capped),
@@ -637,7 +637,7 @@ fn scan_block_skips_overlong_candidates() {
     block.extend(std::iter::repeat_n(b'a', 500));
     block.push(b'\n');
     block.extend_from_slice(b"next line\n");
-    let parser = Parser::new(200);
+    let parser = Parser::new(200, "local");
     let mut n = 0;
     let counts = parser.scan_block(&block, 0, 0, &years(), |_| n += 1);
     assert_eq!(
@@ -776,11 +776,6 @@ fn dovecot_lines_that_are_not_failure_rows() {
     ] {
         assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
     }
-    // Dovecot's own log file: no host to record; counted and said, not dropped.
-    assert!(matches!(
-        outcome("Nov 22 08:50:55 imap-login: Info: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<a>"),
-        Parsed::Unrecognised(why) if why.contains("log_path")
-    ));
     assert_eq!(
         outcome(
             "Nov 22 08:50:55 imap-login: Info: Login: user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=1, session=<a>"
@@ -797,12 +792,46 @@ fn dovecot_lines_that_are_not_failure_rows() {
 }
 
 #[test]
+fn dovecot_own_log_file_lines_are_rows_of_the_configured_server() {
+    for (line, service, ip) in [
+        (
+            "Nov 22 08:50:55 imap-login: Info: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+            "dovecot/imap-login",
+            "192.0.2.1",
+        ),
+        (
+            "Nov 22 08:50:56 pop3-login: Info: Aborted login (auth failed, 3 attempts in 10 secs): user=<b>, method=PLAIN, rip=::ffff:198.51.100.7, lip=::1, session=<b>",
+            "dovecot/pop3-login",
+            "198.51.100.7",
+        ),
+    ] {
+        let f = failure(line);
+        assert_eq!(
+            (f.server.as_str(), f.service.as_str(), f.ip.to_string()),
+            ("local", service, ip.to_owned()),
+            "{line}"
+        );
+        assert_eq!(f.mechanism, "PLAIN", "{line}");
+        assert!(f.reason.starts_with("auth failed, "), "{line}");
+    }
+    // A host field never ends with `:`; a syslog line whose program is `Info` stays a syslog
+    // line, and a log-file line without a level is not one.
+    for line in [
+        "Nov 22 08:50:55 mx Info: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1",
+        "Nov 22 08:50:55 imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1",
+        "Nov 22 08:50:55 : Info: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1",
+    ] {
+        assert!(!matches!(outcome(line), Parsed::Failure(_)), "{line}");
+    }
+}
+
+#[test]
 fn the_prefilter_finds_both_phrases_in_one_pass() {
     let p = Prefilter::default();
     assert_eq!(p.find(b"x authentication failed"), Some(2));
     assert_eq!(p.find(b"xy (auth failed, 1"), Some(4));
     assert_eq!(p.find(b"nothing here"), None);
-    let parser = Parser::new(4096);
+    let parser = Parser::new(4096, "local");
     let block = b"Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.2\nNov 22 08:50:58 mx postfix/smtpd[3363]: warning: unknown[192.0.2.8]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
     let mut ips = Vec::new();
     parser.scan_block(block, 0, 0, &years(), |f| {

@@ -374,7 +374,7 @@ mod properties {
         ) {
             let mut data = lines.join(&b'\n');
             data.push(b'\n');
-            let parser = Parser::new(1024);
+            let parser = Parser::new(1024, "local");
             let years = YearContext::now();
             let users = |found: &mut Vec<(u64, String)>, bytes: &[u8], offset: u64| {
                 parser.scan_block(bytes, offset, 0, &years, |f| {

@@ -65,6 +65,8 @@ pub struct TailerSettings {
     pub path: PathBuf,
     /// Longest line accepted.
     pub max_line_bytes: usize,
+    /// The server recorded for lines that name no host (`[sources] server`).
+    pub server: String,
     /// Wake at least this often.
     pub poll_interval: Duration,
     /// Keep reading a rotated-away file this long after it last grew.
@@ -148,7 +150,7 @@ impl Tailer {
     ) -> Self {
         let cap = READ_CHUNK.max(settings.max_line_bytes + 1);
         Tailer {
-            parser: Parser::new(settings.max_line_bytes),
+            parser: Parser::new(settings.max_line_bytes, &settings.server),
             settings,
             tx,
             wake,

@@ -9,7 +9,7 @@ use maillogsentinel::parse::{BackendKind, MAX_REPEAT, Parsed, YearContext, parse
 
 fuzz_target!(|line: &[u8]| {
     let years = YearContext::now();
-    let got = parse_line(line, &years);
+    let got = parse_line(line, &years, b"local");
     let text = String::from_utf8_lossy(line);
     // A count other than 1 only comes from rsyslog's wrapper, and never passes the cap.
     assert!(got.count >= 1 && got.count <= MAX_REPEAT, "{got:?}");

@@ -8,7 +8,7 @@ use maillogsentinel::parse::{MAX_REPEAT, Parser, YearContext};
 
 fuzz_target!(|data: &[u8]| {
     let years = YearContext::now();
-    let parser = Parser::new(1024);
+    let parser = Parser::new(1024, "local");
     let mut last = (0u64, 0u64);
     let counts = parser.scan_block(data, 0, 0, &years, |found| {
         assert!(found.line_number > last.0, "line numbers increase");
