@@ -97,8 +97,12 @@ pub struct JournalPosition {
 pub struct Checkpoint {
     /// Format version.
     pub version: u32,
-    /// The output.
+    /// The output (the intrusion record).
     pub output: OutputPosition,
+    /// The logins record, when one is kept (absent from checkpoints written before it was).
+    /// A batch landed only when both outputs show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logins: Option<OutputPosition>,
     /// Every file known, by fingerprint.
     pub files: Vec<FilePosition>,
     /// Every journal read (absent from checkpoints written before journals were read).
@@ -267,64 +271,52 @@ pub struct Recovery {
     /// when the batch lost was the first read from that journal. A journal absent here starts
     /// afresh.
     pub journals: BTreeMap<String, Option<JournalPos>>,
-    /// When set, the output must be cut back to this length first (a torn batch).
+    /// When set, the output must be cut back to this length first (a torn batch, or one that
+    /// landed in this output but not in the logins record).
     pub truncate_output_to: Option<u64>,
+    /// The same for the logins record.
+    pub truncate_logins_to: Option<u64>,
     /// What was decided, for the log.
     pub note: String,
 }
 
 impl Checkpoint {
-    /// Decides where to resume given what is at the output's path now: its device, inode and
-    /// length (`None`: nothing is there).
-    pub fn recover(&self, actual: Option<OutputState>) -> Recovery {
-        let out = &self.output;
-        let recorded_id = (out.dev, out.ino) != (0, 0);
-        let (after, truncate, note) = match actual {
-            None => (
-                false,
-                None,
-                "the output is missing (moved away?): a new one is started and the last batch's lines are read again into it".to_string(),
-            ),
-            Some(a) if !a.regular => (
-                true,
-                None,
-                "the output is not a regular file: nothing to check".to_string(),
-            ),
-            // The inode decides: device numbers are not stable across reboots on some
-            // filesystems (btrfs subvolumes, NFS), and a reboot is when this matters.
-            Some(a) if recorded_id && a.ino != out.ino => (
-                false,
-                None,
-                "the output is another file than the one written last (moved away and replaced?): the last batch's lines are read again into it".to_string(),
-            ),
-            Some(a) if a.len == out.len_after => {
-                (true, None, "the last batch is in the output".to_string())
-            }
-            Some(a) if a.len == out.len_before => (
-                false,
-                None,
-                "the last batch never reached the output: its lines are read again".to_string(),
-            ),
-            Some(a) if a.len > out.len_before && a.len < out.len_after => (
-                false,
-                Some(out.len_before),
-                format!(
-                    "the last batch was torn by a crash ({} of {} bytes): cutting it off, its lines are read again",
-                    a.len - out.len_before,
-                    out.len_after - out.len_before
-                ),
-            ),
-            Some(a) if a.len > out.len_after => (
-                false,
-                None,
-                "the output grew beyond the checkpoint (another writer appended to it?): the last batch's lines are read again".to_string(),
-            ),
-            Some(_) => (
-                false,
-                None,
-                "the output is shorter than recorded (was it truncated?): the last batch's lines are read again".to_string(),
-            ),
+    /// Decides where to resume given what is at the outputs' paths now (the intrusion record,
+    /// and the logins record if the checkpoint names one): their device, inode and length
+    /// (`None`: nothing is there). The last batch landed when every output shows it; when one
+    /// does not, the batch's lines are read again, and an output that holds the batch (whole
+    /// or torn) is cut back to its length before it, so that no row is in it twice.
+    pub fn recover(
+        &self,
+        actual: Option<OutputState>,
+        logins_actual: Option<OutputState>,
+    ) -> Recovery {
+        let (main, mut note) = judge(&self.output, actual, "output");
+        let logins = self.logins.as_ref().map(|l| {
+            let (v, n) = judge(l, logins_actual, "logins record");
+            (l, v, n)
+        });
+        let after = main == Verdict::Landed
+            && logins
+                .as_ref()
+                .is_none_or(|(_, v, _)| *v == Verdict::Landed);
+        let cut = |out: &OutputPosition, v: Verdict| match v {
+            Verdict::Torn => Some(out.len_before),
+            Verdict::Landed if !after && out.len_after > out.len_before => Some(out.len_before),
+            _ => None,
         };
+        let truncate = cut(&self.output, main);
+        let truncate_logins = logins.as_ref().and_then(|(l, v, _)| cut(l, *v));
+        if let Some((_, v, n)) = &logins
+            && (*v != Verdict::Landed || !after)
+        {
+            note = format!("{note}; {n}");
+            if main == Verdict::Landed && truncate.is_some() {
+                note.push_str(
+                    "; the batch in the output is cut off too, so that it is written once",
+                );
+            }
+        }
         let positions = self
             .files
             .iter()
@@ -363,8 +355,74 @@ impl Checkpoint {
             unseen,
             journals,
             truncate_output_to: truncate,
+            truncate_logins_to: truncate_logins,
             note,
         }
+    }
+}
+
+/// What an output's state says about the last batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The batch is in it whole (or it cannot be judged: not a regular file).
+    Landed,
+    /// The batch never reached it.
+    NotLanded,
+    /// A crash tore the batch: part of it is there.
+    Torn,
+    /// Someone else changed it (moved, replaced, grown, shortened): nothing is proven.
+    Unprovable,
+}
+
+/// Judges one output (`what` names it in the note) from what is at its path now.
+fn judge(out: &OutputPosition, actual: Option<OutputState>, what: &str) -> (Verdict, String) {
+    let recorded_id = (out.dev, out.ino) != (0, 0);
+    match actual {
+        None => (
+            Verdict::Unprovable,
+            format!(
+                "the {what} is missing (moved away?): a new one is started and the last batch's lines are read again into it"
+            ),
+        ),
+        Some(a) if !a.regular => (
+            Verdict::Landed,
+            format!("the {what} is not a regular file: nothing to check"),
+        ),
+        // The inode decides: device numbers are not stable across reboots on some
+        // filesystems (btrfs subvolumes, NFS), and a reboot is when this matters.
+        Some(a) if recorded_id && a.ino != out.ino => (
+            Verdict::Unprovable,
+            format!(
+                "the {what} is another file than the one written last (moved away and replaced?): the last batch's lines are read again into it"
+            ),
+        ),
+        Some(a) if a.len == out.len_after => {
+            (Verdict::Landed, format!("the last batch is in the {what}"))
+        }
+        Some(a) if a.len == out.len_before => (
+            Verdict::NotLanded,
+            format!("the last batch never reached the {what}: its lines are read again"),
+        ),
+        Some(a) if a.len > out.len_before && a.len < out.len_after => (
+            Verdict::Torn,
+            format!(
+                "the last batch was torn by a crash in the {what} ({} of {} bytes): cutting it off, its lines are read again",
+                a.len - out.len_before,
+                out.len_after - out.len_before
+            ),
+        ),
+        Some(a) if a.len > out.len_after => (
+            Verdict::Unprovable,
+            format!(
+                "the {what} grew beyond the checkpoint (another writer appended to it?): the last batch's lines are read again"
+            ),
+        ),
+        Some(_) => (
+            Verdict::Unprovable,
+            format!(
+                "the {what} is shorter than recorded (was it truncated?): the last batch's lines are read again"
+            ),
+        ),
     }
 }
 
@@ -382,6 +440,7 @@ mod tests {
                 dev: 9,
                 ino: 42,
             },
+            logins: None,
             files: vec![
                 FilePosition {
                     fingerprint: Fingerprint(1),
@@ -425,10 +484,10 @@ mod tests {
     #[test]
     fn journals_resume_after_a_landed_batch_and_before_a_lost_one() {
         let c = cp();
-        let r = c.recover(same(180));
+        let r = c.recover(same(180), None);
         assert_eq!(r.journals["system"], Some(jpos("c2", 20)));
         assert_eq!(r.journals["/j"], Some(jpos("d1", 30)));
-        let r = c.recover(same(100));
+        let r = c.recover(same(100), None);
         assert_eq!(r.journals["system"], Some(jpos("c1", 10)));
         // Its first batch was lost: that journal is read again from its head (not afresh from
         // its tail, which would skip the lost batch's entries).
@@ -450,15 +509,70 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_landed_only_when_both_records_show_it() {
+        let mut c = cp();
+        c.logins = Some(OutputPosition {
+            path: "/logins.csv".into(),
+            len_before: 50,
+            len_after: 90,
+            dev: 9,
+            ino: 43,
+        });
+        let logins = |len| {
+            Some(OutputState {
+                dev: 9,
+                ino: 43,
+                len,
+                regular: true,
+            })
+        };
+        // Both landed: resume after.
+        let r = c.recover(same(180), logins(90));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 2000);
+        assert_eq!((r.truncate_output_to, r.truncate_logins_to), (None, None));
+        // Failures landed, logins never: both read again, the failures cut off first.
+        let r = c.recover(same(180), logins(50));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!(
+            (r.truncate_output_to, r.truncate_logins_to),
+            (Some(100), None)
+        );
+        assert!(r.note.contains("logins record"), "{}", r.note);
+        // Logins torn, failures landed.
+        let r = c.recover(same(180), logins(70));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!(
+            (r.truncate_output_to, r.truncate_logins_to),
+            (Some(100), Some(50))
+        );
+        // Failures never landed (the crash came before them): logins untouched too.
+        let r = c.recover(same(100), logins(50));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!((r.truncate_output_to, r.truncate_logins_to), (None, None));
+        // The logins record moved away: nothing proven there, the failures are cut back and
+        // the lines read again (logins into a new file).
+        let r = c.recover(same(180), None);
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!(
+            (r.truncate_output_to, r.truncate_logins_to),
+            (Some(100), None)
+        );
+        // A batch without logins (before == after) landed when the failures did.
+        c.logins.as_mut().unwrap().len_after = 50;
+        let r = c.recover(same(180), logins(50));
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 2000);
+    }
+
+    #[test]
     fn recovery_follows_the_output_length() {
         let c = cp();
-        let r = c.recover(same(180));
+        let r = c.recover(same(180), None);
         assert_eq!(r.positions[&Fingerprint(1)].offset, 2000);
         assert_eq!(r.truncate_output_to, None);
-        let r = c.recover(same(100));
+        let r = c.recover(same(100), None);
         assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
         assert_eq!(r.truncate_output_to, None);
-        let r = c.recover(same(150));
+        let r = c.recover(same(150), None);
         assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
         assert_eq!(r.truncate_output_to, Some(100));
         assert_eq!(
@@ -486,7 +600,7 @@ mod tests {
             (None, "missing"),
             (moved_and_new, "another file of the after length"),
         ] {
-            let r = c.recover(actual);
+            let r = c.recover(actual, None);
             assert_eq!(r.positions[&Fingerprint(1)].offset, 1000, "{what}");
             assert_eq!(r.truncate_output_to, None, "{what}");
         }
@@ -498,7 +612,7 @@ mod tests {
             regular: true,
         });
         assert_eq!(
-            c.recover(renumbered).positions[&Fingerprint(1)].offset,
+            c.recover(renumbered, None).positions[&Fingerprint(1)].offset,
             2000
         );
         // A FIFO or device has no length to judge by: the batch is taken as delivered.
@@ -508,12 +622,15 @@ mod tests {
             len: 0,
             regular: false,
         });
-        assert_eq!(c.recover(fifo).positions[&Fingerprint(1)].offset, 2000);
+        assert_eq!(
+            c.recover(fifo, None).positions[&Fingerprint(1)].offset,
+            2000
+        );
         // A checkpoint from before identities were recorded decides from the length alone.
         let mut old = cp();
         (old.output.dev, old.output.ino) = (0, 0);
         assert_eq!(
-            old.recover(moved_and_new).positions[&Fingerprint(1)].offset,
+            old.recover(moved_and_new, None).positions[&Fingerprint(1)].offset,
             2000
         );
     }

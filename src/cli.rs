@@ -112,6 +112,11 @@ pub struct ScanArgs {
     /// configured `[output] csv`.
     #[arg(short, long, value_name = "OUT.csv")]
     pub output: Option<PathBuf>,
+    /// Write successful logins to this CSV (appended; `-` for stdout with a header, when the
+    /// failures do not go there). Without it, logins go to the configured `[output] logins`
+    /// when the failures go to the configured `[output] csv`, and nowhere with --output.
+    #[arg(long, value_name = "LOGINS.csv")]
+    pub logins: Option<PathBuf>,
     /// Read the systemd journal (or `[sources] journal_path`) instead of files: the entries
     /// `journal_match` selects (facility mail by default), all that is retained unless
     /// --since or --from/--to narrow it.

@@ -237,6 +237,12 @@ fn run_check(args: ConfigArg) -> Result<ExitCode, Failure> {
 
 fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
     let config = load_config(&args.config)?;
+    let stdout = Some(Path::new("-"));
+    if args.logins.as_deref() == stdout && args.output.as_deref() == stdout {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--logins - and --output - would mix failures and logins on stdout: send one of them to a file"
+        )));
+    }
     let mut sink = match args.output.as_deref() {
         Some(p) if p == Path::new("-") => CsvSink::stdout(),
         Some(p) => CsvSink::append(p),
@@ -245,6 +251,22 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
             CsvSink::append(&config.csv)
         }
     }
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    // Logins: where --logins says, else the configured record when the failures go to theirs.
+    let logins_path = match (&args.logins, &args.output) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) => config.logins.clone(),
+        (None, Some(_)) => None,
+    };
+    let mut logins = match logins_path.as_deref() {
+        Some(p) if p == Path::new("-") => Some(CsvSink::stdout()),
+        Some(p) => {
+            create_parent(p).map_err(Failure::Runtime)?;
+            Some(CsvSink::append(p))
+        }
+        None => None,
+    }
+    .transpose()
     .map_err(|e| Failure::Runtime(e.into()))?;
     let runtime = runtime()?;
     let enricher = if args.no_enrich {
@@ -259,8 +281,15 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
     });
     if args.journal {
         let (from, to) = journal_window(&args)?;
-        let stats = scan::scan_journal(&config.journal, from, to, &mut sink, enrich)
-            .map_err(|e| Failure::Runtime(e.into()))?;
+        let stats = scan::scan_journal(
+            &config.journal,
+            from,
+            to,
+            &mut sink,
+            logins.as_mut(),
+            enrich,
+        )
+        .map_err(|e| Failure::Runtime(e.into()))?;
         tracing::info!(
             journal = %config.journal.describe(),
             output = %sink.name().display(),
@@ -273,6 +302,7 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         config.max_line_bytes,
         &config.server,
         &mut sink,
+        logins.as_mut(),
         enrich,
     )
     .map_err(|e| Failure::Runtime(e.into()))?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::parse::AuthFailure;
+use crate::parse::AuthEvent;
 use crate::source::fingerprint::Fingerprint;
 use crate::source::journal::JournalPos;
 
@@ -101,18 +101,39 @@ pub enum Position {
     },
 }
 
+/// What a range of a source held, sorted by where it goes.
+#[derive(Debug, Default)]
+pub struct Events {
+    /// Failed logins, in log order: rows of the intrusion record.
+    pub failures: Vec<AuthEvent>,
+    /// Successful logins, in log order: rows of the logins record.
+    pub logins: Vec<AuthEvent>,
+    /// Failures of the server's own authentication side, or of a relay (for reports).
+    pub backend: Vec<crate::parse::BackendFailure>,
+}
+
+impl Events {
+    /// Rows (failures and logins): what the [`EventBudget`] counts.
+    pub fn rows(&self) -> usize {
+        self.failures.len() + self.logins.len()
+    }
+
+    /// Every row's event, failures first, then logins: the order of [`Batch::enrichment`].
+    pub fn rows_iter(&self) -> impl Iterator<Item = &AuthEvent> {
+        self.failures.iter().chain(&self.logins)
+    }
+}
+
 /// Rows from one contiguous range of one source (a file's bytes, a journal's entries).
 #[derive(Debug)]
 pub struct Batch {
     /// Where the range ends.
     pub position: Position,
-    /// Failed logins in the range, in log order.
-    pub failures: Vec<AuthFailure>,
-    /// What the enrichment stage found for each failure (same order); empty when enrichment
-    /// is off.
+    /// What the range held.
+    pub events: Events,
+    /// What the enrichment stage found for each row, in [`Events::rows_iter`] order; empty
+    /// when enrichment is off.
     pub enrichment: Vec<crate::enrich::Enrichment>,
-    /// Failures of the server's own SASL backend in the range (for reports).
-    pub backend: Vec<crate::parse::BackendFailure>,
     /// This batch's share of the [`EventBudget`], given back when the batch is dropped.
     pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }

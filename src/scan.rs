@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::enrich::Enricher;
-use crate::parse::{AuthFailure, BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
+use crate::parse::{AuthEvent, BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
 use crate::sink::{CsvSink, SinkError};
 use crate::source::{self, BlockReader};
 use crate::stats::Stats;
@@ -73,32 +73,45 @@ pub struct ScanEnrich<'a> {
     pub runtime: &'a tokio::runtime::Runtime,
 }
 
-/// Rows on their way to the sink: with enrichment, failures are gathered so that many
-/// addresses are looked up at once, then written in their order.
+/// Rows on their way to the sinks (failures to the intrusion record, logins to the logins
+/// record when one is given): with enrichment, rows are gathered so that many addresses are
+/// looked up at once, then written in their order.
 pub struct Recorder<'a> {
     sink: &'a mut CsvSink,
+    logins: Option<&'a mut CsvSink>,
     enrich: Option<ScanEnrich<'a>>,
-    pending: Vec<AuthFailure>,
+    /// Rows waiting for their lookups, and whether each is a login.
+    pending: Vec<(AuthEvent, bool)>,
 }
 
 /// Failures gathered before their lookups run together.
 const ENRICH_BATCH: usize = 2048;
 
 impl<'a> Recorder<'a> {
-    /// Rows to `sink`, enriched when `enrich` is given.
-    pub fn new(sink: &'a mut CsvSink, enrich: Option<ScanEnrich<'a>>) -> Self {
+    /// Failures to `sink`, logins to `logins` (none: logins are not written), enriched when
+    /// `enrich` is given.
+    pub fn new(
+        sink: &'a mut CsvSink,
+        logins: Option<&'a mut CsvSink>,
+        enrich: Option<ScanEnrich<'a>>,
+    ) -> Self {
         Recorder {
             sink,
+            logins,
             enrich,
             pending: Vec::new(),
         }
     }
 
-    fn push(&mut self, f: AuthFailure) -> Result<(), SinkError> {
-        if self.enrich.is_none() {
-            return self.sink.write(&f, None);
+    /// Records a failure (`login` false) or a login.
+    fn push(&mut self, f: AuthEvent, login: bool) -> Result<(), SinkError> {
+        if login && self.logins.is_none() {
+            return Ok(());
         }
-        self.pending.push(f);
+        if self.enrich.is_none() {
+            return self.sink_for(login).write(&f, None);
+        }
+        self.pending.push((f, login));
         if self.pending.len() >= ENRICH_BATCH {
             self.flush()?;
         }
@@ -109,25 +122,42 @@ impl<'a> Recorder<'a> {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if let Some(e) = &self.enrich {
             // Each address once per batch: attackers repeat themselves.
-            let mut distinct: Vec<std::net::IpAddr> = self.pending.iter().map(|f| f.ip).collect();
+            let mut distinct: Vec<std::net::IpAddr> =
+                self.pending.iter().map(|(f, _)| f.ip).collect();
             distinct.sort_unstable();
             distinct.dedup();
             let lookups = distinct.iter().map(|ip| e.enricher.enrich(*ip));
             let found = e.runtime.block_on(futures::future::join_all(lookups));
-            for f in self.pending.drain(..) {
+            let pending = std::mem::take(&mut self.pending);
+            for (f, login) in pending {
                 let i = distinct
                     .binary_search(&f.ip)
                     .expect("every address was looked up");
-                self.sink.write(&f, Some(&found[i]))?;
+                self.sink_for(login).write(&f, Some(&found[i]))?;
             }
         }
-        self.sink.flush()
+        self.sink.flush()?;
+        match &mut self.logins {
+            Some(l) => l.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Flushes and syncs.
     pub fn sync(&mut self) -> Result<(), SinkError> {
         self.flush()?;
-        self.sink.sync()
+        self.sink.sync()?;
+        match &mut self.logins {
+            Some(l) => l.sync(),
+            None => Ok(()),
+        }
+    }
+
+    fn sink_for(&mut self, login: bool) -> &mut CsvSink {
+        match (login, &mut self.logins) {
+            (true, Some(l)) => l,
+            _ => self.sink,
+        }
     }
 }
 
@@ -138,11 +168,12 @@ pub fn scan_all(
     max_line_bytes: usize,
     server: &str,
     sink: &mut CsvSink,
+    logins: Option<&mut CsvSink>,
     enrich: Option<ScanEnrich<'_>>,
 ) -> Result<ScanReport, SinkError> {
     let parser = Parser::new(max_line_bytes, server);
     let mut report = ScanReport::default();
-    let mut sink = Recorder::new(sink, enrich);
+    let mut sink = Recorder::new(sink, logins, enrich);
     let sink = &mut sink;
     for path in inputs {
         let mut stats = Stats::default();
@@ -173,6 +204,7 @@ pub fn scan_journal(
     from: Option<u64>,
     to: Option<u64>,
     sink: &mut CsvSink,
+    logins: Option<&mut CsvSink>,
     enrich: Option<ScanEnrich<'_>>,
 ) -> Result<Stats, JournalScanError> {
     use crate::source::journal::{JournalReader, JournalStart};
@@ -182,18 +214,21 @@ pub fn scan_journal(
         reader.set_until(to);
     }
     let mut stats = Stats::default();
-    let mut recorder = Recorder::new(sink, enrich);
+    let mut recorder = Recorder::new(sink, logins, enrich);
     let outcome = loop {
         let read = match reader.read(crate::source::journal::follow::ENTRIES_PER_BATCH) {
             Ok(r) => r,
             Err(e) => break Err(JournalScanError::from(e)),
         };
         stats.add(&read.stats);
-        stats.failures += read.failures.len() as u64;
-        if let Some(e) = read
-            .failures
+        stats.failures += read.events.failures.len() as u64;
+        stats.logins += read.events.logins.len() as u64;
+        let events = read.events;
+        let rows = (events.failures.into_iter().map(|f| (f, false)))
+            .chain(events.logins.into_iter().map(|l| (l, true)));
+        if let Some(e) = rows
             .into_iter()
-            .find_map(|f| recorder.push(f).err())
+            .find_map(|(f, login)| recorder.push(f, login).err())
         {
             break Err(e.into());
         }
@@ -278,14 +313,24 @@ fn record(
     match found.parsed {
         Parsed::Failure(f) => {
             for _ in 1..found.count {
-                sink.push(f.clone())?;
+                sink.push(f.clone(), false)?;
             }
-            sink.push(f)?;
+            sink.push(f, false)?;
             stats.failures += n;
         }
+        Parsed::Login(l) => {
+            for _ in 1..found.count {
+                sink.push(l.clone(), true)?;
+            }
+            sink.push(l, true)?;
+            stats.logins += n;
+        }
+        Parsed::Counted(c) => stats.count(c, n),
         Parsed::Backend(b) => {
             let seen = match b.kind {
-                BackendKind::AuthServer { .. } => &mut stats.backend_failures,
+                BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {
+                    &mut stats.backend_failures
+                }
                 BackendKind::Relay { .. } => &mut stats.relay_auth_failures,
             };
             *seen += n;

@@ -15,6 +15,12 @@ pub struct Stats {
     pub lines: u64,
     /// Failed logins found (rows written).
     pub failures: u64,
+    /// Successful logins found (rows of the logins record).
+    pub logins: u64,
+    /// Dovecot connections that ended without an authentication attempt.
+    pub no_auth_attempts: u64,
+    /// Dovecot clients refused for trying plaintext authentication where it is disallowed.
+    pub plaintext_refused: u64,
     /// Failures of the server's own SASL backend (not attacks).
     pub backend_failures: u64,
     /// Logins of this server's SMTP/LMTP client refused by a relay (not attacks).
@@ -37,6 +43,9 @@ impl Stats {
         self.bytes += other.bytes;
         self.lines += other.lines;
         self.failures += other.failures;
+        self.logins += other.logins;
+        self.no_auth_attempts += other.no_auth_attempts;
+        self.plaintext_refused += other.plaintext_refused;
         self.backend_failures += other.backend_failures;
         self.relay_auth_failures += other.relay_auth_failures;
         self.unrecognised += other.unrecognised;
@@ -46,19 +55,42 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// Counts `n` lines that are only counted.
+    pub fn count(&mut self, what: crate::parse::Counted, n: u64) {
+        match what {
+            crate::parse::Counted::NoAuthAttempts => self.no_auth_attempts += n,
+            crate::parse::Counted::PlaintextRefused => self.plaintext_refused += n,
+        }
+    }
+}
+
+/// The Dovecot-only counts, said when there are any.
+fn dovecot_counts(f: &mut fmt::Formatter<'_>, no_attempts: u64, plaintext: u64) -> fmt::Result {
+    if no_attempts > 0 {
+        write!(f, ", {no_attempts} connections without auth attempts")?;
+    }
+    if plaintext > 0 {
+        write!(f, ", {plaintext} refused plaintext logins")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lines ({} bytes), {} failed logins, {} auth-backend failures, {} relay login failures, {} unrecognised, {} too long",
+            "{} lines ({} bytes), {} failed logins, {} logins, {} auth-backend failures, {} relay login failures, {} unrecognised, {} too long",
             self.lines,
             self.bytes,
             self.failures,
+            self.logins,
             self.backend_failures,
             self.relay_auth_failures,
             self.unrecognised,
             self.too_long
         )?;
+        dovecot_counts(f, self.no_auth_attempts, self.plaintext_refused)?;
         if self.repeats_capped > 0 {
             write!(f, ", {} repeat counts capped", self.repeats_capped)?;
         }
@@ -83,6 +115,12 @@ pub struct Counters {
     pub bytes: AtomicU64,
     /// Rows durably written.
     pub failures: AtomicU64,
+    /// Login rows durably written.
+    pub logins: AtomicU64,
+    /// Dovecot connections without an authentication attempt.
+    pub no_auth_attempts: AtomicU64,
+    /// Dovecot plaintext logins refused.
+    pub plaintext_refused: AtomicU64,
     /// Auth-backend failures seen.
     pub backend_failures: AtomicU64,
     /// Relay login failures seen.
@@ -111,6 +149,9 @@ impl Counters {
         self.lines.fetch_add(s.lines, Relaxed);
         self.bytes.fetch_add(s.bytes, Relaxed);
         self.backend_failures.fetch_add(s.backend_failures, Relaxed);
+        self.no_auth_attempts.fetch_add(s.no_auth_attempts, Relaxed);
+        self.plaintext_refused
+            .fetch_add(s.plaintext_refused, Relaxed);
         self.relay_auth_failures
             .fetch_add(s.relay_auth_failures, Relaxed);
         self.unrecognised.fetch_add(s.unrecognised, Relaxed);
@@ -125,6 +166,9 @@ impl Counters {
             lines: self.lines.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             failures: self.failures.load(Relaxed),
+            logins: self.logins.load(Relaxed),
+            no_auth_attempts: self.no_auth_attempts.load(Relaxed),
+            plaintext_refused: self.plaintext_refused.load(Relaxed),
             backend_failures: self.backend_failures.load(Relaxed),
             relay_auth_failures: self.relay_auth_failures.load(Relaxed),
             unrecognised: self.unrecognised.load(Relaxed),
@@ -148,6 +192,12 @@ pub struct Snapshot {
     pub bytes: u64,
     /// Rows written.
     pub failures: u64,
+    /// Login rows written.
+    pub logins: u64,
+    /// Dovecot connections without an authentication attempt.
+    pub no_auth_attempts: u64,
+    /// Dovecot plaintext logins refused.
+    pub plaintext_refused: u64,
     /// Auth-backend failures.
     pub backend_failures: u64,
     /// Relay login failures.
@@ -174,15 +224,17 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lines read, {} failed logins recorded, {} auth-backend failures, {} relay login failures, {} unrecognised, {} skipped as too long, lag {} bytes",
+            "{} lines read, {} failed logins recorded, {} logins recorded, {} auth-backend failures, {} relay login failures, {} unrecognised, {} skipped as too long, lag {} bytes",
             self.lines,
             self.failures,
+            self.logins,
             self.backend_failures,
             self.relay_auth_failures,
             self.unrecognised,
             self.too_long,
             self.lag_bytes
         )?;
+        dovecot_counts(f, self.no_auth_attempts, self.plaintext_refused)?;
         if self.repeats_capped > 0 {
             write!(f, ", {} repeat counts capped", self.repeats_capped)?;
         }

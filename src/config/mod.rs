@@ -55,6 +55,8 @@ pub struct Config {
     pub server: String,
     /// The intrusion CSV.
     pub csv: PathBuf,
+    /// The logins CSV (`None`: `[output] logins = ""`, no record of successful logins).
+    pub logins: Option<PathBuf>,
     /// Read rotated history on the first start.
     pub backfill: Backfill,
     /// The systemd journal: whether, which entries, where.
@@ -165,6 +167,7 @@ impl Config {
             max_line_bytes: raw.sources.max_line_bytes,
             server: raw.sources.server.clone().unwrap_or_else(local_hostname),
             csv: raw.output.csv.clone(),
+            logins: raw.output.logins_path(),
             backfill: raw.sources.backfill,
             journal: journal_settings(&raw.sources),
             poll_interval: raw.sources.poll_interval.0,

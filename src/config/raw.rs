@@ -306,6 +306,21 @@ impl Serialize for DurationStr {
 pub struct RawOutput {
     /// The intrusion CSV rows are appended to.
     pub csv: PathBuf,
+    /// The logins CSV successful logins are appended to; unset: `logins.csv` beside `csv`;
+    /// `""` keeps no record of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logins: Option<PathBuf>,
+}
+
+impl RawOutput {
+    /// The logins record's path, `None` when none is kept.
+    pub fn logins_path(&self) -> Option<PathBuf> {
+        match &self.logins {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => Some(self.csv.with_file_name("logins.csv")),
+        }
+    }
 }
 
 /// Default of `sources.max_line_bytes`: Postfix lines stay far below it (usernames are cut at
@@ -338,6 +353,7 @@ impl Default for RawOutput {
     fn default() -> Self {
         RawOutput {
             csv: PathBuf::from("/var/lib/maillogsentinel/intrusions.csv"),
+            logins: None,
         }
     }
 }

@@ -142,31 +142,54 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
                 );
             }
         }
-        if same_file(a, &raw.output.csv) {
-            problem(
-                "output.csv",
-                format!("is the log {}: name another file", a.display()),
-            );
-        } else if rotation_of(a, &raw.output.csv).is_some() {
-            problem(
-                "output.csv",
-                format!(
-                    "would be read as a rotation of the log {} (its name is the log's, then . or - and a digit): name another file",
-                    a.display()
-                ),
-            );
+        for (key, out) in outputs(raw) {
+            if same_file(a, &out) {
+                problem(
+                    key,
+                    format!("is the log {}: name another file", a.display()),
+                );
+            } else if rotation_of(a, &out).is_some() {
+                problem(
+                    key,
+                    format!(
+                        "would be read as a rotation of the log {} (its name is the log's, then . or - and a digit): name another file",
+                        a.display()
+                    ),
+                );
+            }
         }
     }
     let state_files = ["checkpoint.json", "lock", "report-state.json"];
-    for name in state_files {
-        if same_file(&raw.output.csv, &raw.sources.state_dir.join(name)) {
-            problem(
-                "output.csv",
-                format!("is the state file {name} in sources.state_dir: name another file"),
-            );
+    for (key, out) in outputs(raw) {
+        for name in state_files {
+            if same_file(&out, &raw.sources.state_dir.join(name)) {
+                problem(
+                    key,
+                    format!("is the state file {name} in sources.state_dir: name another file"),
+                );
+            }
         }
     }
+    if let Some(logins) = raw.output.logins_path()
+        && same_file(&raw.output.csv, &logins)
+    {
+        problem(
+            "output.logins",
+            "is output.csv: successful logins need a file of their own (or \"\" to keep none)"
+                .into(),
+        );
+    }
     problems
+}
+
+/// The records written, with their keys: the intrusion CSV, and the logins CSV when kept.
+fn outputs(raw: &RawConfig) -> impl Iterator<Item = (&'static str, PathBuf)> {
+    [
+        ("output.csv", Some(raw.output.csv.clone())),
+        ("output.logins", raw.output.logins_path()),
+    ]
+    .into_iter()
+    .filter_map(|(k, p)| p.filter(|p| !p.as_os_str().is_empty()).map(|p| (k, p)))
 }
 
 /// Whether two paths name the same file: the same path once `.`/`..` and symlinks are resolved

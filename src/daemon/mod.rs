@@ -129,6 +129,19 @@ struct Running {
     budget: EventBudget,
 }
 
+/// Cuts an output back to `len` (a batch a crash tore, or that must be written again whole).
+fn cut_back(path: &Path, len: u64) -> Result<(), SinkError> {
+    let io = |source| SinkError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    f.set_len(len).and_then(|_| f.sync_all()).map_err(io)
+}
+
 /// Runs the daemon until a [`Control::Shutdown`] has drained the pipeline.
 pub async fn run(
     config_path: Option<PathBuf>,
@@ -142,22 +155,22 @@ pub async fn run(
     let first_start = checkpoint.is_none();
     let (positions, journals, paths, unseen) = match &checkpoint {
         Some(cp) => {
-            let rec = cp.recover(OutputState::of(&cp.output.path));
-            if let Some(len) = rec.truncate_output_to {
+            let logins_state = cp.logins.as_ref().and_then(|l| OutputState::of(&l.path));
+            let rec = cp.recover(OutputState::of(&cp.output.path), logins_state);
+            let cuts = [
+                (&cp.output.path, rec.truncate_output_to),
+                (
+                    cp.logins.as_ref().map_or(&cp.output.path, |l| &l.path),
+                    rec.truncate_logins_to,
+                ),
+            ];
+            if cuts.iter().any(|(_, len)| len.is_some()) {
                 tracing::warn!(path = %cp.output.path.display(), "{}", rec.note);
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&cp.output.path)
-                    .map_err(|source| SinkError::Io {
-                        path: cp.output.path.clone(),
-                        source,
-                    })?;
-                f.set_len(len)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|source| SinkError::Io {
-                        path: cp.output.path.clone(),
-                        source,
-                    })?;
+                for (path, len) in cuts {
+                    if let Some(len) = len {
+                        cut_back(path, len)?;
+                    }
+                }
             } else {
                 tracing::info!(checkpoint = %store.path().display(), "resuming: {}", rec.note);
             }
@@ -178,12 +191,18 @@ pub async fn run(
         }
     };
     let csv = CsvFile::open_append(&config.csv)?;
+    let logins = config
+        .logins
+        .as_deref()
+        .map(CsvFile::open_append)
+        .transpose()?;
     let counters = Arc::new(Counters::default());
     let committer_heartbeat = Heartbeat::new(epoch);
     let sink_stop = CancellationToken::new();
     let committer = Committer::new(
         store,
         csv,
+        logins,
         &positions,
         &journals
             .iter()
@@ -682,10 +701,23 @@ impl Running {
             new.notify = self.config.notify;
             new.raw.sources.notify = self.config.raw.sources.notify;
         }
+        if new.logins != self.config.logins {
+            tracing::warn!(
+                "output.logins changes only at restart; {} stays in use until then",
+                self.config.logins.as_ref().map_or_else(
+                    || "no logins record".to_string(),
+                    |p| p.display().to_string()
+                )
+            );
+            changes.retain(|c| !c.starts_with("output.logins"));
+            new.logins = self.config.logins.clone();
+            new.raw.output.logins = Some(self.config.logins.clone().unwrap_or_default());
+        }
         let switch_output =
             (new.csv != self.config.csv).then(|| (new.csv.clone(), self.config.csv.clone()));
         let _ = self.report_settings.send(reporter_settings(&new));
         let restart_all = new.max_line_bytes != self.config.max_line_bytes
+            || new.server != self.config.server
             || new.poll_interval != self.config.poll_interval
             || new.rotate_wait != self.config.rotate_wait;
         let (want_journal, want_files) = self.sources_wanted(&new);

@@ -47,7 +47,7 @@ pub async fn run(
 async fn enrich_message(enricher: Arc<Enricher>, msg: ToSink) -> ToSink {
     match msg {
         ToSink::Batch(mut batch) => {
-            let lookups = batch.failures.iter().map(|f| enricher.enrich(f.ip));
+            let lookups = batch.events.rows_iter().map(|f| enricher.enrich(f.ip));
             batch.enrichment = futures::future::join_all(lookups).await;
             ToSink::Batch(batch)
         }

@@ -1,6 +1,7 @@
-//! Dovecot's login processes' summary lines, read after the syslog header (program `dovecot`,
-//! message `imap-login: ...`): the one line each connection ends with, which says how many
-//! authentication attempts failed.
+//! Dovecot's messages, read after the syslog header (program `dovecot`, message `imap-login:
+//! ...`): the login processes' summary line each failed connection ends with (how many
+//! authentication attempts failed), their `Login:` line for a client that logged in, the
+//! connections that tried nothing (counted), and the auth process's own errors.
 //!
 //! ```text
 //! imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<U>, method=PLAIN, rip=IP, lip=IP, TLS, session=<ID>
@@ -18,12 +19,11 @@ use std::net::IpAddr;
 
 use memchr::memmem;
 
-/// A login process's summary of a connection whose authentication failed.
-pub(super) struct DovecotFailure<'a> {
+/// The fields a login process logs about a client, read from the server's side (see the
+/// module docs).
+pub(super) struct Client<'a> {
     /// The login process: `imap-login`, `pop3-login`, `managesieve-login`, `submission-login`.
     pub service: &'a [u8],
-    /// Dovecot's words, e.g. `auth failed, 3 attempts in 10 secs`.
-    pub reason: &'a [u8],
     /// The username the client sent (`None` when Dovecot logged none, or `<>`).
     pub username: Option<&'a [u8]>,
     /// The mechanism (`method=`), empty when not logged.
@@ -32,13 +32,24 @@ pub(super) struct DovecotFailure<'a> {
     pub ip: IpAddr,
 }
 
-/// What a Dovecot message is to the failure check.
+/// What a Dovecot message is.
 pub(super) enum Dovecot<'a> {
-    /// Not a login process's failure summary.
+    /// Nothing this program records or counts.
     No,
-    /// A failure summary.
-    Failure(DovecotFailure<'a>),
-    /// A failure summary whose address cannot be read (why).
+    /// A login process's summary of a connection whose authentication failed, with Dovecot's
+    /// words (e.g. `auth failed, 3 attempts in 10 secs`).
+    Failure(Client<'a>, &'a [u8]),
+    /// A successful login (`Login: user=<...>, ...`).
+    Login(Client<'a>),
+    /// A connection that ended without any authentication attempt.
+    NoAttempts,
+    /// A client refused for trying a plaintext login where that is disallowed (no password
+    /// was checked).
+    PlaintextRefused,
+    /// Dovecot's authentication side failed (its words; the client, when one is named): the
+    /// auth process logged an error, or a login process could not reach it.
+    Backend(&'a [u8], Option<IpAddr>),
+    /// A failure summary or login whose address cannot be read (why).
     Unreadable(&'static str),
 }
 
@@ -48,16 +59,21 @@ pub(super) fn is_dovecot(program: &[u8]) -> bool {
     program == b"dovecot" || program.starts_with(b"dovecot/")
 }
 
-/// `SERVICE-login: (Info: )?SUMMARY (auth failed, ...)...: FIELDS`
-pub(super) fn failure(msg: &[u8]) -> Dovecot<'_> {
+/// `PROCESS: (LEVEL: )?MESSAGE`, the message of a syslog line whose program is Dovecot (or of a
+/// line of Dovecot's own log file).
+pub(super) fn message(msg: &[u8]) -> Dovecot<'_> {
     let Some(colon) = memmem::find(msg, b": ") else {
         return Dovecot::No;
     };
-    let service = &msg[..colon];
-    if !is_login_service(service) {
-        return Dovecot::No;
+    let process = &msg[..colon];
+    let rest = &msg[colon + 2..];
+    if is_login_service(process) {
+        login_process(process, rest)
+    } else if is_auth_process(process) {
+        auth_process(rest)
+    } else {
+        Dovecot::No
     }
-    failure_of(service, &msg[colon + 2..])
 }
 
 /// A login process's name: `imap-login`, `pop3-login`, ...
@@ -68,10 +84,53 @@ pub(super) fn is_login_service(service: &[u8]) -> bool {
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// The auth process or one of its workers: `auth`, `auth-worker(123)`, and 2.4's
+/// `auth(USER,IP,...)<SESSION>` / `auth-worker(USER,...)`.
+fn is_auth_process(process: &[u8]) -> bool {
+    process == b"auth" || process.starts_with(b"auth(") || process.starts_with(b"auth-worker(")
+}
+
+/// The level Dovecot writes before a message (`Info: `; syslog lines at info level have none).
+fn level(rest: &[u8]) -> (&[u8], &[u8]) {
+    for l in [
+        &b"Info"[..],
+        b"Warning",
+        b"Error",
+        b"Fatal",
+        b"Panic",
+        b"Debug",
+    ] {
+        if let Some(r) = rest.strip_prefix(l).and_then(|r| r.strip_prefix(b": ")) {
+            return (l, r);
+        }
+    }
+    (b"Info", rest)
+}
+
+/// The auth process's own errors (a passdb it cannot reach, a configuration it cannot load):
+/// no login can be checked while they last. Its verdicts on single logins (`unknown user`,
+/// `Password mismatch`) are not counted: a login process summarises the same attempt.
+fn auth_process(rest: &[u8]) -> Dovecot<'_> {
+    match level(rest) {
+        (b"Error" | b"Fatal" | b"Panic", text) => Dovecot::Backend(text, None),
+        _ => Dovecot::No,
+    }
+}
+
 /// The message after `SERVICE: `.
-pub(super) fn failure_of<'a>(service: &'a [u8], mut rest: &'a [u8]) -> Dovecot<'a> {
-    if let Some(r) = rest.strip_prefix(b"Info: ") {
-        rest = r;
+fn login_process<'a>(service: &'a [u8], rest: &'a [u8]) -> Dovecot<'a> {
+    let (level, rest) = level(rest);
+    if level != b"Info" {
+        // `Warning: Auth process not responding, ...`, `Error: Timeout waiting for handshake
+        // from auth server`: the login process cannot reach the auth process.
+        let lower = rest.to_ascii_lowercase();
+        let auth_side = memmem::find(&lower, b"auth process").is_some()
+            || memmem::find(&lower, b"auth server").is_some();
+        return if auth_side {
+            Dovecot::Backend(rest, None)
+        } else {
+            Dovecot::No
+        };
     }
     // The server's summary ends where the fields begin; the client's text comes after.
     let fields_at = memmem::find(rest, b": user=<")
@@ -81,22 +140,43 @@ pub(super) fn failure_of<'a>(service: &'a [u8], mut rest: &'a [u8]) -> Dovecot<'
         return Dovecot::No;
     };
     let summary = &rest[..fields_at];
-    let Some(open) = memmem::find(summary, b"(auth failed") else {
-        return Dovecot::No;
-    };
-    let Some(close) = memchr::memchr(b')', &summary[open..]) else {
-        return Dovecot::No;
-    };
-    let reason = &summary[open + 1..open + close];
     let fields = &rest[fields_at + 2..];
+    if summary == b"Login" {
+        return match client(service, fields) {
+            Ok(c) => Dovecot::Login(c),
+            Err(why) => Dovecot::Unreadable(why),
+        };
+    }
+    if let Some(open) = memmem::find(summary, b"(auth failed") {
+        let Some(close) = memchr::memchr(b')', &summary[open..]) else {
+            return Dovecot::No;
+        };
+        let reason = &summary[open + 1..open + close];
+        return match client(service, fields) {
+            Ok(c) => Dovecot::Failure(c, reason),
+            Err(why) => Dovecot::Unreadable(why),
+        };
+    }
+    if memmem::find(summary, b"(no auth attempts").is_some() {
+        Dovecot::NoAttempts
+    } else if memmem::find(summary, b"plaintext auth)").is_some() {
+        // `tried to use disallowed plaintext auth` (2.3), `disabled plaintext auth` (2.2)
+        Dovecot::PlaintextRefused
+    } else if memmem::find(summary, b"Auth process broken").is_some() {
+        Dovecot::Backend(summary, client(service, fields).ok().map(|c| c.ip))
+    } else {
+        Dovecot::No
+    }
+}
+
+/// The client fields of a summary or login line: the server's last `rip=`, the `method=` right
+/// before it, and the username between `user=<` and them.
+fn client<'a>(service: &'a [u8], fields: &'a [u8]) -> Result<Client<'a>, &'static str> {
     // The server's fields after the client's username: the last `rip=`, the `method=` before.
-    let Some(rip_at) = field_at(fields, b"rip=", fields.len()) else {
-        return Dovecot::Unreadable("Dovecot's summary has no rip= (client address) field");
-    };
-    let ip_text = value(&fields[rip_at + 4..]);
-    let Some(ip) = parse_ip(ip_text) else {
-        return Dovecot::Unreadable("Dovecot's rip= field is not an IP address");
-    };
+    let rip_at = field_at(fields, b"rip=", fields.len())
+        .ok_or("Dovecot's summary has no rip= (client address) field")?;
+    let ip = parse_ip(value(&fields[rip_at + 4..]))
+        .ok_or("Dovecot's rip= field is not an IP address")?;
     // `method=M, rip=`: the method field right before the address (one further back would be
     // inside the username, the client's text).
     let method_at = field_at(fields, b"method=", rip_at).filter(|&m| {
@@ -113,9 +193,8 @@ pub(super) fn failure_of<'a>(service: &'a [u8], mut rest: &'a [u8]) -> Dovecot<'
             (end >= 6 && &fields[end..user_end] == b">, ").then(|| &fields[6..end])
         })
         .filter(|u| !u.is_empty());
-    Dovecot::Failure(DovecotFailure {
+    Ok(Client {
         service,
-        reason,
         username,
         mechanism,
         ip,

@@ -1,6 +1,7 @@
-//! Postfix's messages about SASL failures, read after the syslog header: smtpd's line when a
-//! client's login fails, and the SMTP/LMTP client's line when a server this one relays through
-//! refuses this server's own credentials.
+//! Postfix's messages about SASL logins, read after the syslog header: smtpd's line when a
+//! client's login fails, smtpd's `client=` line for a message from a client that logged in, and
+//! the SMTP/LMTP client's line when a server this one relays through refuses this server's own
+//! credentials.
 //!
 //! Each check is anchored at the start of the message; nothing here allocates.
 
@@ -98,6 +99,51 @@ fn read_client(client: &[u8]) -> Result<(&[u8], IpAddr), &'static str> {
     }
     let ip = parse_ip(&rest[..close]).ok_or("client address is not an IP address")?;
     Ok((name, ip))
+}
+
+/// smtpd's line for a message submitted by a client that logged in.
+pub(super) struct SmtpdLogin<'a> {
+    /// The client name Postfix logged (`unknown` without a verified reverse name).
+    pub name: &'a [u8],
+    /// The client address.
+    pub ip: IpAddr,
+    /// The mechanism (`sasl_method=`).
+    pub mechanism: &'a [u8],
+    /// The username that logged in (`sasl_username=`).
+    pub username: &'a [u8],
+}
+
+/// `QUEUEID: client=NAME[IP](:PORT)?, sasl_method=MECH, sasl_username=USER(, sasl_sender=S)?`
+///
+/// Postfix logs it once per message a client that logged in submits (not once per login: a
+/// session that logs in and sends nothing leaves no such line). The username was accepted by
+/// the server, but is still read as text: it runs to the end, or to a `, sasl_sender=` after it.
+pub(super) fn smtpd_login(msg: &[u8]) -> Option<SmtpdLogin<'_>> {
+    let colon = memmem::find(msg, b": client=")?;
+    if !is_queue_id(&msg[..colon]) {
+        return None;
+    }
+    let rest = &msg[colon + b": client=".len()..];
+    let at = memmem::find(rest, b", sasl_method=")?;
+    let client = &rest[..at];
+    if !is_client_shaped(client) {
+        return None;
+    }
+    let (name, ip) = read_client(client).ok()?;
+    let rest = &rest[at + b", sasl_method=".len()..];
+    let at = memmem::find(rest, b", sasl_username=")?;
+    let mechanism = &rest[..at];
+    if mechanism.is_empty() || !mechanism.iter().all(|b| b.is_ascii_graphic() && *b != b',') {
+        return None;
+    }
+    let username = &rest[at + b", sasl_username=".len()..];
+    let username = memmem::rfind(username, b", sasl_sender=").map_or(username, |i| &username[..i]);
+    Some(SmtpdLogin {
+        name,
+        ip,
+        mechanism,
+        username,
+    })
 }
 
 /// The fields after the client part.

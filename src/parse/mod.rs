@@ -46,37 +46,119 @@ pub const NEEDLE: &[u8] = b"authentication failed";
 /// The phrase every Dovecot login process's failure summary contains.
 pub const DOVECOT_NEEDLE: &[u8] = b"auth failed";
 
-/// The prefilter: finds either phrase a line of interest holds ([`NEEDLE`], [`DOVECOT_NEEDLE`])
-/// in one pass over a block. Both end in `failed`, a word rare in mail logs, so one `memmem`
-/// search for it (memchr's SIMD search, as fast as for the long phrase alone) finds every
-/// candidate, and a hit counts when the phrase's start stands before it. (A multi-pattern
-/// search, aho-corasick's Teddy, was measured 2.7x slower on the same log: both phrases begin
-/// with `auth`, which every `disconnect ... auth=0/1` line holds.)
+/// What the prefilter searches for; every line the parser records or counts holds one:
+/// - `failed`, standing for [`NEEDLE`] and [`DOVECOT_NEEDLE`] (both end in `failed`, a word rare
+///   in mail logs; a hit counts when the phrase's start stands before it);
+/// - `sasl_method=`: Postfix's line for a message from a client that logged in;
+/// - `-login: `: every line of Dovecot's login processes (logins, summaries, connections
+///   without attempts, failures to reach the auth process);
+/// - `auth: `, `auth-worker(`, `auth(`: Dovecot's auth process, for its errors.
+const NEEDLES: [&[u8]; 6] = [
+    b"failed",
+    b"sasl_method=",
+    b"-login: ",
+    b"auth: ",
+    b"auth-worker(",
+    b"auth(",
+];
+
+/// The prefilter: finds the lines that hold one of [`NEEDLES`] in a block. One `memmem` search
+/// per needle (memchr's SIMD search), merged in order: each needle's next hit is kept and only
+/// searched again once the scan has passed it, so every byte is searched once per needle and a
+/// line is looked at once, whichever needles it holds. (A multi-pattern search, aho-corasick's
+/// Teddy, was measured 2.7x slower: these needles begin with `auth` and `fail`, which every
+/// `disconnect ... auth=0/1` line holds.)
 #[derive(Debug, Clone)]
-pub struct Prefilter(memmem::Finder<'static>);
+pub struct Prefilter {
+    finders: Vec<memmem::Finder<'static>>,
+}
 
 impl Default for Prefilter {
     fn default() -> Self {
-        Prefilter(memmem::Finder::new(b"failed").into_owned())
+        Prefilter {
+            finders: NEEDLES
+                .iter()
+                .map(|n| memmem::Finder::new(n).into_owned())
+                .collect(),
+        }
     }
 }
 
 impl Prefilter {
-    /// Where the first phrase starts in `haystack`.
-    pub fn find(&self, haystack: &[u8]) -> Option<usize> {
-        let mut from = 0;
-        while let Some(i) = self.0.find(&haystack[from..]) {
-            let at = from + i;
+    /// Whether `haystack` holds a needle.
+    pub fn matches(&self, haystack: &[u8]) -> bool {
+        (0..self.finders.len()).any(|i| self.next(i, haystack, 0).is_some())
+    }
+
+    /// Where needle `i` next occurs in `haystack` at or after `from` (for `failed`: where it
+    /// stands after the start of one of the phrases).
+    fn next(&self, i: usize, haystack: &[u8], mut from: usize) -> Option<usize> {
+        loop {
+            let at = from + self.finders[i].find(&haystack[from..])?;
+            if i != 0 {
+                return Some(at);
+            }
             let before = &haystack[..at];
-            for phrase in [NEEDLE, DOVECOT_NEEDLE] {
-                let start = phrase.len() - b"failed".len();
-                if before.ends_with(&phrase[..start]) {
-                    return Some(at - start);
-                }
+            if [NEEDLE, DOVECOT_NEEDLE]
+                .iter()
+                .any(|p| before.ends_with(&p[..p.len() - b"failed".len()]))
+            {
+                return Some(at);
             }
             from = at + b"failed".len();
         }
-        None
+    }
+
+    /// The hits in `block`, in order: see [`Hits`].
+    fn hits<'a>(&'a self, block: &'a [u8]) -> Hits<'a> {
+        Hits {
+            prefilter: self,
+            block,
+            next: vec![Next::Unknown; self.finders.len()],
+        }
+    }
+}
+
+/// A needle's next hit as far as [`Hits`] knows.
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    /// Not searched since the scan passed the last hit.
+    Unknown,
+    /// At this offset.
+    At(usize),
+    /// None left in the block.
+    None,
+}
+
+/// The merged hits of every needle in one block.
+struct Hits<'a> {
+    prefilter: &'a Prefilter,
+    block: &'a [u8],
+    next: Vec<Next>,
+}
+
+impl Hits<'_> {
+    /// The first hit at or after `from`.
+    fn first_from(&mut self, from: usize) -> Option<usize> {
+        let mut first: Option<usize> = None;
+        for (i, next) in self.next.iter_mut().enumerate() {
+            let at = match *next {
+                Next::At(at) if at >= from => at,
+                Next::None => continue,
+                _ => match self.prefilter.next(i, self.block, from) {
+                    Some(at) => {
+                        *next = Next::At(at);
+                        at
+                    }
+                    None => {
+                        *next = Next::None;
+                        continue;
+                    }
+                },
+            };
+            first = Some(first.map_or(at, |f| f.min(at)));
+        }
+        first
     }
 }
 
@@ -86,10 +168,12 @@ impl Prefilter {
 /// capped, so that one line can never turn into millions of rows.
 pub const MAX_REPEAT: u32 = 1000;
 
-/// One failed SASL authentication: a row of the intrusion record.
+/// One authentication by a client: a row of the intrusion record (a failed login) or of the
+/// logins record (a successful one); which one is said by where it is kept
+/// ([`Parsed::Failure`], [`Parsed::Login`]), as the two records have the same columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthFailure {
-    /// When Postfix logged it.
+pub struct AuthEvent {
+    /// When the server logged it.
     pub timestamp: Timestamp,
     /// The syslog host field: the mail server that logged it.
     pub server: String,
@@ -103,9 +187,11 @@ pub struct AuthFailure {
     /// The SASL mechanism in upper case (`LOGIN`, `PLAIN`, `CRAM-MD5`, ...). The client
     /// chooses it, so it may be any word.
     pub mechanism: String,
-    /// The reason text Postfix logged, e.g. `(reason unavailable)`; may be empty.
+    /// The reason text the server logged, e.g. `(reason unavailable)`, `auth failed, 3
+    /// attempts in 10 secs`; empty for a login.
     pub reason: String,
-    /// The client hostname Postfix logged; `None` for `unknown` (no verified reverse name).
+    /// The client hostname Postfix logged; `None` for `unknown` (no verified reverse name) and
+    /// for Dovecot, which logs none.
     pub client_hostname: Option<String>,
 }
 
@@ -134,6 +220,12 @@ pub enum BackendKind {
         /// The client whose login could not be checked.
         client: IpAddr,
     },
+    /// Dovecot's authentication side failed: its auth process logged an error, or a login
+    /// process could not reach it. No login can be checked while it lasts.
+    AuthProcess {
+        /// The client whose connection it ended, when Dovecot named one.
+        client: Option<IpAddr>,
+    },
     /// A server this one relays mail through (its SMTP or LMTP client logged in there)
     /// refused this server's own credentials: mail to it is deferred.
     Relay {
@@ -147,6 +239,7 @@ impl BackendKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             BackendKind::AuthServer { .. } => "server",
+            BackendKind::AuthProcess { .. } => "dovecot-auth",
             BackendKind::Relay { .. } => "relay",
         }
     }
@@ -155,6 +248,9 @@ impl BackendKind {
     pub fn peer(&self) -> Cow<'_, str> {
         match self {
             BackendKind::AuthServer { client } => Cow::Owned(client.to_string()),
+            BackendKind::AuthProcess { client } => {
+                Cow::Owned(client.map_or_else(String::new, |c| c.to_string()))
+            }
             BackendKind::Relay { server } => Cow::Borrowed(server),
         }
     }
@@ -169,6 +265,16 @@ impl fmt::Display for BackendFailure {
                 "the mail server's SASL backend failed ({}): the login from {client} could not be checked; is Dovecot/saslauthd running?",
                 self.reason
             ),
+            BackendKind::AuthProcess { client } => {
+                write!(f, "Dovecot's authentication failed ({})", self.reason)?;
+                if let Some(c) = client {
+                    write!(f, ": the login from {c} could not be checked")?;
+                }
+                write!(
+                    f,
+                    "; no login can be checked until it is fixed: see `journalctl -u dovecot`"
+                )
+            }
             BackendKind::Relay { server } => write!(
                 f,
                 "relay {server} refused this server's SASL login ({}): mail cannot be relayed through it; check smtp_sasl_password_maps",
@@ -182,15 +288,30 @@ impl fmt::Display for BackendFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// A failed login: an attack, or at least a wrong password.
-    Failure(AuthFailure),
+    Failure(AuthEvent),
+    /// A successful login (Postfix's `client=..., sasl_method=` line for a message a client
+    /// that logged in submitted, Dovecot's `Login:`).
+    Login(AuthEvent),
+    /// A line only counted: see [`Counted`].
+    Counted(Counted),
     /// The server's SASL backend failed, or a relay refused its credentials.
     Backend(BackendFailure),
     /// A SASL failure message whose line could not be placed (no timestamp, host or program
     /// this parser knows, a program other than smtpd, a client that cannot be read). Counted
     /// and warned about, never dropped silently.
     Unrecognised(&'static str),
-    /// Not a failure line (the phrase appeared in some other text).
+    /// Nothing of interest (a needle appeared in some other text).
     NotFailure,
+}
+
+/// Dovecot lines that are neither failed logins nor logins, counted in the statistics: a
+/// client that connected and tried nothing is no attack on a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// `Disconnected (no auth attempts in N secs)`: a scanner, a TLS probe, a client that gave up.
+    NoAuthAttempts,
+    /// `tried to use disallowed plaintext auth`: refused before any password was checked.
+    PlaintextRefused,
 }
 
 /// A parsed line: what it is, and how many log lines it stands for.
@@ -299,24 +420,7 @@ fn unplaced(line: &[u8]) -> Parsed {
 /// failure to log in to a relay.
 pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
     if dovecot::is_dovecot(entry.program) {
-        return match dovecot::failure(entry.message) {
-            dovecot::Dovecot::Failure(f) => {
-                let mut service = b"dovecot/".to_vec();
-                service.extend_from_slice(f.service);
-                Parsed::Failure(AuthFailure {
-                    timestamp: entry.timestamp,
-                    server: text(entry.host).into_owned(),
-                    service: text(&service).into_owned(),
-                    ip: f.ip,
-                    username: f.username.map(|u| text(u).into_owned()),
-                    mechanism: text(f.mechanism).to_ascii_uppercase(),
-                    reason: text(f.reason).into_owned(),
-                    client_hostname: None,
-                })
-            }
-            dovecot::Dovecot::Unreadable(why) => Parsed::Unrecognised(why),
-            dovecot::Dovecot::No => Parsed::NotFailure,
-        };
+        return dovecot_entry(entry);
     }
     let smtpd = message::is_smtpd(entry.program);
     match message::smtpd_failure(entry.message) {
@@ -331,7 +435,7 @@ pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
                     reason,
                 });
             }
-            Parsed::Failure(AuthFailure {
+            Parsed::Failure(AuthEvent {
                 timestamp: entry.timestamp,
                 server: text(entry.host).into_owned(),
                 service,
@@ -346,6 +450,19 @@ pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
         Smtpd::Failure(_) | Smtpd::Unreadable(_) => {
             Parsed::Unrecognised("SASL failure logged by a program other than smtpd")
         }
+        Smtpd::No if smtpd => match message::smtpd_login(entry.message) {
+            Some(l) => Parsed::Login(AuthEvent {
+                timestamp: entry.timestamp,
+                server: text(entry.host).into_owned(),
+                service: text(entry.program).into_owned(),
+                ip: l.ip,
+                username: Some(text(l.username).into_owned()).filter(|u| !u.is_empty()),
+                mechanism: text(l.mechanism).to_ascii_uppercase(),
+                reason: String::new(),
+                client_hostname: (l.name != b"unknown").then(|| text(l.name).into_owned()),
+            }),
+            None => Parsed::NotFailure,
+        },
         Smtpd::No if message::is_smtp_client(entry.program) => {
             match message::relay_failure(entry.message) {
                 Some(r) => Parsed::Backend(BackendFailure {
@@ -360,6 +477,39 @@ pub fn parse_entry(entry: &Entry<'_>) -> Parsed {
             }
         }
         Smtpd::No => Parsed::NotFailure,
+    }
+}
+
+/// A Dovecot entry: a login process's failure summary or login, a counted line, or an error
+/// of its authentication side.
+fn dovecot_entry(entry: &Entry<'_>) -> Parsed {
+    let event = |c: dovecot::Client<'_>, reason: &[u8]| {
+        let mut service = b"dovecot/".to_vec();
+        service.extend_from_slice(c.service);
+        AuthEvent {
+            timestamp: entry.timestamp,
+            server: text(entry.host).into_owned(),
+            service: text(&service).into_owned(),
+            ip: c.ip,
+            username: c.username.map(|u| text(u).into_owned()),
+            mechanism: text(c.mechanism).to_ascii_uppercase(),
+            reason: text(reason).into_owned(),
+            client_hostname: None,
+        }
+    };
+    match dovecot::message(entry.message) {
+        dovecot::Dovecot::Failure(c, reason) => Parsed::Failure(event(c, reason)),
+        dovecot::Dovecot::Login(c) => Parsed::Login(event(c, b"")),
+        dovecot::Dovecot::NoAttempts => Parsed::Counted(Counted::NoAuthAttempts),
+        dovecot::Dovecot::PlaintextRefused => Parsed::Counted(Counted::PlaintextRefused),
+        dovecot::Dovecot::Backend(reason, client) => Parsed::Backend(BackendFailure {
+            timestamp: entry.timestamp,
+            service: text(entry.program).into_owned(),
+            kind: BackendKind::AuthProcess { client },
+            reason: text(reason).into_owned(),
+        }),
+        dovecot::Dovecot::Unreadable(why) => Parsed::Unrecognised(why),
+        dovecot::Dovecot::No => Parsed::NotFailure,
     }
 }
 
@@ -420,8 +570,8 @@ impl Parser {
         let mut counts = BlockCounts::default();
         let mut pos = 0;
         let mut lines_before = 0u64;
-        while let Some(hit) = self.prefilter.find(&block[pos..]) {
-            let hit = pos + hit;
+        let mut hits = self.prefilter.hits(block);
+        while let Some(hit) = hits.first_from(pos) {
             let start = memchr::memrchr(b'\n', &block[pos..hit]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &block[hit..]).map_or(block.len(), |i| hit + i);
             lines_before += bytecount::count(&block[pos..start], b'\n') as u64;

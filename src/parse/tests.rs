@@ -10,7 +10,7 @@ fn years() -> YearContext {
     )
 }
 
-fn failure(line: &str) -> AuthFailure {
+fn failure(line: &str) -> AuthEvent {
     match outcome(line) {
         Parsed::Failure(f) => f,
         other => panic!("expected a failure for {line:?}, got {other:?}"),
@@ -328,11 +328,54 @@ fn backend_failures_are_not_attacks() {
 
 #[test]
 fn regression_successful_logins_and_related_lines_are_not_failures() {
+    // Successful logins (the original tool recorded these as failures) are logins, even when
+    // the username is the needle itself.
+    for (line, ip, user, host) in [
+        (
+            "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=alice",
+            "127.0.0.1",
+            "alice",
+            Some("localhost"),
+        ),
+        (
+            "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=unknown[192.0.2.1], sasl_method=PLAIN, sasl_username=authentication failed",
+            "192.0.2.1",
+            "authentication failed",
+            None,
+        ),
+        (
+            "Nov 22 08:50:58 mx postfix/submission/smtpd[3363]: 4dKJqs0Yx9zJrP1: client=mail.example.org[2001:db8::5]:40312, sasl_method=login, sasl_username=bob@example.org, sasl_sender=bob@example.org",
+            "2001:db8::5",
+            "bob@example.org",
+            Some("mail.example.org"),
+        ),
+    ] {
+        let Parsed::Login(l) = outcome(line) else {
+            panic!("{line}: not a login");
+        };
+        assert_eq!(
+            (
+                l.ip.to_string(),
+                l.username.as_deref(),
+                l.client_hostname.as_deref()
+            ),
+            (ip.to_owned(), Some(user), host),
+            "{line}"
+        );
+        assert_eq!(l.reason, "");
+        assert!(l.mechanism == "PLAIN" || l.mechanism == "LOGIN", "{line}");
+    }
     for line in [
-        // Successful login (the original tool recorded these as failures).
-        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=alice",
-        // ... even when the username is the needle itself.
-        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=unknown[192.0.2.1], sasl_method=PLAIN, sasl_username=authentication failed",
+        // Not smtpd, no queue id, no sasl_username, a client that is no NAME[IP].
+        "Nov 22 08:50:58 mx postfix/cleanup[3363]: E08BB99691F: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=alice",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: warning: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=alice",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=localhost[127.0.0.1], sasl_method=PLAIN",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=local host[127.0.0.1], sasl_method=PLAIN, sasl_username=a",
+        "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=localhost, sasl_method=PLAIN, sasl_username=a",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
+    for line in [
         "Nov 22 08:50:58 mx postfix/smtpd[3363]: warning: localhost[127.0.0.1]: SASL LOGIN authentication aborted",
         "Nov 22 08:50:58 mx postfix/smtpd[3363]: lost connection after AUTH from localhost[127.0.0.1]",
         "Nov 22 08:50:58 mx postfix/smtpd[3363]: too many errors after AUTH from localhost[127.0.0.1]",
@@ -761,27 +804,48 @@ fn dovecot_usernames_are_data_the_address_and_method_are_the_servers() {
 #[test]
 fn dovecot_lines_that_are_not_failure_rows() {
     for line in [
-        // No attempt, or plaintext refused: no password was tried.
-        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (no auth attempts in 0 secs): user=<>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
-        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (tried to use disallowed plaintext auth): user=<>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
         // The auth process's verdicts repeat an attempt a login process summarises.
         "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,192.0.2.1,<a>): unknown user",
         "Nov 22 08:50:55 mx dovecot: auth-worker(123): pam(admin,192.0.2.1,<a>): Password mismatch (auth failed)",
-        // A successful login.
-        "Nov 22 08:50:55 mx dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=7, TLS, session=<a>",
-        // The summary's words only in the client's username.
-        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (no auth attempts in 0 secs): user=<(auth failed, 1 attempts in 2 secs)>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+        "Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<CvN+E95Uf4e7eEnj>: Info: sql: Password mismatch (given password: x)",
+        // Other login-process lines, and an error that is not about authentication.
+        "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (disconnected before greeting, waited 0 secs): user=<>, rip=192.0.2.1, lip=192.0.2.2",
+        "Nov 22 08:50:55 mx dovecot: imap-login: Error: SSL_accept() failed: unknown protocol",
         // Another program.
         "Nov 22 08:50:55 mx sshd[1]: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1",
     ] {
         assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
     }
-    assert_eq!(
-        outcome(
-            "Nov 22 08:50:55 imap-login: Info: Login: user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=1, session=<a>"
+    // No attempt, or plaintext refused: no password was tried; counted.
+    for (line, counted) in [
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (no auth attempts in 0 secs): user=<>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+            Counted::NoAuthAttempts,
         ),
-        Parsed::NotFailure
-    );
+        (
+            "Jun 13 20:48:11 platypus dovecot: pop3-login: Disconnected (no auth attempts): rip=121.44.24.254, lip=113.212.99.194, TLS: Disconnected",
+            Counted::NoAuthAttempts,
+        ),
+        (
+            "Aug 22 12:09:41 server dovecot: imap-login: Login aborted: Connection closed: read(size=653) failed: Connection reset by peer (no auth attempts in 1 secs) (no_auth_attempts): user=<>, rip=192.0.2.6, lip=192.0.2.1, session=<q>",
+            Counted::NoAuthAttempts,
+        ),
+        // The summary's words only in the client's username.
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (no auth attempts in 0 secs): user=<(auth failed, 1 attempts in 2 secs)>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+            Counted::NoAuthAttempts,
+        ),
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (tried to use disallowed plaintext auth): user=<>, rip=192.0.2.1, lip=192.0.2.2, session=<a>",
+            Counted::PlaintextRefused,
+        ),
+        (
+            "Dec 12 11:19:11 dunnart dovecot: pop3-login: Aborted login (tried to use disabled plaintext auth): rip=190.210.136.21, lip=113.212.99.193",
+            Counted::PlaintextRefused,
+        ),
+    ] {
+        assert_eq!(outcome(line), Parsed::Counted(counted), "{line}");
+    }
     // The summary, with an address that is none.
     assert!(matches!(
         outcome(
@@ -789,6 +853,92 @@ fn dovecot_lines_that_are_not_failure_rows() {
         ),
         Parsed::Unrecognised(_)
     ));
+}
+
+#[test]
+fn dovecot_logins_are_logins_read_from_the_server_fields() {
+    for (line, service, ip, user) in [
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=7, TLS, session=<a>",
+            "dovecot/imap-login",
+            "192.0.2.1",
+            Some("alice"),
+        ),
+        (
+            "Nov 22 08:50:55 imap-login: Info: Login: user=<a>, method=PLAIN, rip=::ffff:192.0.2.3, lip=192.0.2.2, mpid=1, session=<a>",
+            "dovecot/imap-login",
+            "192.0.2.3",
+            Some("a"),
+        ),
+        // A username that fakes the fields: the address is the server's last rip=.
+        (
+            "Nov 22 08:50:55 mx dovecot[7]: pop3-login: Login: user=<x>, method=EVIL, rip=6.6.6.6>, method=PLAIN, rip=2001:db8::9, lip=::1, mpid=8, session=<b>",
+            "dovecot/pop3-login",
+            "2001:db8::9",
+            Some("x>, method=EVIL, rip=6.6.6.6"),
+        ),
+    ] {
+        let Parsed::Login(l) = outcome(line) else {
+            panic!("{line}: not a login");
+        };
+        assert_eq!(
+            (
+                l.service.as_str(),
+                l.ip.to_string(),
+                l.username.as_deref(),
+                l.mechanism.as_str()
+            ),
+            (service, ip.to_owned(), user, "PLAIN"),
+            "{line}"
+        );
+        assert_eq!(l.reason, "");
+    }
+    // A login whose address is none is said, not dropped.
+    assert!(matches!(
+        outcome(
+            "Nov 22 08:50:55 mx dovecot: imap-login: Login: user=<a>, method=PLAIN, rip=nowhere, lip=192.0.2.2"
+        ),
+        Parsed::Unrecognised(_)
+    ));
+}
+
+#[test]
+fn dovecot_auth_side_failures_are_backend_failures() {
+    for (line, client) in [
+        (
+            "Nov 22 08:50:55 mx dovecot: auth: Fatal: Unknown passdb driver 'ldapx'",
+            None,
+        ),
+        (
+            "Nov 22 08:50:55 mx dovecot: auth-worker(812): Error: mysql(localhost): Connect failed to database (mail): Can't connect",
+            None,
+        ),
+        (
+            "Nov 22 08:50:55 auth: Error: LDAP: Can't connect to server: ldap.example.org",
+            None,
+        ),
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Warning: Auth process not responding, delayed sending initial response (greeting)",
+            None,
+        ),
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Error: Timeout waiting for handshake from auth server. my pid=1, input bytes=0",
+            None,
+        ),
+        (
+            "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected: Auth process broken (disconnected before auth was ready, waited 0 secs): user=<>, rip=192.0.2.44, lip=192.0.2.1",
+            Some("192.0.2.44"),
+        ),
+    ] {
+        let Parsed::Backend(b) = outcome(line) else {
+            panic!("{line}: not a backend failure");
+        };
+        let BackendKind::AuthProcess { client: c } = b.kind else {
+            panic!("{line}: {b:?}");
+        };
+        assert_eq!(c.map(|c| c.to_string()).as_deref(), client, "{line}");
+        assert!(b.to_string().contains("journalctl -u dovecot"), "{b}");
+    }
 }
 
 #[test]
@@ -828,9 +978,13 @@ fn dovecot_own_log_file_lines_are_rows_of_the_configured_server() {
 #[test]
 fn the_prefilter_finds_both_phrases_in_one_pass() {
     let p = Prefilter::default();
-    assert_eq!(p.find(b"x authentication failed"), Some(2));
-    assert_eq!(p.find(b"xy (auth failed, 1"), Some(4));
-    assert_eq!(p.find(b"nothing here"), None);
+    assert!(p.matches(b"x authentication failed"));
+    assert!(p.matches(b"xy (auth failed, 1"));
+    assert!(p.matches(b"Q: client=a[192.0.2.1], sasl_method=PLAIN, sasl_username=u"));
+    assert!(p.matches(b"dovecot: imap-login: Login: user=<a>"));
+    assert!(p.matches(b"dovecot: auth: Fatal: x"));
+    assert!(!p.matches(b"nothing here, not even a failed thing"));
+    assert!(!p.matches(b"disconnect from x[192.0.2.1] ehlo=1 auth=0/1 quit=1 commands=2/3"));
     let parser = Parser::new(4096, "local");
     let block = b"Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.2\nNov 22 08:50:58 mx postfix/smtpd[3363]: warning: unknown[192.0.2.8]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n";
     let mut ips = Vec::new();

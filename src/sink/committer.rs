@@ -1,6 +1,6 @@
-//! The daemon's sink actor: takes batches from the source, appends their rows to the CSV and
-//! records the source positions with them, exactly once (the protocol is described in
-//! [`crate::checkpoint`]).
+//! The daemon's sink actor: takes batches from the source, appends their rows to the CSVs (the
+//! intrusion record, and the logins record when one is kept) and records the source positions
+//! with them, exactly once (the protocol is described in [`crate::checkpoint`]).
 //!
 //! It runs on a thread of its own: appending and fsync are blocking by nature. Batches waiting
 //! in the channel are merged into one commit, so under load the cost of the fsyncs is shared by
@@ -97,11 +97,20 @@ impl CommitError {
     }
 }
 
+/// The logins record and its rows not committed yet.
+struct LoginsOutput {
+    csv: CsvFile,
+    rows: RowFormatter,
+    pending: u64,
+}
+
 /// The sink actor.
 pub struct Committer {
     store: Store,
     csv: CsvFile,
     rows: RowFormatter,
+    /// The logins record (`None`: `[output] logins = ""`, successful logins are not kept).
+    logins: Option<LoginsOutput>,
     files: BTreeMap<Fingerprint, FileState>,
     journals: BTreeMap<String, JournalState>,
     shared: SharedPositions,
@@ -115,7 +124,7 @@ pub struct Committer {
     /// position (where a first start without backfill begins).
     save_now: bool,
     last_save: Instant,
-    /// Rows formatted but not committed.
+    /// Rows of the intrusion record formatted but not committed.
     pending_rows: u64,
     /// Their share of the sources' event budget, held until they are committed.
     budget: Vec<tokio::sync::OwnedSemaphorePermit>,
@@ -127,6 +136,17 @@ pub struct Committer {
     stop: CancellationToken,
     /// The write failure being retried, logged once when it starts (and when it changes).
     failing: Option<String>,
+}
+
+/// Starts a new file at the path of an output that was archived (or deleted) by the
+/// postmaster: new rows go there, not on into the archive.
+fn reopen_if_moved(csv: &mut CsvFile) -> Result<(), SinkError> {
+    if csv.moved_away() {
+        let path = csv.path().to_path_buf();
+        tracing::info!(path = %path.display(), "the CSV was moved away; starting a new one");
+        *csv = CsvFile::open_append(&path)?;
+    }
+    Ok(())
 }
 
 /// Moments of a commit at which the durability tests make the process die, to prove that a
@@ -165,13 +185,14 @@ fn crash_point(at: CrashPoint, chosen: Option<CrashPoint>) {
 }
 
 impl Committer {
-    /// A committer writing `csv`, resuming from a recovery's positions (files and journals),
+    /// A committer writing `csv` (and `logins`, the logins record), resuming from a recovery's positions (files and journals),
     /// names and unseen times. Cancelling `stop` (the daemon is stopping) ends the retries of a
     /// failing write.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         csv: CsvFile,
+        logins: Option<CsvFile>,
         positions: &Positions,
         journals: &BTreeMap<String, JournalPos>,
         paths: &BTreeMap<Fingerprint, PathBuf>,
@@ -214,6 +235,11 @@ impl Committer {
             store,
             csv,
             rows: RowFormatter::default(),
+            logins: logins.map(|csv| LoginsOutput {
+                csv,
+                rows: RowFormatter::default(),
+                pending: 0,
+            }),
             files,
             journals: journal_states,
             shared: Arc::new(Mutex::new(positions.clone())),
@@ -260,7 +286,7 @@ impl Committer {
                     let mut replies = Vec::new();
                     self.take(msg, &mut replies)?;
                     let mut n = 1;
-                    while n < MAX_COMMIT_MESSAGES && self.rows.bytes().len() < MAX_COMMIT_BYTES {
+                    while n < MAX_COMMIT_MESSAGES && self.pending_bytes() < MAX_COMMIT_BYTES {
                         match rx.try_recv() {
                             Ok(msg) => {
                                 self.take(msg, &mut replies)?;
@@ -310,16 +336,25 @@ impl Committer {
     ) -> Result<(), CommitError> {
         match msg {
             ToSink::Batch(b) => {
-                if !b.backend.is_empty() {
-                    self.log_backend(&b.backend);
+                let events = &b.events;
+                if !events.backend.is_empty() {
+                    self.log_backend(&events.backend);
                 }
-                for (i, f) in b.failures.iter().enumerate() {
+                for (i, f) in events.failures.iter().enumerate() {
                     self.rows.push(f, b.enrichment.get(i));
                 }
-                self.pending_rows += b.failures.len() as u64;
+                self.pending_rows += events.failures.len() as u64;
+                let mut rowless = events.failures.is_empty();
+                if let Some(l) = &mut self.logins {
+                    let offset = events.failures.len();
+                    for (i, f) in events.logins.iter().enumerate() {
+                        l.rows.push(f, b.enrichment.get(offset + i));
+                    }
+                    l.pending += events.logins.len() as u64;
+                    rowless &= events.logins.is_empty();
+                }
                 // The rows' share of the event budget is given back once they are committed.
                 self.budget.extend(b.budget);
-                let rowless = b.failures.is_empty();
                 match b.position {
                     Position::File {
                         fingerprint,
@@ -438,7 +473,7 @@ impl Committer {
     /// makes the next start read the lines again.
     fn commit_with_retry(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), CommitError> {
         let mut delay = Duration::from_millis(500);
-        let writes = self.pending_rows > 0;
+        let writes = self.pending() > 0;
         loop {
             match self.commit() {
                 Ok(()) => {
@@ -486,25 +521,38 @@ impl Committer {
         }
     }
 
-    /// Writes the checkpoint describing the state after the pending rows, then the rows.
+    /// Bytes of rows formatted and not committed, in both records.
+    fn pending_bytes(&mut self) -> usize {
+        self.rows.bytes().len() + self.logins.as_mut().map_or(0, |l| l.rows.bytes().len())
+    }
+
+    /// Rows not committed, in both records.
+    fn pending(&self) -> u64 {
+        self.pending_rows + self.logins.as_ref().map_or(0, |l| l.pending)
+    }
+
+    /// Writes the checkpoint describing the state after the pending rows, then the rows: the
+    /// intrusion record's, then the logins record's. A failure cuts both back, so that a retry
+    /// (or a restart) writes the batch whole into each.
     fn commit(&mut self) -> Result<(), CommitError> {
-        if self.pending_rows == 0 {
+        if self.pending() == 0 {
             // Row-less progress is saved on a timer (re-reading it after a crash is harmless).
             return Ok(());
         }
-        if self.csv.moved_away() {
-            // Archived (or deleted) by the postmaster: new rows go to a new file at the path,
-            // not on into the archive.
-            let path = self.csv.path().to_path_buf();
-            tracing::info!(path = %path.display(), "the CSV was moved away; starting a new one");
-            self.csv = CsvFile::open_append(&path)?;
-        }
+        reopen_if_moved(&mut self.csv)?;
         // The length on disk, not as last written: someone may have truncated the file.
         self.csv.refresh_len();
         let len_before = self.csv.len();
         let bytes = self.rows.bytes();
         let len_after = len_before + bytes.len() as u64;
-        let cp = self.checkpoint(len_before, len_after);
+        let mut logins_lens = None;
+        if let Some(l) = &mut self.logins {
+            reopen_if_moved(&mut l.csv)?;
+            l.csv.refresh_len();
+            let before = l.csv.len();
+            logins_lens = Some((before, before + l.rows.bytes().len() as u64));
+        }
+        let cp = self.checkpoint((len_before, len_after), logins_lens);
         self.store.save(&cp)?;
         self.counters.checkpoints.fetch_add(1, Relaxed);
         crash_point(CrashPoint::AfterCheckpoint, self.crash);
@@ -517,9 +565,27 @@ impl Committer {
                 .and_then(|_| self.csv.sync());
             crash_point(CrashPoint::MidRows, self.crash);
         }
-        if let Err(e) = self.csv.append(bytes).and_then(|_| self.csv.sync()) {
-            // Take the partial rows back out, so that a retry appends them whole.
+        let mut written = if bytes.is_empty() {
+            Ok(())
+        } else {
+            self.csv.append(bytes).and_then(|_| self.csv.sync())
+        };
+        if written.is_ok()
+            && let Some(l) = &mut self.logins
+        {
+            let bytes = l.rows.bytes();
+            if !bytes.is_empty() {
+                written = l.csv.append(bytes).and_then(|_| l.csv.sync());
+            }
+        }
+        if let Err(e) = written {
+            // Take the partial rows back out of both, so that a retry appends them whole.
             if let Err(cut) = self.csv.truncate_to(len_before) {
+                tracing::error!("cannot cut a failed write back: {cut}");
+            }
+            if let (Some(l), Some((before, _))) = (&mut self.logins, logins_lens)
+                && let Err(cut) = l.csv.truncate_to(before)
+            {
                 tracing::error!("cannot cut a failed write back: {cut}");
             }
             return Err(e.into());
@@ -535,6 +601,11 @@ impl Committer {
         self.counters.failures.fetch_add(self.pending_rows, Relaxed);
         self.pending_rows = 0;
         self.rows.clear();
+        if let Some(l) = &mut self.logins {
+            self.counters.logins.fetch_add(l.pending, Relaxed);
+            l.pending = 0;
+            l.rows.clear();
+        }
         self.budget.clear();
         self.mark_committed();
         Ok(())
@@ -542,11 +613,12 @@ impl Committer {
 
     /// Saves progress that carries no rows.
     fn save_progress(&mut self) -> Result<(), CommitError> {
-        if self.pending_rows > 0 {
+        if self.pending() > 0 {
             return Ok(());
         }
         let len = self.csv.len();
-        let cp = self.checkpoint(len, len);
+        let logins = self.logins.as_ref().map(|l| (l.csv.len(), l.csv.len()));
+        let cp = self.checkpoint((len, len), logins);
         self.store.save(&cp)?;
         self.counters.checkpoints.fetch_add(1, Relaxed);
         self.mark_committed();
@@ -580,16 +652,24 @@ impl Committer {
         self.last_save = Instant::now();
     }
 
-    fn checkpoint(&self, len_before: u64, len_after: u64) -> Checkpoint {
+    /// The checkpoint for the output lengths before and after the pending rows (and the logins
+    /// record's, when one is kept).
+    fn checkpoint(&self, output: (u64, u64), logins: Option<(u64, u64)>) -> Checkpoint {
+        let position = |csv: &CsvFile, (len_before, len_after): (u64, u64)| OutputPosition {
+            path: csv.path().to_path_buf(),
+            len_before,
+            len_after,
+            dev: csv.identity().0,
+            ino: csv.identity().1,
+        };
         Checkpoint {
             version: VERSION,
-            output: OutputPosition {
-                path: self.csv.path().to_path_buf(),
-                len_before,
-                len_after,
-                dev: self.csv.identity().0,
-                ino: self.csv.identity().1,
-            },
+            output: position(&self.csv, output),
+            logins: self
+                .logins
+                .as_ref()
+                .zip(logins)
+                .map(|(l, lens)| position(&l.csv, lens)),
             files: self
                 .files
                 .iter()

@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::enrich::Enrichment;
-use crate::parse::AuthFailure;
+use crate::parse::AuthEvent;
 
 /// The columns, in order. Part of the public interface: documented in the README.
 pub const COLUMNS: [&str; 13] = [
@@ -91,7 +91,7 @@ fn csv_writer(buf: Vec<u8>) -> ::csv::Writer<Vec<u8>> {
 impl RowFormatter {
     /// Formats one row after the ones already buffered; `enrichment` fills the last five
     /// columns (empty without it).
-    pub fn push(&mut self, f: &AuthFailure, enrichment: Option<&Enrichment>) {
+    pub fn push(&mut self, f: &AuthEvent, enrichment: Option<&Enrichment>) {
         let timestamp = f.timestamp.to_rfc3339();
         let ip = f.ip.to_string();
         let e = enrichment.cloned().unwrap_or_default();
@@ -353,7 +353,7 @@ impl CsvSink {
     /// Appends one row (buffered: see [`CsvSink::flush`]).
     pub fn write(
         &mut self,
-        f: &AuthFailure,
+        f: &AuthEvent,
         enrichment: Option<&Enrichment>,
     ) -> Result<(), SinkError> {
         self.rows.push(f, enrichment);

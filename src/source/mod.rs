@@ -16,7 +16,8 @@ use std::io::{self, Read};
 
 pub use input::{Input, open};
 
-use crate::parse::{AuthFailure, BackendFailure, BackendKind, MAX_REPEAT, Parsed};
+use crate::parse::{BackendKind, MAX_REPEAT, Parsed};
+use crate::pipeline::Events;
 use crate::stats::Stats;
 
 /// A server-side failure logged longer ago than this is read from history, not happening now.
@@ -24,29 +25,32 @@ const PAST_AFTER_MINUTES: i64 = 15;
 
 /// Handles what a parsed candidate (a line, a journal entry) turned out to be: rows are kept
 /// (as many as it stands for: `count`), the rest counted and reported. `at` says where it was
-/// read, for the log.
+/// read, for the log (only formatted when something is logged).
 pub(crate) fn collect(
     parsed: Parsed,
     count: u32,
     capped: bool,
-    at: &str,
-    failures: &mut Vec<AuthFailure>,
-    backend: &mut Vec<BackendFailure>,
+    at: &dyn std::fmt::Display,
+    events: &mut Events,
     stats: &mut Stats,
 ) {
     let n = count as usize;
     if capped {
         stats.repeats_capped += 1;
         tracing::warn!(
-            at,
+            at = %at,
             "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted"
         );
     }
     match parsed {
-        Parsed::Failure(f) => failures.extend(std::iter::repeat_n(f, n)),
+        Parsed::Failure(f) => events.failures.extend(std::iter::repeat_n(f, n)),
+        Parsed::Login(l) => events.logins.extend(std::iter::repeat_n(l, n)),
+        Parsed::Counted(c) => stats.count(c, n as u64),
         Parsed::Backend(b) => {
             match b.kind {
-                BackendKind::AuthServer { .. } => stats.backend_failures += n as u64,
+                BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {
+                    stats.backend_failures += n as u64
+                }
                 BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
             }
             // A failure read from history (a backfill, a catch-up after downtime) is news
@@ -54,19 +58,19 @@ pub(crate) fn collect(
             let age = chrono::Utc::now().signed_duration_since(b.timestamp.time);
             if age > chrono::Duration::minutes(PAST_AFTER_MINUTES) {
                 tracing::info!(
-                    at,
+                    at = %at,
                     count = n,
                     "from the log's history, at {} (not happening now): {b}",
                     b.timestamp.to_rfc3339()
                 );
             } else {
-                tracing::warn!(at, count = n, "{b}");
+                tracing::warn!(at = %at, count = n, "{b}");
             }
-            backend.extend(std::iter::repeat_n(b, n));
+            events.backend.extend(std::iter::repeat_n(b, n));
         }
         Parsed::Unrecognised(why) => {
             stats.unrecognised += n as u64;
-            tracing::warn!(at, "a SASL failure line was not recorded: {why}");
+            tracing::warn!(at = %at, "a SASL failure line was not recorded: {why}");
         }
         Parsed::NotFailure => {}
     }

@@ -35,7 +35,7 @@ use super::rotated;
 use super::{BlockReader, READ_CHUNK};
 use crate::checkpoint::{Pos, Positions};
 use crate::parse::{Parser, YearContext};
-use crate::pipeline::{Batch, EventBudget, Heartbeat, Position, ToSink};
+use crate::pipeline::{Batch, EventBudget, Events, Heartbeat, Position, ToSink};
 use crate::stats::{Counters, Stats};
 
 /// Why a tailer is woken.
@@ -432,9 +432,8 @@ impl Tailer {
                 path: path.to_path_buf(),
                 end,
             },
-            failures: Vec::new(),
+            events: Events::default(),
             enrichment: Vec::new(),
-            backend: Vec::new(),
             budget: None,
         }));
         if complete {
@@ -796,9 +795,8 @@ impl Tailer {
                 path: path.to_path_buf(),
                 end,
             },
-            failures: scanned.failures,
+            events: scanned.events,
             enrichment: Vec::new(),
-            backend: scanned.backend,
             budget: None,
         }));
     }
@@ -806,7 +804,7 @@ impl Tailer {
     fn send(&mut self, mut msg: ToSink) {
         self.heartbeat.waiting();
         if let ToSink::Batch(b) = &mut msg {
-            b.budget = self.budget.take_blocking(b.failures.len());
+            b.budget = self.budget.take_blocking(b.events.rows());
         }
         if self.tx.blocking_send(msg).is_err() {
             // The sink is gone: nothing more can be recorded.
@@ -840,8 +838,7 @@ impl Tailer {
 /// What one range of whole lines held.
 #[derive(Default)]
 struct Scanned {
-    failures: Vec<crate::parse::AuthFailure>,
-    backend: Vec<crate::parse::BackendFailure>,
+    events: Events,
     stats: Stats,
 }
 
@@ -852,16 +849,14 @@ fn scan(parser: &Parser, bytes: &[u8], start: u64, years: &YearContext, path: &P
         bytes: bytes.len() as u64,
         ..Stats::default()
     };
-    let (mut failures, mut backend) = (Vec::new(), Vec::new());
+    let mut events = Events::default();
     let counts = parser.scan_block(bytes, start, 0, years, |found| {
-        let at = format!("{}, offset {}", path.display(), found.end_offset);
         super::collect(
             found.parsed,
             found.count,
             found.capped,
-            &at,
-            &mut failures,
-            &mut backend,
+            &format_args!("{}, offset {}", path.display(), found.end_offset),
+            &mut events,
             &mut stats,
         );
     });
@@ -870,11 +865,7 @@ fn scan(parser: &Parser, bytes: &[u8], start: u64, years: &YearContext, path: &P
     if counts.too_long > 0 {
         tracing::warn!(path = %path.display(), count = counts.too_long, "line longer than max_line_bytes skipped");
     }
-    Scanned {
-        failures,
-        backend,
-        stats,
-    }
+    Scanned { events, stats }
 }
 
 /// Places yearless syslog timestamps by the file's modification time.

@@ -24,7 +24,7 @@ fn plain_file_to_stdout() {
         "{err}"
     );
     assert!(
-        err.contains("13 failed logins, 1 auth-backend failures"),
+        err.contains("13 failed logins, 2 logins, 1 auth-backend failures"),
         "{err}"
     );
 }
@@ -55,6 +55,61 @@ fn dovecot_login_summaries_are_rows_beside_postfix_failures() {
         err.contains("9 lines") && err.contains("0 unrecognised"),
         "{err}"
     );
+}
+
+#[test]
+fn successful_logins_go_to_the_logins_record() {
+    // Postfix's `client=..., sasl_method=` lines and Dovecot's `Login:`: rows of their own
+    // record, same columns, never in the intrusion record.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path());
+    let mail = fixture_copy(dir.path(), "mail.log");
+    let dovecot = fixture_copy(dir.path(), "dovecot.log");
+    let (mail, dovecot) = (mail.to_str().unwrap(), dovecot.to_str().unwrap());
+    // With the configured outputs: logins.csv beside the intrusion record.
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        mail,
+        dovecot,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("logins.csv")).unwrap(),
+        expected("logins.csv")
+    );
+    let intrusions = std::fs::read_to_string(out.join("intrusions.csv")).unwrap();
+    assert!(!intrusions.contains("alice"), "{intrusions}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("3 logins") && err.contains("1 connections without auth attempts"),
+        "{err}"
+    );
+    // With --output: logins only where --logins says.
+    let logins = dir.path().join("l.csv");
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-o",
+        "-",
+        "--logins",
+        logins.to_str().unwrap(),
+        mail,
+        dovecot,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&logins).unwrap(),
+        expected("logins.csv")
+    );
+    // Both to stdout would mix them: refused before anything is read.
+    let o = run(&["scan", "--no-enrich", "-o", "-", "--logins", "-", mail]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--logins"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
 }
 
 #[test]
@@ -147,7 +202,7 @@ fn rfc5424_repeated_unreadable_and_relay_lines() {
     assert!(backend.len() == 1 && backend[0].contains("line=6"), "{err}");
     assert!(
         err.contains(
-            "6 failed logins, 2 auth-backend failures, 2 relay login failures, 2 unrecognised"
+            "6 failed logins, 0 logins, 2 auth-backend failures, 2 relay login failures, 2 unrecognised"
         ),
         "{err}"
     );

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{JournalError, JournalReader, JournalSettings, JournalStart, Seeked};
-use crate::pipeline::{Batch, EventBudget, Heartbeat, Position, ToSink};
+use crate::pipeline::{Batch, EventBudget, Events, Heartbeat, Position, ToSink};
 use crate::stats::Counters;
 
 /// How often the journal is read when no notification came.
@@ -111,9 +111,8 @@ impl Follower {
                                 source: source.clone(),
                                 pos: end,
                             },
-                            failures: read.failures,
+                            events: read.events,
                             enrichment: Vec::new(),
-                            backend: read.backend,
                             budget: None,
                         };
                         if !self.send(batch) {
@@ -152,9 +151,8 @@ impl Follower {
                     source: self.settings.source_id(),
                     pos,
                 },
-                failures: Vec::new(),
+                events: Events::default(),
                 enrichment: Vec::new(),
-                backend: Vec::new(),
                 budget: None,
             };
             self.send(batch);
@@ -191,7 +189,7 @@ impl Follower {
     /// Sends a batch with its share of the event budget; `false` when the sink is gone.
     fn send(&self, mut batch: Batch) -> bool {
         self.heartbeat.waiting();
-        batch.budget = self.budget.take_blocking(batch.failures.len());
+        batch.budget = self.budget.take_blocking(batch.events.rows());
         let ok = self.tx.blocking_send(ToSink::Batch(batch)).is_ok();
         self.heartbeat.beat();
         ok

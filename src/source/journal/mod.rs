@@ -30,7 +30,8 @@ use chrono::{Local, TimeZone};
 use serde::{Deserialize, Serialize};
 use systemd::journal::{Journal, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
 
-use crate::parse::{self, AuthFailure, BackendFailure, Entry, Prefilter, Timestamp};
+use crate::parse::{self, Entry, Prefilter, Timestamp};
+use crate::pipeline::Events;
 use crate::stats::Stats;
 
 /// The entries rsyslog's stock configuration writes to mail.log: facility mail. It covers
@@ -289,10 +290,8 @@ fn hint(e: &systemd::Error) -> &'static str {
 /// What one [`JournalReader::read`] call found.
 #[derive(Debug, Default)]
 pub struct Read {
-    /// Failed logins, in journal order.
-    pub failures: Vec<AuthFailure>,
-    /// Failures of the server's own SASL backend, or of a relay.
-    pub backend: Vec<BackendFailure>,
+    /// Rows and backend failures, in journal order.
+    pub events: Events,
     /// Counters (`lines` are entries).
     pub stats: Stats,
     /// The position after the last entry read (`None`: nothing was read).
@@ -520,7 +519,7 @@ impl JournalReader {
                 // A binary MESSAGE (NUL bytes) is no text a mail server logged.
                 Some(m) if memchr::memchr(0, m).is_none() => {
                     out.stats.bytes += m.len() as u64;
-                    if self.prefilter.find(m).is_none() {
+                    if !self.prefilter.matches(m) {
                         return;
                     }
                     if m.len() > MAX_MESSAGE_BYTES {
@@ -571,14 +570,12 @@ impl JournalReader {
             program: &self.program,
             message: &self.message,
         });
-        let at = format!("{} at {}", self.what, timestamp.to_rfc3339());
         super::collect(
             parsed,
             1,
             false,
-            &at,
-            &mut out.failures,
-            &mut out.backend,
+            &format_args!("{} at {}", self.what, timestamp.to_rfc3339()),
+            &mut out.events,
             &mut out.stats,
         );
     }
