@@ -17,7 +17,7 @@
 
 use std::net::IpAddr;
 
-use memchr::memmem;
+use super::bytes;
 
 /// The fields a login process logs about a client, read from the server's side (see the
 /// module docs).
@@ -62,7 +62,7 @@ pub(super) fn is_dovecot(program: &[u8]) -> bool {
 /// `PROCESS: (LEVEL: )?MESSAGE`, the message of a syslog line whose program is Dovecot (or of a
 /// line of Dovecot's own log file).
 pub(super) fn message(msg: &[u8]) -> Dovecot<'_> {
-    let Some(colon) = memmem::find(msg, b": ") else {
+    let Some(colon) = bytes::find(msg, b": ") else {
         return Dovecot::No;
     };
     let process = &msg[..colon];
@@ -124,8 +124,8 @@ fn login_process<'a>(service: &'a [u8], rest: &'a [u8]) -> Dovecot<'a> {
         // `Warning: Auth process not responding, ...`, `Error: Timeout waiting for handshake
         // from auth server`: the login process cannot reach the auth process.
         let lower = rest.to_ascii_lowercase();
-        let auth_side = memmem::find(&lower, b"auth process").is_some()
-            || memmem::find(&lower, b"auth server").is_some();
+        let auth_side = bytes::find(&lower, b"auth process").is_some()
+            || bytes::find(&lower, b"auth server").is_some();
         return if auth_side {
             Dovecot::Backend(rest, None)
         } else {
@@ -133,9 +133,9 @@ fn login_process<'a>(service: &'a [u8], rest: &'a [u8]) -> Dovecot<'a> {
         };
     }
     // The server's summary ends where the fields begin; the client's text comes after.
-    let fields_at = memmem::find(rest, b": user=<")
-        .or_else(|| memmem::find(rest, b": method="))
-        .or_else(|| memmem::find(rest, b": rip="));
+    let fields_at = bytes::find(rest, b": user=<")
+        .or_else(|| bytes::find(rest, b": method="))
+        .or_else(|| bytes::find(rest, b": rip="));
     let Some(fields_at) = fields_at else {
         return Dovecot::No;
     };
@@ -147,7 +147,7 @@ fn login_process<'a>(service: &'a [u8], rest: &'a [u8]) -> Dovecot<'a> {
             Err(why) => Dovecot::Unreadable(why),
         };
     }
-    if let Some(open) = memmem::find(summary, b"(auth failed") {
+    if let Some(open) = bytes::find(summary, b"(auth failed") {
         let Some(close) = memchr::memchr(b')', &summary[open..]) else {
             return Dovecot::No;
         };
@@ -157,12 +157,12 @@ fn login_process<'a>(service: &'a [u8], rest: &'a [u8]) -> Dovecot<'a> {
             Err(why) => Dovecot::Unreadable(why),
         };
     }
-    if memmem::find(summary, b"(no auth attempts").is_some() {
+    if bytes::find(summary, b"(no auth attempts").is_some() {
         Dovecot::NoAttempts
-    } else if memmem::find(summary, b"plaintext auth)").is_some() {
+    } else if bytes::find(summary, b"plaintext auth)").is_some() {
         // `tried to use disallowed plaintext auth` (2.3), `disabled plaintext auth` (2.2)
         Dovecot::PlaintextRefused
-    } else if memmem::find(summary, b"Auth process broken").is_some() {
+    } else if bytes::find(summary, b"Auth process broken").is_some() {
         Dovecot::Backend(summary, client(service, fields).ok().map(|c| c.ip))
     } else {
         Dovecot::No
@@ -205,7 +205,7 @@ fn client<'a>(service: &'a [u8], fields: &'a [u8]) -> Result<Client<'a>, &'stati
 /// fields or after `, ` (an occurrence inside another value, as in `xrip=`, is passed over).
 fn field_at(fields: &[u8], name: &[u8], before: usize) -> Option<usize> {
     let mut end = before;
-    while let Some(i) = memmem::rfind(&fields[..end], name) {
+    while let Some(i) = bytes::rfind(&fields[..end], name) {
         if i == 0 || fields[..i].ends_with(b", ") {
             return Some(i);
         }
@@ -223,7 +223,7 @@ fn is_mechanism(v: &[u8]) -> bool {
 
 /// A field's value: up to the next `, ` (or the end).
 fn value(s: &[u8]) -> &[u8] {
-    memmem::find(s, b", ").map_or(s, |i| &s[..i])
+    bytes::find(s, b", ").map_or(s, |i| &s[..i])
 }
 
 /// An address as Dovecot writes it; IPv4-mapped IPv6 as the IPv4 address.

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use memchr::memmem;
+use super::bytes;
 
 /// smtpd's failure line, its client part read.
 pub(super) struct SmtpdFailure<'a> {
@@ -45,7 +45,7 @@ pub(super) fn smtpd_failure(msg: &[u8]) -> Smtpd<'_> {
     let Some(rest) = msg.strip_prefix(b"warning: ") else {
         return Smtpd::No;
     };
-    let Some(at) = memmem::find(rest, b": SASL ") else {
+    let Some(at) = bytes::find(rest, b": SASL ") else {
         return Smtpd::No;
     };
     let client = &rest[..at];
@@ -70,7 +70,7 @@ pub(super) fn smtpd_failure(msg: &[u8]) -> Smtpd<'_> {
 
 /// One field, as a client part is: no `: ` inside, no space outside its brackets.
 fn is_client_shaped(client: &[u8]) -> bool {
-    if client.is_empty() || memmem::find(client, b": ").is_some() {
+    if client.is_empty() || bytes::find(client, b": ").is_some() {
         return false;
     }
     let open = memchr::memchr(b'[', client).unwrap_or(client.len());
@@ -119,25 +119,25 @@ pub(super) struct SmtpdLogin<'a> {
 /// session that logs in and sends nothing leaves no such line). The username was accepted by
 /// the server, but is still read as text: it runs to the end, or to a `, sasl_sender=` after it.
 pub(super) fn smtpd_login(msg: &[u8]) -> Option<SmtpdLogin<'_>> {
-    let colon = memmem::find(msg, b": client=")?;
+    let colon = bytes::find(msg, b": client=")?;
     if !is_queue_id(&msg[..colon]) {
         return None;
     }
     let rest = &msg[colon + b": client=".len()..];
-    let at = memmem::find(rest, b", sasl_method=")?;
+    let at = bytes::find(rest, b", sasl_method=")?;
     let client = &rest[..at];
     if !is_client_shaped(client) {
         return None;
     }
     let (name, ip) = read_client(client).ok()?;
     let rest = &rest[at + b", sasl_method=".len()..];
-    let at = memmem::find(rest, b", sasl_username=")?;
+    let at = bytes::find(rest, b", sasl_username=")?;
     let mechanism = &rest[..at];
     if mechanism.is_empty() || !mechanism.iter().all(|b| b.is_ascii_graphic() && *b != b',') {
         return None;
     }
     let username = &rest[at + b", sasl_username=".len()..];
-    let username = memmem::rfind(username, b", sasl_sender=").map_or(username, |i| &username[..i]);
+    let username = bytes::rfind(username, b", sasl_sender=").map_or(username, |i| &username[..i]);
     Some(SmtpdLogin {
         name,
         ip,
@@ -170,7 +170,7 @@ fn sasl_failed(s: &[u8]) -> Option<SaslFailed<'_>> {
     };
     // The username is what the client sent and may itself contain `, sasl_username=`:
     // the reason (server text) ends at the first occurrence, the username is all the rest.
-    let (reason, username) = match memmem::find(after, b", sasl_username=") {
+    let (reason, username) = match bytes::find(after, b", sasl_username=") {
         Some(i) => {
             let user = &after[i + b", sasl_username=".len()..];
             (
@@ -230,7 +230,7 @@ pub(super) fn relay_failure(msg: &[u8]) -> Option<RelayFailure<'_>> {
             if let Some(o) = r.strip_prefix(b", orig_to=<") {
                 r = skip_address(o)?;
             }
-            let at = memmem::find(r, b", status=")?;
+            let at = bytes::find(r, b", status=")?;
             let r = &r[at + b", status=".len()..];
             let sp = memchr::memchr(b' ', r)?;
             r[sp..].strip_prefix(b" (")?.strip_suffix(b")")?

@@ -24,6 +24,7 @@
 //! `authentication failed`) elsewhere in a line can never make it a failure nor change the IP
 //! taken.
 
+mod bytes;
 mod dovecot;
 mod header;
 mod message;
@@ -53,14 +54,11 @@ pub const DOVECOT_NEEDLE: &[u8] = b"auth failed";
 /// - `-login: `: every line of Dovecot's login processes (logins, summaries, connections
 ///   without attempts, failures to reach the auth process);
 /// - `auth: `, `auth-worker(`, `auth(`: Dovecot's auth process, for its errors.
-const NEEDLES: [&[u8]; 6] = [
-    b"failed",
-    b"sasl_method=",
-    b"-login: ",
-    b"auth: ",
-    b"auth-worker(",
-    b"auth(",
-];
+const NEEDLES: [&[u8]; 4] = [b"failed", b"sasl_method=", b"-login: ", b"auth"];
+
+/// What must follow `auth` for a hit: Dovecot's auth process (`auth: `), its workers
+/// (`auth-worker(`), and 2.4's per-request prefix (`auth(`).
+const AUTH_PROCESS: [&[u8]; 3] = [b": ", b"-worker(", b"("];
 
 /// The prefilter: finds the lines that hold one of [`NEEDLES`] in a block. One `memmem` search
 /// per needle (memchr's SIMD search), merged in order: each needle's next hit is kept and only
@@ -95,17 +93,23 @@ impl Prefilter {
     fn next(&self, i: usize, haystack: &[u8], mut from: usize) -> Option<usize> {
         loop {
             let at = from + self.finders[i].find(&haystack[from..])?;
-            if i != 0 {
+            let hit = match i {
+                0 => {
+                    let before = &haystack[..at];
+                    [NEEDLE, DOVECOT_NEEDLE]
+                        .iter()
+                        .any(|p| before.ends_with(&p[..p.len() - b"failed".len()]))
+                }
+                3 => {
+                    let after = &haystack[at + 4..];
+                    AUTH_PROCESS.iter().any(|a| after.starts_with(a))
+                }
+                _ => true,
+            };
+            if hit {
                 return Some(at);
             }
-            let before = &haystack[..at];
-            if [NEEDLE, DOVECOT_NEEDLE]
-                .iter()
-                .any(|p| before.ends_with(&p[..p.len() - b"failed".len()]))
-            {
-                return Some(at);
-            }
-            from = at + b"failed".len();
+            from = at + NEEDLES[i].len();
         }
     }
 
@@ -406,7 +410,7 @@ fn unplaced(line: &[u8]) -> Parsed {
     let start = if line.starts_with(b"warning: ") {
         Some(0)
     } else {
-        memmem::find(line, b" warning: ").map(|i| i + 1)
+        bytes::find(line, b" warning: ").map(|i| i + 1)
     };
     match start.map(|i| message::smtpd_failure(&line[i..])) {
         Some(Smtpd::Failure(_) | Smtpd::Unreadable(_)) => {
