@@ -151,13 +151,15 @@ fn reopen_if_moved(csv: &mut CsvFile) -> Result<(), SinkError> {
 
 /// Moments of a commit at which the durability tests make the process die, to prove that a
 /// restart recovers from each. Chosen with `MAILLOGSENTINEL_TEST_CRASH=after-checkpoint`,
-/// `mid-rows`, `after-rows` or `hang-after-rows`; never set in production.
+/// `mid-rows`, `between-records`, `after-rows` or `hang-after-rows`; never set in production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// The checkpoint is saved, no row is written.
     AfterCheckpoint,
     /// Half of the rows' bytes are written.
     MidRows,
+    /// The intrusion record's rows are written and synced, the logins record's not.
+    BetweenRecords,
     /// The rows are written and synced; nothing after.
     AfterRows,
     /// After the rows, the sink thread stops responding (but the process lives on).
@@ -169,6 +171,7 @@ impl CrashPoint {
         match std::env::var("MAILLOGSENTINEL_TEST_CRASH").ok()?.as_str() {
             "after-checkpoint" => Some(CrashPoint::AfterCheckpoint),
             "mid-rows" => Some(CrashPoint::MidRows),
+            "between-records" => Some(CrashPoint::BetweenRecords),
             "after-rows" => Some(CrashPoint::AfterRows),
             "hang-after-rows" => Some(CrashPoint::HangAfterRows),
             _ => None,
@@ -570,6 +573,9 @@ impl Committer {
         } else {
             self.csv.append(bytes).and_then(|_| self.csv.sync())
         };
+        if written.is_ok() {
+            crash_point(CrashPoint::BetweenRecords, self.crash);
+        }
         if written.is_ok()
             && let Some(l) = &mut self.logins
         {

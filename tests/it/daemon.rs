@@ -43,6 +43,50 @@ fn appended_lines_become_rows_and_a_partial_line_waits() {
 }
 
 #[test]
+fn successful_logins_are_recorded_beside_failures_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let (out, logins) = (dir.path().join("out.csv"), dir.path().join("logins.csv"));
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &(attack("bad") + &login("alice") + &noise(1)));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["bad"]
+            && usernames(&logins) == ["alice"]),
+        "{:?} {:?}\n{}",
+        usernames(&out),
+        usernames(&logins),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    let checkpoint = std::fs::read_to_string(dir.path().join("state/checkpoint.json")).unwrap();
+    assert!(checkpoint.contains("logins.csv"), "{checkpoint}");
+
+    // `logins = ""`: no record of them (the failures as before).
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[output]\n", "[output]\nlogins = \"\"\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &(login("alice") + &attack("bad")));
+    assert!(
+        wait_until(WAIT, || usernames(&out) == ["bad"]),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert!(!dir.path().join("logins.csv").exists());
+}
+
+#[test]
 fn new_log_forms_are_followed_and_relay_failures_reach_reports() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mail.log");

@@ -230,15 +230,24 @@ fn restarts_after_sigterm_and_kill_9_lose_and_duplicate_nothing() {
 
 #[test]
 fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
-    for point in ["after-checkpoint", "mid-rows", "after-rows"] {
+    // Failures and logins go to two records under one checkpoint: a crash between them (the
+    // failures written, the logins not) must leave each row in its record once.
+    for point in [
+        "after-checkpoint",
+        "mid-rows",
+        "between-records",
+        "after-rows",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("mail.log");
         let cfg = daemon_config(dir.path(), &[&log], "");
         let out = dir.path().join("out.csv");
-        append(&log, &(attack("u0") + &attack("u1")));
+        let logins = dir.path().join("logins.csv");
+        append(&log, &(attack("u0") + &login("l0") + &attack("u1")));
         let d = Daemon::start(&cfg, dir.path());
         assert!(
-            wait_until(Duration::from_secs(15), || usernames(&out).len() == 2),
+            wait_until(Duration::from_secs(15), || usernames(&out).len() == 2
+                && usernames(&logins).len() == 1),
             "{point}: {}",
             d.logged()
         );
@@ -248,7 +257,10 @@ fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
         let mut cmd = bin();
         cmd.env("MAILLOGSENTINEL_TEST_CRASH", point);
         let mut d = Daemon::start_with(cmd, &cfg, dir.path());
-        append(&log, &(attack("u2") + &attack("u3") + &attack("u4")));
+        append(
+            &log,
+            &(attack("u2") + &login("l1") + &attack("u3") + &attack("u4") + &login("l2")),
+        );
         let status =
             wait_timeout(&mut d.child, Duration::from_secs(15)).expect("the crash happens");
         assert!(!status.success(), "{point}: {status:?}");
@@ -262,16 +274,28 @@ fn a_crash_at_each_step_of_a_commit_is_recovered_exactly_once() {
             assert!(!torn.ends_with(b"\r\n"), "mid-rows leaves a torn row");
         }
 
+        if point == "between-records" {
+            assert_eq!(
+                usernames(&out).len(),
+                5,
+                "{point}: the failures were written"
+            );
+            assert_eq!(usernames(&logins), ["l0"], "{point}: the logins were not");
+        }
+
         let d = Daemon::start(&cfg, dir.path());
         assert!(
-            wait_until(Duration::from_secs(15), || usernames(&out).len() >= 5),
-            "{point}: {:?}\n{}",
+            wait_until(Duration::from_secs(15), || usernames(&out).len() >= 5
+                && usernames(&logins).len() >= 3),
+            "{point}: {:?} {:?}\n{}",
             usernames(&out),
+            usernames(&logins),
             d.logged()
         );
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(d.stop(), Some(0));
         assert_eq!(usernames(&out), ["u0", "u1", "u2", "u3", "u4"], "{point}");
+        assert_eq!(usernames(&logins), ["l0", "l1", "l2"], "{point}");
         let text = std::fs::read_to_string(&out).unwrap();
         assert_eq!(
             text.matches("timestamp,server").count(),

@@ -228,6 +228,13 @@ pub fn attack(user: &str) -> String {
     )
 }
 
+/// A successful Dovecot login of `user`.
+pub fn login(user: &str) -> String {
+    format!(
+        "Nov 22 08:01:06 mx dovecot: imap-login: Login: user=<{user}>, method=PLAIN, rip=192.0.2.7, lip=192.0.2.1, mpid=1, TLS, session=<s>\n"
+    )
+}
+
 /// An ordinary line that is not a failure.
 pub fn noise(i: usize) -> String {
     format!("Nov 22 08:01:05 mx postfix/qmgr[12]: {i:010X}: removed\n")
