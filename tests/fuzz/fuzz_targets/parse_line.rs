@@ -65,6 +65,9 @@ fuzz_target!(|line: &[u8]| {
             assert!(chrono_check(&f.timestamp.to_rfc3339()));
         }
         Parsed::Backend(b) => {
+            if let BackendKind::AuthProcess { .. } = &b.kind {
+                assert!(text.to_ascii_lowercase().contains("auth"), "{text:?}: {b:?}");
+            }
             if let BackendKind::Relay { server } = &b.kind {
                 let program = b.service.rsplit('/').next().unwrap();
                 assert!(program == "smtp" || program == "lmtp", "{b:?}");
@@ -80,6 +83,45 @@ fuzz_target!(|line: &[u8]| {
                     .any(|w| w.ends_with(&b.reason) || w.ends_with(&format!("{})", b.reason)));
                 assert!(ends, "{text:?}: {b:?}");
             }
+        }
+        Parsed::Login(l) if l.service.starts_with("dovecot/") => {
+            // A login process's `Login:` line: the address of a real rip= field.
+            assert!(l.service.ends_with("-login") && l.reason.is_empty(), "{l:?}");
+            assert!(text.contains("Login: "), "{text:?}");
+            let found = text.match_indices("rip=").any(|(at, w)| {
+                let v = text[at + w.len()..].split(", ").next().unwrap();
+                v.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical() == l.ip)
+            });
+            assert!(found, "{text:?}: {l:?}");
+        }
+        Parsed::Login(l) => {
+            // smtpd's `QUEUEID: client=NAME[IP], sasl_method=M, sasl_username=U`.
+            assert!(l.service == "smtpd" || l.service.ends_with("/smtpd"), "{l:?}");
+            let name = l.client_hostname.as_deref().unwrap_or("unknown");
+            let found = text.match_indices(": client=").any(|(at, w)| {
+                let rest = &text[at + w.len()..];
+                let Some(rest) = rest.strip_prefix(name).and_then(|r| r.strip_prefix('[')) else {
+                    return false;
+                };
+                rest.find(']').is_some_and(|close| {
+                    rest[..close]
+                        .split('%')
+                        .next()
+                        .unwrap()
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.to_canonical() == l.ip)
+                })
+            });
+            assert!(found && text.contains(", sasl_method="), "{text:?}: {l:?}");
+            assert!(!l.mechanism.is_empty() && !l.mechanism.contains(' '), "{l:?}");
+        }
+        Parsed::Counted(_) => {
+            assert!(text.contains("-login: "), "{text:?}");
+            assert!(
+                text.contains("(no auth attempts") || text.contains("plaintext auth)"),
+                "{text:?}"
+            );
         }
         Parsed::Unrecognised(_) | Parsed::NotFailure => {}
     }
