@@ -165,6 +165,35 @@ pub fn build(
     Ok(Report { summary, rows_csv })
 }
 
+/// Calls `on_row` for each row of `csv` with a timestamp in `[from, to)`, reading through (and
+/// extending) the time index in `state_dir`: only the chunks that can hold such rows are read.
+pub fn for_each_row(
+    csv: &Path,
+    state_dir: &Path,
+    from: i64,
+    to: i64,
+    on_row: &mut dyn FnMut(&Row<'_>),
+) -> Result<(), ReportError> {
+    let read_err = |e: &dyn std::fmt::Display| ReportError::Read {
+        path: csv.to_path_buf(),
+        message: e.to_string(),
+    };
+    let csv_bytes = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
+    if csv_bytes == 0 {
+        return Ok(());
+    }
+    let index_path = state_dir.join("report-index.json");
+    let mut index = Index::load(&index_path, csv);
+    index.extend().map_err(|e| read_err(&e))?;
+    if state_dir.is_dir()
+        && let Err(e) = index.save(&index_path)
+    {
+        tracing::warn!("cannot save the report index: {e}");
+    }
+    scan_window(csv, &index, Window { from, to }, &mut |row, _| on_row(row))
+        .map_err(|e| read_err(&e))
+}
+
 /// Counts the auth-backend failures (and relay login failures) the daemon recorded in the
 /// window, by reason.
 fn backend_failures(state_dir: &Path, w: Window) -> (u64, Vec<summary::Count>) {
