@@ -411,6 +411,111 @@ impl AlertMail {
     }
 }
 
+/// Commits queued for the alerts thread (each a commit's events).
+pub const QUEUE: usize = 64;
+
+/// Starts the alerts thread, after rebuilding the memory from `csv`'s last window (here, before
+/// anything new is committed, so that no failure is remembered twice). The thread takes each
+/// commit's events from the returned sender, logs and records alerts, and mails them (grouped,
+/// spaced) when `mail` is given. It ends when the sender is dropped, after mailing what is
+/// pending.
+pub fn spawn(
+    settings: AlertSettings,
+    csv: PathBuf,
+    state_dir: PathBuf,
+    mail: Option<crate::report::mail::MailSettings>,
+) -> std::io::Result<(
+    std::sync::mpsc::SyncSender<Vec<Committed>>,
+    std::thread::JoinHandle<()>,
+)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Committed>>(QUEUE);
+    let mut detector = Detector::new(settings.clone());
+    let now = chrono::Utc::now().timestamp();
+    let from = now - settings.window.as_secs() as i64;
+    match rebuild(&mut detector, &csv, &state_dir, from, now + 1) {
+        Ok(n) => {
+            let (a, u, net) = detector.memory().len();
+            tracing::info!(
+                failures = n,
+                addresses = a,
+                usernames = u,
+                networks = net,
+                "alerts: the last {} of failures remembered",
+                humantime::format_duration(settings.window)
+            );
+        }
+        Err(e) => tracing::warn!(
+            "alerts: cannot read the window's failures back ({e}); logins are checked against new failures only"
+        ),
+    }
+    let join = std::thread::Builder::new()
+        .name("alerts".into())
+        .spawn(move || {
+            let path = alerts_path(&state_dir);
+            let mut mailer = AlertMail::default();
+            let mut last_prune = std::time::Instant::now();
+            let mut full_said = 0;
+            loop {
+                let got = rx.recv_timeout(Duration::from_secs(5));
+                let open = !matches!(got, Err(std::sync::mpsc::RecvTimeoutError::Disconnected));
+                if let Ok(events) = got {
+                    let alerts = detector.take(events);
+                    for a in &alerts {
+                        tracing::warn!(ip = %a.login.ip, signals = %a.signal_names(), "{a}");
+                    }
+                    if !alerts.is_empty() {
+                        if let Err(e) = record(&path, &alerts) {
+                            tracing::error!(path = %path.display(), "cannot record alerts: {e}");
+                        }
+                        if mail.is_some() {
+                            mailer.add(&alerts, std::time::Instant::now());
+                        }
+                    }
+                    if detector.memory().full() > full_said {
+                        full_said = detector.memory().full();
+                        tracing::warn!(
+                            "alerts: the memory is full ({} keys per kind): {full_said} failures not remembered",
+                            memory::MAX_KEYS
+                        );
+                    }
+                }
+                if last_prune.elapsed() >= Duration::from_secs(60) {
+                    detector.prune(chrono::Utc::now().timestamp());
+                    last_prune = std::time::Instant::now();
+                }
+                if let Some(settings) = &mail {
+                    // At the end, what is pending goes at once.
+                    let now = if open {
+                        std::time::Instant::now()
+                    } else {
+                        std::time::Instant::now() + AlertMail::GROUP + AlertMail::MIN_GAP
+                    };
+                    if let Some(alerts) = mailer.due(now) {
+                        send_mail(settings, &state_dir, &alerts);
+                    }
+                }
+                if !open {
+                    break;
+                }
+            }
+        })?;
+    Ok((tx, join))
+}
+
+/// Mails alerts; a mail that cannot be sent is kept in the outbox, retried with the reports.
+fn send_mail(settings: &crate::report::mail::MailSettings, state_dir: &Path, alerts: &[Alert]) {
+    let subject = AlertMail::subject(&settings.subject_prefix, alerts);
+    match crate::report::mail::send_text(
+        settings,
+        &subject,
+        &AlertMail::body(alerts),
+        Some(state_dir),
+    ) {
+        Ok(()) => tracing::info!(alerts = alerts.len(), "alert mail sent"),
+        Err(e) => tracing::error!("alert mail: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,8 @@ pub struct Config {
     pub report_retry: Duration,
     /// Where reports are mailed; `None` when `[report] to` is empty.
     pub report_mail: Option<crate::report::mail::MailSettings>,
+    /// Compromise alerts.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// Why a configuration could not be used.
@@ -181,6 +183,12 @@ impl Config {
             report_schedule: raw.report.schedule.clone(),
             report_retry: raw.report.retry.0,
             report_mail: None,
+            alerts: crate::alerts::AlertSettings {
+                window: raw.alerts.window.0,
+                username_addresses: raw.alerts.username_addresses,
+                typo_failures: raw.alerts.typo_failures,
+                mail: raw.alerts.mail.unwrap_or(!raw.report.to.is_empty()),
+            },
             raw,
         }
     }

@@ -21,6 +21,35 @@ pub struct RawConfig {
     pub enrich: RawEnrich,
     /// `[report]`: scheduled and on-demand summaries by email.
     pub report: RawReport,
+    /// `[alerts]`: successful logins after failures.
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlerts {
+    /// How far back failures count for a login's alert.
+    pub window: DurationStr,
+    /// A login of a username that failed from at least this many addresses is an alert.
+    pub username_addresses: usize,
+    /// Failures from the login's address for its own username that make an alert (fewer are
+    /// typos); failures for other usernames always do.
+    pub typo_failures: u32,
+    /// Mail alerts to `[report] to` (default: when `to` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<bool>,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            window: DurationStr::secs(24 * 3600),
+            username_addresses: 10,
+            typo_failures: 3,
+            mail: None,
+        }
+    }
 }
 
 /// `[report]`

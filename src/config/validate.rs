@@ -76,6 +76,12 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             true,
         ),
         (
+            "alerts.window",
+            raw.alerts.window.0,
+            Duration::from_secs(60),
+            false,
+        ),
+        (
             "enrich.negative_cache_ttl",
             raw.enrich.negative_cache_ttl.0,
             Duration::ZERO,
@@ -94,6 +100,27 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
         } else if d > YEAR {
             problem(key, format!("{d:?} is too long (at most a year)"));
         }
+    }
+    if !(2..=1000).contains(&raw.alerts.username_addresses) {
+        problem(
+            "alerts.username_addresses",
+            format!(
+                "{} is out of range (2 to 1000 addresses)",
+                raw.alerts.username_addresses
+            ),
+        );
+    }
+    if raw.alerts.typo_failures == 0 {
+        problem(
+            "alerts.typo_failures",
+            "must be at least 1 (1: every failure before a login counts)".into(),
+        );
+    }
+    if raw.alerts.mail == Some(true) && raw.report.to.is_empty() {
+        problem(
+            "alerts.mail",
+            "is true but [report] to names no recipient: add one, or set mail = false".into(),
+        );
     }
     if !(1..=4096).contains(&raw.enrich.concurrency) {
         problem(

@@ -215,6 +215,18 @@ pub async fn run(
         config.checkpoint_interval,
         sink_stop.clone(),
     );
+    // Alerts: a consumer of committed failures and logins, on a thread of its own.
+    let (alerts_tx, alerts_join) = crate::alerts::spawn(
+        config.alerts.clone(),
+        config.csv.clone(),
+        config.state_dir.clone(),
+        config.report_mail.clone().filter(|_| config.alerts.mail),
+    )
+    .map_err(|source| SinkError::Io {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let committer = committer.with_alerts(alerts_tx);
     let shared = committer.shared_positions();
     let shared_journals = committer.shared_journals();
     // source -> enrichment -> sink, each hop a bounded channel.
@@ -419,7 +431,10 @@ pub async fn run(
         if let Some(j) = journal {
             let _ = tokio::task::spawn_blocking(move || j.join.join()).await;
         }
-        done_rx.await
+        let done = done_rx.await;
+        // The sink is gone, so is the alerts' sender: they finish what was committed.
+        let _ = tokio::task::spawn_blocking(move || alerts_join.join()).await;
+        done
     };
     tokio::select! {
         r = tokio::time::timeout(deadline, drain) => match r {

@@ -261,6 +261,39 @@ pub fn flush_outbox(state_dir: &Path, settings: &MailSettings) -> (usize, usize)
     (sent, waiting)
 }
 
+/// Sends a plain-text mail now (alerts); on failure it is queued in `state_dir`'s outbox (when
+/// given), retried with the reports, and the error says so.
+pub fn send_text(
+    settings: &MailSettings,
+    subject: &str,
+    body: &str,
+    state_dir: Option<&Path>,
+) -> Result<(), MailError> {
+    let mut builder = Message::builder()
+        .from(settings.from.clone())
+        .subject(subject);
+    for to in &settings.to {
+        builder = builder.to(to.clone());
+    }
+    let message = builder
+        .singlepart(SinglePart::plain(body.to_string()))
+        .map_err(|e| MailError::Build(e.to_string()))?;
+    let raw = message.formatted();
+    match send_raw(settings, message.envelope(), &raw) {
+        Ok(()) => Ok(()),
+        Err(e) => match state_dir {
+            Some(dir) => {
+                let path = queue(dir, &message)?;
+                Err(MailError::Send(format!(
+                    "{e}; kept in {} to be retried",
+                    path.display()
+                )))
+            }
+            None => Err(e),
+        },
+    }
+}
+
 /// Sends a report now; on failure it is queued in `state_dir`'s outbox (when given) and the
 /// error says so.
 pub fn send(

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Committed;
 use crate::checkpoint::{
     Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, JournalPosition, OutputPosition,
     Pos, Positions, Store, VERSION,
@@ -111,6 +112,10 @@ pub struct Committer {
     rows: RowFormatter,
     /// The logins record (`None`: `[output] logins = ""`, successful logins are not kept).
     logins: Option<LoginsOutput>,
+    /// The alerts consumer, handed each commit's failures and logins once they are durable.
+    alerts: Option<std::sync::mpsc::SyncSender<Vec<Committed>>>,
+    /// Events for the alerts consumer, waiting for their commit.
+    pending_events: Vec<Committed>,
     files: BTreeMap<Fingerprint, FileState>,
     journals: BTreeMap<String, JournalState>,
     shared: SharedPositions,
@@ -243,6 +248,8 @@ impl Committer {
                 rows: RowFormatter::default(),
                 pending: 0,
             }),
+            alerts: None,
+            pending_events: Vec::new(),
             files,
             journals: journal_states,
             shared: Arc::new(Mutex::new(positions.clone())),
@@ -260,6 +267,12 @@ impl Committer {
             stop,
             failing: None,
         }
+    }
+
+    /// Hands each commit's failures and logins to `alerts` once they are durable.
+    pub fn with_alerts(mut self, alerts: std::sync::mpsc::SyncSender<Vec<Committed>>) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// The committed positions, for readers started later.
@@ -355,6 +368,18 @@ impl Committer {
                     }
                     l.pending += events.logins.len() as u64;
                     rowless &= events.logins.is_empty();
+                }
+                if self.alerts.is_some() {
+                    // Enrichment is in failures-then-logins order (empty when it is off).
+                    let mut enrichment = b.enrichment.into_iter();
+                    for f in b.events.failures {
+                        enrichment.next();
+                        self.pending_events.push(Committed::Failure(f));
+                    }
+                    for l in b.events.logins {
+                        self.pending_events
+                            .push(Committed::Login(l, enrichment.next()));
+                    }
                 }
                 // The rows' share of the event budget is given back once they are committed.
                 self.budget.extend(b.budget);
@@ -540,6 +565,8 @@ impl Committer {
     fn commit(&mut self) -> Result<(), CommitError> {
         if self.pending() == 0 {
             // Row-less progress is saved on a timer (re-reading it after a crash is harmless).
+            // (Logins with no record kept still reach the alerts.)
+            self.hand_to_alerts();
             return Ok(());
         }
         reopen_if_moved(&mut self.csv)?;
@@ -614,7 +641,23 @@ impl Committer {
         }
         self.budget.clear();
         self.mark_committed();
+        self.hand_to_alerts();
         Ok(())
+    }
+
+    /// Gives the committed events to the alerts consumer (waiting when it is behind: its queue
+    /// is bounded, and nothing is dropped).
+    fn hand_to_alerts(&mut self) {
+        if self.pending_events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.pending_events);
+        if let Some(tx) = &self.alerts
+            && tx.send(events).is_err()
+        {
+            tracing::error!("the alerts consumer is gone: no alert can be raised");
+            self.alerts = None;
+        }
     }
 
     /// Saves progress that carries no rows.

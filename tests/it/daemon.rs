@@ -87,6 +87,77 @@ fn successful_logins_are_recorded_beside_failures_or_not_at_all() {
 }
 
 #[test]
+fn a_login_after_failures_is_an_alert_also_across_a_restart() {
+    // Timestamps a few minutes before now (RFC 3339, so no year or zone is guessed): the
+    // alert window is counted back from the login, and at start from now.
+    let now = chrono::Utc::now();
+    let ts = |ago: i64| {
+        (now - chrono::Duration::seconds(ago))
+            .format("%Y-%m-%dT%H:%M:%S+00:00")
+            .to_string()
+    };
+    let fail = |ago: i64, ip: &str, user: &str| {
+        format!(
+            "{} mx postfix/smtpd[1]: warning: unknown[{ip}]: SASL LOGIN authentication failed: x, sasl_username={user}\n",
+            ts(ago)
+        )
+    };
+    let login = |ago: i64, ip: &str, user: &str| {
+        format!(
+            "{} mx dovecot: imap-login: Login: user=<{user}>, method=PLAIN, rip={ip}, lip=192.0.2.1, mpid=1, session=<s>\n",
+            ts(ago)
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let alerts = dir.path().join("state/alerts.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    append(
+        &log,
+        &(fail(600, "203.0.113.5", "root")
+            + &fail(590, "203.0.113.5", "admin")
+            + &login(300, "203.0.113.5", "alice")
+            // An address that never failed, and a user's own single typo: no alert.
+            + &login(290, "192.0.2.50", "bob")
+            + &fail(280, "198.51.100.9", "carol")
+            + &login(270, "198.51.100.9", "carol")),
+    );
+    assert!(
+        wait_until(WAIT, || csv_rows(&alerts).len() == 1),
+        "{:?}\n{}",
+        csv_rows(&alerts),
+        d.logged()
+    );
+    let row = &csv_rows(&alerts)[0];
+    assert!(row.contains(",203.0.113.5,alice,PLAIN,address,2,"), "{row}");
+    assert_eq!(d.stop(), Some(0));
+    // The daemon's log says it once, with the facts.
+    // A restart remembers the window's failures: a later login from that address alerts too.
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &login(100, "203.0.113.5", "dave"));
+    assert!(
+        wait_until(WAIT, || csv_rows(&alerts).len() == 2),
+        "{:?}\n{}",
+        csv_rows(&alerts),
+        d.logged()
+    );
+    assert!(csv_rows(&alerts)[1].contains(",dave,"));
+    let logged = d.logged();
+    assert!(
+        logged.contains("possible compromise: \"dave\" logged in from 203.0.113.5")
+            && logged.contains("2 failed logins from this address (for other usernames too)"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("alerts: the last 1day of failures remembered"),
+        "{logged}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
 fn new_log_forms_are_followed_and_relay_failures_reach_reports() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mail.log");
