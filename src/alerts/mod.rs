@@ -59,8 +59,10 @@ pub struct AlertSettings {
     /// Failures for its own username from the login's address that make it an alert (fewer
     /// are typos).
     pub typo_failures: u32,
-    /// Mail each alert (grouped within a minute) to the report's recipients.
+    /// Mail each alert (grouped within `mail_delay`) to the report's recipients.
     pub mail: bool,
+    /// How long alerts are gathered into one mail; two mails are at least five times this apart.
+    pub mail_delay: Duration,
 }
 
 impl Default for AlertSettings {
@@ -70,6 +72,7 @@ impl Default for AlertSettings {
             username_addresses: 10,
             typo_failures: 3,
             mail: false,
+            mail_delay: Duration::from_secs(60),
         }
     }
 }
@@ -348,20 +351,32 @@ pub fn alerts_path(state_dir: &Path) -> PathBuf {
     state_dir.join(ALERTS_CSV)
 }
 
-/// Alert mail: grouped (one mail for the alerts of a minute), at most one mail per
-/// [`AlertMail::MIN_GAP`]; subjects and headers carry no attacker text (a count only).
-#[derive(Debug, Default)]
+/// Alert mail: grouped (one mail for the alerts of `group`), two mails at least five times
+/// `group` apart, so that an attack that succeeds many times cannot flood the postmaster's
+/// mailbox; subjects and headers carry no attacker text (a count only).
+#[derive(Debug)]
 pub struct AlertMail {
+    group: Duration,
     pending: Vec<Alert>,
     first_pending: Option<std::time::Instant>,
     last_sent: Option<std::time::Instant>,
 }
 
 impl AlertMail {
-    /// How long alerts are gathered before a mail goes.
-    pub const GROUP: Duration = Duration::from_secs(60);
-    /// The least time between two alert mails.
-    pub const MIN_GAP: Duration = Duration::from_secs(300);
+    /// Alerts gathered for `group` go in one mail.
+    pub fn new(group: Duration) -> Self {
+        AlertMail {
+            group,
+            pending: Vec::new(),
+            first_pending: None,
+            last_sent: None,
+        }
+    }
+
+    /// The least time between two mails.
+    pub fn min_gap(&self) -> Duration {
+        self.group * 5
+    }
 
     /// Adds alerts (raised at `now`) to the next mail.
     pub fn add(&mut self, alerts: &[Alert], now: std::time::Instant) {
@@ -375,10 +390,10 @@ impl AlertMail {
     /// The alerts to mail now, if it is time (and then they are taken).
     pub fn due(&mut self, now: std::time::Instant) -> Option<Vec<Alert>> {
         let first = self.first_pending?;
-        let grouped = now.duration_since(first) >= Self::GROUP;
+        let grouped = now.duration_since(first) >= self.group;
         let spaced = self
             .last_sent
-            .is_none_or(|t| now.duration_since(t) >= Self::MIN_GAP);
+            .is_none_or(|t| now.duration_since(t) >= self.min_gap());
         if grouped && spaced {
             self.first_pending = None;
             self.last_sent = Some(now);
@@ -452,11 +467,11 @@ pub fn spawn(
         .name("alerts".into())
         .spawn(move || {
             let path = alerts_path(&state_dir);
-            let mut mailer = AlertMail::default();
+            let mut mailer = AlertMail::new(settings.mail_delay);
             let mut last_prune = std::time::Instant::now();
             let mut full_said = 0;
             loop {
-                let got = rx.recv_timeout(Duration::from_secs(5));
+                let got = rx.recv_timeout(settings.mail_delay.min(Duration::from_secs(5)));
                 let open = !matches!(got, Err(std::sync::mpsc::RecvTimeoutError::Disconnected));
                 if let Ok(events) = got {
                     let alerts = detector.take(events);
@@ -488,7 +503,7 @@ pub fn spawn(
                     let now = if open {
                         std::time::Instant::now()
                     } else {
-                        std::time::Instant::now() + AlertMail::GROUP + AlertMail::MIN_GAP
+                        std::time::Instant::now() + mailer.min_gap() * 2
                     };
                     if let Some(alerts) = mailer.due(now) {
                         send_mail(settings, &state_dir, &alerts);
@@ -543,6 +558,7 @@ mod tests {
             username_addresses: 3,
             typo_failures: 3,
             mail: false,
+            mail_delay: Duration::from_secs(60),
         })
     }
 
@@ -624,7 +640,8 @@ mod tests {
 
     #[test]
     fn alert_mail_groups_a_minute_and_spaces_mails() {
-        let mut m = AlertMail::default();
+        let mut m = AlertMail::new(Duration::from_secs(60));
+        let group = Duration::from_secs(60);
         let mut d = detector();
         let alerts = d.take(vec![
             Committed::Failure(event(1000, "203.0.113.5", "x")),
@@ -633,7 +650,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         m.add(&alerts, t0);
         assert!(m.due(t0).is_none());
-        let sent = m.due(t0 + AlertMail::GROUP).unwrap();
+        let sent = m.due(t0 + group).unwrap();
         assert_eq!(sent.len(), 1);
         let subject = AlertMail::subject("[mx]", &sent);
         assert_eq!(
@@ -642,11 +659,8 @@ mod tests {
         );
         // The body escapes control characters.
         assert!(!AlertMail::body(&sent).contains("\r\nBcc"));
-        m.add(&alerts, t0 + AlertMail::GROUP);
-        assert!(
-            m.due(t0 + AlertMail::GROUP * 2).is_none(),
-            "spaced by MIN_GAP"
-        );
-        assert!(m.due(t0 + AlertMail::GROUP + AlertMail::MIN_GAP).is_some());
+        m.add(&alerts, t0 + group);
+        assert!(m.due(t0 + group * 2).is_none(), "spaced by five groups");
+        assert!(m.due(t0 + group * 6).is_some());
     }
 }

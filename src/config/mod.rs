@@ -188,6 +188,7 @@ impl Config {
                 username_addresses: raw.alerts.username_addresses,
                 typo_failures: raw.alerts.typo_failures,
                 mail: raw.alerts.mail.unwrap_or(!raw.report.to.is_empty()),
+                mail_delay: raw.alerts.mail_delay.0,
             },
             raw,
         }

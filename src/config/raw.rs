@@ -39,6 +39,8 @@ pub struct RawAlerts {
     /// Mail alerts to `[report] to` (default: when `to` is set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mail: Option<bool>,
+    /// How long alerts are gathered into one mail (and a fifth of the least time between two).
+    pub mail_delay: DurationStr,
 }
 
 impl Default for RawAlerts {
@@ -48,6 +50,7 @@ impl Default for RawAlerts {
             username_addresses: 10,
             typo_failures: 3,
             mail: None,
+            mail_delay: DurationStr::secs(60),
         }
     }
 }

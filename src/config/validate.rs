@@ -76,6 +76,12 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             true,
         ),
         (
+            "alerts.mail_delay",
+            raw.alerts.mail_delay.0,
+            Duration::from_secs(1),
+            false,
+        ),
+        (
             "alerts.window",
             raw.alerts.window.0,
             Duration::from_secs(60),

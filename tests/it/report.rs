@@ -331,3 +331,52 @@ fn sigusr1_mails_a_report_of_the_time_since_the_last_one() {
         "Connection lost to authentication server"
     );
 }
+
+#[test]
+fn a_compromise_alert_is_mailed_with_no_attacker_text_in_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start_on(dir.path(), free_port());
+    let (log, cfg) = setup(dir.path(), smtp.port, "\n[alerts]\nmail_delay = \"1s\"\n");
+    std::fs::write(&log, noise(0)).unwrap();
+    let now = chrono::Utc::now();
+    let ts = |ago: i64| {
+        (now - chrono::Duration::seconds(ago))
+            .format("%Y-%m-%dT%H:%M:%S+00:00")
+            .to_string()
+    };
+    let d = Daemon::start(&cfg, dir.path());
+    // A username with a terminal escape and a fake header: data, shown escaped.
+    let user = "x\u{1b}[2J\\nBcc: victim@example.org";
+    append(
+        &log,
+        &format!(
+            "{} mx postfix/smtpd[1]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: x, sasl_username=root\n\
+             {} mx dovecot: imap-login: Login: user=<{user}>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, mpid=1, session=<s>\n",
+            ts(60),
+            ts(30)
+        ),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || smtp.messages().len() == 1),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    let raw = &smtp.messages()[0];
+    let m = MessageParser::default().parse(raw).unwrap();
+    assert_eq!(
+        m.subject().unwrap(),
+        "[mx] 1 possible compromise: logins after failed logins"
+    );
+    assert!(m.bcc().is_none());
+    let text = m.body_text(0).unwrap();
+    assert!(
+        text.contains("logged in from 203.0.113.5")
+            && text.contains("1 failed logins from this address"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    let text_all = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+    let headers = text_all.split("\n\n").next().unwrap();
+    assert!(!headers.contains("victim"), "{headers}");
+}
