@@ -113,8 +113,14 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
             "the window is empty: --from must be before --to"
         )));
     }
-    let built = report::build(&config.csv, &config.state_dir, window, args.send)
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    let built = report::build(
+        &config.csv,
+        config.logins.as_deref(),
+        &config.state_dir,
+        window,
+        args.send,
+    )
+    .map_err(|e| Failure::Runtime(e.into()))?;
     if args.print || !args.send {
         let out = match args.format {
             Format::Text => report::render::text(&built.summary, std::io::stdout().is_terminal()),

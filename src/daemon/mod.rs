@@ -517,6 +517,7 @@ fn reporter_settings(config: &Config) -> crate::report::reporter::ReporterSettin
         schedule: config.report_schedule.clone(),
         mail: config.report_mail.clone(),
         csv: config.csv.clone(),
+        logins: config.logins.clone(),
         state_dir: config.state_dir.clone(),
         retry: config.report_retry,
     }

@@ -116,6 +116,7 @@ pub struct Attachment {
 /// Builds the report for `window` from `csv`, using (and extending) the index in `state_dir`.
 pub fn build(
     csv: &Path,
+    logins: Option<&Path>,
     state_dir: &Path,
     window: Window,
     with_rows: bool,
@@ -161,6 +162,11 @@ pub fn build(
     let (n, reasons) = backend_failures(state_dir, window);
     summary.backend_failures = n;
     summary.backend_reasons = reasons;
+    summary.logins_after_failures = logins_after_failures(state_dir, window);
+    if let Some(logins) = logins {
+        summary.new_origins =
+            new_origins(logins, state_dir, window).map_err(|e| read_err(logins, &e))?;
+    }
     let rows_csv = rows.map(|r| r.finish(window));
     Ok(Report { summary, rows_csv })
 }
@@ -192,6 +198,121 @@ pub fn for_each_row(
     }
     scan_window(csv, &index, Window { from, to }, &mut |row, _| on_row(row))
         .map_err(|e| read_err(&e))
+}
+
+/// The daemon's alerts (`state_dir/alerts.csv`) in the window, oldest first.
+fn logins_after_failures(state_dir: &Path, w: Window) -> Vec<summary::LoginAfterFailures> {
+    let path = crate::alerts::alerts_path(state_dir);
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_path(&path)
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in reader.records().flatten() {
+        let Some(ts) = r.get(0).and_then(|t| index::parse_ts(t.as_bytes())) else {
+            continue;
+        };
+        if ts < w.from || ts >= w.to {
+            continue;
+        }
+        let get = |i: usize| summary::unguard(r.get(i).unwrap_or_default()).to_string();
+        let num = |i: usize| r.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let asn = match (get(12), get(13)) {
+            (a, _) if a.is_empty() => String::new(),
+            (a, org) => format!("AS{a} {org}").trim_end().to_string(),
+        };
+        out.push(summary::LoginAfterFailures {
+            time: get(0),
+            ip: get(3),
+            username: get(4),
+            signals: get(6),
+            address_failures: num(7),
+            username_addresses: num(8),
+            country: get(11),
+            asn,
+        });
+    }
+    out.sort_by(|a, b| a.time.cmp(&b.time));
+    out
+}
+
+/// How far back a username's usual countries and ASes are looked for.
+pub const ORIGIN_HISTORY_SECS: i64 = 30 * 24 * 3600;
+
+/// Logins in the window from a country or AS not seen for their username in the 30 days
+/// before (read through the logins record's own time index, `state_dir/logins-index.json`).
+fn new_origins(
+    logins: &Path,
+    state_dir: &Path,
+    w: Window,
+) -> Result<Vec<summary::NewOrigin>, String> {
+    use std::collections::{HashMap, HashSet};
+    let bytes = std::fs::metadata(logins).map(|m| m.len()).unwrap_or(0);
+    if bytes == 0 {
+        return Ok(Vec::new());
+    }
+    let index_path = state_dir.join("logins-index.json");
+    let mut index = Index::load(&index_path, logins);
+    index.extend().map_err(|e| e.to_string())?;
+    if state_dir.is_dir()
+        && let Err(e) = index.save(&index_path)
+    {
+        tracing::warn!("cannot save the logins index: {e}");
+    }
+    // Each username's countries and ASNs before the window.
+    let mut known: HashMap<String, (HashSet<String>, HashSet<String>)> = HashMap::new();
+    let before = Window {
+        from: w.from - ORIGIN_HISTORY_SECS,
+        to: w.from,
+    };
+    scan_window(logins, &index, before, &mut |row, _| {
+        let e = known
+            .entry(summary::unguard(row.username).to_string())
+            .or_default();
+        e.0.insert(row.country.to_string());
+        e.1.insert(row.asn.to_string());
+    })
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    scan_window(logins, &index, w, &mut |row, _| {
+        let user = summary::unguard(row.username);
+        let Some((countries, asns)) = known.get_mut(user) else {
+            return;
+        };
+        let new_country = !row.country.is_empty() && !countries.contains(row.country);
+        let new_asn = !row.asn.is_empty() && !asns.contains(row.asn);
+        if new_country || new_asn {
+            out.push(summary::NewOrigin {
+                time: chrono::DateTime::from_timestamp(row.ts, 0)
+                    .map(|t| t.with_timezone(&Local).to_rfc3339())
+                    .unwrap_or_default(),
+                username: user.to_string(),
+                ip: row.ip.to_string(),
+                country: row.country.to_string(),
+                asn: if row.asn.is_empty() {
+                    String::new()
+                } else {
+                    format!("AS{} {}", row.asn, summary::unguard(row.as_org))
+                        .trim_end()
+                        .to_string()
+                },
+                new: match (new_country, new_asn) {
+                    (true, true) => "country+AS",
+                    (true, false) => "country",
+                    _ => "AS",
+                }
+                .into(),
+            });
+        }
+        // Seen now: a second login from there in the window is not new again.
+        countries.insert(row.country.to_string());
+        asns.insert(row.asn.to_string());
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// Counts the auth-backend failures (and relay login failures) the daemon recorded in the

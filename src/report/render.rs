@@ -103,9 +103,67 @@ pub fn tables(s: &Summary) -> Vec<Table> {
                 String::new(),
                 String::new(),
             ],
+            vec![
+                "logins after failed logins (alerts)".into(),
+                s.logins_after_failures.len().to_string(),
+                String::new(),
+                String::new(),
+            ],
         ],
         numeric: vec![false, true, true, true],
     }];
+    // First: who got in anyway.
+    out.insert(
+        0,
+        Table {
+            title: "Logins after failures: check these accounts".into(),
+            headers: vec![
+                "time",
+                "address",
+                "username",
+                "country",
+                "AS",
+                "failures before",
+                "signals",
+            ],
+            rows: s
+                .logins_after_failures
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.time.clone(),
+                        l.ip.clone(),
+                        shown_username(&l.username),
+                        dash(&l.country),
+                        dash(&l.asn),
+                        l.address_failures.to_string(),
+                        l.signals.clone(),
+                    ]
+                })
+                .collect(),
+            numeric: vec![false, false, false, false, false, true, false],
+        },
+    );
+    out.push(Table {
+        title: "Logins from a country or AS new for the username (not seen in the 30 days before)"
+            .into(),
+        headers: vec!["time", "username", "address", "country", "AS", "new"],
+        rows: s
+            .new_origins
+            .iter()
+            .map(|n| {
+                vec![
+                    n.time.clone(),
+                    shown_username(&n.username),
+                    n.ip.clone(),
+                    dash(&n.country),
+                    dash(&n.asn),
+                    n.new.clone(),
+                ]
+            })
+            .collect(),
+        numeric: vec![false; 6],
+    });
     out.push(Table {
         title: "Top addresses".into(),
         headers: vec![

@@ -28,6 +28,8 @@ pub struct ReporterSettings {
     pub mail: Option<MailSettings>,
     /// The CSV.
     pub csv: PathBuf,
+    /// The logins record (for the "new country or AS" section), when one is kept.
+    pub logins: Option<PathBuf>,
     /// Where the report state, index and outbox live.
     pub state_dir: PathBuf,
     /// First wait before the outbox is tried again (doubling up to [`MAX_RETRY`]).
@@ -60,8 +62,8 @@ pub fn mail_delivery() -> Deliver {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mail = s.mail.as_ref().ok_or("no recipients")?;
-                let report =
-                    super::build(&s.csv, &s.state_dir, w, true).map_err(|e| e.to_string())?;
+                let report = super::build(&s.csv, s.logins.as_deref(), &s.state_dir, w, true)
+                    .map_err(|e| e.to_string())?;
                 super::mail::send(mail, &report, Some(&s.state_dir)).map_err(|e| e.to_string())
             })
             .await
@@ -197,6 +199,7 @@ mod tests {
                 transport: super::super::mail::Transport::Sendmail,
             }),
             csv: dir.path().join("out.csv"),
+            logins: None,
             state_dir: dir.path().to_path_buf(),
             retry: Duration::from_secs(30),
         };

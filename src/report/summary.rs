@@ -111,6 +111,44 @@ pub struct UserLine {
     pub distinct_asns: u64,
 }
 
+/// A successful login after failed logins (an alert the daemon raised).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoginAfterFailures {
+    /// When the login was logged (RFC 3339).
+    pub time: String,
+    /// The client address.
+    pub ip: String,
+    /// The username that logged in.
+    pub username: String,
+    /// Why it is suspicious: `address`, `username`, `network`, joined with `+`.
+    pub signals: String,
+    /// Failures from the address in the alert window before the login.
+    pub address_failures: u64,
+    /// Distinct addresses that failed on the username in the window.
+    pub username_addresses: u64,
+    /// Country code.
+    pub country: String,
+    /// `AS123 Org`, or "".
+    pub asn: String,
+}
+
+/// A username that logged in from a country or AS not seen for it before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NewOrigin {
+    /// When (RFC 3339).
+    pub time: String,
+    /// The username.
+    pub username: String,
+    /// The address.
+    pub ip: String,
+    /// Country code ("" when unknown).
+    pub country: String,
+    /// `AS123 Org`, or "".
+    pub asn: String,
+    /// What is new: `country`, `AS` or `country+AS`.
+    pub new: String,
+}
+
 /// An IPv6 /64 and its attempts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PrefixLine {
@@ -167,6 +205,11 @@ pub struct Summary {
     pub backend_failures: u64,
     /// Their reasons (for a relay, Postfix's text naming it).
     pub backend_reasons: Vec<Count>,
+    /// Successful logins after failed logins in the window (the daemon's alerts), oldest first.
+    pub logins_after_failures: Vec<LoginAfterFailures>,
+    /// Logins in the window from a country or AS not seen for that username in the 30 days
+    /// before it (usernames with logins in those 30 days only).
+    pub new_origins: Vec<NewOrigin>,
 }
 
 #[derive(Default)]
@@ -486,6 +529,8 @@ impl Aggregator {
             csv_bytes,
             backend_failures: 0,
             backend_reasons: Vec::new(),
+            logins_after_failures: Vec::new(),
+            new_origins: Vec::new(),
         }
     }
 }

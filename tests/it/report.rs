@@ -380,3 +380,110 @@ fn a_compromise_alert_is_mailed_with_no_attacker_text_in_its_headers() {
     let headers = text_all.split("\n\n").next().unwrap();
     assert!(!headers.contains("victim"), "{headers}");
 }
+
+#[test]
+fn logins_after_failures_come_first_and_new_origins_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, cfg) = setup(dir.path(), 1, "");
+    scan_into_csv(&cfg, &log);
+    // The daemon's alert record: one alert in the window, one before it.
+    std::fs::write(
+        dir.path().join("state/alerts.csv"),
+        "timestamp,server,service,ip,username,mechanism,signals,address_failures,username_addresses,network,network_failures,country,asn,as_org\r\n\
+         2026-11-20T09:00:00+01:00,mx,dovecot/imap-login,192.0.2.1,old,PLAIN,address,3,1,192.0.2.0/24,3,,,\r\n\
+         2026-11-22T09:30:00+01:00,mx,dovecot/imap-login,203.0.113.5,'=alice,PLAIN,address+username,4,12,203.0.113.0/24,4,CN,4134,CHINANET\r\n",
+    )
+    .unwrap();
+    // The logins record: 30 days of history, then the window.
+    let row = |ts: &str, ip: &str, user: &str, country: &str, asn: &str| {
+        format!("{ts},mx,dovecot/imap-login,{ip},{user},PLAIN,,,,ok,{country},{asn},Org{asn}\r\n")
+    };
+    let mut logins = String::from(
+        "timestamp,server,service,ip,username,mechanism,reason,client_hostname,reverse_dns,dns_status,country,asn,as_org\r\n",
+    );
+    logins += &row(
+        "2026-11-01T10:00:00+01:00",
+        "192.0.2.10",
+        "alice",
+        "FR",
+        "3215",
+    );
+    logins += &row(
+        "2026-11-02T10:00:00+01:00",
+        "192.0.2.11",
+        "carol",
+        "DE",
+        "3320",
+    );
+    logins += &row(
+        "2026-11-22T08:00:00+01:00",
+        "192.0.2.10",
+        "alice",
+        "FR",
+        "3215",
+    );
+    logins += &row(
+        "2026-11-22T09:00:00+01:00",
+        "198.51.100.3",
+        "bob",
+        "US",
+        "7018",
+    );
+    logins += &row(
+        "2026-11-22T09:30:00+01:00",
+        "203.0.113.5",
+        "alice",
+        "CN",
+        "4134",
+    );
+    logins += &row(
+        "2026-11-22T09:40:00+01:00",
+        "203.0.113.6",
+        "alice",
+        "CN",
+        "4134",
+    );
+    logins += &row(
+        "2026-11-22T10:00:00+01:00",
+        "192.0.2.12",
+        "carol",
+        "DE",
+        "3209",
+    );
+    std::fs::write(dir.path().join("logins.csv"), logins).unwrap();
+    let c = cfg.to_str().unwrap();
+    let window = ["--from", "2026-11-22", "--to", "2026-11-23"];
+    let o = run(&[&["report", "-c", c][..], &window, &["--format", "json"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let alerts = v["logins_after_failures"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["username"], "=alice", "the CSV guard is undone");
+    assert_eq!(alerts[0]["address_failures"], 4);
+    assert_eq!(alerts[0]["asn"], "AS4134 CHINANET");
+    let new: Vec<(String, String)> = v["new_origins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["username"].as_str().unwrap().to_string(),
+                n["new"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // bob has no history (not listed); alice's second CN login is not new again.
+    assert_eq!(
+        new,
+        [
+            ("alice".to_string(), "country+AS".to_string()),
+            ("carol".to_string(), "AS".to_string())
+        ]
+    );
+    // The text report starts with them.
+    let o = run(&[&["report", "-c", c][..], &window, &["--print"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let first = text.lines().nth(3).unwrap_or_default();
+    assert!(first.starts_with("Logins after failures"), "{text}");
+}
