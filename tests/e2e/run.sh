@@ -171,6 +171,9 @@ dns_timeout = "1s"
 country_db = "$WORK/geo/country.mmdb"
 asn_db = "$WORK/geo/asn.mmdb"
 
+[alerts]
+mail_delay = "1s"
+
 [report]
 schedule = ""
 to = ["postmaster@reports.test"]
@@ -254,6 +257,24 @@ for ip in 203.0.113.67 203.0.113.68; do grep -qF ",$ip," "$CSV" && fail "a dropp
 grep -q 'authentication aborted' "$LOG" || fail "no aborted AUTH in the log"
 grep -qF ',alice@e2e.test,' "$CSV" && fail "the successful login was recorded"
 grep -q 'sasl_username=alice@e2e.test' "$LOG" || fail "no successful login in the log"
+# The successful login is in the logins record, and, since 127.0.0.1 failed before (local-v4),
+# it is an alert: a row of alerts.csv and a mail through the same Postfix.
+LOGINS="$(dirname "$CSV")/logins.csv"
+for i in $(seq 100); do [ -f "$WORK/state/alerts.csv" ] && break; sleep 0.1; done
+[ "$(tail -n +2 "$LOGINS" | wc -l)" -eq 1 ] || fail "logins record: $(cat "$LOGINS" 2>/dev/null)"
+grep -qF ',postfix/smtpd,127.0.0.1,alice@e2e.test,PLAIN,,localhost,' "$LOGINS" || fail "no login row for alice: $(cat "$LOGINS")"
+grep -qF ',127.0.0.1,alice@e2e.test,PLAIN,address,' "$WORK/state/alerts.csv" || fail "no alert for alice: $(cat "$WORK/state/alerts.csv" 2>/dev/null)"
+grep -q 'possible compromise: "alice@e2e.test" logged in from 127.0.0.1' "$WORK/log/daemon.log" || fail "the alert is not in the daemon's log"
+mailbox="$WORK/mail/reports/new"
+for i in $(seq 100); do
+  grep -l '^Subject: \[e2e\] 1 possible compromise' "$mailbox"/* >/dev/null 2>&1 && break
+  sleep 0.2
+done
+alert_mail=$(grep -l '^Subject: \[e2e\] 1 possible compromise' "$mailbox"/* 2>/dev/null | head -1)
+[ -n "$alert_mail" ] || fail "no alert mail in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
+python3 -c 'import email, sys; print(email.message_from_binary_file(open(sys.argv[1], "rb")).get_payload(decode=True).decode())' "$alert_mail" \
+  | grep -q '"alice@e2e.test" logged in from 127.0.0.1 (postfix/smtpd) after 1 failed logins' || fail "the alert mail does not name the login"
+echo "logins record: 1 row; alert: $(grep -m1 '^Subject:' "$alert_mail")"
 grep -q 'Relay access denied' "$LOG" || fail "no relay reject in the log"
 
 # --- 8. rotation, reload, restart ----------------------------------------------------------------------
@@ -285,16 +306,21 @@ sleep 1.5
 kill -USR1 "$DAEMON_PID"
 mailbox="$WORK/mail/reports/new"
 for i in $(seq 100); do
-  grep -l '^Subject: \[e2e\]' "$mailbox"/* >/dev/null 2>&1 && break
+  grep -l '^Subject: \[e2e\] [0-9]* failed logins' "$mailbox"/* >/dev/null 2>&1 && break
   sleep 0.2
 done
-report=$(grep -l '^Subject: \[e2e\]' "$mailbox"/* 2>/dev/null | head -1)
+report=$(grep -l '^Subject: \[e2e\] [0-9]* failed logins' "$mailbox"/* 2>/dev/null | head -1)
 [ -n "$report" ] || fail "no report in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
 subject=$(grep -m1 '^Subject:' "$report")
 echo "$subject"
 total=$(csv_rows)
 echo "$subject" | grep -q "\[e2e\] $total failed logins" || fail "report subject does not say $total failed logins"
 grep -q 'Content-ID: <chart>' "$report" || fail "no inline chart"
+python3 -c '
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"))
+print(next(p for p in m.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode())' "$report" \
+  | grep -A3 '^Logins after failures' | grep -q '127.0.0.1 .*alice@e2e.test' || fail "the report does not list the login after failures first"
 grep -q '^Content-Disposition: attachment' "$report" && grep -q 'intrusions-.*\.csv' "$report" || fail "no CSV attachment"
 
 # --- 10. the same Postfix logging to a real journald through /dev/log ------------------------------------
@@ -382,4 +408,4 @@ grep -qF "postfix/smtpd,198.51.100.151,jrnl1,LOGIN,(reason unavailable)" "$JCSV"
 echo "journal: $(jrows) rows for $(journal_failures) failure entries, across 2 journal rotations and a restart"
 postfix -c "$PF" stop >/dev/null
 
-say "E2E PASSED: $total attacks recorded exactly once, report delivered; $(jrows) more through journald"
+say "E2E PASSED: $total attacks recorded exactly once, report delivered, a login after failures alerted and mailed; $(jrows) more through journald"
