@@ -9,7 +9,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${MLS_E2E_WORK:-/tmp/mls-e2e}
-SMTP=20025 SUBMISSION=20587 SMTPS=20465 AUTHPORT=20012 DNSPORT=20053
+SMTP=20025 SUBMISSION=20587 SMTPS=20465 AUTHPORT=20012 DNSPORT=20053 IMAP=20143 POP3=20110
 PF="$WORK/postfix"
 LOG="$WORK/log/mail.log"
 CSV="$WORK/state/intrusions.csv"
@@ -21,7 +21,7 @@ fail() { printf '\nE2E FAILED: %s\n' "$*" >&2; exit 1; }
 # --- 1. packages --------------------------------------------------------------------------
 say "packages"
 need=()
-for p in postfix dovecot-core swaks dnsmasq-base libio-socket-inet6-perl openssl; do
+for p in postfix dovecot-core dovecot-imapd dovecot-pop3d swaks dnsmasq-base libio-socket-inet6-perl openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -65,14 +65,17 @@ case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN="$TARGET/debug/maillogsentinel"
 "$TARGET/debug/examples/e2e-mmdb" "$WORK/geo"
 
-# --- 3. Dovecot: SASL only, one real user ---------------------------------------------------------
+# --- 3. Dovecot: SASL for Postfix, IMAP and POP3, one real user, its own log file ------------------
 say "dovecot"
 cat > "$WORK/dovecot/passwd" <<PW
 alice@e2e.test:{PLAIN}correct-horse
 PW
 chmod 644 "$WORK/dovecot/passwd"
+mkdir -p "$WORK/vmail" && chown nobody:nogroup "$WORK/vmail"
 cat > "$WORK/dovecot/dovecot.conf" <<CONF
-protocols =
+protocols = imap pop3
+listen = 127.0.0.1, ::1
+mail_location = maildir:$WORK/vmail/%n
 base_dir = $WORK/dovecot/run
 state_dir = $WORK/dovecot/run
 log_path = $WORK/log/dovecot.log
@@ -88,7 +91,23 @@ passdb {
 }
 userdb {
   driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
+  args = uid=nobody gid=nogroup home=$WORK/vmail/%n
+}
+service imap-login {
+  inet_listener imap {
+    port = $IMAP
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = $POP3
+  }
+  inet_listener pop3s {
+    port = 0
+  }
 }
 service auth {
   inet_listener {
@@ -157,7 +176,8 @@ listening $SMTP || fail "postfix is not listening on $SMTP: $(tail -5 "$LOG" 2>/
 say "maillogsentinel run"
 cat > "$WORK/config.toml" <<CONF
 [sources]
-files = ["$LOG"]
+files = ["$LOG", "$WORK/log/dovecot.log"]
+server = "mx.e2e.test"
 state_dir = "$WORK/state"
 poll_interval = "500ms"
 rotate_wait = "3s"
@@ -322,6 +342,32 @@ m = email.message_from_binary_file(open(sys.argv[1], "rb"))
 print(next(p for p in m.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode())' "$report" \
   | grep -A3 '^Logins after failures' | grep -q '127.0.0.1 .*alice@e2e.test' || fail "the report does not list the login after failures first"
 grep -q '^Content-Disposition: attachment' "$report" && grep -q 'intrusions-.*\.csv' "$report" || fail "no CSV attachment"
+
+# --- 9b. IMAP and POP3 brute force against Dovecot (its own log file) ---------------------------------------
+say "IMAP and POP3 attacks (Python imaplib/poplib), Dovecot logging to its own file"
+for i in $(seq 100); do listening $IMAP && listening $POP3 && break; sleep 0.1; done
+python3 "$ROOT/tests/e2e/imap_pop3.py" $IMAP $POP3 || fail "the IMAP/POP3 sessions failed"
+DLOG="$WORK/log/dovecot.log"
+summaries() { grep -ac -- '-login: Info: .*(auth failed, ' "$DLOG" || true; }
+dovecot_rows() { grep -c ',dovecot/' "$CSV" || true; }
+for i in $(seq 100); do
+  [ "$(summaries)" -eq 5 ] && [ "$(dovecot_rows)" -eq 5 ] && grep -qF ',alice@e2e.test,' "$WORK/state/alerts.csv" \
+    && [ "$(grep -c 'dovecot/imap-login' "$LOGINS")" -eq 1 ] && break
+  sleep 0.1
+done
+[ "$(summaries)" -eq 5 ] || fail "Dovecot wrote $(summaries) failure summaries, not 5: $(grep -a -- '-login:' "$DLOG" | tail -8)"
+[ "$(dovecot_rows)" -eq 5 ] || fail "$(dovecot_rows) Dovecot rows for 5 summary lines: $(grep ',dovecot/' "$CSV")"
+expect "IMAP, 3 attempts in one connection, log_path line with the configured server" \
+  ',mx.e2e.test,dovecot/imap-login,127.0.0.1,admin,PLAIN,"auth failed, 3 attempts in'
+expect "IMAP over IPv6, unknown user" ',dovecot/imap-login,::1,nosuchuser,PLAIN,"auth failed, 1 attempts in'
+expect "POP3" ',dovecot/pop3-login,127.0.0.1,info@e2e.test,PLAIN,'
+[ "$(grep -c ',dovecot/pop3-login,::1,sales,' "$CSV")" -eq 2 ] || fail "two POP3 connections for sales are not two rows"
+grep -qF ',mx.e2e.test,dovecot/imap-login,::1,alice@e2e.test,PLAIN,' "$LOGINS" || fail "no IMAP login row: $(cat "$LOGINS")"
+[ "$(tail -n +2 "$LOGINS" | wc -l)" -eq 2 ] || fail "the logins record holds $(tail -n +2 "$LOGINS" | wc -l) rows, not 2"
+grep -qF ',dovecot/imap-login,::1,alice@e2e.test,PLAIN,address,' "$WORK/state/alerts.csv" \
+  || fail "the IMAP login from ::1 after failures is no alert: $(cat "$WORK/state/alerts.csv")"
+grep -qF ',nosuchuser,' "$LOGINS" && fail "a failed login is in the logins record"
+echo "Dovecot: 5 summary lines, 5 rows (one for 3 attempts in one connection), 1 IMAP login, alerted"
 
 # --- 10. the same Postfix logging to a real journald through /dev/log ------------------------------------
 say "journal: Postfix logging through /dev/log to a real journald"
