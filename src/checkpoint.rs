@@ -296,10 +296,8 @@ impl Checkpoint {
             let (v, n) = judge(l, logins_actual, "logins record");
             (l, v, n)
         });
-        let after = main == Verdict::Landed
-            && logins
-                .as_ref()
-                .is_none_or(|(_, v, _)| *v == Verdict::Landed);
+        let landed = |v: Verdict| matches!(v, Verdict::Landed | Verdict::Unjudged);
+        let after = landed(main) && logins.as_ref().is_none_or(|(_, v, _)| landed(*v));
         let cut = |out: &OutputPosition, v: Verdict| match v {
             Verdict::Torn => Some(out.len_before),
             Verdict::Landed if !after && out.len_after > out.len_before => Some(out.len_before),
@@ -308,7 +306,7 @@ impl Checkpoint {
         let truncate = cut(&self.output, main);
         let truncate_logins = logins.as_ref().and_then(|(l, v, _)| cut(l, *v));
         if let Some((_, v, n)) = &logins
-            && (*v != Verdict::Landed || !after)
+            && (!landed(*v) || !after)
         {
             note = format!("{note}; {n}");
             if main == Verdict::Landed && truncate.is_some() {
@@ -364,8 +362,10 @@ impl Checkpoint {
 /// What an output's state says about the last batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    /// The batch is in it whole (or it cannot be judged: not a regular file).
+    /// The batch is in it whole.
     Landed,
+    /// Not a regular file (`/dev/null`, a FIFO): nothing to judge, and nothing to cut.
+    Unjudged,
     /// The batch never reached it.
     NotLanded,
     /// A crash tore the batch: part of it is there.
@@ -385,7 +385,7 @@ fn judge(out: &OutputPosition, actual: Option<OutputState>, what: &str) -> (Verd
             ),
         ),
         Some(a) if !a.regular => (
-            Verdict::Landed,
+            Verdict::Unjudged,
             format!("the {what} is not a regular file: nothing to check"),
         ),
         // The inode decides: device numbers are not stable across reboots on some
@@ -553,6 +553,21 @@ mod tests {
         // the lines read again (logins into a new file).
         let r = c.recover(same(180), None);
         assert_eq!(r.positions[&Fingerprint(1)].offset, 1000);
+        assert_eq!(
+            (r.truncate_output_to, r.truncate_logins_to),
+            (Some(100), None)
+        );
+        // The logins record is /dev/null: never judged, never cut.
+        let devnull = Some(OutputState {
+            dev: 1,
+            ino: 3,
+            len: 0,
+            regular: false,
+        });
+        let r = c.recover(same(180), devnull);
+        assert_eq!(r.positions[&Fingerprint(1)].offset, 2000);
+        assert_eq!((r.truncate_output_to, r.truncate_logins_to), (None, None));
+        let r = c.recover(same(150), devnull);
         assert_eq!(
             (r.truncate_output_to, r.truncate_logins_to),
             (Some(100), None)

@@ -506,7 +506,15 @@ pub fn spawn(
                         std::time::Instant::now() + mailer.min_gap() * 2
                     };
                     if let Some(alerts) = mailer.due(now) {
-                        send_mail(settings, &state_dir, &alerts);
+                        if open {
+                            // Off this thread: a slow relay must not hold the commits back.
+                            let (settings, dir) = (settings.clone(), state_dir.clone());
+                            let _ = std::thread::Builder::new()
+                                .name("alert-mail".into())
+                                .spawn(move || send_mail(&settings, &dir, &alerts));
+                        } else {
+                            send_mail(settings, &state_dir, &alerts);
+                        }
                     }
                 }
                 if !open {

@@ -84,10 +84,15 @@ pub(super) fn is_login_service(service: &[u8]) -> bool {
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// The auth process or one of its workers: `auth`, `auth-worker(123)`, and 2.4's
-/// `auth(USER,IP,...)<SESSION>` / `auth-worker(USER,...)`.
+/// The auth process or one of its workers: `auth`, `auth-worker(123)`. (2.4's per-request
+/// prefix `auth(USER,IP,...)<SESSION>` holds the client's username, which could hold `: Error:`
+/// and forge a warning: not trusted.)
 fn is_auth_process(process: &[u8]) -> bool {
-    process == b"auth" || process.starts_with(b"auth(") || process.starts_with(b"auth-worker(")
+    process == b"auth"
+        || process
+            .strip_prefix(b"auth-worker(")
+            .and_then(|r| r.strip_suffix(b")"))
+            .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit))
 }
 
 /// The level Dovecot writes before a message (`Info: `; syslog lines at info level have none).

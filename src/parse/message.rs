@@ -137,7 +137,9 @@ pub(super) fn smtpd_login(msg: &[u8]) -> Option<SmtpdLogin<'_>> {
         return None;
     }
     let username = &rest[at + b", sasl_username=".len()..];
-    let username = bytes::rfind(username, b", sasl_sender=").map_or(username, |i| &username[..i]);
+    // `sasl_sender=` is the client's `MAIL FROM ... AUTH=` text: the first one ends the
+    // username (which the server accepted), whatever the client wrote after it.
+    let username = bytes::find(username, b", sasl_sender=").map_or(username, |i| &username[..i]);
     Some(SmtpdLogin {
         name,
         ip,

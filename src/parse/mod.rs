@@ -53,12 +53,12 @@ pub const DOVECOT_NEEDLE: &[u8] = b"auth failed";
 /// - `sasl_method=`: Postfix's line for a message from a client that logged in;
 /// - `-login: `: every line of Dovecot's login processes (logins, summaries, connections
 ///   without attempts, failures to reach the auth process);
-/// - `auth: `, `auth-worker(`, `auth(`: Dovecot's auth process, for its errors.
+/// - `auth` followed by `: ` or `-worker(`: Dovecot's auth process, for its errors.
 const NEEDLES: [&[u8]; 4] = [b"failed", b"sasl_method=", b"-login: ", b"auth"];
 
-/// What must follow `auth` for a hit: Dovecot's auth process (`auth: `), its workers
-/// (`auth-worker(`), and 2.4's per-request prefix (`auth(`).
-const AUTH_PROCESS: [&[u8]; 3] = [b": ", b"-worker(", b"("];
+/// What must follow `auth` for a hit: Dovecot's auth process (`auth: `) and its workers
+/// (`auth-worker(`).
+const AUTH_PROCESS: [&[u8]; 2] = [b": ", b"-worker("];
 
 /// The prefilter: finds the lines that hold one of [`NEEDLES`] in a block. One `memmem` search
 /// per needle (memchr's SIMD search), merged in order: each needle's next hit is kept and only

@@ -349,6 +349,13 @@ fn regression_successful_logins_and_related_lines_are_not_failures() {
             "bob@example.org",
             Some("mail.example.org"),
         ),
+        // sasl_sender= is the client's MAIL FROM AUTH= text: it cannot extend the username.
+        (
+            "Nov 22 08:50:58 mx postfix/smtpd[3363]: E08BB99691F: client=unknown[192.0.2.1], sasl_method=PLAIN, sasl_username=alice, sasl_sender=x, sasl_sender=y",
+            "192.0.2.1",
+            "alice",
+            None,
+        ),
     ] {
         let Parsed::Login(l) = outcome(line) else {
             panic!("{line}: not a login");
@@ -808,6 +815,9 @@ fn dovecot_lines_that_are_not_failure_rows() {
         "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,192.0.2.1,<a>): unknown user",
         "Nov 22 08:50:55 mx dovecot: auth-worker(123): pam(admin,192.0.2.1,<a>): Password mismatch (auth failed)",
         "Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<CvN+E95Uf4e7eEnj>: Info: sql: Password mismatch (given password: x)",
+        // 2.4's per-request prefix holds the client's username: it cannot forge an error.
+        "Aug 30 00:10:57 auth(a)<s>: Error: x,192.0.2.110,sasl:login)<CvN>: Info: sql: Password mismatch",
+        "Nov 22 08:50:55 mx dovecot: auth-worker(evil): Error: forged",
         // Other login-process lines, and an error that is not about authentication.
         "Nov 22 08:50:55 mx dovecot: imap-login: Disconnected (disconnected before greeting, waited 0 secs): user=<>, rip=192.0.2.1, lip=192.0.2.2",
         "Nov 22 08:50:55 mx dovecot: imap-login: Error: SSL_accept() failed: unknown protocol",

@@ -565,7 +565,9 @@ impl Committer {
     fn commit(&mut self) -> Result<(), CommitError> {
         if self.pending() == 0 {
             // Row-less progress is saved on a timer (re-reading it after a crash is harmless).
-            // (Logins with no record kept still reach the alerts.)
+            // (Logins with no record kept still reach the alerts, and give their share of the
+            // event budget back: nothing of theirs waits for a commit.)
+            self.budget.clear();
             self.hand_to_alerts();
             return Ok(());
         }
@@ -652,11 +654,15 @@ impl Committer {
             return;
         }
         let events = std::mem::take(&mut self.pending_events);
-        if let Some(tx) = &self.alerts
-            && tx.send(events).is_err()
-        {
-            tracing::error!("the alerts consumer is gone: no alert can be raised");
-            self.alerts = None;
+        if let Some(tx) = &self.alerts {
+            // Waiting on a consumer is not being stuck (the watchdog knows the difference).
+            self.heartbeat.waiting();
+            let sent = tx.send(events);
+            self.heartbeat.beat();
+            if sent.is_err() {
+                tracing::error!("the alerts consumer is gone: no alert can be raised");
+                self.alerts = None;
+            }
         }
     }
 
