@@ -11,10 +11,14 @@
 #[allow(dead_code)]
 mod peak;
 
+#[path = "support/proc.rs"]
+mod proc;
+
+use proc::{fresh_dir, stop};
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
@@ -124,28 +128,8 @@ fn config(dir: &Path, log: &Path) -> PathBuf {
     cfg
 }
 
-/// Starts the daemon and waits until its CSV exists (it is ready to record).
-fn start(cfg: &Path, dir: &Path) -> Child {
-    let child = Command::new(BIN)
-        .args(["run", "-c", cfg.to_str().unwrap()])
-        .env("MAILLOGSENTINEL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    while !dir.join("out.csv").exists() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+fn start(cfg: &Path, dir: &Path) -> std::process::Child {
+    proc::start(BIN, cfg, dir, "info")
 }
 
 /// Waits until `out` holds `rows` data rows.
@@ -164,13 +148,4 @@ fn wait_rows(out: &Path, rows: usize, limit: Duration) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-data")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -22,6 +22,11 @@ use peak::{cpu_ticks, rss_kib};
 #[path = "support/rows.rs"]
 mod rows;
 
+#[path = "support/proc.rs"]
+mod proc;
+
+use proc::{fresh_dir, stop};
+
 #[path = "support/loggen.rs"]
 #[allow(dead_code)]
 mod loggen;
@@ -162,35 +167,7 @@ fn catch_up(n: usize, dns: Option<&dns_server::DnsServer>) -> (f64, u64, u64) {
 
 /// Starts the daemon and waits until its CSV exists (it is ready to record).
 fn start(cfg: &Path, dir: &Path) -> Child {
-    let child = Command::new(BIN)
-        .args(["run", "-c", cfg.to_str().unwrap()])
-        .env("MAILLOGSENTINEL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    while !dir.join("out.csv").exists() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child
-}
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    child.wait().unwrap();
-}
-
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-data")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    proc::start(BIN, cfg, dir, "warn")
 }
 
 /// CPU seconds (user + system) of the children waited for so far.

@@ -278,20 +278,7 @@ pub fn send_text(
     let message = builder
         .singlepart(SinglePart::plain(body.to_string()))
         .map_err(|e| MailError::Build(e.to_string()))?;
-    let raw = message.formatted();
-    match send_raw(settings, message.envelope(), &raw) {
-        Ok(()) => Ok(()),
-        Err(e) => match state_dir {
-            Some(dir) => {
-                let path = queue(dir, &message)?;
-                Err(MailError::Send(format!(
-                    "{e}; kept in {} to be retried",
-                    path.display()
-                )))
-            }
-            None => Err(e),
-        },
-    }
+    deliver(settings, &message, state_dir)
 }
 
 /// Sends a report now; on failure it is queued in `state_dir`'s outbox (when given) and the
@@ -302,12 +289,22 @@ pub fn send(
     state_dir: Option<&Path>,
 ) -> Result<(), MailError> {
     let message = build(settings, report)?;
+    deliver(settings, &message, state_dir)
+}
+
+/// Sends `message` now; on failure it is queued in `state_dir`'s outbox (when given) and the
+/// error says so.
+fn deliver(
+    settings: &MailSettings,
+    message: &Message,
+    state_dir: Option<&Path>,
+) -> Result<(), MailError> {
     let raw = message.formatted();
     match send_raw(settings, message.envelope(), &raw) {
         Ok(()) => Ok(()),
         Err(e) => match state_dir {
             Some(dir) => {
-                let path = queue(dir, &message)?;
+                let path = queue(dir, message)?;
                 Err(MailError::Send(format!(
                     "{e}; kept in {} to be retried",
                     path.display()

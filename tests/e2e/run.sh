@@ -286,11 +286,13 @@ grep -qF ',postfix/smtpd,127.0.0.1,alice@e2e.test,PLAIN,,localhost,' "$LOGINS" |
 grep -qF ',127.0.0.1,alice@e2e.test,PLAIN,address,' "$WORK/state/alerts.csv" || fail "no alert for alice: $(cat "$WORK/state/alerts.csv" 2>/dev/null)"
 grep -q 'possible compromise: "alice@e2e.test" logged in from 127.0.0.1' "$WORK/log/daemon.log" || fail "the alert is not in the daemon's log"
 mailbox="$WORK/mail/reports/new"
-for i in $(seq 100); do
-  grep -l '^Subject: \[e2e\] 1 possible compromise' "$mailbox"/* >/dev/null 2>&1 && break
-  sleep 0.2
-done
-alert_mail=$(grep -l '^Subject: \[e2e\] 1 possible compromise' "$mailbox"/* 2>/dev/null | head -1)
+mail_with() { # the first delivered mail whose subject matches, waiting up to 20 s
+  for i in $(seq 100); do
+    grep -l "^Subject: $1" "$mailbox"/* 2>/dev/null | head -1 | grep . && return
+    sleep 0.2
+  done
+}
+alert_mail=$(mail_with '\[e2e\] 1 possible compromise')
 [ -n "$alert_mail" ] || fail "no alert mail in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
 python3 -c 'import email, sys; print(email.message_from_binary_file(open(sys.argv[1], "rb")).get_payload(decode=True).decode())' "$alert_mail" \
   | grep -q '"alice@e2e.test" logged in from 127.0.0.1 (postfix/smtpd) after 1 failed logins' || fail "the alert mail does not name the login"
@@ -324,12 +326,7 @@ say "report on SIGUSR1"
 # A report covers [last report, now) to the second: let the last attack's second pass.
 sleep 1.5
 kill -USR1 "$DAEMON_PID"
-mailbox="$WORK/mail/reports/new"
-for i in $(seq 100); do
-  grep -l '^Subject: \[e2e\] [0-9]* failed logins' "$mailbox"/* >/dev/null 2>&1 && break
-  sleep 0.2
-done
-report=$(grep -l '^Subject: \[e2e\] [0-9]* failed logins' "$mailbox"/* 2>/dev/null | head -1)
+report=$(mail_with '\[e2e\] [0-9]* failed logins')
 [ -n "$report" ] || fail "no report in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
 subject=$(grep -m1 '^Subject:' "$report")
 echo "$subject"
