@@ -257,6 +257,7 @@ fn main() {
         failures_per_10k: 100,
         attacker_ips: 5000,
         seed: 42,
+        dovecot: false,
     };
     let source = dir.join("source.log");
     let generated = {

@@ -139,6 +139,7 @@ fn main() {
         failures_per_10k: 100,
         attacker_ips: 5000,
         seed: 42,
+        dovecot: false,
     };
     let generated = {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());

@@ -339,6 +339,7 @@ fn ensure_journal(dir: &Path, entries: u64) -> (PathBuf, u64) {
         failures_per_10k: 100,
         attacker_ips: 5000,
         seed: 7,
+        dovecot: false,
     };
     let mut w = BufWriter::new(File::create(&log).unwrap());
     loggen::generate(&spec, &mut w).unwrap();

@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
         failures_per_10k: 100,
         attacker_ips: 5000,
         seed: 7,
+        dovecot: false,
     };
     loggen::generate(&spec, &mut block).unwrap();
     let parser = Parser::new(64 * 1024, "mx");

@@ -15,8 +15,6 @@ mod peak;
 
 use peak::{Measured, measure_with};
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -33,11 +31,12 @@ fn main() {
         failures_per_10k: 100,
         attacker_ips: 5000,
         seed: 42,
+        dovecot: false,
     };
-    let (log, generated) = ensure_log(&dir, &spec);
+    let (log, generated) = loggen::ensure_log(&dir, &spec);
     let gz = ensure_gz(&log);
-    warm(&log);
-    warm(&gz);
+    loggen::warm(&log);
+    loggen::warm(&gz);
     let size = std::fs::metadata(&log).unwrap().len() as f64;
     let gz_size = std::fs::metadata(&gz).unwrap().len();
     println!(
@@ -117,41 +116,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Generates the log unless a file for the same spec is already there.
-fn ensure_log(dir: &Path, spec: &loggen::Spec) -> (PathBuf, loggen::Generated) {
-    let name = format!(
-        "mail-{}MB-{}-{}-{}.log",
-        spec.bytes / 1_000_000,
-        spec.failures_per_10k,
-        spec.attacker_ips,
-        spec.seed
-    );
-    let path = dir.join(&name);
-    let stamp = dir.join(format!("{name}.counts"));
-    if let (Ok(s), true) = (std::fs::read_to_string(&stamp), path.exists()) {
-        let v: Vec<u64> = s
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if let [lines, failures, bytes] = v[..] {
-            return (
-                path,
-                loggen::Generated {
-                    lines,
-                    failures,
-                    bytes,
-                },
-            );
-        }
-    }
-    eprintln!("generating {} ...", path.display());
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(&path).unwrap());
-    let g = loggen::generate(spec, &mut out).unwrap();
-    out.flush().unwrap();
-    std::fs::write(&stamp, format!("{} {} {}", g.lines, g.failures, g.bytes)).unwrap();
-    (path, g)
-}
-
 /// Compresses the log like logrotate does (`gzip`, default level).
 fn ensure_gz(log: &Path) -> PathBuf {
     let gz = log.with_extension("log.gz");
@@ -171,13 +135,6 @@ fn ensure_gz(log: &Path) -> PathBuf {
         assert!(status.success());
     }
     gz
-}
-
-/// Reads a file once so that every measured command finds it in the page cache.
-fn warm(path: &Path) {
-    let mut f = File::open(path).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    while f.read(&mut buf).unwrap() > 0 {}
 }
 
 fn scan_rows(log: &Path) -> u64 {

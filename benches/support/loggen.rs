@@ -64,6 +64,10 @@ pub struct Spec {
     pub attacker_ips: u64,
     /// PRNG seed.
     pub seed: u64,
+    /// Half the failures from Dovecot's login processes (IMAP, POP3, submission; every summary
+    /// form), and Postfix lines of clients that logged in, Dovecot connections without
+    /// attempts and auth-process verdicts among the other lines.
+    pub dovecot: bool,
 }
 
 /// What was generated.
@@ -73,6 +77,8 @@ pub struct Generated {
     pub lines: u64,
     /// Failed-login lines among them (rows a correct scan writes).
     pub failures: u64,
+    /// Successful-login lines (rows of the logins record).
+    pub logins: u64,
     /// Bytes written.
     pub bytes: u64,
 }
@@ -124,7 +130,29 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Generated> {
             t / 60 % 60,
             t % 60
         );
-        if rng.below(10_000) < spec.failures_per_10k {
+        if rng.below(10_000) < spec.failures_per_10k && spec.dovecot && rng.below(2) == 0 {
+            let svc = rng.pick(&["imap-login", "pop3-login", "submission-login"]);
+            let addr = ip(&mut rng, spec.attacker_ips);
+            let n = 1 + rng.below(3);
+            let summary = match rng.below(4) {
+                0 => format!("Disconnected (auth failed, {n} attempts in 4 secs)"),
+                1 => format!("Aborted login (auth failed, {n} attempts in 12 secs)"),
+                2 => format!(
+                    "Login aborted: Connection closed (auth failed, {n} attempts in 2 secs) (auth_failed)"
+                ),
+                _ => {
+                    format!("Disconnected: Connection closed (auth failed, {n} attempts in 9 secs)")
+                }
+            };
+            use std::fmt::Write as _;
+            let _ = write!(
+                line,
+                "{ts} mx dovecot: {svc}: {summary}: user=<{}>, method=PLAIN, rip={addr}, lip=192.0.2.25, TLS, session=<{:x}>",
+                rng.pick(&USERS),
+                rng.next()
+            );
+            g.failures += 1;
+        } else if rng.below(10_000) < spec.failures_per_10k {
             let svc = rng.pick(&SERVICES);
             let mech = rng.pick(&MECHS);
             let addr = ip(&mut rng, spec.attacker_ips);
@@ -148,7 +176,8 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Generated> {
             let addr = ip(&mut rng, 0);
             pid = 3000 + rng.below(5000);
             use std::fmt::Write as _;
-            let _ = match rng.below(14) {
+            let cases = if spec.dovecot { 17 } else { 14 };
+            let _ = match rng.below(cases) {
                 0 => write!(
                     line,
                     "{ts} mx postfix/smtpd[{pid}]: connect from mail-{}.example.com[{addr}]",
@@ -210,11 +239,32 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Generated> {
                     line,
                     "{ts} mx postfix/anvil[1192]: statistics: max connection rate 3/60s for (smtp:{addr}) at {ts}"
                 ),
-                _ => write!(
+                14 => {
+                    g.logins += 1;
+                    write!(
+                        line,
+                        "{ts} mx postfix/submission/smtpd[{pid}]: {q}: client=client-{}.example.com[{addr}], sasl_method=PLAIN, sasl_username=bob@example.org",
+                        rng.below(999)
+                    )
+                }
+                15 => write!(
                     line,
-                    "{ts} mx dovecot: imap-login: Login: user=<alice@example.org>, method=PLAIN, rip={addr}, lip=192.0.2.25, mpid={pid}, TLS, session=<{:x}>",
+                    "{ts} mx dovecot: pop3-login: Disconnected (no auth attempts in 0 secs): user=<>, rip={addr}, lip=192.0.2.25, TLS handshaking: SSL_accept() failed, session=<{:x}>",
                     rng.next()
                 ),
+                16 => write!(
+                    line,
+                    "{ts} mx dovecot: auth: passwd-file(info@example.org,{addr},<{:x}>): unknown user",
+                    rng.next()
+                ),
+                _ => {
+                    g.logins += 1;
+                    write!(
+                        line,
+                        "{ts} mx dovecot: imap-login: Login: user=<alice@example.org>, method=PLAIN, rip={addr}, lip=192.0.2.25, mpid={pid}, TLS, session=<{:x}>",
+                        rng.next()
+                    )
+                }
             };
         }
         line.push('\n');
@@ -223,4 +273,54 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Generated> {
         g.bytes += line.len() as u64;
     }
     Ok(g)
+}
+
+/// Generates the log into `dir` unless a file for the same spec is already there (its counts
+/// are kept beside it).
+pub fn ensure_log(dir: &std::path::Path, spec: &Spec) -> (std::path::PathBuf, Generated) {
+    let name = format!(
+        "mail-{}MB-{}-{}-{}{}.log",
+        spec.bytes / 1_000_000,
+        spec.failures_per_10k,
+        spec.attacker_ips,
+        spec.seed,
+        if spec.dovecot { "-dovecot" } else { "" }
+    );
+    let path = dir.join(&name);
+    let stamp = dir.join(format!("{name}.counts"));
+    if let (Ok(s), true) = (std::fs::read_to_string(&stamp), path.exists()) {
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [lines, failures, bytes, logins] = v[..] {
+            return (
+                path,
+                Generated {
+                    lines,
+                    failures,
+                    logins,
+                    bytes,
+                },
+            );
+        }
+    }
+    eprintln!("generating {} ...", path.display());
+    let mut out = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
+    let g = generate(spec, &mut out).unwrap();
+    out.flush().unwrap();
+    std::fs::write(
+        &stamp,
+        format!("{} {} {} {}", g.lines, g.failures, g.bytes, g.logins),
+    )
+    .unwrap();
+    (path, g)
+}
+
+/// Reads a file once so that every measured command finds it in the page cache.
+pub fn warm(path: &std::path::Path) {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf).unwrap() > 0 {}
 }
