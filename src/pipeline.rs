@@ -110,6 +110,8 @@ pub struct Events {
     pub logins: Vec<AuthEvent>,
     /// Failures of the server's own authentication side, or of a relay (for reports).
     pub backend: Vec<crate::parse::BackendFailure>,
+    /// Dovecot's verdicts on attempts (for reports).
+    pub verdicts: Vec<crate::parse::AuthVerdict>,
 }
 
 impl Events {

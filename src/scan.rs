@@ -326,6 +326,13 @@ fn record(
             stats.logins += n;
         }
         Parsed::Counted(c) => stats.count(c, n),
+        Parsed::Verdict(v) => {
+            if v.known_user {
+                stats.known_user_attempts += n;
+            } else {
+                stats.unknown_user_attempts += n;
+            }
+        }
         Parsed::Backend(b) => {
             let seen = match b.kind {
                 BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {

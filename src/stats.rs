@@ -21,6 +21,10 @@ pub struct Stats {
     pub no_auth_attempts: u64,
     /// Dovecot clients refused for trying plaintext authentication where it is disallowed.
     pub plaintext_refused: u64,
+    /// Dovecot's verdicts: attempts on usernames that exist (wrong password).
+    pub known_user_attempts: u64,
+    /// Dovecot's verdicts: attempts on usernames that do not exist.
+    pub unknown_user_attempts: u64,
     /// Failures of the server's own SASL backend (not attacks).
     pub backend_failures: u64,
     /// Logins of this server's SMTP/LMTP client refused by a relay (not attacks).
@@ -46,6 +50,8 @@ impl Stats {
         self.logins += other.logins;
         self.no_auth_attempts += other.no_auth_attempts;
         self.plaintext_refused += other.plaintext_refused;
+        self.known_user_attempts += other.known_user_attempts;
+        self.unknown_user_attempts += other.unknown_user_attempts;
         self.backend_failures += other.backend_failures;
         self.relay_auth_failures += other.relay_auth_failures;
         self.unrecognised += other.unrecognised;
@@ -91,6 +97,13 @@ impl fmt::Display for Stats {
             self.too_long
         )?;
         dovecot_counts(f, self.no_auth_attempts, self.plaintext_refused)?;
+        if self.known_user_attempts + self.unknown_user_attempts > 0 {
+            write!(
+                f,
+                ", Dovecot's verdicts: {} on existing usernames, {} on unknown ones",
+                self.known_user_attempts, self.unknown_user_attempts
+            )?;
+        }
         if self.repeats_capped > 0 {
             write!(f, ", {} repeat counts capped", self.repeats_capped)?;
         }

@@ -49,6 +49,8 @@ pub(super) enum Dovecot<'a> {
     /// Dovecot's authentication side failed (its words; the client, when one is named): the
     /// auth process logged an error, or a login process could not reach it.
     Backend(&'a [u8], Option<IpAddr>),
+    /// The auth process's verdict on one login attempt.
+    Verdict(Verdict<'a>),
     /// A failure summary or login whose address cannot be read (why).
     Unreadable(&'static str),
 }
@@ -114,12 +116,84 @@ fn level(rest: &[u8]) -> (&[u8], &[u8]) {
 
 /// The auth process's own errors (a passdb it cannot reach, a configuration it cannot load):
 /// no login can be checked while they last. Its verdicts on single logins (`unknown user`,
-/// `Password mismatch`) are not counted: a login process summarises the same attempt.
+/// `Password mismatch`, logged with `auth_verbose = yes`) are not rows (a login process
+/// summarises the same attempt) but say whether the username exists: see [`verdict`].
 fn auth_process(rest: &[u8]) -> Dovecot<'_> {
     match level(rest) {
         (b"Error" | b"Fatal" | b"Panic", text) => Dovecot::Backend(text, None),
-        _ => Dovecot::No,
+        (_, text) => verdict(text).map_or(Dovecot::No, Dovecot::Verdict),
     }
+}
+
+/// The auth process's verdict on one login: the username is unknown, or its password wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Verdict<'a> {
+    /// The username (the client's text).
+    pub username: &'a [u8],
+    /// The client address.
+    pub ip: IpAddr,
+    /// Whether the username exists (`Password mismatch`) or not (`unknown user`).
+    pub known_user: bool,
+}
+
+/// What a verdict line ends with (server text), and whether the user exists.
+const VERDICTS: [(&[u8], bool); 5] = [
+    (b"unknown user", false),
+    (b"Password mismatch", true),
+    (
+        b"pam_authenticate() failed: Authentication failure (password mismatch?)",
+        true,
+    ),
+    (
+        b"pam_authenticate() failed: Authentication failure (Password mismatch?)",
+        true,
+    ),
+    (b"invalid credentials", true),
+];
+
+/// `(conn ...: auth-worker<N>: )?DRIVER(USER,IP(,<SESSION>)?): VERDICT( ...)?`. The username
+/// may hold anything, `): ` included, so the verdict is read after the last `): ` that a
+/// verdict follows, and the address is the last field before it (or before `,<SESSION>`).
+fn verdict(mut text: &[u8]) -> Option<Verdict<'_>> {
+    if text.starts_with(b"conn ")
+        && let Some(at) = bytes::find(text, b": auth-worker<")
+    {
+        let r = &text[at + 2..];
+        text = &r[bytes::find(r, b">: ")? + 3..];
+    }
+    let open = memchr::memchr(b'(', text)?;
+    let driver = &text[..open];
+    if driver.is_empty()
+        || !driver
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || *b == b'-' || *b == b'_')
+    {
+        return None;
+    }
+    let args_and_rest = &text[open + 1..];
+    let mut end = args_and_rest.len();
+    let (close, known_user) = loop {
+        let close = bytes::rfind(&args_and_rest[..end], b"): ")?;
+        let after = &args_and_rest[close + 3..];
+        if let Some(&(_, known)) = VERDICTS.iter().find(|(v, _)| after.starts_with(v)) {
+            break (close, known);
+        }
+        end = close;
+    };
+    let mut args = &args_and_rest[..close];
+    // `,<SESSION>` (2.3), or an empty last field (`user,ip,` from some drivers).
+    if args.ends_with(b">") {
+        args = &args[..bytes::rfind(args, b",<")?];
+    } else if let Some(a) = args.strip_suffix(b",") {
+        args = a;
+    }
+    let comma = memchr::memrchr(b',', args)?;
+    let ip = parse_ip(&args[comma + 1..])?;
+    Some(Verdict {
+        username: &args[..comma],
+        ip,
+        known_user,
+    })
 }
 
 /// The message after `SERVICE: `.

@@ -298,6 +298,8 @@ pub enum Parsed {
     Login(AuthEvent),
     /// A line only counted: see [`Counted`].
     Counted(Counted),
+    /// Dovecot's auth process said whether an attempt's username exists (`auth_verbose`).
+    Verdict(AuthVerdict),
     /// The server's SASL backend failed, or a relay refused its credentials.
     Backend(BackendFailure),
     /// A SASL failure message whose line could not be placed (no timestamp, host or program
@@ -306,6 +308,21 @@ pub enum Parsed {
     Unrecognised(&'static str),
     /// Nothing of interest (a needle appeared in some other text).
     NotFailure,
+}
+
+/// Dovecot's auth process's verdict on one attempt (logged with `auth_verbose = yes`): not a
+/// row (the login process's summary is), but it tells an existing account under attack
+/// (`Password mismatch`) from a guessed name (`unknown user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthVerdict {
+    /// When it was logged.
+    pub timestamp: Timestamp,
+    /// The client address.
+    pub ip: IpAddr,
+    /// The username tried (the client's text).
+    pub username: String,
+    /// The username exists (the password was wrong).
+    pub known_user: bool,
 }
 
 /// Dovecot lines that are neither failed logins nor logins, counted in the statistics: a
@@ -511,6 +528,12 @@ fn dovecot_entry(entry: &Entry<'_>) -> Parsed {
             service: text(entry.program).into_owned(),
             kind: BackendKind::AuthProcess { client },
             reason: text(reason).into_owned(),
+        }),
+        dovecot::Dovecot::Verdict(v) => Parsed::Verdict(AuthVerdict {
+            timestamp: entry.timestamp,
+            ip: v.ip,
+            username: text(v.username).into_owned(),
+            known_user: v.known_user,
         }),
         dovecot::Dovecot::Unreadable(why) => Parsed::Unrecognised(why),
         dovecot::Dovecot::No => Parsed::NotFailure,

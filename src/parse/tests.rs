@@ -811,9 +811,7 @@ fn dovecot_usernames_are_data_the_address_and_method_are_the_servers() {
 #[test]
 fn dovecot_lines_that_are_not_failure_rows() {
     for line in [
-        // The auth process's verdicts repeat an attempt a login process summarises.
-        "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,192.0.2.1,<a>): unknown user",
-        "Nov 22 08:50:55 mx dovecot: auth-worker(123): pam(admin,192.0.2.1,<a>): Password mismatch (auth failed)",
+        // 2.4's per-request form (its prefix holds the client's text) is not read.
         "Aug 30 00:10:57 auth(info@example.com,192.0.2.110,sasl:login)<CvN+E95Uf4e7eEnj>: Info: sql: Password mismatch (given password: x)",
         // 2.4's per-request prefix holds the client's username: it cannot forge an error.
         "Aug 30 00:10:57 auth(a)<s>: Error: x,192.0.2.110,sasl:login)<CvN>: Info: sql: Password mismatch",
@@ -863,6 +861,78 @@ fn dovecot_lines_that_are_not_failure_rows() {
         ),
         Parsed::Unrecognised(_)
     ));
+}
+
+#[test]
+fn dovecot_verdicts_tell_existing_usernames_from_unknown_ones() {
+    // Not rows (the login summary is): whether the username exists.
+    for (line, user, ip, known) in [
+        (
+            "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,192.0.2.1,<a>): unknown user",
+            "admin",
+            "192.0.2.1",
+            false,
+        ),
+        (
+            "Jan 29 05:13:50 mail dovecot: auth: passwd-file(username,1.2.3.4): unknown user",
+            "username",
+            "1.2.3.4",
+            false,
+        ),
+        (
+            "Jan 29 18:55:55 mail dovecot: auth-worker(12182): pam(user,192.0.2.4): pam_authenticate() failed: Authentication failure (Password mismatch?)",
+            "user",
+            "192.0.2.4",
+            true,
+        ),
+        (
+            "Jun 11 13:57:17 main dovecot: auth: sql(admin@example.ru,192.168.144.226,<6rXunFtu493AqJDi>): Password mismatch",
+            "admin@example.ru",
+            "192.168.144.226",
+            true,
+        ),
+        (
+            "Jun 11 13:57:17 main dovecot: auth: ldap(user@server.org,192.168.178.25,<LZmGp6mZaMrAqLIZ>): Password mismatch (for LDAP bind) (SHA1 of given password: f638ff)",
+            "user@server.org",
+            "192.168.178.25",
+            true,
+        ),
+        (
+            "Jun 12 11:48:12 auth-worker(80180): Info: conn unix:auth-worker (uid=143): auth-worker<13247>: sql(support,192.0.2.6): unknown user",
+            "support",
+            "192.0.2.6",
+            false,
+        ),
+        (
+            "Mar 23 06:10:52 auth: Info: ldap(dog,52.37.139.121,): invalid credentials",
+            "dog",
+            "52.37.139.121",
+            true,
+        ),
+        // A username that fakes a verdict and an address: the server's last `): ` decides.
+        (
+            "Nov 22 08:50:55 mx dovecot: auth: passwd-file(x,6.6.6.6): Password mismatch, a): unknown user,192.0.2.9,<s>): unknown user",
+            "x,6.6.6.6): Password mismatch, a): unknown user",
+            "192.0.2.9",
+            false,
+        ),
+    ] {
+        let Parsed::Verdict(v) = outcome(line) else {
+            panic!("{line}: {:?}", outcome(line));
+        };
+        assert_eq!(
+            (v.username.as_str(), v.ip.to_string(), v.known_user),
+            (user, ip.to_owned(), known),
+            "{line}"
+        );
+    }
+    for line in [
+        "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,not-an-ip): unknown user",
+        "Nov 22 08:50:55 mx dovecot: auth: passwd-file(admin,192.0.2.1): some other text",
+        "Nov 22 08:50:55 mx dovecot: auth: Passwd-File(admin,192.0.2.1): unknown user",
+    ] {
+        assert_eq!(outcome(line), Parsed::NotFailure, "{line}");
+    }
 }
 
 #[test]

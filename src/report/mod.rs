@@ -163,6 +163,7 @@ pub fn build(
     summary.backend_failures = n;
     summary.backend_reasons = reasons;
     summary.logins_after_failures = logins_after_failures(state_dir, window);
+    verdicts(state_dir, window, &mut summary);
     if let Some(logins) = logins {
         summary.new_origins =
             new_origins(logins, state_dir, window).map_err(|e| read_err(logins, &e))?;
@@ -198,6 +199,48 @@ pub fn for_each_row(
     }
     scan_window(csv, &index, Window { from, to }, &mut |row, _| on_row(row))
         .map_err(|e| read_err(&e))
+}
+
+/// Dovecot's verdicts the daemon recorded in the window: how many attempts were on existing
+/// usernames, how many on unknown ones, and the existing usernames attacked.
+fn verdicts(state_dir: &Path, w: Window, summary: &mut Summary) {
+    let path = state_dir.join(crate::sink::committer::VERDICT_LOG);
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(&path)
+    else {
+        return;
+    };
+    let mut known: std::collections::HashMap<String, u64> = Default::default();
+    for r in reader.byte_records().flatten() {
+        let Some(ts) = r.get(0).and_then(index::parse_ts) else {
+            continue;
+        };
+        if ts < w.from || ts >= w.to {
+            continue;
+        }
+        if r.get(3) == Some(b"known") {
+            summary.known_user_attempts += 1;
+            let user = String::from_utf8_lossy(r.get(2).unwrap_or_default());
+            *known
+                .entry(summary::unguard(&user).to_string())
+                .or_default() += 1;
+        } else {
+            summary.unknown_user_attempts += 1;
+        }
+    }
+    let mut v: Vec<summary::Count> = known
+        .into_iter()
+        .map(|(key, count)| summary::Count {
+            key,
+            count,
+            previous: None,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    v.truncate(20);
+    summary.known_usernames = v;
 }
 
 /// The daemon's alerts (`state_dir/alerts.csv`) in the window, oldest first.

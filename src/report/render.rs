@@ -109,6 +109,18 @@ pub fn tables(s: &Summary) -> Vec<Table> {
                 String::new(),
                 String::new(),
             ],
+            vec![
+                "attempts on existing usernames (Dovecot: wrong password)".into(),
+                s.known_user_attempts.to_string(),
+                String::new(),
+                String::new(),
+            ],
+            vec![
+                "attempts on unknown usernames (Dovecot)".into(),
+                s.unknown_user_attempts.to_string(),
+                String::new(),
+                String::new(),
+            ],
         ],
         numeric: vec![false, true, true, true],
     }];
@@ -265,6 +277,11 @@ pub fn tables(s: &Summary) -> Vec<Table> {
         "New addresses (not seen in the previous period), busiest first",
         "address",
         &s.new_ip_sample,
+    ));
+    out.push(counts(
+        "Existing usernames attacked (Dovecot said: wrong password; needs auth_verbose = yes)",
+        "username",
+        &s.known_usernames,
     ));
     out.push(counts("Reverse DNS outcome", "status", &s.dns_status));
     out.push(counts(

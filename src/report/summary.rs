@@ -210,6 +210,13 @@ pub struct Summary {
     /// Logins in the window from a country or AS not seen for that username in the 30 days
     /// before it (usernames with logins in those 30 days only).
     pub new_origins: Vec<NewOrigin>,
+    /// Dovecot's verdicts in the window (with `auth_verbose = yes`): attempts on usernames that
+    /// exist (wrong password).
+    pub known_user_attempts: u64,
+    /// Attempts on usernames that do not exist.
+    pub unknown_user_attempts: u64,
+    /// The existing usernames attacked, most attempts first (at most 20).
+    pub known_usernames: Vec<Count>,
 }
 
 #[derive(Default)]
@@ -531,6 +538,9 @@ impl Aggregator {
             backend_reasons: Vec::new(),
             logins_after_failures: Vec::new(),
             new_origins: Vec::new(),
+            known_user_attempts: 0,
+            unknown_user_attempts: 0,
+            known_usernames: Vec::new(),
         }
     }
 }

@@ -39,6 +39,9 @@ pub fn backend_log_path(checkpoint: &Path) -> PathBuf {
 /// The file name of the auth-backend failure log in `state_dir`.
 pub const BACKEND_LOG: &str = "auth-backend-failures.csv";
 
+/// The file name of the log of Dovecot's verdicts in `state_dir`.
+pub const VERDICT_LOG: &str = "auth-verdicts.csv";
+
 /// Positions committed so far, shared with whoever starts a new reader (reload).
 pub type SharedPositions = Arc<Mutex<Positions>>;
 
@@ -356,6 +359,9 @@ impl Committer {
                 if !events.backend.is_empty() {
                     self.log_backend(&events.backend);
                 }
+                if !events.verdicts.is_empty() {
+                    self.log_verdicts(&events.verdicts);
+                }
                 for (i, f) in events.failures.iter().enumerate() {
                     self.rows.push(f, b.enrichment.get(i));
                 }
@@ -479,6 +485,35 @@ impl Committer {
             });
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), "cannot record auth-backend failures: {e}");
+        }
+    }
+
+    /// Keeps Dovecot's verdicts for reports (`state_dir/auth-verdicts.csv`: time, address,
+    /// username, `known` or `unknown`). Like the backend log, not part of the exactly-once
+    /// record: after a crash a few may be listed twice.
+    fn log_verdicts(&self, verdicts: &[crate::parse::AuthVerdict]) {
+        let path = self.store.path().with_file_name(VERDICT_LOG);
+        let result = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|f| {
+                let mut w = ::csv::WriterBuilder::new()
+                    .terminator(::csv::Terminator::CRLF)
+                    .from_writer(f);
+                for v in verdicts {
+                    w.write_record([
+                        v.timestamp.to_rfc3339().as_str(),
+                        &v.ip.to_string(),
+                        &crate::sink::csv::neutralise(&v.username),
+                        if v.known_user { "known" } else { "unknown" },
+                    ])
+                    .map_err(std::io::Error::other)?;
+                }
+                w.flush()
+            });
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), "cannot record Dovecot's verdicts: {e}");
         }
     }
 

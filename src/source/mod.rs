@@ -46,6 +46,14 @@ pub(crate) fn collect(
         Parsed::Failure(f) => events.failures.extend(std::iter::repeat_n(f, n)),
         Parsed::Login(l) => events.logins.extend(std::iter::repeat_n(l, n)),
         Parsed::Counted(c) => stats.count(c, n as u64),
+        Parsed::Verdict(v) => {
+            if v.known_user {
+                stats.known_user_attempts += n as u64;
+            } else {
+                stats.unknown_user_attempts += n as u64;
+            }
+            events.verdicts.extend(std::iter::repeat_n(v, n));
+        }
         Parsed::Backend(b) => {
             match b.kind {
                 BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {

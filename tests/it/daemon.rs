@@ -133,13 +133,25 @@ fn a_login_after_failures_is_an_alert_also_across_a_restart() {
             // An address that never failed, and a user's own single typo: no alert.
             + &login(290, "192.0.2.50", "bob")
             + &fail(280, "198.51.100.9", "carol")
-            + &login(270, "198.51.100.9", "carol")),
+            + &login(270, "198.51.100.9", "carol")
+            // Dovecot's verdict (auth_verbose): kept for reports, not a row.
+            + &format!(
+                "{} mx dovecot: auth: passwd-file(root,203.0.113.5,<s>): unknown user\n",
+                ts(260)
+            )),
     );
     assert!(
         wait_until(WAIT, || csv_rows(&alerts).len() == 1),
         "{:?}\n{}",
         csv_rows(&alerts),
         d.logged()
+    );
+    let verdicts = dir.path().join("state/auth-verdicts.csv");
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(&verdicts)
+            .is_ok_and(|v| v.ends_with(",203.0.113.5,root,unknown\r\n"))),
+        "{:?}",
+        std::fs::read_to_string(&verdicts)
     );
     let row = &csv_rows(&alerts)[0];
     assert!(row.contains(",203.0.113.5,alice,PLAIN,address,2,"), "{row}");

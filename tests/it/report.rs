@@ -451,6 +451,15 @@ fn logins_after_failures_come_first_and_new_origins_are_listed() {
         "3209",
     );
     std::fs::write(dir.path().join("logins.csv"), logins).unwrap();
+    // Dovecot's verdicts the daemon kept: two attempts on an existing account, one unknown.
+    std::fs::write(
+        dir.path().join("state/auth-verdicts.csv"),
+        "2026-11-22T09:00:00+01:00,203.0.113.5,alice,known\r\n\
+         2026-11-22T09:01:00+01:00,203.0.113.5,alice,known\r\n\
+         2026-11-22T09:02:00+01:00,203.0.113.5,'=root,unknown\r\n\
+         2026-11-21T09:02:00+01:00,203.0.113.5,bob,known\r\n",
+    )
+    .unwrap();
     let c = cfg.to_str().unwrap();
     let window = ["--from", "2026-11-22", "--to", "2026-11-23"];
     let o = run(&[&["report", "-c", c][..], &window, &["--format", "json"]].concat());
@@ -461,6 +470,15 @@ fn logins_after_failures_come_first_and_new_origins_are_listed() {
     assert_eq!(alerts[0]["username"], "=alice", "the CSV guard is undone");
     assert_eq!(alerts[0]["address_failures"], 4);
     assert_eq!(alerts[0]["asn"], "AS4134 CHINANET");
+    assert_eq!(
+        (
+            v["known_user_attempts"].as_u64(),
+            v["unknown_user_attempts"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["known_usernames"][0]["key"], "alice");
+    assert_eq!(v["known_usernames"].as_array().unwrap().len(), 1);
     let new: Vec<(String, String)> = v["new_origins"]
         .as_array()
         .unwrap()

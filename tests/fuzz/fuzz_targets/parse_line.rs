@@ -123,6 +123,15 @@ fuzz_target!(|line: &[u8]| {
                 "{text:?}"
             );
         }
+        Parsed::Verdict(v) => {
+            // The auth process's verdict: its address is a comma field of the line.
+            assert!(text.contains("auth"), "{text:?}");
+            let found = text.split(',').any(|f| {
+                f.split(')').next().unwrap().parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical() == v.ip)
+            });
+            assert!(found, "{text:?}: {v:?}");
+        }
         Parsed::Unrecognised(_) | Parsed::NotFailure => {}
     }
 });
