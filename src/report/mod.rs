@@ -205,21 +205,8 @@ pub fn for_each_row(
 /// usernames, how many on unknown ones, and the existing usernames attacked.
 fn verdicts(state_dir: &Path, w: Window, summary: &mut Summary) {
     let path = state_dir.join(crate::sink::committer::VERDICT_LOG);
-    let Ok(mut reader) = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_path(&path)
-    else {
-        return;
-    };
     let mut known: std::collections::HashMap<String, u64> = Default::default();
-    for r in reader.byte_records().flatten() {
-        let Some(ts) = r.get(0).and_then(index::parse_ts) else {
-            continue;
-        };
-        if ts < w.from || ts >= w.to {
-            continue;
-        }
+    state_rows_in(&path, w, &mut |r| {
         if r.get(3) == Some(b"known") {
             summary.known_user_attempts += 1;
             let user = String::from_utf8_lossy(r.get(2).unwrap_or_default());
@@ -229,8 +216,35 @@ fn verdicts(state_dir: &Path, w: Window, summary: &mut Summary) {
         } else {
             summary.unknown_user_attempts += 1;
         }
+    });
+    let mut v = sorted_counts(known);
+    v.truncate(20);
+    summary.known_usernames = v;
+}
+
+/// Calls `on_row` for each record of a headerless state CSV (the daemon's backend and verdict
+/// logs) whose first field is a time in the window.
+fn state_rows_in(path: &Path, w: Window, on_row: &mut dyn FnMut(&csv::ByteRecord)) {
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+    else {
+        return;
+    };
+    for r in reader.byte_records().flatten() {
+        if r.get(0)
+            .and_then(index::parse_ts)
+            .is_some_and(|ts| ts >= w.from && ts < w.to)
+        {
+            on_row(&r);
+        }
     }
-    let mut v: Vec<summary::Count> = known
+}
+
+/// Counts by key, most first (ties by key).
+fn sorted_counts(map: std::collections::HashMap<String, u64>) -> Vec<summary::Count> {
+    let mut v: Vec<summary::Count> = map
         .into_iter()
         .map(|(key, count)| summary::Count {
             key,
@@ -239,8 +253,7 @@ fn verdicts(state_dir: &Path, w: Window, summary: &mut Summary) {
         })
         .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-    v.truncate(20);
-    summary.known_usernames = v;
+    v
 }
 
 /// The daemon's alerts (`state_dir/alerts.csv`) in the window, oldest first.
@@ -362,36 +375,15 @@ fn new_origins(
 /// window, by reason.
 fn backend_failures(state_dir: &Path, w: Window) -> (u64, Vec<summary::Count>) {
     let path = state_dir.join(crate::sink::committer::BACKEND_LOG);
-    let Ok(mut reader) = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_path(&path)
-    else {
-        return (0, Vec::new());
-    };
     let mut reasons: std::collections::HashMap<String, u64> = Default::default();
     let mut n = 0;
-    for r in reader.byte_records().flatten() {
-        let Some(ts) = r.get(0).and_then(index::parse_ts) else {
-            continue;
-        };
-        if ts >= w.from && ts < w.to {
-            n += 1;
-            *reasons
-                .entry(String::from_utf8_lossy(r.get(3).unwrap_or_default()).into_owned())
-                .or_default() += 1;
-        }
-    }
-    let mut v: Vec<summary::Count> = reasons
-        .into_iter()
-        .map(|(key, count)| summary::Count {
-            key,
-            count,
-            previous: None,
-        })
-        .collect();
-    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-    (n, v)
+    state_rows_in(&path, w, &mut |r| {
+        n += 1;
+        *reasons
+            .entry(String::from_utf8_lossy(r.get(3).unwrap_or_default()).into_owned())
+            .or_default() += 1;
+    });
+    (n, sorted_counts(reasons))
 }
 
 /// Collects raw rows for the attachment: plain up to [`GZIP_OVER`], then gzip.

@@ -146,6 +146,24 @@ pub struct Committer {
     failing: Option<String>,
 }
 
+/// Appends CSV records (no header) to a state file, creating it.
+fn append_records<const N: usize>(
+    path: &Path,
+    rows: impl Iterator<Item = [String; N]>,
+) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(f);
+    for row in rows {
+        w.write_record(&row).map_err(std::io::Error::other)?;
+    }
+    w.flush()
+}
+
 /// Starts a new file at the path of an output that was archived (or deleted) by the
 /// postmaster: new rows go there, not on into the archive.
 fn reopen_if_moved(csv: &mut CsvFile) -> Result<(), SinkError> {
@@ -463,27 +481,16 @@ impl Committer {
     /// crash a few may be listed twice.
     fn log_backend(&self, failures: &[crate::parse::BackendFailure]) {
         let path = backend_log_path(self.store.path());
-        let result = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| {
-                let mut w = ::csv::WriterBuilder::new()
-                    .terminator(::csv::Terminator::CRLF)
-                    .from_writer(f);
-                for b in failures {
-                    w.write_record([
-                        b.timestamp.to_rfc3339().as_str(),
-                        &b.service,
-                        &b.kind.peer(),
-                        &b.reason,
-                        b.kind.as_str(),
-                    ])
-                    .map_err(std::io::Error::other)?;
-                }
-                w.flush()
-            });
-        if let Err(e) = result {
+        let rows = failures.iter().map(|b| {
+            [
+                b.timestamp.to_rfc3339(),
+                b.service.clone(),
+                b.kind.peer().into_owned(),
+                b.reason.clone(),
+                b.kind.as_str().to_owned(),
+            ]
+        });
+        if let Err(e) = append_records(&path, rows) {
             tracing::warn!(path = %path.display(), "cannot record auth-backend failures: {e}");
         }
     }
@@ -493,26 +500,15 @@ impl Committer {
     /// record: after a crash a few may be listed twice.
     fn log_verdicts(&self, verdicts: &[crate::parse::AuthVerdict]) {
         let path = self.store.path().with_file_name(VERDICT_LOG);
-        let result = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| {
-                let mut w = ::csv::WriterBuilder::new()
-                    .terminator(::csv::Terminator::CRLF)
-                    .from_writer(f);
-                for v in verdicts {
-                    w.write_record([
-                        v.timestamp.to_rfc3339().as_str(),
-                        &v.ip.to_string(),
-                        &crate::sink::csv::neutralise(&v.username),
-                        if v.known_user { "known" } else { "unknown" },
-                    ])
-                    .map_err(std::io::Error::other)?;
-                }
-                w.flush()
-            });
-        if let Err(e) = result {
+        let rows = verdicts.iter().map(|v| {
+            [
+                v.timestamp.to_rfc3339(),
+                v.ip.to_string(),
+                crate::sink::csv::neutralise(&v.username).into_owned(),
+                if v.known_user { "known" } else { "unknown" }.to_owned(),
+            ]
+        });
+        if let Err(e) = append_records(&path, rows) {
             tracing::warn!(path = %path.display(), "cannot record Dovecot's verdicts: {e}");
         }
     }
