@@ -26,4 +26,5 @@ pub mod report;
 pub mod scan;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stats;

@@ -10,7 +10,6 @@ use tokio::sync::oneshot;
 
 use crate::parse::AuthEvent;
 use crate::source::fingerprint::Fingerprint;
-use crate::source::journal::JournalPos;
 
 /// Messages in flight between stages: batches of blocks, not single lines.
 pub const CHANNEL_CAPACITY: usize = 64;
@@ -79,6 +78,17 @@ pub enum ToSink {
     SwitchOutput(PathBuf, oneshot::Sender<Result<(), String>>),
 }
 
+/// A position in the journal: the cursor of the last entry accounted for, and its timestamp
+/// (to resume from when the cursor's entry is gone). (Here, with the other positions, so that
+/// the stages' nouns depend on no stage.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JournalPos {
+    /// libsystemd's cursor of the entry.
+    pub cursor: String,
+    /// The entry's `__REALTIME_TIMESTAMP`, microseconds since the epoch.
+    pub realtime_usec: u64,
+}
+
 /// Where a batch ends in its source: opaque to every stage but the source that made it and
 /// the committer that records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +134,15 @@ impl Events {
     pub fn rows_iter(&self) -> impl Iterator<Item = &AuthEvent> {
         self.failures.iter().chain(&self.logins)
     }
+}
+
+/// One committed event, as the detector takes them (in log order).
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// A failed login.
+    Failure(AuthEvent),
+    /// A successful login, with its enrichment.
+    Login(AuthEvent, Option<crate::enrich::Enrichment>),
 }
 
 /// Rows from one contiguous range of one source (a file's bytes, a journal's entries).

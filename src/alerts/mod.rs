@@ -25,11 +25,10 @@ use std::time::Duration;
 
 pub use memory::{Memory, Seen};
 
+pub use crate::pipeline::Committed;
+
 use crate::enrich::Enrichment;
 use crate::parse::AuthEvent;
-
-/// The alert record's file name in `state_dir`.
-pub const ALERTS_CSV: &str = "alerts.csv";
 
 /// The alert record's columns.
 pub const ALERT_COLUMNS: [&str; 14] = [
@@ -190,20 +189,10 @@ pub struct Detector {
     memory: Memory,
 }
 
-/// One committed event, as the detector takes them (in log order).
-#[derive(Debug, Clone)]
-pub enum Committed {
-    /// A failed login.
-    Failure(AuthEvent),
-    /// A successful login, with its enrichment.
-    Login(AuthEvent, Option<Enrichment>),
-}
-
-impl Committed {
-    fn ts(&self) -> i64 {
-        match self {
-            Committed::Failure(e) | Committed::Login(e, _) => e.timestamp.time.timestamp(),
-        }
+/// When a committed event was logged, in seconds.
+fn ts(e: &Committed) -> i64 {
+    match e {
+        Committed::Failure(e) | Committed::Login(e, _) => e.timestamp.time.timestamp(),
     }
 }
 
@@ -230,7 +219,7 @@ impl Detector {
     /// Takes one commit's events (sorted here by time, failures before logins of the same
     /// second) and returns the alerts they raise.
     pub fn take(&mut self, mut events: Vec<Committed>) -> Vec<Alert> {
-        events.sort_by_key(|e| (e.ts(), matches!(e, Committed::Login(..))));
+        events.sort_by_key(|e| (ts(e), matches!(e, Committed::Login(..))));
         let mut alerts = Vec::new();
         for e in events {
             match e {
@@ -348,7 +337,7 @@ pub fn record(path: &Path, alerts: &[Alert]) -> std::io::Result<()> {
 
 /// Where the alert record is kept.
 pub fn alerts_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(ALERTS_CSV)
+    crate::state::path(state_dir, crate::state::ALERTS_CSV)
 }
 
 /// Alert mail: grouped (one mail for the alerts of `group`), two mails at least five times

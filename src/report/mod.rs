@@ -204,7 +204,7 @@ pub fn for_each_row(
 /// Dovecot's verdicts the daemon recorded in the window: how many attempts were on existing
 /// usernames, how many on unknown ones, and the existing usernames attacked.
 fn verdicts(state_dir: &Path, w: Window, summary: &mut Summary) {
-    let path = state_dir.join(crate::sink::committer::VERDICT_LOG);
+    let path = crate::state::path(state_dir, crate::state::VERDICT_LOG);
     let mut known: std::collections::HashMap<String, u64> = Default::default();
     state_rows_in(&path, w, &mut |r| {
         if r.get(3) == Some(b"known") {
@@ -258,7 +258,7 @@ fn sorted_counts(map: std::collections::HashMap<String, u64>) -> Vec<summary::Co
 
 /// The daemon's alerts (`state_dir/alerts.csv`) in the window, oldest first.
 fn logins_after_failures(state_dir: &Path, w: Window) -> Vec<summary::LoginAfterFailures> {
-    let path = crate::alerts::alerts_path(state_dir);
+    let path = crate::state::path(state_dir, crate::state::ALERTS_CSV);
     let Ok(mut reader) = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -374,7 +374,7 @@ fn new_origins(
 /// Counts the auth-backend failures (and relay login failures) the daemon recorded in the
 /// window, by reason.
 fn backend_failures(state_dir: &Path, w: Window) -> (u64, Vec<summary::Count>) {
-    let path = state_dir.join(crate::sink::committer::BACKEND_LOG);
+    let path = crate::state::path(state_dir, crate::state::BACKEND_LOG);
     let mut reasons: std::collections::HashMap<String, u64> = Default::default();
     let mut n = 0;
     state_rows_in(&path, w, &mut |r| {

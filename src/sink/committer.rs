@@ -15,15 +15,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::Committed;
 use crate::checkpoint::{
     Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, JournalPosition, OutputPosition,
     Pos, Positions, Store, VERSION,
 };
-use crate::pipeline::{Heartbeat, Position, ToSink};
+use crate::pipeline::{Committed, Heartbeat, JournalPos, Position, ToSink};
 use crate::sink::{CsvFile, RowFormatter, SinkError};
 use crate::source::fingerprint::Fingerprint;
-use crate::source::journal::JournalPos;
 use crate::stats::Counters;
 
 /// At most this many bytes of rows are merged into one commit.
@@ -33,14 +31,8 @@ const MAX_COMMIT_MESSAGES: usize = 256;
 
 /// Where auth-backend failures are kept, beside the checkpoint.
 pub fn backend_log_path(checkpoint: &Path) -> PathBuf {
-    checkpoint.with_file_name(BACKEND_LOG)
+    checkpoint.with_file_name(crate::state::BACKEND_LOG)
 }
-
-/// The file name of the auth-backend failure log in `state_dir`.
-pub const BACKEND_LOG: &str = "auth-backend-failures.csv";
-
-/// The file name of the log of Dovecot's verdicts in `state_dir`.
-pub const VERDICT_LOG: &str = "auth-verdicts.csv";
 
 /// Positions committed so far, shared with whoever starts a new reader (reload).
 pub type SharedPositions = Arc<Mutex<Positions>>;
@@ -499,7 +491,7 @@ impl Committer {
     /// username, `known` or `unknown`). Like the backend log, not part of the exactly-once
     /// record: after a crash a few may be listed twice.
     fn log_verdicts(&self, verdicts: &[crate::parse::AuthVerdict]) {
-        let path = self.store.path().with_file_name(VERDICT_LOG);
+        let path = self.store.path().with_file_name(crate::state::VERDICT_LOG);
         let rows = verdicts.iter().map(|v| {
             [
                 v.timestamp.to_rfc3339(),

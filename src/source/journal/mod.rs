@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{Local, TimeZone};
-use serde::{Deserialize, Serialize};
 use systemd::journal::{Journal, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
 
 use crate::parse::{self, Entry, Prefilter, Timestamp};
@@ -214,15 +213,7 @@ fn holds_journal_files(dir: &Path) -> bool {
     })
 }
 
-/// A position in the journal: the cursor of the last entry accounted for, and its timestamp
-/// (to resume from when the cursor's entry is gone).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalPos {
-    /// libsystemd's cursor of the entry.
-    pub cursor: String,
-    /// The entry's `__REALTIME_TIMESTAMP`, microseconds since the epoch.
-    pub realtime_usec: u64,
-}
+pub use crate::pipeline::JournalPos;
 
 /// Where reading starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,19 @@
+//! The files the daemon keeps in `state_dir` beside its checkpoint, named in one place: the
+//! sink writes them, the alerts thread writes its record, reports read them all.
+
+use std::path::{Path, PathBuf};
+
+/// Failures of the server's own authentication side and relays' refusals (time, program,
+/// client or relay, reason, kind), for reports.
+pub const BACKEND_LOG: &str = "auth-backend-failures.csv";
+
+/// Dovecot's verdicts on attempts (time, address, username, `known` or `unknown`), for reports.
+pub const VERDICT_LOG: &str = "auth-verdicts.csv";
+
+/// The compromise alerts' record.
+pub const ALERTS_CSV: &str = "alerts.csv";
+
+/// `name` in `state_dir`.
+pub fn path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join(name)
+}
