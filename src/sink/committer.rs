@@ -111,6 +111,10 @@ pub struct Committer {
     alerts: Option<std::sync::mpsc::SyncSender<Vec<Committed>>>,
     /// Events for the alerts consumer, waiting for their commit.
     pending_events: Vec<Committed>,
+    /// Lengths a failed write must still be cut back to (the intrusion record, the logins
+    /// record) before anything else is appended: a cut that failed once is retried first, so
+    /// that the batch is never appended after its own partial copy.
+    cuts: [Option<u64>; 2],
     files: BTreeMap<Fingerprint, FileState>,
     journals: BTreeMap<String, JournalState>,
     shared: SharedPositions,
@@ -263,6 +267,7 @@ impl Committer {
             }),
             alerts: None,
             pending_events: Vec::new(),
+            cuts: [None, None],
             files,
             journals: journal_states,
             shared: Arc::new(Mutex::new(positions.clone())),
@@ -594,6 +599,9 @@ impl Committer {
             self.hand_to_alerts();
             return Ok(());
         }
+        // A failed write's partial rows go first (through the handle that wrote them, even if
+        // the file was moved away since).
+        self.cut_back()?;
         reopen_if_moved(&mut self.csv)?;
         // The length on disk, not as last written: someone may have truncated the file.
         self.csv.refresh_len();
@@ -638,13 +646,11 @@ impl Committer {
         }
         if let Err(e) = written {
             // Take the partial rows back out of both, so that a retry appends them whole.
-            if let Err(cut) = self.csv.truncate_to(len_before) {
-                tracing::error!("cannot cut a failed write back: {cut}");
-            }
-            if let (Some(l), Some((before, _))) = (&mut self.logins, logins_lens)
-                && let Err(cut) = l.csv.truncate_to(before)
-            {
-                tracing::error!("cannot cut a failed write back: {cut}");
+            self.cuts = [Some(len_before), logins_lens.map(|(before, _)| before)];
+            if let Err(cut) = self.cut_back() {
+                tracing::error!(
+                    "cannot cut a failed write back (tried again before the next write): {cut}"
+                );
             }
             return Err(e.into());
         }
@@ -667,6 +673,22 @@ impl Committer {
         self.budget.clear();
         self.mark_committed();
         self.hand_to_alerts();
+        Ok(())
+    }
+
+    /// Cuts the records back to the lengths a failed write left to cut (see `cuts`); what
+    /// cannot be cut stays to do.
+    fn cut_back(&mut self) -> Result<(), SinkError> {
+        if let Some(len) = self.cuts[0] {
+            self.csv.truncate_to(len)?;
+            self.cuts[0] = None;
+        }
+        if let Some(len) = self.cuts[1] {
+            if let Some(l) = &mut self.logins {
+                l.csv.truncate_to(len)?;
+            }
+            self.cuts[1] = None;
+        }
         Ok(())
     }
 
