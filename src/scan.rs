@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::enrich::Enricher;
-use crate::parse::{AuthEvent, BackendKind, Found, MAX_REPEAT, Parsed, Parser, YearContext};
+use crate::parse::{AuthEvent, Found, MAX_REPEAT, Parsed, Parser, YearContext};
 use crate::sink::{CsvSink, SinkError};
 use crate::source::{self, BlockReader};
 use crate::stats::Stats;
@@ -153,6 +153,14 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Records `count` copies of a row (rsyslog's `message repeated N times`).
+    fn push_n(&mut self, f: AuthEvent, login: bool, count: u32) -> Result<(), SinkError> {
+        for _ in 1..count {
+            self.push(f.clone(), login)?;
+        }
+        self.push(f, login)
+    }
+
     fn sink_for(&mut self, login: bool) -> &mut CsvSink {
         match (login, &mut self.logins) {
             (true, Some(l)) => l,
@@ -224,12 +232,9 @@ pub fn scan_journal(
         stats.failures += read.events.failures.len() as u64;
         stats.logins += read.events.logins.len() as u64;
         let events = read.events;
-        let rows = (events.failures.into_iter().map(|f| (f, false)))
+        let mut rows = (events.failures.into_iter().map(|f| (f, false)))
             .chain(events.logins.into_iter().map(|l| (l, true)));
-        if let Some(e) = rows
-            .into_iter()
-            .find_map(|(f, login)| recorder.push(f, login).err())
-        {
+        if let Some(e) = rows.find_map(|(f, login)| recorder.push(f, login).err()) {
             break Err(e.into());
         }
         if read.at_end {
@@ -312,36 +317,18 @@ fn record(
     }
     match found.parsed {
         Parsed::Failure(f) => {
-            for _ in 1..found.count {
-                sink.push(f.clone(), false)?;
-            }
-            sink.push(f, false)?;
+            sink.push_n(f, false, found.count)?;
             stats.failures += n;
         }
         Parsed::Login(l) => {
-            for _ in 1..found.count {
-                sink.push(l.clone(), true)?;
-            }
-            sink.push(l, true)?;
+            sink.push_n(l, true, found.count)?;
             stats.logins += n;
         }
         Parsed::Counted(c) => stats.count(c, n),
-        Parsed::Verdict(v) => {
-            if v.known_user {
-                stats.known_user_attempts += n;
-            } else {
-                stats.unknown_user_attempts += n;
-            }
-        }
+        Parsed::Verdict(v) => stats.verdict(v.known_user, n),
         Parsed::Backend(b) => {
-            let seen = match b.kind {
-                BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {
-                    &mut stats.backend_failures
-                }
-                BackendKind::Relay { .. } => &mut stats.relay_auth_failures,
-            };
-            *seen += n;
-            if *seen - n < WARNINGS_PER_INPUT {
+            let seen = stats.backend(&b.kind, n);
+            if seen - n < WARNINGS_PER_INPUT {
                 tracing::warn!(
                     path = %warnings.path.display(),
                     line = found.line_number,

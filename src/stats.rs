@@ -69,6 +69,29 @@ impl Stats {
             crate::parse::Counted::PlaintextRefused => self.plaintext_refused += n,
         }
     }
+
+    /// Counts `n` of Dovecot's verdicts on an existing (`known_user`) or unknown username.
+    pub fn verdict(&mut self, known_user: bool, n: u64) {
+        if known_user {
+            self.known_user_attempts += n;
+        } else {
+            self.unknown_user_attempts += n;
+        }
+    }
+
+    /// Counts `n` failures of this kind on the server's side (its own authentication, or a
+    /// relay refusing its login); returns that kind's count so far.
+    pub fn backend(&mut self, kind: &crate::parse::BackendKind, n: u64) -> u64 {
+        use crate::parse::BackendKind;
+        let seen = match kind {
+            BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {
+                &mut self.backend_failures
+            }
+            BackendKind::Relay { .. } => &mut self.relay_auth_failures,
+        };
+        *seen += n;
+        *seen
+    }
 }
 
 /// The Dovecot-only counts, said when there are any.

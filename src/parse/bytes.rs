@@ -17,6 +17,14 @@ pub(super) fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memrchr_iter(first, haystack).find(|&i| haystack[i + 1..].starts_with(rest))
 }
 
+/// Whether `needle` occurs in `haystack`, ASCII case ignored (for rare lines only: it compares
+/// at every offset).
+pub(super) fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +44,10 @@ mod tests {
             assert_eq!(find(h, n), memchr::memmem::find(h, n), "{h:?} {n:?}");
             assert_eq!(rfind(h, n), memchr::memmem::rfind(h, n), "{h:?} {n:?}");
         }
+        assert!(contains_ignore_case(
+            b"Warning: Auth Process not responding",
+            b"auth process"
+        ));
+        assert!(!contains_ignore_case(b"auth", b"auth process"));
     }
 }

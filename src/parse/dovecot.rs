@@ -1,7 +1,8 @@
 //! Dovecot's messages, read after the syslog header (program `dovecot`, message `imap-login:
 //! ...`): the login processes' summary line each failed connection ends with (how many
 //! authentication attempts failed), their `Login:` line for a client that logged in, the
-//! connections that tried nothing (counted), and the auth process's own errors.
+//! connections that tried nothing (counted), and the auth process's own errors and its
+//! verdicts on single attempts (`auth_verbose`).
 //!
 //! ```text
 //! imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<U>, method=PLAIN, rip=IP, lip=IP, TLS, session=<ID>
@@ -202,9 +203,8 @@ fn login_process<'a>(service: &'a [u8], rest: &'a [u8]) -> Dovecot<'a> {
     if level != b"Info" {
         // `Warning: Auth process not responding, ...`, `Error: Timeout waiting for handshake
         // from auth server`: the login process cannot reach the auth process.
-        let lower = rest.to_ascii_lowercase();
-        let auth_side = bytes::find(&lower, b"auth process").is_some()
-            || bytes::find(&lower, b"auth server").is_some();
+        let auth_side = bytes::contains_ignore_case(rest, b"auth process")
+            || bytes::contains_ignore_case(rest, b"auth server");
         return if auth_side {
             Dovecot::Backend(rest, None)
         } else {

@@ -29,11 +29,6 @@ const MAX_COMMIT_BYTES: usize = 4 * 1024 * 1024;
 /// At most this many messages are merged into one commit.
 const MAX_COMMIT_MESSAGES: usize = 256;
 
-/// Where auth-backend failures are kept, beside the checkpoint.
-pub fn backend_log_path(checkpoint: &Path) -> PathBuf {
-    checkpoint.with_file_name(crate::state::BACKEND_LOG)
-}
-
 /// Positions committed so far, shared with whoever starts a new reader (reload).
 pub type SharedPositions = Arc<Mutex<Positions>>;
 
@@ -210,9 +205,9 @@ fn crash_point(at: CrashPoint, chosen: Option<CrashPoint>) {
 }
 
 impl Committer {
-    /// A committer writing `csv` (and `logins`, the logins record), resuming from a recovery's positions (files and journals),
-    /// names and unseen times. Cancelling `stop` (the daemon is stopping) ends the retries of a
-    /// failing write.
+    /// A committer writing `csv` (and `logins`, the logins record), resuming from a recovery's
+    /// positions (files and journals), names and unseen times. Cancelling `stop` (the daemon is
+    /// stopping) ends the retries of a failing write.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
@@ -477,7 +472,7 @@ impl Committer {
     /// relays were recorded lack the last column). Not part of the exactly-once record: after a
     /// crash a few may be listed twice.
     fn log_backend(&self, failures: &[crate::parse::BackendFailure]) {
-        let path = backend_log_path(self.store.path());
+        let path = self.state_file(crate::state::BACKEND_LOG);
         let rows = failures.iter().map(|b| {
             [
                 b.timestamp.to_rfc3339(),
@@ -492,11 +487,16 @@ impl Committer {
         }
     }
 
+    /// A file of the state directory (where the checkpoint is).
+    fn state_file(&self, name: &str) -> PathBuf {
+        self.store.path().with_file_name(name)
+    }
+
     /// Keeps Dovecot's verdicts for reports (`state_dir/auth-verdicts.csv`: time, address,
     /// username, `known` or `unknown`). Like the backend log, not part of the exactly-once
     /// record: after a crash a few may be listed twice.
     fn log_verdicts(&self, verdicts: &[crate::parse::AuthVerdict]) {
-        let path = self.store.path().with_file_name(crate::state::VERDICT_LOG);
+        let path = self.state_file(crate::state::VERDICT_LOG);
         let rows = verdicts.iter().map(|v| {
             [
                 v.timestamp.to_rfc3339(),

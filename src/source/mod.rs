@@ -16,7 +16,7 @@ use std::io::{self, Read};
 
 pub use input::{Input, open};
 
-use crate::parse::{BackendKind, MAX_REPEAT, Parsed};
+use crate::parse::{MAX_REPEAT, Parsed};
 use crate::pipeline::Events;
 use crate::stats::Stats;
 
@@ -47,20 +47,11 @@ pub(crate) fn collect(
         Parsed::Login(l) => events.logins.extend(std::iter::repeat_n(l, n)),
         Parsed::Counted(c) => stats.count(c, n as u64),
         Parsed::Verdict(v) => {
-            if v.known_user {
-                stats.known_user_attempts += n as u64;
-            } else {
-                stats.unknown_user_attempts += n as u64;
-            }
+            stats.verdict(v.known_user, n as u64);
             events.verdicts.extend(std::iter::repeat_n(v, n));
         }
         Parsed::Backend(b) => {
-            match b.kind {
-                BackendKind::AuthServer { .. } | BackendKind::AuthProcess { .. } => {
-                    stats.backend_failures += n as u64
-                }
-                BackendKind::Relay { .. } => stats.relay_auth_failures += n as u64,
-            }
+            stats.backend(&b.kind, n as u64);
             // A failure read from history (a backfill, a catch-up after downtime) is news
             // about the past: counted and recorded for reports, logged without alarm.
             let age = chrono::Utc::now().signed_duration_since(b.timestamp.time);
