@@ -11,8 +11,10 @@
 //! Syslog forms carry neither a year nor a zone: they are local time of the machine that wrote
 //! them, and the year is inferred from a reference instant (see [`YearContext`]).
 
+use std::cell::Cell;
+
 use chrono::{
-    DateTime, Datelike, FixedOffset, Local, LocalResult, NaiveDate, NaiveDateTime, TimeZone,
+    DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike,
 };
 use chrono::{Duration as ChronoDuration, SecondsFormat};
 
@@ -36,6 +38,60 @@ impl Timestamp {
             _ => SecondsFormat::Nanos,
         };
         self.time.to_rfc3339_opts(format, false)
+    }
+
+    /// Appends what [`to_rfc3339`](Self::to_rfc3339) gives, without building a `String`
+    /// (a row is formatted for each recorded line).
+    pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
+        let t = self.time;
+        let offset = t.offset().local_minus_utc();
+        if !(0..=9999).contains(&t.year()) || offset % 60 != 0 {
+            // Not a log's time, or a zone's historical offset in seconds: chrono knows best.
+            out.extend_from_slice(self.to_rfc3339().as_bytes());
+            return;
+        }
+        let two = |out: &mut Vec<u8>, n: u32| {
+            out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
+        };
+        let year = t.year() as u32;
+        two(out, year / 100);
+        two(out, year % 100);
+        out.push(b'-');
+        two(out, t.month());
+        out.push(b'-');
+        two(out, t.day());
+        out.push(b'T');
+        two(out, t.hour());
+        out.push(b':');
+        two(out, t.minute());
+        out.push(b':');
+        // A leap second is held as nanoseconds past 1e9: chrono writes it as second 60.
+        let (second, nanos) = match t.nanosecond() {
+            n if n >= 1_000_000_000 => (60, n - 1_000_000_000),
+            n => (t.second(), n),
+        };
+        two(out, second);
+        let digits = match self.frac_digits {
+            0 => 0,
+            1..=3 => 3,
+            4..=6 => 6,
+            _ => 9,
+        };
+        if digits > 0 {
+            out.push(b'.');
+            let mut frac = [b'0'; 9];
+            let mut n = nanos;
+            for d in frac.iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            out.extend_from_slice(&frac[..digits]);
+        }
+        out.push(if offset < 0 { b'-' } else { b'+' });
+        let minutes = offset.unsigned_abs() / 60;
+        two(out, minutes / 60);
+        out.push(b':');
+        two(out, minutes % 60);
     }
 }
 
@@ -205,16 +261,88 @@ fn digits(s: &[u8], min: usize, max: usize) -> Option<(u32, &[u8])> {
 
 /// The machine's local zone applied to a wall-clock time. Ambiguous times (the repeated hour
 /// when clocks go back) take the earlier instant; times in the skipped hour when clocks go
-/// forward cannot have been logged by a correct clock and are placed an hour later.
+/// forward cannot have been logged by a correct clock and are placed as far later as the
+/// clocks jumped (02:30 becomes 03:30 of the new offset).
+///
+/// Asking the zone costs a clock read (chrono checks whether the zone file changed) and a
+/// search of its transitions, a tenth of a scan's time when every line asks. A log's lines come
+/// in order, so the last hour asked about is kept (per thread) with its offset when the whole
+/// hour has one: its first and last instants have that single offset (one change within the
+/// hour would give them different ones; no zone changes twice within an hour). A zone file
+/// replaced while running is seen from the next hour on.
 fn local_to_fixed(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
-    let local = match Local.from_local_datetime(&naive) {
-        LocalResult::Single(t) => t,
-        LocalResult::Ambiguous(earlier, _) => earlier,
-        LocalResult::None => Local
-            .from_local_datetime(&(naive + ChronoDuration::hours(1)))
-            .earliest()?,
+    let hour = naive.date().and_hms_opt(naive.hour(), 0, 0)?;
+    let offset = match LAST_HOUR.get() {
+        Some((cached, offset)) if cached == hour => offset,
+        _ => {
+            let last = hour + ChronoDuration::nanoseconds(3_599_999_999_999);
+            match (local_offset(hour), local_offset(last)) {
+                (Wall::One(a), Wall::One(b)) if a == b => {
+                    LAST_HOUR.set(Some((hour, a)));
+                    a
+                }
+                _ => match local_offset(naive) {
+                    Wall::One(o) | Wall::Repeated { earlier: o } => o,
+                    Wall::Skipped { before } => {
+                        let instant =
+                            naive - ChronoDuration::seconds(before.local_minus_utc().into());
+                        return Some(Local.from_utc_datetime(&instant).fixed_offset());
+                    }
+                },
+            }
+        }
     };
-    Some(local.fixed_offset())
+    offset.from_local_datetime(&naive).single()
+}
+
+/// A wall-clock time of the local zone as an instant: the earlier one of a time that came twice
+/// (clocks went back), `None` for one that never came (clocks went forward). Unlike chrono's
+/// `Local.from_local_datetime`, right at both edges of a change (see [`local_offset`]).
+pub fn earliest_local(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
+    match local_offset(naive) {
+        Wall::One(o) | Wall::Repeated { earlier: o } => o.from_local_datetime(&naive).single(),
+        Wall::Skipped { .. } => None,
+    }
+}
+
+thread_local! {
+    /// The last local hour [`local_to_fixed`] placed whose instants all have one offset.
+    static LAST_HOUR: Cell<Option<(NaiveDateTime, FixedOffset)>> = const { Cell::new(None) };
+}
+
+/// What the local zone makes of a wall-clock time.
+enum Wall {
+    /// One offset.
+    One(FixedOffset),
+    /// The time came twice (clocks went back); `earlier` gives the first instant.
+    Repeated { earlier: FixedOffset },
+    /// The time never came (clocks went forward); `before` was the offset until then.
+    Skipped { before: FixedOffset },
+}
+
+/// Places a wall-clock time in the local zone through the offsets the zone gives UTC instants,
+/// which chrono gets right: its local-to-UTC direction takes both edges of a change as inside
+/// it and gives the two instants of a repeated time in either order (chrono issue 1625).
+fn local_offset(naive: NaiveDateTime) -> Wall {
+    let offset_at = |utc: NaiveDateTime| Local.offset_from_utc_datetime(&utc).fix();
+    let as_utc = |o: FixedOffset| naive - ChronoDuration::seconds(o.local_minus_utc().into());
+    // The offsets in force a day either side: a zone changes at most once in between.
+    let day = ChronoDuration::days(1);
+    let (before, after) = (offset_at(naive - day), offset_at(naive + day));
+    let fits = |o: FixedOffset| offset_at(as_utc(o)) == o;
+    match (fits(before), fits(after)) {
+        (true, true) if before != after => Wall::Repeated {
+            // The larger offset names the earlier instant.
+            earlier: if before.local_minus_utc() > after.local_minus_utc() {
+                before
+            } else {
+                after
+            },
+        },
+        (true, _) => Wall::One(before),
+        (false, true) => Wall::One(after),
+        (false, false) => Wall::Skipped { before },
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +363,44 @@ mod tests {
             ts.frac_digits,
             String::from_utf8(rest.to_vec()).unwrap(),
         )
+    }
+
+    /// The byte writer gives exactly chrono's RFC 3339, for every precision and offset sign.
+    #[test]
+    fn written_rfc3339_is_chrono_s() {
+        let offsets = [
+            0,
+            3600,
+            -5 * 3600,
+            5 * 3600 + 45 * 60,
+            -(9 * 3600 + 30 * 60),
+            14 * 3600,
+        ];
+        let times = [
+            "2026-11-22T08:01:02.123456789",
+            "2026-01-01T00:00:00",
+            "1999-12-31T23:59:59.000000001",
+            "0042-02-28T12:30:05.5",
+        ];
+        for offset in offsets {
+            let zone = FixedOffset::east_opt(offset).unwrap();
+            for time in times {
+                let naive = NaiveDateTime::parse_from_str(time, "%Y-%m-%dT%H:%M:%S%.f").unwrap();
+                for frac_digits in 0..=9 {
+                    let ts = Timestamp {
+                        time: zone.from_local_datetime(&naive).unwrap(),
+                        frac_digits,
+                    };
+                    let mut out = Vec::new();
+                    ts.write_rfc3339(&mut out);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        ts.to_rfc3339(),
+                        "{time} {offset} {frac_digits}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

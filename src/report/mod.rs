@@ -15,7 +15,7 @@ pub mod summary;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Utc};
 use flate2::{Compression, write::GzEncoder};
 
 use index::Index;
@@ -83,9 +83,7 @@ pub fn parse_time(s: &str) -> Result<i64, ReportError> {
 }
 
 fn local(n: NaiveDateTime, s: &str) -> Result<i64, ReportError> {
-    Local
-        .from_local_datetime(&n)
-        .earliest()
+    crate::parse::timestamp::earliest_local(n)
         .map(|t| t.timestamp())
         .ok_or_else(|| ReportError::Time(format!("{s:?} does not exist in the local time zone")))
 }

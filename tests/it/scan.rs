@@ -144,6 +144,36 @@ fn year_is_inferred_across_new_year() {
     assert_eq!(stdout(&o), expected("newyear.csv"));
 }
 
+/// Local times around the test zone's changes (CET/CEST, 29 March and 25 October 2026): the
+/// skipped hour is placed an hour later, the repeated one takes the earlier instant, and each
+/// line keeps its own offset whatever the line before it had.
+#[test]
+fn daylight_saving_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fixture_copy(dir.path(), "dst.log");
+    let o = run(&["scan", "--no-enrich", "-o", "-", log.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stamps: Vec<String> = stdout(&o)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            "2026-03-29T01:59:59+01:00",
+            "2026-03-29T03:30:00+02:00",
+            "2026-03-29T03:00:00+02:00",
+            "2026-03-29T03:59:59+02:00",
+            "2026-10-25T01:59:59+02:00",
+            "2026-10-25T02:00:00+02:00",
+            "2026-10-25T02:59:59+02:00",
+            "2026-10-25T03:00:00+01:00",
+            "2026-10-25T03:00:00+01:00",
+        ]
+    );
+}
+
 #[test]
 fn stdin_dash() {
     let mut child = bin()
