@@ -104,14 +104,14 @@ impl<'a> Recorder<'a> {
     }
 
     /// Records a failure (`login` false) or a login.
-    fn push(&mut self, f: AuthEvent, login: bool) -> Result<(), SinkError> {
+    fn push(&mut self, f: &AuthEvent, login: bool) -> Result<(), SinkError> {
         if login && self.logins.is_none() {
             return Ok(());
         }
         if self.enrich.is_none() {
-            return self.sink_for(login).write(&f, None);
+            return self.sink_for(login).write(f, None);
         }
-        self.pending.push((f, login));
+        self.pending.push((f.clone(), login));
         if self.pending.len() >= ENRICH_BATCH {
             self.flush()?;
         }
@@ -154,11 +154,11 @@ impl<'a> Recorder<'a> {
     }
 
     /// Records `count` copies of a row (rsyslog's `message repeated N times`).
-    fn push_n(&mut self, f: AuthEvent, login: bool, count: u32) -> Result<(), SinkError> {
-        for _ in 1..count {
-            self.push(f.clone(), login)?;
+    fn push_n(&mut self, f: &AuthEvent, login: bool, count: u32) -> Result<(), SinkError> {
+        for _ in 0..count {
+            self.push(f, login)?;
         }
-        self.push(f, login)
+        Ok(())
     }
 
     fn sink_for(&mut self, login: bool) -> &mut CsvSink {
@@ -234,7 +234,7 @@ pub fn scan_journal(
         let events = read.events;
         let mut rows = (events.failures.into_iter().map(|f| (f, false)))
             .chain(events.logins.into_iter().map(|l| (l, true)));
-        if let Some(e) = rows.find_map(|(f, login)| recorder.push(f, login).err()) {
+        if let Some(e) = rows.find_map(|(f, login)| recorder.push(&f, login).err()) {
             break Err(e.into());
         }
         if read.at_end {
@@ -248,6 +248,12 @@ pub fn scan_journal(
 }
 
 /// Scans one input into `sink`, adding to `stats`.
+///
+/// Two threads, joined by a bounded channel: one reads the input and parses its candidate
+/// lines block by block (the prefilter and the parser), the other records what was found
+/// (rows formatted and written, counts, warnings), in input order. Each does about half the
+/// work of a busy log, so a scan takes the time of the slower half; the reading thread stays
+/// at most [`READ_AHEAD`] blocks ahead, and stops at its next block when recording fails.
 pub fn scan_one(
     path: &Path,
     parser: &Parser,
@@ -263,45 +269,94 @@ pub fn scan_one(
     let years = input
         .modified
         .map_or_else(YearContext::now, |m| YearContext::new(m.into()));
-    let mut reader = BlockReader::new(input, max_line_bytes);
-    let mut warnings = Warnings::new(path);
-    let mut sink_error = None;
-    loop {
-        let block = match reader.next_block() {
-            Ok(Some(block)) => block,
-            Ok(None) => break,
-            Err(source) => {
-                stats.too_long += reader.too_long();
-                return Err(InputError {
-                    path: path.to_path_buf(),
-                    at_line: Some(stats.lines),
-                    source,
+    let first_line = stats.lines;
+    std::thread::scope(|scope| {
+        let (blocks, scanned) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        // Recorded blocks come back to be dropped where they were allocated: glibc's malloc
+        // frees another thread's memory on a slow path costing more than the split saves.
+        let (recorded, done) = std::sync::mpsc::channel::<Vec<Found>>();
+        let reading = scope.spawn(move || {
+            let mut reader = BlockReader::new(input, max_line_bytes);
+            let mut lines = first_line;
+            loop {
+                while let Ok(old) = done.try_recv() {
+                    drop(old);
                 }
-                .into());
+                let block = match reader.next_block() {
+                    Ok(Some(block)) => block,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = blocks.send(Err(e));
+                        break;
+                    }
+                };
+                let mut found = Vec::new();
+                let counts =
+                    parser.scan_block(block.bytes, block.offset, lines, &years, |f| found.push(f));
+                lines += counts.lines;
+                let scanned = Scanned {
+                    bytes: block.bytes.len() as u64,
+                    counts,
+                    found,
+                };
+                if blocks.send(Ok(scanned)).is_err() {
+                    break; // recording stopped
+                }
             }
-        };
-        stats.bytes += block.bytes.len() as u64;
-        let counts = parser.scan_block(block.bytes, block.offset, stats.lines, &years, |found| {
-            if sink_error.is_some() {
-                return;
-            }
-            if let Err(e) = record(found, sink, stats, &mut warnings) {
-                sink_error = Some(e);
-            }
+            reader.too_long()
         });
-        stats.lines += counts.lines;
-        stats.too_long += counts.too_long;
-        if let Some(e) = sink_error.take() {
-            return Err(e.into());
+        let outcome = record_all(scanned, recorded, path, sink, stats);
+        // The reader stops at its next send once `scanned` is dropped by record_all.
+        stats.too_long += reading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        outcome
+    })
+}
+
+/// How many parsed blocks the reading thread of [`scan_one`] may be ahead of the recording.
+const READ_AHEAD: usize = 4;
+
+/// One block as the reading thread of [`scan_one`] hands it over.
+struct Scanned {
+    /// The block's length.
+    bytes: u64,
+    /// Its lines and skipped lines.
+    counts: crate::parse::BlockCounts,
+    /// Its candidate lines, parsed, in order.
+    found: Vec<Found>,
+}
+
+/// The recording half of [`scan_one`]: records each block's finds in order until the input
+/// ends or fails, or recording fails.
+fn record_all(
+    scanned: std::sync::mpsc::Receiver<std::io::Result<Scanned>>,
+    recorded: std::sync::mpsc::Sender<Vec<Found>>,
+    path: &Path,
+    sink: &mut Recorder<'_>,
+    stats: &mut Stats,
+) -> Result<(), ScanError> {
+    let mut warnings = Warnings::new(path);
+    for block in scanned {
+        let block = block.map_err(|source| InputError {
+            path: path.to_path_buf(),
+            at_line: Some(stats.lines),
+            source,
+        })?;
+        stats.bytes += block.bytes;
+        for found in &block.found {
+            record(found, sink, stats, &mut warnings)?;
         }
+        let _ = recorded.send(block.found);
+        stats.lines += block.counts.lines;
+        stats.too_long += block.counts.too_long;
     }
-    stats.too_long += reader.too_long();
     warnings.finish(stats);
     Ok(())
 }
 
 fn record(
-    found: Found,
+    found: &Found,
     sink: &mut Recorder<'_>,
     stats: &mut Stats,
     warnings: &mut Warnings<'_>,
@@ -315,7 +370,7 @@ fn record(
             "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted"
         );
     }
-    match found.parsed {
+    match &found.parsed {
         Parsed::Failure(f) => {
             sink.push_n(f, false, found.count)?;
             stats.failures += n;
@@ -324,7 +379,7 @@ fn record(
             sink.push_n(l, true, found.count)?;
             stats.logins += n;
         }
-        Parsed::Counted(c) => stats.count(c, n),
+        Parsed::Counted(c) => stats.count(*c, n),
         Parsed::Verdict(v) => stats.verdict(v.known_user, n),
         Parsed::Backend(b) => {
             let seen = stats.backend(&b.kind, n);

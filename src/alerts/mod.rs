@@ -544,7 +544,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             username: Some(user.into()),
             mechanism: "PLAIN".into(),
-            reason: String::new(),
+            reason: Default::default(),
             client_hostname: None,
         }
     }

@@ -43,8 +43,9 @@ impl Timestamp {
     /// Appends what [`to_rfc3339`](Self::to_rfc3339) gives, without building a `String`
     /// (a row is formatted for each recorded line).
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
-        let t = self.time;
-        let offset = t.offset().local_minus_utc();
+        // The wall-clock fields once: each accessor of a DateTime would add the offset again.
+        let t = self.time.naive_local();
+        let offset = self.time.offset().local_minus_utc();
         if !(0..=9999).contains(&t.year()) || offset % 60 != 0 {
             // Not a log's time, or a zone's historical offset in seconds: chrono knows best.
             out.extend_from_slice(self.to_rfc3339().as_bytes());

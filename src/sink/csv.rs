@@ -607,17 +607,17 @@ mod tests {
                     frac_digits: 1,
                     ..timestamp
                 },
-                server: text.to_string(),
+                server: (*text).into(),
                 service: "dovecot/imap-login".into(),
                 ip: if i % 2 == 0 {
                     "192.0.2.255".parse().unwrap()
                 } else {
                     "2001:db8::ffff:1".parse().unwrap()
                 },
-                username: Some(text.to_string()),
+                username: Some((*text).into()),
                 mechanism: "PLAIN".into(),
-                reason: text.to_string(),
-                client_hostname: (i % 3 == 0).then(|| text.to_string()),
+                reason: (*text).into(),
+                client_hostname: (i % 3 == 0).then(|| (*text).into()),
             };
             let enrichment = Enrichment {
                 reverse_dns: Some(text.to_string()),
@@ -638,23 +638,23 @@ mod tests {
                     .and_then(|e| e.asn)
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                let opt = |s: Option<&String>| neutralise(s.map_or("", |s| s)).into_owned();
+                let opt = |s: Option<&str>| neutralise(s.unwrap_or("")).into_owned();
                 let row = [
                     timestamp.to_rfc3339(),
                     neutralise(&event.server).into_owned(),
-                    event.service.clone(),
+                    event.service.to_string(),
                     ip,
-                    opt(event.username.as_ref()),
-                    event.mechanism.clone(),
+                    opt(event.username.as_deref()),
+                    event.mechanism.to_string(),
                     neutralise(&event.reason).into_owned(),
-                    opt(event.client_hostname.as_ref()),
-                    opt(e.and_then(|e| e.reverse_dns.as_ref())),
+                    opt(event.client_hostname.as_deref()),
+                    opt(e.and_then(|e| e.reverse_dns.as_deref())),
                     e.and_then(|e| e.dns_status)
                         .map_or("", |s| s.as_str())
                         .to_owned(),
-                    opt(e.and_then(|e| e.country.as_ref())),
+                    opt(e.and_then(|e| e.country.as_deref())),
                     asn,
-                    opt(e.and_then(|e| e.as_org.as_ref())),
+                    opt(e.and_then(|e| e.as_org.as_deref())),
                 ];
                 theirs.write_record(&row).unwrap();
                 theirs.write_record(&row).unwrap();

@@ -382,7 +382,7 @@ mod properties {
             let users = |found: &mut Vec<(u64, String)>, bytes: &[u8], offset: u64| {
                 parser.scan_block(bytes, offset, 0, &years, |f| {
                     if let Parsed::Failure(a) = f.parsed {
-                        found.push((f.end_offset, a.username.unwrap_or_default()));
+                        found.push((f.end_offset, a.username.unwrap_or_default().into()));
                     }
                 });
             };
