@@ -10,8 +10,27 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// CPU time (user + system) of this process's children that have been waited for.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes into the struct it is given, which is a plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// Wall time, exit success and peak RSS (KiB) of `argv`, stdout to /dev/null unless `pipe`.
+#[allow(dead_code)]
 pub fn run(argv: &[&str], pipe: bool) -> (Duration, bool, u64) {
+    let (wall, _, ok, peak) = run_cpu(argv, pipe);
+    (wall, ok, peak)
+}
+
+/// Wall time, CPU time (user + system, all its threads), exit success and peak RSS (KiB) of
+/// `argv`, stdout to /dev/null unless `pipe`.
+pub fn run_cpu(argv: &[&str], pipe: bool) -> (Duration, Duration, bool, u64) {
+    let cpu_before = children_cpu();
     let start = Instant::now();
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
@@ -42,10 +61,11 @@ pub fn run(argv: &[&str], pipe: bool) -> (Duration, bool, u64) {
         std::thread::sleep(Duration::from_millis(2));
     };
     let elapsed = start.elapsed();
+    let cpu = children_cpu() - cpu_before;
     if let Some(d) = drain {
         let _ = d.join();
     }
-    (elapsed, status.success(), peak)
+    (elapsed, cpu, status.success(), peak)
 }
 
 /// Median wall time and largest peak RSS of repeated runs.
@@ -53,6 +73,8 @@ pub fn run(argv: &[&str], pipe: bool) -> (Duration, bool, u64) {
 pub struct Measured {
     /// Median wall time.
     pub median: Duration,
+    /// Median CPU time (user + system, all threads).
+    pub median_cpu: Duration,
     /// Largest peak RSS, KiB.
     pub max_rss_kb: u64,
 }
@@ -61,16 +83,20 @@ pub struct Measured {
 #[allow(dead_code)]
 pub fn measure_with(runs: usize, argv: &[&str], pipe: bool) -> Measured {
     let mut times = Vec::with_capacity(runs);
+    let mut cpus = Vec::with_capacity(runs);
     let mut max_rss_kb = 0;
     for _ in 0..runs {
-        let (t, ok, rss) = run(argv, pipe);
+        let (t, cpu, ok, rss) = run_cpu(argv, pipe);
         assert!(ok, "{argv:?} failed");
         times.push(t);
+        cpus.push(cpu);
         max_rss_kb = max_rss_kb.max(rss);
     }
     times.sort();
+    cpus.sort();
     Measured {
         median: times[times.len() / 2],
+        median_cpu: cpus[cpus.len() / 2],
         max_rss_kb,
     }
 }

@@ -588,7 +588,7 @@ impl Parser {
 
     /// Scans `block`, a run of whole lines (the last may lack its newline at end of input)
     /// starting at input offset `base_offset` and line number `base_line + 1`, and calls
-    /// `found` for each candidate line. Returns the block's line count.
+    /// `found` for each candidate line, parsed. Returns the block's line count.
     pub fn scan_block(
         &self,
         block: &[u8],
@@ -596,6 +596,21 @@ impl Parser {
         base_line: u64,
         years: &YearContext,
         mut found: impl FnMut(Found),
+    ) -> BlockCounts {
+        self.candidates(block, base_offset, base_line, |c| {
+            found(self.parse(c, years));
+        })
+    }
+
+    /// The prefilter's half of [`scan_block`](Self::scan_block): calls `found` for each
+    /// candidate line, unparsed (lines over the length limit are counted instead). A reader
+    /// can hand candidates to another thread to [`parse`](Self::parse).
+    pub fn candidates(
+        &self,
+        block: &[u8],
+        base_offset: u64,
+        base_line: u64,
+        mut found: impl FnMut(Candidate<'_>),
     ) -> BlockCounts {
         let mut counts = BlockCounts::default();
         let mut pos = 0;
@@ -610,15 +625,8 @@ impl Parser {
             if line.len() > self.max_line_bytes {
                 counts.too_long += 1;
             } else {
-                let ParsedLine {
-                    parsed,
-                    count,
-                    capped,
-                } = parse_line(line, years, &self.local);
-                found(Found {
-                    parsed,
-                    count,
-                    capped,
+                found(Candidate {
+                    line,
                     line_number: base_line + lines_before + 1,
                     end_offset: base_offset + next as u64,
                 });
@@ -632,6 +640,33 @@ impl Parser {
         counts.lines = lines_before + unterminated as u64;
         counts
     }
+
+    /// Parses a candidate line found by [`candidates`](Self::candidates).
+    pub fn parse(&self, candidate: Candidate<'_>, years: &YearContext) -> Found {
+        let ParsedLine {
+            parsed,
+            count,
+            capped,
+        } = parse_line(candidate.line, years, &self.local);
+        Found {
+            parsed,
+            count,
+            capped,
+            line_number: candidate.line_number,
+            end_offset: candidate.end_offset,
+        }
+    }
+}
+
+/// A line the prefilter found, not parsed yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The line, without its newline.
+    pub line: &'a [u8],
+    /// 1-based line number within the input.
+    pub line_number: u64,
+    /// Byte offset just past the line's newline within the input.
+    pub end_offset: u64,
 }
 
 fn is_backend_reason(reason: &str) -> bool {
