@@ -306,7 +306,7 @@ for i in $(seq 1 30); do
   case $i in
     10) postfix -c "$PF" logrotate >/dev/null ;;
     15) kill -HUP "$DAEMON_PID" ;;
-    20) kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || fail "the daemon did not stop cleanly"; DAEMON_PID="" DOVECOT_PID="" DNSMASQ_PID=""; ;;
+    20) kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" || fail "the daemon did not stop cleanly"; DAEMON_PID="" ;;
     22) start_daemon ;;
     25) postfix -c "$PF" logrotate >/dev/null ;;
   esac
@@ -451,4 +451,37 @@ grep -qF "postfix/smtpd,198.51.100.151,jrnl1,LOGIN,(reason unavailable)" "$JCSV"
 echo "journal: $(jrows) rows for $(journal_failures) failure entries, across 2 journal rotations and a restart"
 postfix -c "$PF" stop >/dev/null
 
-say "E2E PASSED: $total attacks recorded exactly once, report delivered, a login after failures alerted and mailed; $(jrows) more through journald"
+# --- 10b. Dovecot logging through syslog into the same journal -------------------------------------------
+say "IMAP and POP3 attacks again, Dovecot logging through /dev/log to the journal beside Postfix"
+kill -TERM "$DOVECOT_PID"; wait "$DOVECOT_PID" 2>/dev/null; DOVECOT_PID=""
+for i in $(seq 100); do listening $IMAP || break; sleep 0.1; done
+# Dovecot's default: no log_path, so syslog(3) with facility mail, i.e. /dev/log.
+grep -v '^log_path' "$WORK/dovecot/dovecot.conf" > "$WORK/dovecot/dovecot-syslog.conf"
+echo "syslog_facility = mail" >> "$WORK/dovecot/dovecot-syslog.conf"
+unshare -m sh -c "mount --make-rprivate / && mount --bind '$JRT/dev-log' /dev/log && exec dovecot -F -c '$WORK/dovecot/dovecot-syslog.conf'" &
+DOVECOT_PID=$!
+for i in $(seq 100); do listening $IMAP && listening $POP3 && break; sleep 0.1; done
+listening $IMAP || fail "dovecot (logging to syslog) is not listening on $IMAP"
+python3 "$ROOT/tests/e2e/imap_pop3.py" $IMAP $POP3 || fail "the IMAP/POP3 sessions failed"
+JLOGINS="$WORK/state-journal/logins.csv"
+journal_summaries() { journalctl -D "$JDIR" -o cat SYSLOG_IDENTIFIER=dovecot 2>/dev/null | grep -ac -- '-login: .*(auth failed, ' || true; }
+journal_dovecot_rows() { grep -c ',dovecot/' "$JCSV" || true; }
+for i in $(seq 100); do
+  [ "$(journal_summaries)" -eq 5 ] && [ "$(journal_dovecot_rows)" -eq 5 ] \
+    && grep -qF ',alice@e2e.test,' "$WORK/state-journal/alerts.csv" 2>/dev/null && break
+  sleep 0.1
+done
+[ "$(journal_summaries)" -eq 5 ] || fail "the journal holds $(journal_summaries) Dovecot failure summaries, not 5: $(journalctl -D "$JDIR" -o cat SYSLOG_IDENTIFIER=dovecot | tail -8)"
+[ "$(journal_dovecot_rows)" -eq 5 ] || fail "$(journal_dovecot_rows) Dovecot rows from the journal for 5 summaries: $(grep ',dovecot/' "$JCSV")"
+# The server is the journal's _HOSTNAME: this machine, not [sources] server.
+grep -qF ",$(hostname),dovecot/imap-login,127.0.0.1,admin,PLAIN,\"auth failed, 3 attempts in" "$JCSV" \
+  || fail "IMAP, 3 attempts in one connection, from the journal: $(grep ',dovecot/' "$JCSV")"
+grep -qF ',dovecot/imap-login,::1,nosuchuser,PLAIN,"auth failed, 1 attempts in' "$JCSV" || fail "IMAP over IPv6 from the journal"
+[ "$(grep -c ',dovecot/pop3-login,::1,sales,' "$JCSV")" -eq 2 ] || fail "two POP3 connections for sales are not two rows (journal)"
+[ "$(grep -c ',dovecot/imap-login,::1,alice@e2e.test,PLAIN,' "$JLOGINS")" -eq 1 ] || fail "no single IMAP login row from the journal: $(cat "$JLOGINS")"
+grep -qF ',dovecot/imap-login,::1,alice@e2e.test,PLAIN,address,' "$WORK/state-journal/alerts.csv" \
+  || fail "the IMAP login from ::1 after failures (journal) is no alert: $(cat "$WORK/state-journal/alerts.csv")"
+[ "$(jrows)" -eq $(( $(journal_failures) + 5 )) ] || fail "the journal CSV has $(jrows) rows, not the Postfix failures and 5 Dovecot ones"
+echo "Dovecot through syslog: 5 summaries in the journal, 5 rows, 1 login, alerted"
+
+say "E2E PASSED: $total attacks recorded exactly once, report delivered, a login after failures alerted and mailed; $(jrows) more through journald (Postfix and Dovecot)"
