@@ -274,43 +274,48 @@ pub fn scan_one(
         .modified
         .map_or_else(YearContext::now, |m| YearContext::new(m.into()));
     let first_line = stats.lines;
-    std::thread::scope(|scope| {
-        let (filled, to_record) = mpsc::sync_channel(READ_AHEAD);
-        let (emptied, to_fill) = mpsc::channel::<Candidates>();
-        let reading = scope.spawn(move || {
-            let mut reader = BlockReader::new(input, max_line_bytes);
-            let mut lines = first_line;
-            loop {
-                let block = match reader.next_block() {
-                    Ok(Some(block)) => block,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = filled.send(Err(e));
-                        break;
-                    }
-                };
-                let mut c = to_fill.try_recv().unwrap_or_default();
-                c.bytes = block.bytes.len() as u64;
-                c.counts = parser.candidates(block.bytes, block.offset, lines, |found| {
-                    let start = c.text.len();
-                    c.text.extend_from_slice(found.line);
-                    c.lines
-                        .push((start..c.text.len(), found.line_number, found.end_offset));
-                });
-                lines += c.counts.lines;
-                if filled.send(Ok(c)).is_err() {
-                    break; // recording stopped
+    let (filled, to_record) = mpsc::sync_channel(READ_AHEAD);
+    let (emptied, to_fill) = mpsc::channel::<Candidates>();
+    // The reader owns what it uses (not a scoped thread): when recording fails it may be
+    // blocked reading a pipe that stays open (`journalctl -f | maillogsentinel scan -`), and
+    // the error must not wait for more input. It is then left to stop at its next block.
+    let finder = parser.clone();
+    let reading = std::thread::spawn(move || {
+        let mut reader = BlockReader::new(input, max_line_bytes);
+        let mut lines = first_line;
+        loop {
+            let block = match reader.next_block() {
+                Ok(Some(block)) => block,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = filled.send(Err(e));
+                    break;
                 }
+            };
+            let mut c = to_fill.try_recv().unwrap_or_default();
+            c.bytes = block.bytes.len() as u64;
+            c.counts = finder.candidates(block.bytes, block.offset, lines, |found| {
+                let start = c.text.len();
+                c.text.extend_from_slice(found.line);
+                c.lines
+                    .push((start..c.text.len(), found.line_number, found.end_offset));
+            });
+            lines += c.counts.lines;
+            if filled.send(Ok(c)).is_err() {
+                break; // recording stopped
             }
-            reader.too_long()
-        });
-        let outcome = record_all(to_record, emptied, parser, &years, path, sink, stats);
-        // The reader stops at its next send now that `to_record` is dropped.
-        stats.too_long += reading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        outcome
-    })
+        }
+        reader.too_long()
+    });
+    let outcome = record_all(to_record, emptied, parser, &years, path, sink, stats);
+    if let Err(ScanError::Sink(_)) = outcome {
+        return outcome;
+    }
+    // The input ended or failed: the reader has stopped.
+    stats.too_long += reading
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    outcome
 }
 
 /// How many blocks the reading thread of [`scan_one`] may be ahead of the recording.

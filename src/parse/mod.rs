@@ -545,6 +545,7 @@ fn dovecot_entry(entry: &Entry<'_>) -> Parsed {
 
 /// Finds candidate lines in blocks of complete lines and parses them. Holds the compiled
 /// prefilter; one per reader.
+#[derive(Debug, Clone)]
 pub struct Parser {
     prefilter: Prefilter,
     max_line_bytes: usize,

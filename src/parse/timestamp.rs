@@ -276,13 +276,13 @@ fn local_to_fixed(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
     let offset = match LAST_HOUR.get() {
         Some((cached, offset)) if cached == hour => offset,
         _ => {
-            let last = hour + ChronoDuration::nanoseconds(3_599_999_999_999);
-            match (local_offset(hour), local_offset(last)) {
+            let last = hour.checked_add_signed(ChronoDuration::nanoseconds(3_599_999_999_999))?;
+            match (local_offset(hour)?, local_offset(last)?) {
                 (Wall::One(a), Wall::One(b)) if a == b => {
                     LAST_HOUR.set(Some((hour, a)));
                     a
                 }
-                _ => match local_offset(naive) {
+                _ => match local_offset(naive)? {
                     Wall::One(o) | Wall::Repeated { earlier: o } => o,
                     Wall::Skipped { before } => {
                         let instant =
@@ -300,7 +300,7 @@ fn local_to_fixed(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
 /// (clocks went back), `None` for one that never came (clocks went forward). Unlike chrono's
 /// `Local.from_local_datetime`, right at both edges of a change (see [`local_offset`]).
 pub fn earliest_local(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
-    match local_offset(naive) {
+    match local_offset(naive)? {
         Wall::One(o) | Wall::Repeated { earlier: o } => o.from_local_datetime(&naive).single(),
         Wall::Skipped { .. } => None,
     }
@@ -324,14 +324,18 @@ enum Wall {
 /// Places a wall-clock time in the local zone through the offsets the zone gives UTC instants,
 /// which chrono gets right: its local-to-UTC direction takes both edges of a change as inside
 /// it and gives the two instants of a repeated time in either order (chrono issue 1625).
-fn local_offset(naive: NaiveDateTime) -> Wall {
+fn local_offset(naive: NaiveDateTime) -> Option<Wall> {
+    // Checked: a time at the edge of chrono's range (a report's `--from +262142-12-31`) has no
+    // day after it, and is no time of this zone.
+    let shift = |secs: i64| naive.checked_add_signed(ChronoDuration::seconds(secs));
     let offset_at = |utc: NaiveDateTime| Local.offset_from_utc_datetime(&utc).fix();
-    let as_utc = |o: FixedOffset| naive - ChronoDuration::seconds(o.local_minus_utc().into());
     // The offsets in force a day either side: a zone changes at most once in between.
-    let day = ChronoDuration::days(1);
-    let (before, after) = (offset_at(naive - day), offset_at(naive + day));
-    let fits = |o: FixedOffset| offset_at(as_utc(o)) == o;
-    match (fits(before), fits(after)) {
+    const DAY: i64 = 86_400;
+    let (before, after) = (offset_at(shift(-DAY)?), offset_at(shift(DAY)?));
+    let fits = |o: FixedOffset| {
+        offset_at(naive - ChronoDuration::seconds(o.local_minus_utc().into())) == o
+    };
+    Some(match (fits(before), fits(after)) {
         (true, true) if before != after => Wall::Repeated {
             // The larger offset names the earlier instant.
             earlier: if before.local_minus_utc() > after.local_minus_utc() {
@@ -343,7 +347,7 @@ fn local_offset(naive: NaiveDateTime) -> Wall {
         (true, _) => Wall::One(before),
         (false, true) => Wall::One(after),
         (false, false) => Wall::Skipped { before },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -364,6 +368,15 @@ mod tests {
             ts.frac_digits,
             String::from_utf8(rest.to_vec()).unwrap(),
         )
+    }
+
+    /// The ends of chrono's range are no local time (a report's `--from +262142-12-31`), not a
+    /// panic.
+    #[test]
+    fn times_at_the_ends_of_the_range_are_none() {
+        assert_eq!(earliest_local(NaiveDateTime::MAX), None);
+        assert_eq!(earliest_local(NaiveDateTime::MIN), None);
+        assert_eq!(local_to_fixed(NaiveDateTime::MAX), None);
     }
 
     /// The byte writer gives exactly chrono's RFC 3339, for every precision and offset sign.
