@@ -28,3 +28,4 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod store;

@@ -56,7 +56,12 @@ pub struct Config {
     /// The intrusion CSV.
     pub csv: PathBuf,
     /// The logins CSV (`None`: `[output] logins = ""`, no record of successful logins).
+    /// With a database store, whether logins are kept (in its `logins` table).
     pub logins: Option<PathBuf>,
+    /// Which store keeps the records.
+    pub store: crate::store::StoreKind,
+    /// The SQLite database (used when `store` is `sqlite`).
+    pub sqlite: PathBuf,
     /// Read rotated history on the first start.
     pub backfill: Backfill,
     /// The systemd journal: whether, which entries, where.
@@ -170,6 +175,8 @@ impl Config {
             server: raw.sources.server.clone().unwrap_or_else(local_hostname),
             csv: raw.output.csv.clone(),
             logins: raw.output.logins_path(),
+            store: raw.output.store,
+            sqlite: raw.output.sqlite_path(),
             backfill: raw.sources.backfill,
             journal: journal_settings(&raw.sources),
             poll_interval: raw.sources.poll_interval.0,

@@ -342,9 +342,22 @@ pub struct RawOutput {
     /// `""` keeps no record of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logins: Option<PathBuf>,
+    /// Which store keeps the records: `csv` (the default), `sqlite`.
+    pub store: crate::store::StoreKind,
+    /// The SQLite database (`store = "sqlite"`); unset: `events.db` beside `csv`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<PathBuf>,
 }
 
 impl RawOutput {
+    /// The SQLite database's path.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.sqlite {
+            Some(p) => p.clone(),
+            None => self.csv.with_file_name("events.db"),
+        }
+    }
+
     /// The logins record's path, `None` when none is kept.
     pub fn logins_path(&self) -> Option<PathBuf> {
         match &self.logins {
@@ -386,6 +399,8 @@ impl Default for RawOutput {
         RawOutput {
             csv: PathBuf::from("/var/lib/maillogsentinel/intrusions.csv"),
             logins: None,
+            store: crate::store::StoreKind::Csv,
+            sqlite: None,
         }
     }
 }

@@ -149,6 +149,20 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             "is empty: name a file (default /var/lib/maillogsentinel/intrusions.csv)".into(),
         );
     }
+    if raw.output.store == crate::store::StoreKind::Sqlite {
+        let db = raw.output.sqlite_path();
+        if db.as_os_str().is_empty() {
+            problem(
+                "output.sqlite",
+                "is empty: name a database file (default events.db beside output.csv)".into(),
+            );
+        } else if let Some((key, _)) = outputs(raw).find(|(_, p)| same_file(p, &db)) {
+            problem(
+                "output.sqlite",
+                format!("is {key}: the database needs a file of its own"),
+            );
+        }
+    }
     // Logs: each read once. The same file twice (literally, through a symlink or another path)
     // or a rotation of a listed log (read with its history already) would record rows twice.
     let files = &raw.sources.files;

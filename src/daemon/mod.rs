@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{OutputState, Positions, Store};
+use crate::checkpoint::Positions;
 use crate::config::{Backfill, Config, ConfigError};
 use crate::enrich::Enricher;
 use crate::pipeline::{CHANNEL_CAPACITY, EventBudget, Heartbeat, ToSink};
+use crate::sink::SinkError;
 use crate::sink::committer::{CommitError, Committer, SharedJournals, SharedPositions};
-use crate::sink::{CsvFile, SinkError};
 use crate::source::journal::follow::Follower;
 use crate::source::journal::{JournalPos, JournalStart, JournalUse};
 use crate::source::tailer::{Start, Tailer, TailerSettings, Wake};
@@ -55,15 +55,15 @@ pub enum DaemonError {
         /// What is wrong.
         message: String,
     },
-    /// Checkpoints could not be read.
+    /// The store could not be opened or read.
     #[error(transparent)]
-    Checkpoint(#[from] crate::checkpoint::CheckpointError),
-    /// The output could not be opened.
+    Store(#[from] crate::store::StoreError),
+    /// The alerts' state could not be set up.
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// The sink failed for good.
     #[error("the sink stopped: {0}")]
-    Commit(#[from] CommitError),
+    Commit(CommitError),
     /// The sink's thread ended without saying why (it panicked).
     #[error(
         "the sink thread ended unexpectedly; rows not yet written will be read again at the next start"
@@ -129,19 +129,6 @@ struct Running {
     budget: EventBudget,
 }
 
-/// Cuts an output back to `len` (a batch a crash tore, or that must be written again whole).
-fn cut_back(path: &Path, len: u64) -> Result<(), SinkError> {
-    let io = |source| SinkError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io)?;
-    f.set_len(len).and_then(|_| f.sync_all()).map_err(io)
-}
-
 /// Runs the daemon until a [`Control::Shutdown`] has drained the pipeline.
 pub async fn run(
     config_path: Option<PathBuf>,
@@ -150,37 +137,23 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let epoch = Instant::now();
     let _lock = lock_state_dir(&config.state_dir)?;
-    let store = Store::new(&config.state_dir);
-    let checkpoint = store.load()?;
-    let first_start = checkpoint.is_none();
-    let (positions, journals, paths, unseen) = match &checkpoint {
-        Some(cp) => {
-            let logins_state = cp.logins.as_ref().and_then(|l| OutputState::of(&l.path));
-            let rec = cp.recover(OutputState::of(&cp.output.path), logins_state);
-            let cuts = [
-                (&cp.output.path, rec.truncate_output_to),
-                (
-                    cp.logins.as_ref().map_or(&cp.output.path, |l| &l.path),
-                    rec.truncate_logins_to,
-                ),
-            ];
-            if cuts.iter().any(|(_, len)| len.is_some()) {
-                tracing::warn!(path = %cp.output.path.display(), "{}", rec.note);
-                for (path, len) in cuts {
-                    if let Some(len) = len {
-                        cut_back(path, len)?;
-                    }
-                }
+    let mut store = crate::store::open(&config)?;
+    let recovered = store.recover()?;
+    let first_start = recovered.is_none();
+    let (positions, journals, paths, unseen) = match recovered {
+        Some(rec) => {
+            if rec.repaired {
+                tracing::warn!(store = %store.describe(), "{}", rec.note);
             } else {
-                tracing::info!(checkpoint = %store.path().display(), "resuming: {}", rec.note);
+                tracing::info!(store = %store.describe(), "resuming: {}", rec.note);
             }
             (rec.positions, rec.journals, rec.paths, rec.unseen)
         }
         None => {
             tracing::info!(
-                checkpoint = %store.path().display(),
+                store = %store.describe(),
                 backfill = ?config.backfill,
-                "first start: no checkpoint yet"
+                "first start: no positions recorded yet"
             );
             (
                 Positions::new(),
@@ -190,19 +163,13 @@ pub async fn run(
             )
         }
     };
-    let csv = CsvFile::open_append(&config.csv)?;
-    let logins = config
-        .logins
-        .as_deref()
-        .map(CsvFile::open_append)
-        .transpose()?;
+    let store_has_rows = store.has_rows();
+    let store_name = store.describe();
     let counters = Arc::new(Counters::default());
     let committer_heartbeat = Heartbeat::new(epoch);
     let sink_stop = CancellationToken::new();
     let committer = Committer::new(
         store,
-        csv,
-        logins,
         &positions,
         &journals
             .iter()
@@ -295,7 +262,12 @@ pub async fn run(
         committer_heartbeat,
         budget: EventBudget::default(),
     };
-    let mut start = first_start_mode(first_start, running.config.backfill, &running.config.csv);
+    let mut start = first_start_mode(
+        first_start,
+        running.config.backfill,
+        store_has_rows,
+        &store_name,
+    );
     if choice.files && had_journal && !had_files {
         // The journal was the source until now: the files' history is in its rows already.
         tracing::warn!(
@@ -320,7 +292,7 @@ pub async fn run(
     } else if running.config.journal.mode == JournalUse::Auto {
         tracing::info!("not reading the journal: {}", choice.why);
     }
-    tracing::info!(files = ?files, journal = choice.journal, output = %running.config.csv.display(), "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
+    tracing::info!(files = ?files, journal = choice.journal, store = %store_name, "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
     notify::ready(&running.status_line());
 
     let watchdog = notify::watchdog_interval();
@@ -404,7 +376,7 @@ pub async fn run(
                 // The sink stopped on its own: nothing can be recorded any more.
                 running.stop_tailers();
                 return match r {
-                    Ok(Err(e)) => Err(e.into()),
+                    Ok(Err(e)) => Err(DaemonError::Commit(e)),
                     _ => Err(DaemonError::SinkGone),
                 };
             },
@@ -442,7 +414,7 @@ pub async fn run(
                 tracing::info!("stopped: {}", running.counters.snapshot());
                 Ok(())
             }
-            Ok(Ok(Err(e))) => Err(e.into()),
+            Ok(Ok(Err(e))) => Err(DaemonError::Commit(e)),
             Ok(Err(_)) => Err(DaemonError::SinkGone),
             Err(_) => Err(DaemonError::ShutdownTimeout(deadline)),
         },
@@ -486,24 +458,22 @@ fn auto_sources(
 /// (backfill) or their ends. `backfill = "auto"` does not back-fill into an output that already
 /// holds rows: no checkpoint beside such an output means a new or emptied state directory, and
 /// reading the history again would record every row twice.
-fn first_start_mode(first_start: bool, backfill: Backfill, csv: &Path) -> Start {
+fn first_start_mode(first_start: bool, backfill: Backfill, rows: bool, store: &str) -> Start {
     if !first_start {
         return Start::Resume;
     }
-    let header = crate::sink::COLUMNS.join(",").len() as u64 + 2; // the header row and CRLF
-    let rows = std::fs::metadata(csv).is_ok_and(|m| m.is_file() && m.len() > header);
     match backfill {
         Backfill::Never => Start::AtEnd,
         Backfill::Auto if rows => {
             tracing::warn!(
-                output = %csv.display(),
-                "first start (no checkpoint in the state directory) but the output already holds rows: the logs' history is not read again, so that nothing is recorded twice; only new lines are. If that history is not in the output, set `backfill = true` in [sources] and restart"
+                store = %store,
+                "first start (no positions recorded in the state directory) but the output already holds rows: the logs' history is not read again, so that nothing is recorded twice; only new lines are. If that history is not in the output, set `backfill = true` in [sources] and restart"
             );
             Start::AtEnd
         }
         Backfill::Always if rows => {
             tracing::warn!(
-                output = %csv.display(),
+                store = %store,
                 "first start with backfill = true: reading the logs' history into an output that already holds rows (rows already there are recorded again)"
             );
             Start::Resume

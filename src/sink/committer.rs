@@ -1,8 +1,9 @@
-//! The daemon's sink actor: takes batches from the source, appends their rows to the CSVs (the
-//! intrusion record, and the logins record when one is kept) and records the source positions
-//! with them, exactly once (the protocol is described in [`crate::checkpoint`]).
+//! The daemon's sink actor: takes batches from the source, stages their rows in the store (the
+//! intrusion record, and the logins record when one is kept) and commits them with the source
+//! positions they account for, exactly once (each store's protocol is its own: see
+//! [`crate::store`]).
 //!
-//! It runs on a thread of its own: appending and fsync are blocking by nature. Batches waiting
+//! It runs on a thread of its own: writes and fsyncs are blocking by nature. Batches waiting
 //! in the channel are merged into one commit, so under load the cost of the fsyncs is shared by
 //! many rows, and when idle a row reaches the disk as soon as it arrives.
 
@@ -15,14 +16,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{
-    Checkpoint, CheckpointError, FORGET_AFTER_SECS, FilePosition, JournalPosition, OutputPosition,
-    Pos, Positions, Store, VERSION,
-};
+use crate::checkpoint::{FORGET_AFTER_SECS, FilePosition, JournalPosition, Pos, Positions};
 use crate::pipeline::{Committed, Heartbeat, JournalPos, Position, ToSink};
-use crate::sink::{CsvFile, RowFormatter, SinkError};
 use crate::source::fingerprint::Fingerprint;
 use crate::stats::Counters;
+use crate::store::{CrashPoint, Progress, Store, StoreError};
 
 /// At most this many bytes of rows are merged into one commit.
 const MAX_COMMIT_BYTES: usize = 4 * 1024 * 1024;
@@ -66,50 +64,16 @@ impl FileState {
     }
 }
 
-/// Why the committer stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// The CSV failed.
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    /// The checkpoint failed.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-}
-
-impl CommitError {
-    /// The system's error behind this one, for telling one failure state from another.
-    fn kind(&self) -> Option<std::io::ErrorKind> {
-        match self {
-            CommitError::Sink(SinkError::Io { source, .. }) => Some(source.kind()),
-            CommitError::Checkpoint(CheckpointError::Io { source, .. }) => Some(source.kind()),
-            _ => None,
-        }
-    }
-}
-
-/// The logins record and its rows not committed yet.
-struct LoginsOutput {
-    csv: CsvFile,
-    rows: RowFormatter,
-    pending: u64,
-}
+/// Why the committer stopped: the store failed (while the daemon was stopping, or for good).
+pub type CommitError = StoreError;
 
 /// The sink actor.
 pub struct Committer {
-    store: Store,
-    csv: CsvFile,
-    rows: RowFormatter,
-    /// The logins record (`None`: `[output] logins = ""`, successful logins are not kept).
-    logins: Option<LoginsOutput>,
+    store: Box<dyn Store>,
     /// The alerts consumer, handed each commit's failures and logins once they are durable.
     alerts: Option<std::sync::mpsc::SyncSender<Vec<Committed>>>,
     /// Events for the alerts consumer, waiting for their commit.
     pending_events: Vec<Committed>,
-    /// Lengths a failed write must still be cut back to (the intrusion record, the logins
-    /// record) before anything else is appended: a cut that failed once is retried first, so
-    /// that the batch is never appended after its own partial copy.
-    cuts: [Option<u64>; 2],
     files: BTreeMap<Fingerprint, FileState>,
     journals: BTreeMap<String, JournalState>,
     shared: SharedPositions,
@@ -123,8 +87,10 @@ pub struct Committer {
     /// position (where a first start without backfill begins).
     save_now: bool,
     last_save: Instant,
-    /// Rows of the intrusion record formatted but not committed.
+    /// Rows of the intrusion record staged but not committed.
     pending_rows: u64,
+    /// Rows of the logins record staged but not committed.
+    pending_logins: u64,
     /// Their share of the sources' event budget, held until they are committed.
     budget: Vec<tokio::sync::OwnedSemaphorePermit>,
     /// Where to simulate a crash (tests only; see [`CrashPoint`]).
@@ -155,64 +121,13 @@ fn append_records<const N: usize>(
     w.flush()
 }
 
-/// Starts a new file at the path of an output that was archived (or deleted) by the
-/// postmaster: new rows go there, not on into the archive.
-fn reopen_if_moved(csv: &mut CsvFile) -> Result<(), SinkError> {
-    if csv.moved_away() {
-        let path = csv.path().to_path_buf();
-        tracing::info!(path = %path.display(), "the CSV was moved away; starting a new one");
-        *csv = CsvFile::open_append(&path)?;
-    }
-    Ok(())
-}
-
-/// Moments of a commit at which the durability tests make the process die, to prove that a
-/// restart recovers from each. Chosen with `MAILLOGSENTINEL_TEST_CRASH=after-checkpoint`,
-/// `mid-rows`, `between-records`, `after-rows` or `hang-after-rows`; never set in production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// The checkpoint is saved, no row is written.
-    AfterCheckpoint,
-    /// Half of the rows' bytes are written.
-    MidRows,
-    /// The intrusion record's rows are written and synced, the logins record's not.
-    BetweenRecords,
-    /// The rows are written and synced; nothing after.
-    AfterRows,
-    /// After the rows, the sink thread stops responding (but the process lives on).
-    HangAfterRows,
-}
-
-impl CrashPoint {
-    fn from_env() -> Option<CrashPoint> {
-        match std::env::var("MAILLOGSENTINEL_TEST_CRASH").ok()?.as_str() {
-            "after-checkpoint" => Some(CrashPoint::AfterCheckpoint),
-            "mid-rows" => Some(CrashPoint::MidRows),
-            "between-records" => Some(CrashPoint::BetweenRecords),
-            "after-rows" => Some(CrashPoint::AfterRows),
-            "hang-after-rows" => Some(CrashPoint::HangAfterRows),
-            _ => None,
-        }
-    }
-}
-
-/// Dies on the spot (like `kill -9` or a power cut) when `at` is the chosen crash point.
-fn crash_point(at: CrashPoint, chosen: Option<CrashPoint>) {
-    if chosen == Some(at) {
-        eprintln!("simulated crash at {at:?}");
-        std::process::abort();
-    }
-}
-
 impl Committer {
-    /// A committer writing `csv` (and `logins`, the logins record), resuming from a recovery's
-    /// positions (files and journals), names and unseen times. Cancelling `stop` (the daemon is
-    /// stopping) ends the retries of a failing write.
+    /// A committer writing into `store`, resuming from a recovery's positions (files and
+    /// journals), names and unseen times. Cancelling `stop` (the daemon is stopping) ends the
+    /// retries of a failing write.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        store: Store,
-        csv: CsvFile,
-        logins: Option<CsvFile>,
+        store: Box<dyn Store>,
         positions: &Positions,
         journals: &BTreeMap<String, JournalPos>,
         paths: &BTreeMap<Fingerprint, PathBuf>,
@@ -253,16 +168,8 @@ impl Committer {
             .collect();
         Committer {
             store,
-            csv,
-            rows: RowFormatter::default(),
-            logins: logins.map(|csv| LoginsOutput {
-                csv,
-                rows: RowFormatter::default(),
-                pending: 0,
-            }),
             alerts: None,
             pending_events: Vec::new(),
-            cuts: [None, None],
             files,
             journals: journal_states,
             shared: Arc::new(Mutex::new(positions.clone())),
@@ -274,6 +181,7 @@ impl Committer {
             save_now: false,
             last_save: Instant::now(),
             pending_rows: 0,
+            pending_logins: 0,
             budget: Vec::new(),
             crash: CrashPoint::from_env(),
             started: Instant::now(),
@@ -373,16 +281,16 @@ impl Committer {
                     self.log_verdicts(&events.verdicts);
                 }
                 for (i, f) in events.failures.iter().enumerate() {
-                    self.rows.push(f, b.enrichment.get(i));
+                    self.store.stage_failure(f, b.enrichment.get(i));
                 }
                 self.pending_rows += events.failures.len() as u64;
                 let mut rowless = events.failures.is_empty();
-                if let Some(l) = &mut self.logins {
+                if self.store.keeps_logins() {
                     let offset = events.failures.len();
                     for (i, f) in events.logins.iter().enumerate() {
-                        l.rows.push(f, b.enrichment.get(offset + i));
+                        self.store.stage_login(f, b.enrichment.get(offset + i));
                     }
-                    l.pending += events.logins.len() as u64;
+                    self.pending_logins += events.logins.len() as u64;
                     rowless &= events.logins.is_empty();
                 }
                 if self.alerts.is_some() {
@@ -487,9 +395,9 @@ impl Committer {
         }
     }
 
-    /// A file of the state directory (where the checkpoint is).
+    /// A file of the state directory.
     fn state_file(&self, name: &str) -> PathBuf {
-        self.store.path().with_file_name(name)
+        crate::state::path(self.store.state_dir(), name)
     }
 
     /// Keeps Dovecot's verdicts for reports (`state_dir/auth-verdicts.csv`: time, address,
@@ -510,16 +418,11 @@ impl Committer {
         }
     }
 
-    /// Writes to `path` from now on, once a checkpoint naming it is saved (until then, and if
-    /// that fails, the old output stays in use).
+    /// Writes the intrusion record to `path` from now on (the store says whether it can).
     fn switch_output(&mut self, path: &Path) -> Result<(), CommitError> {
-        let csv = CsvFile::open_append(path)?;
-        let old = std::mem::replace(&mut self.csv, csv);
-        if let Err(e) = self.save_progress() {
-            self.csv = old;
-            return Err(e);
-        }
-        tracing::info!(from = %old.path().display(), to = %path.display(), "output switched");
+        let progress = self.progress();
+        self.store.switch_output(path, &progress)?;
+        self.mark_committed();
         Ok(())
     }
 
@@ -561,10 +464,10 @@ impl Committer {
 
     /// Logs a write failure once per state (a new kind of failure is logged again).
     fn failed(&mut self, e: &CommitError) {
-        let state = format!("{:?}", e.kind());
+        let state = e.state();
         if self.failing.as_deref() != Some(state.as_str()) {
             tracing::error!(
-                "cannot write rows or checkpoint: {e}; retrying (every 30 s at most) until it works, nothing is read meanwhile"
+                "cannot write rows or positions: {e}; retrying (every 30 s at most) until it works, nothing is read meanwhile"
             );
             self.failing = Some(state);
         }
@@ -573,23 +476,22 @@ impl Committer {
     /// Says that writing works again after a failure.
     fn recovered(&mut self) {
         if self.failing.take().is_some() {
-            tracing::info!(path = %self.csv.path().display(), "writing rows and checkpoint works again");
+            tracing::info!(store = %self.store.describe(), "writing rows and positions works again");
         }
     }
 
     /// Bytes of rows formatted and not committed, in both records.
     fn pending_bytes(&mut self) -> usize {
-        self.rows.bytes().len() + self.logins.as_mut().map_or(0, |l| l.rows.bytes().len())
+        self.store.staged_bytes()
     }
 
     /// Rows not committed, in both records.
     fn pending(&self) -> u64 {
-        self.pending_rows + self.logins.as_ref().map_or(0, |l| l.pending)
+        self.pending_rows + self.pending_logins
     }
 
-    /// Writes the checkpoint describing the state after the pending rows, then the rows: the
-    /// intrusion record's, then the logins record's. A failure cuts both back, so that a retry
-    /// (or a restart) writes the batch whole into each.
+    /// Commits the staged rows with the positions after them, as one unit (the store says
+    /// how). A failure leaves the rows staged, for a retry.
     fn commit(&mut self) -> Result<(), CommitError> {
         if self.pending() == 0 {
             // Row-less progress is saved on a timer (re-reading it after a crash is harmless).
@@ -599,62 +501,10 @@ impl Committer {
             self.hand_to_alerts();
             return Ok(());
         }
-        // A failed write's partial rows go first (through the handle that wrote them, even if
-        // the file was moved away since).
-        self.cut_back()?;
-        reopen_if_moved(&mut self.csv)?;
-        // The length on disk, not as last written: someone may have truncated the file.
-        self.csv.refresh_len();
-        let len_before = self.csv.len();
-        let bytes = self.rows.bytes();
-        let len_after = len_before + bytes.len() as u64;
-        let mut logins_lens = None;
-        if let Some(l) = &mut self.logins {
-            reopen_if_moved(&mut l.csv)?;
-            l.csv.refresh_len();
-            let before = l.csv.len();
-            logins_lens = Some((before, before + l.rows.bytes().len() as u64));
-        }
-        let cp = self.checkpoint((len_before, len_after), logins_lens);
-        self.store.save(&cp)?;
+        let progress = self.progress();
+        self.store.commit(&progress)?;
         self.counters.checkpoints.fetch_add(1, Relaxed);
-        crash_point(CrashPoint::AfterCheckpoint, self.crash);
-        let bytes = self.rows.bytes();
-        if self.crash == Some(CrashPoint::MidRows) {
-            let half = bytes.len() / 2;
-            let _ = self
-                .csv
-                .append(&bytes[..half])
-                .and_then(|_| self.csv.sync());
-            crash_point(CrashPoint::MidRows, self.crash);
-        }
-        let mut written = if bytes.is_empty() {
-            Ok(())
-        } else {
-            self.csv.append(bytes).and_then(|_| self.csv.sync())
-        };
-        if written.is_ok() {
-            crash_point(CrashPoint::BetweenRecords, self.crash);
-        }
-        if written.is_ok()
-            && let Some(l) = &mut self.logins
-        {
-            let bytes = l.rows.bytes();
-            if !bytes.is_empty() {
-                written = l.csv.append(bytes).and_then(|_| l.csv.sync());
-            }
-        }
-        if let Err(e) = written {
-            // Take the partial rows back out of both, so that a retry appends them whole.
-            self.cuts = [Some(len_before), logins_lens.map(|(before, _)| before)];
-            if let Err(cut) = self.cut_back() {
-                tracing::error!(
-                    "cannot cut a failed write back (tried again before the next write): {cut}"
-                );
-            }
-            return Err(e.into());
-        }
-        crash_point(CrashPoint::AfterRows, self.crash);
+        CrashPoint::AfterRows.here(self.crash);
         if self.crash == Some(CrashPoint::HangAfterRows) {
             // A stuck sink (a dead NFS server, say): the watchdog must stop being pinged.
             eprintln!("simulated hang after a commit");
@@ -663,32 +513,12 @@ impl Committer {
             }
         }
         self.counters.failures.fetch_add(self.pending_rows, Relaxed);
+        self.counters.logins.fetch_add(self.pending_logins, Relaxed);
         self.pending_rows = 0;
-        self.rows.clear();
-        if let Some(l) = &mut self.logins {
-            self.counters.logins.fetch_add(l.pending, Relaxed);
-            l.pending = 0;
-            l.rows.clear();
-        }
+        self.pending_logins = 0;
         self.budget.clear();
         self.mark_committed();
         self.hand_to_alerts();
-        Ok(())
-    }
-
-    /// Cuts the records back to the lengths a failed write left to cut (see `cuts`); what
-    /// cannot be cut stays to do.
-    fn cut_back(&mut self) -> Result<(), SinkError> {
-        if let Some(len) = self.cuts[0] {
-            self.csv.truncate_to(len)?;
-            self.cuts[0] = None;
-        }
-        if let Some(len) = self.cuts[1] {
-            if let Some(l) = &mut self.logins {
-                l.csv.truncate_to(len)?;
-            }
-            self.cuts[1] = None;
-        }
         Ok(())
     }
 
@@ -716,10 +546,8 @@ impl Committer {
         if self.pending() > 0 {
             return Ok(());
         }
-        let len = self.csv.len();
-        let logins = self.logins.as_ref().map(|l| (l.csv.len(), l.csv.len()));
-        let cp = self.checkpoint((len, len), logins);
-        self.store.save(&cp)?;
+        let progress = self.progress();
+        self.store.save_progress(&progress)?;
         self.counters.checkpoints.fetch_add(1, Relaxed);
         self.mark_committed();
         Ok(())
@@ -752,24 +580,9 @@ impl Committer {
         self.last_save = Instant::now();
     }
 
-    /// The checkpoint for the output lengths before and after the pending rows (and the logins
-    /// record's, when one is kept).
-    fn checkpoint(&self, output: (u64, u64), logins: Option<(u64, u64)>) -> Checkpoint {
-        let position = |csv: &CsvFile, (len_before, len_after): (u64, u64)| OutputPosition {
-            path: csv.path().to_path_buf(),
-            len_before,
-            len_after,
-            dev: csv.identity().0,
-            ino: csv.identity().1,
-        };
-        Checkpoint {
-            version: VERSION,
-            output: position(&self.csv, output),
-            logins: self
-                .logins
-                .as_ref()
-                .zip(logins)
-                .map(|(l, lens)| position(&l.csv, lens)),
+    /// Where every source stands: before the staged rows and after them.
+    fn progress(&self) -> Progress {
+        Progress {
             files: self
                 .files
                 .iter()

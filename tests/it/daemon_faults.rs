@@ -54,7 +54,7 @@ fn following(extra: &str, first: &str) -> (tempfile::TempDir, PathBuf, PathBuf, 
 }
 
 /// The error a failing write logs (once per failure, not per retry).
-const WRITE_ERROR: &str = "cannot write rows or checkpoint";
+const WRITE_ERROR: &str = "cannot write rows or positions";
 
 /// Waits until the daemon logs a write failure containing `cause`, then checks that it keeps
 /// running, retrying quietly: the error logged once, no panic.

@@ -1,0 +1,71 @@
+-- maillogsentinel's SQLite store, version 1: the intrusion record, the logins record and the
+-- source positions they account for (committed in one transaction with them).
+--
+-- Columns are the CSV's, with the time twice: `ts` (seconds since the epoch, UTC) for windows
+-- and indexes, `timestamp` as logged (RFC 3339 with the log's offset and sub-seconds). Text is
+-- stored as the client sent it: escaping is for each output (CSV, HTML, terminal), not here.
+
+CREATE TABLE events (
+    id              INTEGER PRIMARY KEY,
+    ts              INTEGER NOT NULL,
+    timestamp       TEXT    NOT NULL,
+    server          TEXT    NOT NULL,
+    service         TEXT    NOT NULL,
+    ip              TEXT    NOT NULL,
+    username        TEXT    NOT NULL,
+    mechanism       TEXT    NOT NULL,
+    reason          TEXT    NOT NULL,
+    client_hostname TEXT    NOT NULL,
+    reverse_dns     TEXT    NOT NULL,
+    dns_status      TEXT    NOT NULL,
+    country         TEXT    NOT NULL,
+    asn             INTEGER,
+    as_org          TEXT    NOT NULL
+);
+CREATE INDEX events_ts ON events (ts);
+CREATE INDEX events_ip ON events (ip, ts);
+CREATE INDEX events_username ON events (username, ts);
+CREATE INDEX events_server ON events (server, ts);
+
+CREATE TABLE logins (
+    id              INTEGER PRIMARY KEY,
+    ts              INTEGER NOT NULL,
+    timestamp       TEXT    NOT NULL,
+    server          TEXT    NOT NULL,
+    service         TEXT    NOT NULL,
+    ip              TEXT    NOT NULL,
+    username        TEXT    NOT NULL,
+    mechanism       TEXT    NOT NULL,
+    reason          TEXT    NOT NULL,
+    client_hostname TEXT    NOT NULL,
+    reverse_dns     TEXT    NOT NULL,
+    dns_status      TEXT    NOT NULL,
+    country         TEXT    NOT NULL,
+    asn             INTEGER,
+    as_org          TEXT    NOT NULL
+);
+CREATE INDEX logins_ts ON logins (ts);
+CREATE INDEX logins_username ON logins (username, ts);
+
+-- Where reading stopped in each log file (by fingerprint: the xxh3 of its first line, stored
+-- as the signed 64-bit integer with the same bits).
+CREATE TABLE file_positions (
+    fingerprint INTEGER PRIMARY KEY,
+    path        TEXT    NOT NULL,
+    offset      INTEGER NOT NULL,
+    unseen_secs INTEGER NOT NULL,
+    complete    INTEGER NOT NULL
+);
+
+-- Where reading stopped in each journal.
+CREATE TABLE journal_positions (
+    source        TEXT PRIMARY KEY,
+    cursor        TEXT    NOT NULL,
+    realtime_usec INTEGER NOT NULL
+);
+
+-- One row once positions were first saved: a database without it is a first start.
+CREATE TABLE progress (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    saved_at INTEGER NOT NULL
+);
