@@ -114,8 +114,7 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let built = report::build(
-        &config.csv,
-        config.logins.as_deref(),
+        &report::Records::of(&config),
         &config.state_dir,
         window,
         args.send,

@@ -274,13 +274,13 @@ impl Detector {
 /// index: only the chunks that can hold them are read). Returns the failures remembered.
 pub fn rebuild(
     detector: &mut Detector,
-    csv: &Path,
+    records: &crate::report::Records,
     state_dir: &Path,
     from: i64,
     to: i64,
 ) -> Result<u64, crate::report::ReportError> {
     let mut n = 0;
-    crate::report::for_each_row(csv, state_dir, from, to, &mut |row| {
+    crate::report::for_each_row(records, state_dir, from, to, &mut |row| {
         if let Ok(ip) = row.ip.parse::<IpAddr>() {
             let user = crate::report::summary::unguard(row.username);
             detector.remember(row.ts, ip, Some(user).filter(|u| !u.is_empty()));
@@ -425,7 +425,7 @@ pub const QUEUE: usize = 64;
 /// pending.
 pub fn spawn(
     settings: AlertSettings,
-    csv: PathBuf,
+    records: crate::report::Records,
     state_dir: PathBuf,
     mail: Option<crate::report::mail::MailSettings>,
 ) -> std::io::Result<(
@@ -436,7 +436,7 @@ pub fn spawn(
     let mut detector = Detector::new(settings.clone());
     let now = chrono::Utc::now().timestamp();
     let from = now - settings.window.as_secs() as i64;
-    match rebuild(&mut detector, &csv, &state_dir, from, now + 1) {
+    match rebuild(&mut detector, &records, &state_dir, from, now + 1) {
         Ok(n) => {
             let (a, u, net) = detector.memory().len();
             tracing::info!(

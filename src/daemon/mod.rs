@@ -185,7 +185,7 @@ pub async fn run(
     // Alerts: a consumer of committed failures and logins, on a thread of its own.
     let (alerts_tx, alerts_join) = crate::alerts::spawn(
         config.alerts.clone(),
-        config.csv.clone(),
+        crate::report::Records::of(&config),
         config.state_dir.clone(),
         config.report_mail.clone().filter(|_| config.alerts.mail),
     )
@@ -486,8 +486,7 @@ fn reporter_settings(config: &Config) -> crate::report::reporter::ReporterSettin
     crate::report::reporter::ReporterSettings {
         schedule: config.report_schedule.clone(),
         mail: config.report_mail.clone(),
-        csv: config.csv.clone(),
-        logins: config.logins.clone(),
+        records: crate::report::Records::of(config),
         state_dir: config.state_dir.clone(),
         retry: config.report_retry,
     }

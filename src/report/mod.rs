@@ -9,6 +9,7 @@ pub mod index;
 pub mod mail;
 pub mod render;
 pub mod reporter;
+pub mod sqlite;
 pub mod state;
 pub mod summary;
 
@@ -20,6 +21,49 @@ use flate2::{Compression, write::GzEncoder};
 
 use index::Index;
 use summary::{Aggregator, Row, Summary};
+
+/// Where the records a report reads are: the store the configuration names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Records {
+    /// CSV files.
+    Csv {
+        /// The intrusion record.
+        failures: PathBuf,
+        /// The logins record, when one is kept.
+        logins: Option<PathBuf>,
+    },
+    /// An SQLite database.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Whether logins are kept in it.
+        logins: bool,
+    },
+}
+
+impl Records {
+    /// The records the configuration names.
+    pub fn of(config: &crate::config::Config) -> Records {
+        match config.store {
+            crate::store::StoreKind::Csv => Records::Csv {
+                failures: config.csv.clone(),
+                logins: config.logins.clone(),
+            },
+            crate::store::StoreKind::Sqlite => Records::Sqlite {
+                path: config.sqlite.clone(),
+                logins: config.logins.is_some(),
+            },
+        }
+    }
+
+    /// The intrusion record's file (the CSV, or the database).
+    pub fn path(&self) -> &Path {
+        match self {
+            Records::Csv { failures, .. } => failures,
+            Records::Sqlite { path, .. } => path,
+        }
+    }
+}
 
 /// Attachments larger than this are gzipped.
 pub const GZIP_OVER: usize = 1024 * 1024;
@@ -111,8 +155,49 @@ pub struct Attachment {
     pub rows: u64,
 }
 
-/// Builds the report for `window` from `csv`, using (and extending) the index in `state_dir`.
+/// Builds the report for `window` from the records (and the daemon's state files in
+/// `state_dir`); `with_rows` collects the window's rows for an attachment.
 pub fn build(
+    records: &Records,
+    state_dir: &Path,
+    window: Window,
+    with_rows: bool,
+) -> Result<Report, ReportError> {
+    match records {
+        Records::Csv { failures, logins } => {
+            build_csv(failures, logins.as_deref(), state_dir, window, with_rows)
+        }
+        Records::Sqlite { path, logins } => {
+            let conn = sqlite::open(path)?;
+            let mut summary = sqlite::summary(&conn, path, window)?;
+            summary.record = "SQLite".into();
+            let rows_csv = if with_rows {
+                let mut rows = RowsOut::new();
+                sqlite::rows_csv(&conn, path, window, &mut |raw| rows.push(raw))?;
+                Some(rows.finish(window))
+            } else {
+                None
+            };
+            state_sections(state_dir, window, &mut summary);
+            if *logins {
+                summary.new_origins = sqlite::new_origins(&conn, path, window)?;
+            }
+            Ok(Report { summary, rows_csv })
+        }
+    }
+}
+
+/// The sections read from the daemon's state files, whatever the store.
+fn state_sections(state_dir: &Path, window: Window, summary: &mut Summary) {
+    let (n, reasons) = backend_failures(state_dir, window);
+    summary.backend_failures = n;
+    summary.backend_reasons = reasons;
+    summary.logins_after_failures = logins_after_failures(state_dir, window);
+    verdicts(state_dir, window, summary);
+}
+
+/// Builds the report for `window` from `csv`, using (and extending) the index in `state_dir`.
+fn build_csv(
     csv: &Path,
     logins: Option<&Path>,
     state_dir: &Path,
@@ -157,11 +242,7 @@ pub fn build(
             .map_err(|e| read_err(csv, &e))?;
         watch.fill(&mut summary);
     }
-    let (n, reasons) = backend_failures(state_dir, window);
-    summary.backend_failures = n;
-    summary.backend_reasons = reasons;
-    summary.logins_after_failures = logins_after_failures(state_dir, window);
-    verdicts(state_dir, window, &mut summary);
+    state_sections(state_dir, window, &mut summary);
     if let Some(logins) = logins {
         summary.new_origins =
             new_origins(logins, state_dir, window).map_err(|e| read_err(logins, &e))?;
@@ -170,9 +251,29 @@ pub fn build(
     Ok(Report { summary, rows_csv })
 }
 
+/// Calls `on_row` for each failure in the records with a timestamp in `[from, to)`.
+pub fn for_each_row(
+    records: &Records,
+    state_dir: &Path,
+    from: i64,
+    to: i64,
+    on_row: &mut dyn FnMut(&Row<'_>),
+) -> Result<(), ReportError> {
+    match records {
+        Records::Csv { failures, .. } => for_each_csv_row(failures, state_dir, from, to, on_row),
+        Records::Sqlite { path, .. } => {
+            if !path.exists() {
+                return Ok(());
+            }
+            let conn = sqlite::open(path)?;
+            sqlite::for_each_row(&conn, path, "events", Window { from, to }, on_row)
+        }
+    }
+}
+
 /// Calls `on_row` for each row of `csv` with a timestamp in `[from, to)`, reading through (and
 /// extending) the time index in `state_dir`: only the chunks that can hold such rows are read.
-pub fn for_each_row(
+fn for_each_csv_row(
     csv: &Path,
     state_dir: &Path,
     from: i64,
@@ -303,7 +404,6 @@ fn new_origins(
     state_dir: &Path,
     w: Window,
 ) -> Result<Vec<summary::NewOrigin>, String> {
-    use std::collections::{HashMap, HashSet};
     let bytes = std::fs::metadata(logins).map(|m| m.len()).unwrap_or(0);
     if bytes == 0 {
         return Ok(Vec::new());
@@ -316,22 +416,45 @@ fn new_origins(
     {
         tracing::warn!("cannot save the logins index: {e}");
     }
-    // Each username's countries and ASNs before the window.
-    let mut known: HashMap<String, (HashSet<String>, HashSet<String>)> = HashMap::new();
     let before = Window {
         from: w.from - ORIGIN_HISTORY_SECS,
         to: w.from,
     };
-    scan_window(logins, &index, before, &mut |row, _| {
+    let scan = |window: Window, on_row: &mut dyn FnMut(&Row<'_>)| {
+        scan_window(logins, &index, window, &mut |row, _| on_row(row)).map_err(|e| {
+            ReportError::Read {
+                path: logins.to_path_buf(),
+                message: e.to_string(),
+            }
+        })
+    };
+    new_origins_from(&mut |on_row| scan(before, on_row), &mut |on_row| {
+        scan(w, on_row)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// A reader of one window's login rows: feeds each to the callback.
+type LoginScan<'a> = dyn FnMut(&mut dyn FnMut(&Row<'_>)) -> Result<(), ReportError> + 'a;
+
+/// The new origins, given the logins of the 30 days before the window (`before`) and of the
+/// window (`window`), each oldest first.
+fn new_origins_from(
+    before: &mut LoginScan<'_>,
+    window: &mut LoginScan<'_>,
+) -> Result<Vec<summary::NewOrigin>, ReportError> {
+    use std::collections::{HashMap, HashSet};
+    // Each username's countries and ASNs before the window.
+    let mut known: HashMap<String, (HashSet<String>, HashSet<String>)> = HashMap::new();
+    before(&mut |row| {
         let e = known
             .entry(summary::unguard(row.username).to_string())
             .or_default();
         e.0.insert(row.country.to_string());
         e.1.insert(row.asn.to_string());
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let mut out = Vec::new();
-    scan_window(logins, &index, w, &mut |row, _| {
+    window(&mut |row| {
         let user = summary::unguard(row.username);
         let Some((countries, asns)) = known.get_mut(user) else {
             return;
@@ -364,8 +487,7 @@ fn new_origins(
         // Seen now: a second login from there in the window is not new again.
         countries.insert(row.country.to_string());
         asns.insert(row.asn.to_string());
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok(out)
 }
 

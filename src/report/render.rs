@@ -313,7 +313,11 @@ pub fn text(s: &Summary, colour: bool) -> String {
         ("", "")
     };
     let mut out = format!("{b}maillogsentinel report{r}: {} to {}\n", s.from, s.to);
-    out.push_str(&format!("CSV record: {} bytes\n", s.csv_bytes));
+    out.push_str(&format!(
+        "{} record: {} bytes\n",
+        record_name(s),
+        s.csv_bytes
+    ));
     for t in tables(s) {
         out.push('\n');
         out.push_str(&format!("{b}{}{r}\n", t.title));
@@ -386,9 +390,10 @@ pub fn html(s: &Summary, chart: bool) -> String {
          <body style=\"font-family:sans-serif;font-size:14px;color:#222\">",
     );
     out.push_str(&format!(
-        "<h1 style=\"font-size:20px\">maillogsentinel report</h1><p>{} to {}<br>CSV record: {} bytes</p>",
+        "<h1 style=\"font-size:20px\">maillogsentinel report</h1><p>{} to {}<br>{} record: {} bytes</p>",
         html_escape(&s.from),
         html_escape(&s.to),
+        html_escape(record_name(s)),
         s.csv_bytes
     ));
     if chart {
@@ -476,5 +481,14 @@ mod tests {
         assert_eq!(change(5, 0), "new");
         assert_eq!(change(150, 100), "+50%");
         assert_eq!(change(50, 100), "-50%");
+    }
+}
+
+/// The store's name for the record-size line (`CSV` for summaries that do not say).
+fn record_name(s: &Summary) -> &str {
+    if s.record.is_empty() {
+        "CSV"
+    } else {
+        &s.record
     }
 }

@@ -26,10 +26,8 @@ pub struct ReporterSettings {
     pub schedule: String,
     /// Recipients and transport; `None`: nothing is mailed.
     pub mail: Option<MailSettings>,
-    /// The CSV.
-    pub csv: PathBuf,
-    /// The logins record (for the "new country or AS" section), when one is kept.
-    pub logins: Option<PathBuf>,
+    /// The records reported on.
+    pub records: super::Records,
     /// Where the report state, index and outbox live.
     pub state_dir: PathBuf,
     /// First wait before the outbox is tried again (doubling up to [`MAX_RETRY`]).
@@ -62,8 +60,8 @@ pub fn mail_delivery() -> Deliver {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mail = s.mail.as_ref().ok_or("no recipients")?;
-                let report = super::build(&s.csv, s.logins.as_deref(), &s.state_dir, w, true)
-                    .map_err(|e| e.to_string())?;
+                let report =
+                    super::build(&s.records, &s.state_dir, w, true).map_err(|e| e.to_string())?;
                 super::mail::send(mail, &report, Some(&s.state_dir)).map_err(|e| e.to_string())
             })
             .await
@@ -198,8 +196,10 @@ mod tests {
                 subject_prefix: String::new(),
                 transport: super::super::mail::Transport::Sendmail,
             }),
-            csv: dir.path().join("out.csv"),
-            logins: None,
+            records: super::super::Records::Csv {
+                failures: dir.path().join("out.csv"),
+                logins: None,
+            },
             state_dir: dir.path().to_path_buf(),
             retry: Duration::from_secs(30),
         };

@@ -198,8 +198,10 @@ pub struct Summary {
     pub mechanisms: Vec<Count>,
     /// Services attacked.
     pub services: Vec<Count>,
-    /// Size of the CSV record, bytes.
+    /// Size of the record, bytes (the CSV file, or the database file).
     pub csv_bytes: u64,
+    /// Which store the record is in (`CSV`, `SQLite`).
+    pub record: String,
     /// Failures of the mail server's own SASL backend in the window, and relays refusing its
     /// own SASL login (the daemon records both).
     pub backend_failures: u64,
@@ -290,7 +292,8 @@ fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
     v
 }
 
-fn slash64_text(prefix: u64) -> String {
+/// An IPv6 /64 (its upper 64 bits) as text.
+pub fn slash64_text(prefix: u64) -> String {
     format!(
         "{:x}:{:x}:{:x}:{:x}::/64",
         prefix >> 48,
@@ -534,6 +537,7 @@ impl Aggregator {
             mechanisms: top(self.mechanisms, TOP),
             services: top(self.services, TOP),
             csv_bytes,
+            record: "CSV".into(),
             backend_failures: 0,
             backend_reasons: Vec::new(),
             logins_after_failures: Vec::new(),

@@ -132,6 +132,19 @@ impl RowFormatter {
         self.end_row();
     }
 
+    /// Formats one row from its fields as text, in [`COLUMNS`]' order (a row read back from
+    /// a database): the client's texts are neutralised as [`RowFormatter::push`] does.
+    pub fn push_fields(&mut self, fields: &[&str; 13]) {
+        for (i, f) in fields.iter().enumerate() {
+            match COLUMNS[i] {
+                // Written by this program, never by a client.
+                "timestamp" | "ip" | "dns_status" | "asn" => self.field(f.as_bytes()),
+                _ => self.text(f),
+            }
+        }
+        self.end_row();
+    }
+
     /// The header row.
     fn push_header(&mut self) {
         for c in COLUMNS {
