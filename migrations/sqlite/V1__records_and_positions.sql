@@ -4,6 +4,8 @@
 -- Columns are the CSV's, with the time twice: `ts` (seconds since the epoch, UTC) for windows
 -- and indexes, `timestamp` as logged (RFC 3339 with the log's offset and sub-seconds). Text is
 -- stored as the client sent it: escaping is for each output (CSV, HTML, terminal), not here.
+-- `ip_key` is the address as bytes that sort as PostgreSQL's inet does (IPv4 before IPv6, each
+-- in numeric order): a family byte (4 or 6) and the address's bytes.
 
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
@@ -12,6 +14,7 @@ CREATE TABLE events (
     server          TEXT    NOT NULL,
     service         TEXT    NOT NULL,
     ip              TEXT    NOT NULL,
+    ip_key          BLOB    NOT NULL,
     username        TEXT    NOT NULL,
     mechanism       TEXT    NOT NULL,
     reason          TEXT    NOT NULL,
@@ -34,6 +37,7 @@ CREATE TABLE logins (
     server          TEXT    NOT NULL,
     service         TEXT    NOT NULL,
     ip              TEXT    NOT NULL,
+    ip_key          BLOB    NOT NULL,
     username        TEXT    NOT NULL,
     mechanism       TEXT    NOT NULL,
     reason          TEXT    NOT NULL,

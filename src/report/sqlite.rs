@@ -2,11 +2,10 @@
 //! (GROUP BY over the window's rows, found through the `ts` index), so that only the top lines
 //! and the totals leave it, not the rows.
 //!
-//! Ties in the top tables are broken by the key's text here (the CSV's aggregator breaks ties
-//! between addresses by their numeric order).
+//! Ties in the top tables are broken as the CSV's aggregator breaks them: addresses in numeric
+//! order (through `ip_key`), texts in byte order, so both stores give the same report.
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
@@ -108,7 +107,7 @@ fn summary_inner(conn: &Connection, path: &Path, w: Window) -> rusqlite::Result<
     };
     // Top addresses, with what the first row that had it said of each.
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT ip, COUNT(*) AS c FROM events WHERE {IN_WINDOW} GROUP BY ip ORDER BY c DESC, ip LIMIT {}",
+        "SELECT ip, COUNT(*) AS c, MIN(ip_key) AS k FROM events WHERE {IN_WINDOW} GROUP BY ip ORDER BY c DESC, k LIMIT {}",
         summary::TOP
     ))?;
     let top_ips: Vec<(String, u64)> = stmt
@@ -272,32 +271,26 @@ fn count_in(conn: &Connection, column: &str, value: &str, w: Window) -> rusqlite
     .map(|n| n as u64)
 }
 
-/// IPv6 attackers grouped by /64: the database counts per address, the prefixes are formed
-/// here.
+/// IPv6 attackers grouped by /64 (the first 8 bytes after `ip_key`'s family byte), sorted
+/// here by their text as the CSV's aggregator does.
 fn ipv6_prefixes(conn: &Connection, w: Window) -> rusqlite::Result<Vec<PrefixLine>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT ip, COUNT(*) FROM events WHERE {IN_WINDOW} AND instr(ip, ':') > 0 GROUP BY ip"
+        "SELECT substr(ip_key, 2, 8) AS p, COUNT(*), COUNT(DISTINCT ip) FROM events WHERE {IN_WINDOW} AND substr(ip_key, 1, 1) = x'06' GROUP BY p"
     ))?;
-    let mut v6: HashMap<u64, (u64, HashSet<IpAddr>)> = HashMap::new();
-    let rows = stmt.query_map(params![w.from, w.to], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })?;
-    for row in rows {
-        let (ip, n) = row?;
-        if let Ok(addr @ IpAddr::V6(a)) = ip.parse::<IpAddr>() {
-            let e = v6.entry((u128::from(a) >> 64) as u64).or_default();
-            e.0 += n;
-            e.1.insert(addr);
-        }
-    }
-    let mut out: Vec<PrefixLine> = v6
-        .into_iter()
-        .map(|(prefix, (count, addrs))| PrefixLine {
-            prefix: summary::slash64_text(prefix),
-            count,
-            addresses: addrs.len() as u64,
-        })
-        .collect();
+    let mut out: Vec<PrefixLine> = stmt
+        .query_map(params![w.from, w.to], |r| {
+            let bytes: Vec<u8> = r.get(0)?;
+            let prefix = bytes
+                .iter()
+                .take(8)
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            Ok(PrefixLine {
+                prefix: summary::slash64_text(prefix),
+                count: r.get::<_, i64>(1)? as u64,
+                addresses: r.get::<_, i64>(2)? as u64,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.prefix.cmp(&b.prefix)));
     out.truncate(summary::TOP);
     Ok(out)

@@ -30,8 +30,17 @@ mod embedded {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The columns of `events` and `logins` written by the store, in order.
-const INSERT_COLUMNS: &str = "ts, timestamp, server, service, ip, username, mechanism, reason, \
-     client_hostname, reverse_dns, dns_status, country, asn, as_org";
+const INSERT_COLUMNS: &str = "ts, timestamp, server, service, ip, ip_key, username, mechanism, \
+     reason, client_hostname, reverse_dns, dns_status, country, asn, as_org";
+
+/// An address as bytes that sort as PostgreSQL's `inet` does, and as Rust's `IpAddr`: IPv4
+/// before IPv6, each in numeric order (the family byte first, then the address).
+pub fn ip_key(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(a) => [&[4u8][..], &a.octets()].concat(),
+        std::net::IpAddr::V6(a) => [&[6u8][..], &a.octets()].concat(),
+    }
+}
 
 /// An event staged for the next commit, with its enrichment.
 struct Staged {
@@ -296,7 +305,7 @@ impl SqliteStore {
         let err = |_: ()| sql_err(path, "cannot insert rows");
         let mut stmt = tx
             .prepare_cached(&format!(
-                "INSERT INTO {table} ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT INTO {table} ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))
             .map_err(err(()))?;
         for s in rows {
@@ -307,6 +316,7 @@ impl SqliteStore {
                 e.server.as_str(),
                 e.service.as_str(),
                 e.ip.to_string(),
+                ip_key(e.ip),
                 e.username.as_deref().unwrap_or(""),
                 e.mechanism.as_str(),
                 e.reason.as_str(),
@@ -474,5 +484,192 @@ impl Store for SqliteStore {
 
     fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{FilePosition, JournalPosition};
+    use crate::enrich::DnsStatus;
+    use crate::parse::{Timestamp, YearContext};
+
+    fn event(text: &str, ip: &str) -> AuthEvent {
+        let years = YearContext::at_naive(
+            chrono::NaiveDateTime::parse_from_str("2026-11-22 12:00:00", "%Y-%m-%d %H:%M:%S")
+                .unwrap(),
+        );
+        let (timestamp, _): (Timestamp, _) =
+            crate::parse::timestamp::parse_prefix(b"2026-11-22T08:01:02.5+01:00 x", &years)
+                .unwrap();
+        AuthEvent {
+            timestamp,
+            server: "mx".into(),
+            service: "postfix/smtpd".into(),
+            ip: ip.parse().unwrap(),
+            username: Some(text.into()),
+            mechanism: "LOGIN".into(),
+            reason: text.into(),
+            client_hostname: Some(text.into()),
+        }
+    }
+
+    fn progress(offset: u64) -> Progress {
+        Progress {
+            files: vec![FilePosition {
+                fingerprint: Fingerprint(u64::MAX - 1),
+                path: "/var/log/mail.log".into(),
+                offset_before: 0,
+                offset,
+                unseen_secs: 7,
+                complete: false,
+            }],
+            journals: vec![JournalPosition {
+                source: "system".into(),
+                before: None,
+                after: JournalPos {
+                    cursor: "s=1;i=2".into(),
+                    realtime_usec: 1_795_330_800_000_000,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn rows_and_positions_commit_together_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut store = SqliteStore::open(&path, dir.path(), true).unwrap();
+        assert_eq!(
+            store.recover().unwrap(),
+            None,
+            "a new database is a first start"
+        );
+        assert!(!store.has_rows());
+        store.stage_failure(&event("alice", "192.0.2.1"), None);
+        store.stage_login(&event("bob", "2001:db8::1"), None);
+        assert!(store.staged_bytes() > 0);
+        store.commit(&progress(100)).unwrap();
+        assert_eq!(store.staged_bytes(), 0);
+        assert!(store.has_rows());
+        drop(store);
+        // Opened again (the migrations are not applied twice).
+        let mut store = SqliteStore::open(&path, dir.path(), true).unwrap();
+        let rec = store.recover().unwrap().expect("positions recorded");
+        let fp = Fingerprint(u64::MAX - 1);
+        assert_eq!(
+            rec.positions[&fp],
+            Pos {
+                offset: 100,
+                complete: false
+            }
+        );
+        assert_eq!(rec.paths[&fp], PathBuf::from("/var/log/mail.log"));
+        assert_eq!(rec.unseen[&fp], Duration::from_secs(7));
+        assert_eq!(rec.journals["system"].as_ref().unwrap().cursor, "s=1;i=2");
+        // Staged and not committed: nothing of it after a restart.
+        store.stage_failure(&event("carol", "192.0.2.2"), None);
+        drop(store);
+        let conn = connect(&path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let mode = std::fs::metadata(&path).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        drop(SqliteStore::open(&path, dir.path(), true).unwrap());
+        let conn = connect(&path).unwrap();
+        conn.execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (999, 'future', '2030-01-01', '0')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let e = SqliteStore::open(&path, dir.path(), true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("version 999") && e.contains("upgrade"), "{e}");
+        let mut conn = connect(&path).unwrap();
+        let states = migration_states(&mut conn, &path).unwrap();
+        assert!(
+            states.iter().any(|m| m.version == 999 && m.applied),
+            "{states:?}"
+        );
+    }
+
+    #[test]
+    fn rows_read_back_are_the_csv_record_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut store = SqliteStore::open(&path, dir.path(), false).unwrap();
+        let mut want = crate::sink::RowFormatter::default();
+        for (i, text) in [
+            "alice",
+            "=cmd|' /C calc'!A0",
+            "a,\"b\"\r\nc",
+            "",
+            "caf\u{e9}",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let e = event(
+                text,
+                if i % 2 == 0 {
+                    "192.0.2.9"
+                } else {
+                    "2001:db8::9"
+                },
+            );
+            let enrichment = Enrichment {
+                reverse_dns: Some(text.to_string()),
+                dns_status: Some(DnsStatus::Mismatch),
+                country: Some("FR".into()),
+                asn: (i % 2 == 0).then_some(4_294_967_295),
+                as_org: Some(format!("-{text}")),
+            };
+            store.stage_failure(&e, Some(&enrichment));
+            want.push(&e, Some(&enrichment));
+        }
+        store.commit(&Progress::default()).unwrap();
+        let conn = crate::report::sqlite::open(&path).unwrap();
+        let mut got = Vec::new();
+        let w = crate::report::Window {
+            from: 0,
+            to: i64::MAX,
+        };
+        crate::report::sqlite::rows_csv(&conn, &path, w, &mut |row| got.extend_from_slice(row))
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want.bytes())
+        );
+    }
+
+    #[test]
+    fn address_keys_sort_as_addresses() {
+        let mut ips: Vec<std::net::IpAddr> = [
+            "9.0.0.1",
+            "10.0.0.2",
+            "::1",
+            "2001:db8::1",
+            "192.0.2.1",
+            "::ffff:1.2.3.4",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let mut by_key = ips.clone();
+        by_key.sort_by_key(|ip| ip_key(*ip));
+        ips.sort();
+        assert_eq!(by_key, ips);
     }
 }

@@ -16,4 +16,5 @@ mod report;
 mod scan;
 mod scan_bad_input;
 mod smtp_server;
+mod store_sqlite;
 mod support;

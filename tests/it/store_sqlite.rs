@@ -1,0 +1,257 @@
+//! The SQLite store with real SQLite files on disk: the daemon records into it exactly once
+//! across restarts and crashes, and reports from it say what reports from the CSV say.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::dns_server::{DnsServer, Zone};
+use crate::mmdb;
+use crate::support::*;
+
+const HOSTILE: &str = "=HYPERLINK(\"http://evil.example\")";
+
+/// The daemon's test configuration with `[output] store = "sqlite"` (`events.db` in `dir`).
+fn sqlite_config(dir: &Path, files: &[&Path]) -> (PathBuf, PathBuf) {
+    let cfg = daemon_config(dir, files, "");
+    let db = dir.join("events.db");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[output]\n",
+        &format!(
+            "[output]\nstore = \"sqlite\"\nsqlite = \"{}\"\n",
+            db.display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, db)
+}
+
+/// A table's usernames in the order they were recorded.
+fn db_usernames(db: &Path, table: &str) -> Vec<String> {
+    if !db.exists() {
+        return Vec::new();
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let Ok(mut stmt) = conn.prepare(&format!("SELECT username FROM {table} ORDER BY id")) else {
+        // Not migrated yet.
+        return Vec::new();
+    };
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn the_daemon_records_into_sqlite_once_across_restarts_and_crashes() {
+    for point in [
+        "after-checkpoint",
+        "mid-rows",
+        "between-records",
+        "after-rows",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        let (cfg, db) = sqlite_config(dir.path(), &[&log]);
+        append(&log, &(attack("u0") + &login("l0") + &attack("u1")));
+        let d = Daemon::start(&cfg, dir.path());
+        assert!(
+            wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
+                .len()
+                == 2
+                && db_usernames(&db, "logins").len() == 1),
+            "{point}: {}",
+            d.logged()
+        );
+        assert_eq!(d.stop(), Some(0));
+
+        // The next commit dies at `point`.
+        let mut cmd = bin();
+        cmd.env("MAILLOGSENTINEL_TEST_CRASH", point);
+        let mut d = Daemon::start_with(cmd, &cfg, dir.path());
+        append(
+            &log,
+            &(attack("u2") + &login("l1") + &attack("u3") + &attack("u4") + &login("l2")),
+        );
+        let status =
+            wait_timeout(&mut d.child, Duration::from_secs(15)).expect("the crash happens");
+        assert!(!status.success(), "{point}: {status:?}");
+        assert!(
+            d.logged().contains("simulated crash"),
+            "{point}: {}",
+            d.logged()
+        );
+        let landed = point == "after-rows";
+        assert_eq!(
+            db_usernames(&db, "events").len(),
+            if landed { 5 } else { 2 },
+            "{point}: one transaction, whole or not at all"
+        );
+
+        let d = Daemon::start(&cfg, dir.path());
+        assert!(
+            wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
+                .len()
+                >= 5
+                && db_usernames(&db, "logins").len() >= 3),
+            "{point}: {:?}\n{}",
+            db_usernames(&db, "events"),
+            d.logged()
+        );
+        // A later line after the restart: reading goes on from the recorded position.
+        append(&log, &attack("u5"));
+        assert!(
+            wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
+                .len()
+                >= 6),
+            "{point}: {}",
+            d.logged()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(d.stop(), Some(0));
+        assert_eq!(
+            db_usernames(&db, "events"),
+            ["u0", "u1", "u2", "u3", "u4", "u5"],
+            "{point}"
+        );
+        assert_eq!(db_usernames(&db, "logins"), ["l0", "l1", "l2"], "{point}");
+        assert!(
+            !dir.path().join("out.csv").exists(),
+            "{point}: no CSV is written with the SQLite store"
+        );
+    }
+}
+
+/// `report --format json` for the fixture's day.
+fn report_json(cfg: &Path) -> serde_json::Value {
+    let o = run(&[
+        "report",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--from",
+        "2026-11-22",
+        "--to",
+        "2026-11-23",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// Makes a test configuration enrich through `dns` and the DB-IP-style databases in `dir`.
+fn enriched(cfg: &Path, dns: &DnsServer, dir: &Path) {
+    let (country, asn) = (dir.join("country.mmdb"), dir.join("asn.mmdb"));
+    if !country.exists() {
+        mmdb::write_dbip(&country, &asn);
+    }
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        NO_ENRICH,
+        &format!(
+            "[enrich]\ndns_servers = [\"{}\"]\ndns_timeout = \"500ms\"\ncountry_db = \"{}\"\nasn_db = \"{}\"\n",
+            dns.addr,
+            country.display(),
+            asn.display()
+        ),
+    );
+    std::fs::write(cfg, text).unwrap();
+}
+
+#[test]
+fn reports_from_sqlite_say_what_reports_from_the_csv_say() {
+    let dir = tempfile::tempdir().unwrap();
+    // Names, countries and ASes in the rows (reverse DNS names and AS names come from outside:
+    // the comparison covers them too).
+    let dns = DnsServer::start(
+        Zone::default()
+            .host("198.51.100.77", "a.example.net")
+            .host("203.0.113.7", "b.example.net")
+            .liar("192.0.2.10", "bank.example.com", Some("198.51.100.99")),
+    );
+    let log = dir.path().join("mail.log");
+    let mut text = std::fs::read_to_string(data("mail.log")).unwrap();
+    text.push_str(&attack(HOSTILE));
+    text.push_str(&attack("<script>alert(1)</script>"));
+    std::fs::write(&log, text).unwrap();
+    set_mtime(&log, fixture_mtime());
+    // The CSV record and the SQLite record, each by a daemon reading the same log's history
+    // (the state files beside them too: auth-backend failures, alerts).
+    let csv_dir = dir.path().join("csv");
+    std::fs::create_dir_all(&csv_dir).unwrap();
+    let csv_cfg = daemon_config(&csv_dir, &[&log], "");
+    enriched(&csv_cfg, &dns, dir.path());
+    let d = Daemon::start(&csv_cfg, &csv_dir);
+    // The fixture's 13 failures and the two added.
+    let out = csv_dir.join("out.csv");
+    assert!(
+        wait_until(Duration::from_secs(15), || usernames(&out).len() == 15),
+        "{:?}\n{}",
+        usernames(&out),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    let db_dir = dir.path().join("db");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let (db_cfg, db) = sqlite_config(&db_dir, &[&log]);
+    enriched(&db_cfg, &dns, dir.path());
+    let d = Daemon::start(&db_cfg, &db_dir);
+    assert!(
+        wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
+            .len()
+            == 15),
+        "{:?}\n{}",
+        db_usernames(&db, "events"),
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    // As recorded: the client's text, not the CSV's spreadsheet guard.
+    let got = db_usernames(&db, "events");
+    assert!(got.iter().any(|u| u == HOSTILE), "{got:?}");
+
+    let mut from_csv = report_json(&csv_cfg);
+    let mut from_db = report_json(&db_cfg);
+    assert_eq!(from_db["record"], "SQLite");
+    assert!(from_db["csv_bytes"].as_u64().unwrap() > 0);
+    for v in [&mut from_csv, &mut from_db] {
+        let o = v.as_object_mut().unwrap();
+        o.remove("csv_bytes");
+        o.remove("record");
+    }
+    assert!(from_csv["totals"]["attempts"].as_u64().unwrap() > 10);
+    assert!(
+        !from_csv["top_asns"].as_array().unwrap().is_empty()
+            && !from_csv["top_countries"].as_array().unwrap().is_empty(),
+        "enriched: {from_csv}"
+    );
+    assert_eq!(from_csv["top_ips"][0]["reverse_dns"], "a.example.net");
+    assert_eq!(from_db, from_csv);
+
+    // The text report names the store.
+    let o = run(&[
+        "report",
+        "-c",
+        db_cfg.to_str().unwrap(),
+        "--from",
+        "2026-11-22",
+        "--to",
+        "2026-11-23",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("SQLite record: "), "{}", stdout(&o));
+}
+
+#[test]
+fn a_report_on_a_database_that_does_not_exist_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let (cfg, db) = sqlite_config(dir.path(), &[&log]);
+    let o = run(&["report", "-c", cfg.to_str().unwrap(), "--since", "1d"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&db.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+}
