@@ -435,6 +435,15 @@ pub fn json(s: &Summary) -> String {
     serde_json::to_string_pretty(s).expect("a summary always serialises") + "\n"
 }
 
+/// The store's name for the record-size line (`CSV` for summaries that do not say).
+fn record_name(s: &Summary) -> &str {
+    if s.record.is_empty() {
+        "CSV"
+    } else {
+        &s.record
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
