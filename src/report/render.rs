@@ -492,12 +492,3 @@ mod tests {
         assert_eq!(change(50, 100), "-50%");
     }
 }
-
-/// The store's name for the record-size line (`CSV` for summaries that do not say).
-fn record_name(s: &Summary) -> &str {
-    if s.record.is_empty() {
-        "CSV"
-    } else {
-        &s.record
-    }
-}
