@@ -30,6 +30,29 @@ pub enum Command {
     /// Manage the GeoIP databases.
     #[command(subcommand)]
     Geoip(GeoipCommand),
+    /// Manage the database store's schema (`[output] store = "sqlite"`).
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `db ...`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Show the database, its schema version and the migrations applied and pending.
+    Status(ConfigArg),
+    /// Apply the pending schema migrations (the daemon also applies them when it starts).
+    Migrate(MigrateArgs),
+}
+
+/// `db migrate`
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Stop at this schema version [default: the newest this program knows].
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<i64>,
 }
 
 /// `-c CONFIG`, shared by every subcommand that reads the configuration.

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
-    Cli, Command, ConfigArg, Format, GeoipCommand, LookupArgs, ReportArgs, ScanArgs,
+    Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, LookupArgs, MigrateArgs, ReportArgs,
+    ScanArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
         Command::Lookup(args) => run_lookup(args),
         Command::Report(args) => run_report(args),
         Command::Geoip(GeoipCommand::Update(args)) => run_geoip_update(args),
+        Command::Db(DbCommand::Status(args)) => run_db_status(args),
+        Command::Db(DbCommand::Migrate(args)) => run_db_migrate(args),
     };
     match outcome {
         Ok(code) => code,
@@ -64,6 +67,71 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
+}
+
+/// The configured SQLite database, or a usage error saying the store has no schema.
+fn database(config: &Config) -> Result<std::path::PathBuf, Failure> {
+    use maillogsentinel::store::StoreKind;
+    match config.store {
+        StoreKind::Sqlite => Ok(config.sqlite.clone()),
+        StoreKind::Csv => Err(Failure::Usage(anyhow::anyhow!(
+            "[output] store is \"csv\": there is no database schema to manage (set store = \"sqlite\" to use one)"
+        ))),
+    }
+}
+
+fn run_db_status(args: ConfigArg) -> Result<ExitCode, Failure> {
+    use maillogsentinel::store::sqlite;
+    let config = load_config(&args)?;
+    let path = database(&config)?;
+    if !path.exists() {
+        println!(
+            "database: {} (not created yet: the daemon or `db migrate` creates it)",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut conn = sqlite::connect(&path).map_err(|e| Failure::Runtime(e.into()))?;
+    let states =
+        sqlite::migration_states(&mut conn, &path).map_err(|e| Failure::Runtime(e.into()))?;
+    let version = states
+        .iter()
+        .filter(|m| m.applied)
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    let pending = states.iter().filter(|m| !m.applied).count();
+    println!("database: {}", path.display());
+    println!("schema version: {version} ({pending} migration(s) pending)");
+    for m in &states {
+        println!(
+            "  V{} {} {}",
+            m.version,
+            m.name,
+            if m.applied { "applied" } else { "pending" }
+        );
+    }
+    let counts = sqlite::counts(&conn, &path).map_err(|e| Failure::Runtime(e.into()))?;
+    for (table, n) in counts {
+        println!("{table}: {n} rows");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_db_migrate(args: MigrateArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::store::sqlite;
+    let config = load_config(&args.config)?;
+    let path = database(&config)?;
+    let mut conn = sqlite::connect(&path).map_err(|e| Failure::Runtime(e.into()))?;
+    let applied =
+        sqlite::migrate(&mut conn, &path, args.to).map_err(|e| Failure::Runtime(e.into()))?;
+    if applied.is_empty() {
+        println!("{}: the schema is up to date", path.display());
+    } else {
+        let list: Vec<String> = applied.iter().map(|v| format!("V{v}")).collect();
+        println!("{}: applied {}", path.display(), list.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_daemon(args: ConfigArg) -> Result<ExitCode, Failure> {

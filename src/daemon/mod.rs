@@ -698,8 +698,23 @@ impl Running {
             new.logins = self.config.logins.clone();
             new.raw.output.logins = Some(self.config.logins.clone().unwrap_or_default());
         }
-        let switch_output =
-            (new.csv != self.config.csv).then(|| (new.csv.clone(), self.config.csv.clone()));
+        let sqlite_moved = self.config.store == crate::store::StoreKind::Sqlite
+            && new.sqlite != self.config.sqlite;
+        if new.store != self.config.store || sqlite_moved {
+            tracing::warn!(
+                "output.store and output.sqlite change only at restart; the {} store stays in use until then",
+                self.config.store.as_str()
+            );
+            changes.retain(|c| !c.starts_with("output.store") && !c.starts_with("output.sqlite"));
+            new.store = self.config.store;
+            new.sqlite = self.config.sqlite.clone();
+            new.raw.output.store = self.config.raw.output.store;
+            new.raw.output.sqlite = self.config.raw.output.sqlite.clone();
+        }
+        // Only the CSV store writes to output.csv.
+        let switch_output = (new.store == crate::store::StoreKind::Csv
+            && new.csv != self.config.csv)
+            .then(|| (new.csv.clone(), self.config.csv.clone()));
         let _ = self.report_settings.send(reporter_settings(&new));
         let restart_all = new.max_line_bytes != self.config.max_line_bytes
             || new.server != self.config.server

@@ -223,6 +223,27 @@ pub fn migrate(
         .collect())
 }
 
+/// How many rows each table the schema has holds (for `db status`), in the schema's order.
+pub fn counts(conn: &Connection, path: &Path) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut out = Vec::new();
+    for table in ["events", "logins"] {
+        let exists: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(sql_err(path, "cannot read the schema"))?;
+        if exists {
+            let n = conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .map_err(sql_err(path, "cannot count rows"))?;
+            out.push((table.to_string(), n));
+        }
+    }
+    Ok(out)
+}
+
 impl SqliteStore {
     /// The store in the database at `path` (created and migrated as needed); the daemon's
     /// other state files stay in `state_dir`. `logins` says whether successful logins are kept.
