@@ -1,16 +1,17 @@
 -- maillogsentinel's SQLite store, version 1: the intrusion record, the logins record and the
 -- source positions they account for (committed in one transaction with them).
 --
--- Columns are the CSV's, with the time twice: `ts` (seconds since the epoch, UTC) for windows
--- and indexes, `timestamp` as logged (RFC 3339 with the log's offset and sub-seconds). Text is
+-- Columns are the CSV's, with the time twice: `timestamp` (seconds since the epoch: SQLite has
+-- no time type) for windows and indexes, `logged` as logged (RFC 3339 with the log's offset and
+-- sub-seconds, the CSV's `timestamp`). Text is
 -- stored as the client sent it: escaping is for each output (CSV, HTML, terminal), not here.
 -- `ip_key` is the address as bytes that sort as PostgreSQL's inet does (IPv4 before IPv6, each
 -- in numeric order): a family byte (4 or 6) and the address's bytes.
 
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
-    ts              INTEGER NOT NULL,
-    timestamp       TEXT    NOT NULL,
+    timestamp       INTEGER NOT NULL,
+    logged          TEXT    NOT NULL,
     server          TEXT    NOT NULL,
     service         TEXT    NOT NULL,
     ip              TEXT    NOT NULL,
@@ -25,15 +26,15 @@ CREATE TABLE events (
     asn             INTEGER,
     as_org          TEXT    NOT NULL
 );
-CREATE INDEX events_ts ON events (ts);
-CREATE INDEX events_ip ON events (ip, ts);
-CREATE INDEX events_username ON events (username, ts);
-CREATE INDEX events_server ON events (server, ts);
+CREATE INDEX events_ts ON events (timestamp);
+CREATE INDEX events_ip ON events (ip, timestamp);
+CREATE INDEX events_username ON events (username, timestamp);
+CREATE INDEX events_server ON events (server, timestamp);
 
 CREATE TABLE logins (
     id              INTEGER PRIMARY KEY,
-    ts              INTEGER NOT NULL,
-    timestamp       TEXT    NOT NULL,
+    timestamp       INTEGER NOT NULL,
+    logged          TEXT    NOT NULL,
     server          TEXT    NOT NULL,
     service         TEXT    NOT NULL,
     ip              TEXT    NOT NULL,
@@ -48,15 +49,15 @@ CREATE TABLE logins (
     asn             INTEGER,
     as_org          TEXT    NOT NULL
 );
-CREATE INDEX logins_ts ON logins (ts);
-CREATE INDEX logins_username ON logins (username, ts);
+CREATE INDEX logins_ts ON logins (timestamp);
+CREATE INDEX logins_username ON logins (username, timestamp);
 
 -- Where reading stopped in each log file (by fingerprint: the xxh3 of its first line, stored
 -- as the signed 64-bit integer with the same bits).
 CREATE TABLE file_positions (
     fingerprint INTEGER PRIMARY KEY,
     path        TEXT    NOT NULL,
-    offset      INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
     unseen_secs INTEGER NOT NULL,
     complete    INTEGER NOT NULL
 );

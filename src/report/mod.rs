@@ -9,7 +9,7 @@ pub mod index;
 pub mod mail;
 pub mod render;
 pub mod reporter;
-pub mod sqlite;
+pub mod sql;
 pub mod state;
 pub mod summary;
 
@@ -168,23 +168,39 @@ pub fn build(
             build_csv(failures, logins.as_deref(), state_dir, window, with_rows)
         }
         Records::Sqlite { path, logins } => {
-            let conn = sqlite::open(path)?;
-            let mut summary = sqlite::summary(&conn, path, window)?;
-            summary.record = "SQLite".into();
-            let rows_csv = if with_rows {
-                let mut rows = RowsOut::new();
-                sqlite::rows_csv(&conn, path, window, &mut |raw| rows.push(raw))?;
-                Some(rows.finish(window))
-            } else {
-                None
-            };
-            state_sections(state_dir, window, &mut summary);
-            if *logins {
-                summary.new_origins = sqlite::new_origins(&conn, path, window)?;
-            }
-            Ok(Report { summary, rows_csv })
+            let mut db = crate::store::sqlite::SqliteDb::open(path)?;
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            build_sql(
+                &mut db, "SQLite", bytes, *logins, state_dir, window, with_rows,
+            )
         }
     }
+}
+
+/// Builds the report from a database (`record` names it, `bytes` is its size).
+fn build_sql(
+    db: &mut dyn sql::Db,
+    record: &str,
+    bytes: u64,
+    logins: bool,
+    state_dir: &Path,
+    window: Window,
+    with_rows: bool,
+) -> Result<Report, ReportError> {
+    let mut summary = sql::summary(db, window, bytes)?;
+    summary.record = record.into();
+    let rows_csv = if with_rows {
+        let mut rows = RowsOut::new();
+        sql::rows_csv(db, window, &mut |raw| rows.push(raw))?;
+        Some(rows.finish(window))
+    } else {
+        None
+    };
+    state_sections(state_dir, window, &mut summary);
+    if logins {
+        summary.new_origins = sql::new_origins(db, window)?;
+    }
+    Ok(Report { summary, rows_csv })
 }
 
 /// The sections read from the daemon's state files, whatever the store.
@@ -265,8 +281,8 @@ pub fn for_each_row(
             if !path.exists() {
                 return Ok(());
             }
-            let conn = sqlite::open(path)?;
-            sqlite::for_each_row(&conn, path, "events", Window { from, to }, on_row)
+            let mut db = crate::store::sqlite::SqliteDb::open(path)?;
+            sql::for_each_row(&mut db, "events", Window { from, to }, on_row)
         }
     }
 }

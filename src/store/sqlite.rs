@@ -20,6 +20,7 @@ use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
 use super::{CrashPoint, Progress, Recovered, Store, StoreError};
+use crate::report::sql::{Cell, Db, Dialect, Param};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -30,7 +31,7 @@ mod embedded {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The columns of `events` and `logins` written by the store, in order.
-const INSERT_COLUMNS: &str = "ts, timestamp, server, service, ip, ip_key, username, mechanism, \
+const INSERT_COLUMNS: &str = "timestamp, logged, server, service, ip, ip_key, username, mechanism, \
      reason, client_hostname, reverse_dns, dns_status, country, asn, as_org";
 
 /// An address as bytes that sort as PostgreSQL's `inet` does, and as Rust's `IpAddr`: IPv4
@@ -244,6 +245,109 @@ pub fn counts(conn: &Connection, path: &Path) -> Result<Vec<(String, i64)>, Stor
     Ok(out)
 }
 
+/// The SQLite spelling of what the databases spell differently (see
+/// [`crate::report::sql::Dialect`]).
+pub const DIALECT: Dialect = Dialect {
+    epoch: "{t}timestamp",
+    window: "{t}timestamp >= {a} AND {t}timestamp < {b}",
+    ip_text: "ip",
+    ip_order: "MIN(ip_key)",
+    ip_is: "ip = {p}",
+    v6_prefix: "substr(ip_key, 2, 8)",
+    is_v6: "substr(ip_key, 1, 1) = x'06'",
+    asn_text: "COALESCE(CAST(asn AS TEXT), '')",
+};
+
+/// A read-only connection for reports.
+pub struct SqliteDb {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl SqliteDb {
+    /// Opens the database at `path` for reading (never creating it: a report on a database
+    /// that does not exist is an error naming it).
+    pub fn open(path: &Path) -> Result<SqliteDb, crate::report::ReportError> {
+        let err = |e: rusqlite::Error| crate::report::ReportError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        Ok(SqliteDb {
+            path: path.to_path_buf(),
+            conn,
+        })
+    }
+}
+
+/// `$1`, `$2`... as SQLite's numbered parameters `?1`, `?2`... (SQLite reads `$1` as a named
+/// parameter, numbered in order of appearance).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Db for SqliteDb {
+    fn name(&self) -> &Path {
+        &self.path
+    }
+
+    fn dialect(&self) -> &Dialect {
+        &DIALECT
+    }
+
+    fn each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        on_row: &mut dyn FnMut(Vec<Cell>),
+    ) -> Result<(), String> {
+        use rusqlite::types::ValueRef;
+        let mut run = || -> rusqlite::Result<()> {
+            let mut stmt = self.conn.prepare_cached(&numbered(sql))?;
+            for (i, p) in params.iter().enumerate() {
+                match p {
+                    Param::Int(n) => stmt.raw_bind_parameter(i + 1, n)?,
+                    Param::Text(t) => stmt.raw_bind_parameter(i + 1, t)?,
+                }
+            }
+            let width = stmt.column_count();
+            let mut rows = stmt.raw_query();
+            while let Some(r) = rows.next()? {
+                let cells = (0..width)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => Cell::Null,
+                            ValueRef::Integer(n) => Cell::Int(n),
+                            ValueRef::Real(f) => Cell::Int(f as i64),
+                            ValueRef::Text(t) => {
+                                Cell::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Cell>>>()?;
+                on_row(cells);
+            }
+            Ok(())
+        };
+        run().map_err(|e| e.to_string())
+    }
+}
+
 impl SqliteStore {
     /// The store in the database at `path` (created and migrated as needed); the daemon's
     /// other state files stay in `state_dir`. `logins` says whether successful logins are kept.
@@ -279,7 +383,7 @@ impl SqliteStore {
         {
             let mut files = tx
                 .prepare_cached(
-                    "INSERT INTO file_positions (fingerprint, path, offset, unseen_secs, complete) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO file_positions (fingerprint, path, position, unseen_secs, complete) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(err("cannot write the positions"))?;
             for f in &progress.files {
@@ -383,7 +487,9 @@ impl Store for SqliteStore {
         };
         let mut stmt = self
             .conn
-            .prepare("SELECT fingerprint, path, offset, unseen_secs, complete FROM file_positions")
+            .prepare(
+                "SELECT fingerprint, path, position, unseen_secs, complete FROM file_positions",
+            )
             .map_err(err(()))?;
         let files = stmt
             .query_map([], |r| {
@@ -661,14 +767,13 @@ mod tests {
             want.push(&e, Some(&enrichment));
         }
         store.commit(&Progress::default()).unwrap();
-        let conn = crate::report::sqlite::open(&path).unwrap();
+        let mut db = SqliteDb::open(&path).unwrap();
         let mut got = Vec::new();
         let w = crate::report::Window {
             from: 0,
             to: i64::MAX,
         };
-        crate::report::sqlite::rows_csv(&conn, &path, w, &mut |row| got.extend_from_slice(row))
-            .unwrap();
+        crate::report::sql::rows_csv(&mut db, w, &mut |row| got.extend_from_slice(row)).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(want.bytes())

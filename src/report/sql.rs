@@ -1,0 +1,553 @@
+//! Reports over a database store (SQLite, PostgreSQL): the same [`Summary`] as from the CSV,
+//! counted by the database (GROUP BY over the window's rows, found through the time index), so
+//! that only the top lines and the totals leave it, not the rows. Written once against [`Db`]
+//! (a query runner) and a [`Dialect`] (the few expressions the two databases spell apart).
+//!
+//! Ties in the top tables are broken as the CSV's aggregator breaks them: addresses in numeric
+//! order (SQLite's `ip_key`, PostgreSQL's `inet`), texts in byte order, so every store gives
+//! the same report.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::summary::{self, Count, IpLine, NewOrigin, PrefixLine, Row, Summary, Totals, UserLine};
+use super::{ORIGIN_HISTORY_SECS, ReportError, Window};
+
+/// One value of a result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Cell {
+    /// The integer (0 for anything else).
+    pub fn int(&self) -> i64 {
+        match self {
+            Cell::Int(n) => *n,
+            Cell::Text(t) => t.parse().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The text ("" for anything else).
+    pub fn text(&self) -> &str {
+        match self {
+            Cell::Text(t) => t,
+            _ => "",
+        }
+    }
+
+    /// The text, taken.
+    fn into_text(self) -> String {
+        match self {
+            Cell::Text(t) => t,
+            Cell::Int(n) => n.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// A query parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(&'a str),
+}
+
+/// The expressions the databases spell differently. Queries use `$1`, `$2`... for parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialect {
+    /// The row's time in seconds since the epoch, as an integer (`{t}` is the table's alias
+    /// with its dot, or nothing).
+    pub epoch: &'static str,
+    /// A time condition: `{t}` as above, `{a}` and `{b}` the parameters of the ends (seconds).
+    pub window: &'static str,
+    /// The address as text.
+    pub ip_text: &'static str,
+    /// The address as a value that sorts numerically, inside a `GROUP BY ip`.
+    pub ip_order: &'static str,
+    /// "The address is `{p}`" (a text parameter).
+    pub ip_is: &'static str,
+    /// The /64 of an IPv6 address (bytes, or the prefix's address as text).
+    pub v6_prefix: &'static str,
+    /// The row's address is IPv6.
+    pub is_v6: &'static str,
+    /// The AS number as text ("" when none).
+    pub asn_text: &'static str,
+}
+
+impl Dialect {
+    /// The condition that `{t}`'s time is within the parameters `$a` and `$b`.
+    fn window(&self, t: &str, a: usize, b: usize) -> String {
+        self.window
+            .replace("{t}", t)
+            .replace("{a}", &format!("${a}"))
+            .replace("{b}", &format!("${b}"))
+    }
+
+    fn epoch(&self) -> String {
+        self.epoch.replace("{t}", "")
+    }
+}
+
+/// A database a report is counted in.
+pub trait Db {
+    /// The database's name, for errors.
+    fn name(&self) -> &Path;
+    /// How it spells what differs.
+    fn dialect(&self) -> &Dialect;
+    /// Calls `on_row` with each row of `sql` run with `params`.
+    fn each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        on_row: &mut dyn FnMut(Vec<Cell>),
+    ) -> Result<(), String>;
+
+    /// The rows of `sql`.
+    fn rows(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Vec<Cell>>, String> {
+        let mut out = Vec::new();
+        self.each(sql, params, &mut |r| out.push(r))?;
+        Ok(out)
+    }
+
+    /// The first row's first value (`Null` when there is no row).
+    fn one(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Cell, String> {
+        Ok(self
+            .rows(sql, params)?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or(Cell::Null))
+    }
+}
+
+/// An address as this program writes it (the database's text may compress IPv6 zeros
+/// differently).
+fn canonical_ip(text: String) -> String {
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or(text)
+}
+
+fn w2(w: Window) -> [Param<'static>; 2] {
+    [Param::Int(w.from), Param::Int(w.to)]
+}
+
+/// A (key, count) list.
+fn counts(db: &mut dyn Db, sql: &str, w: Window) -> Result<Vec<Count>, String> {
+    Ok(db
+        .rows(sql, &w2(w))?
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let key = r.next().map(Cell::into_text).unwrap_or_default();
+            Count {
+                key,
+                count: r.next().map_or(0, |c| c.int() as u64),
+                previous: None,
+            }
+        })
+        .collect())
+}
+
+/// A top table of `column`'s values (non-empty ones) in the window: most first, ties by value.
+fn top(db: &mut dyn Db, column: &str, w: Window, n: usize) -> Result<Vec<Count>, String> {
+    let win = db.dialect().window("", 1, 2);
+    counts(
+        db,
+        &format!(
+            "SELECT {column} AS k, COUNT(*) AS c FROM events WHERE {win} AND {column} != '' GROUP BY {column} ORDER BY c DESC, k LIMIT {n}"
+        ),
+        w,
+    )
+}
+
+fn totals(db: &mut dyn Db, w: Window) -> Result<Totals, String> {
+    let win = db.dialect().window("", 1, 2);
+    let r = db
+        .rows(
+            &format!(
+                "SELECT COUNT(*), COUNT(DISTINCT ip), COUNT(DISTINCT username) FROM events WHERE {win}"
+            ),
+            &w2(w),
+        )?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let n = |i: usize| r.get(i).map_or(0, |c| c.int() as u64);
+    Ok(Totals {
+        attempts: n(0),
+        distinct_ips: n(1),
+        distinct_usernames: n(2),
+    })
+}
+
+/// Attempts in `w` where `column` is `value`.
+fn count_in(db: &mut dyn Db, column: &str, value: Param<'_>, w: Window) -> Result<u64, String> {
+    let d = *db.dialect();
+    let cond = if column == "ip" {
+        d.ip_is.replace("{p}", "$3")
+    } else {
+        format!("{column} = $3")
+    };
+    let win = d.window("", 1, 2);
+    Ok(db
+        .one(
+            &format!("SELECT COUNT(*) FROM events WHERE {cond} AND {win}"),
+            &[Param::Int(w.from), Param::Int(w.to), value],
+        )?
+        .int() as u64)
+}
+
+/// Builds the summary of `w` (with the previous window beside it) in the database; `bytes` is
+/// the record's size for the summary's line about it.
+pub fn summary(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, ReportError> {
+    let name = db.name().to_path_buf();
+    summary_inner(db, w, bytes).map_err(|message| ReportError::Read {
+        path: name,
+        message,
+    })
+}
+
+fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, String> {
+    let d = *db.dialect();
+    let win = d.window("", 1, 2);
+    let prev = w.previous();
+    let rfc = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| {
+                d.with_timezone(&chrono::Local)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            })
+            .unwrap_or_default()
+    };
+    let mut s = Summary {
+        from: rfc(w.from),
+        to: rfc(w.to),
+        totals: totals(db, w)?,
+        previous: totals(db, prev)?,
+        csv_bytes: bytes,
+        ..Summary::default()
+    };
+    // Top addresses, with what the first row that had it said of each.
+    let top_ips = db.rows(
+        &format!(
+            "SELECT {ip} AS k, COUNT(*) AS c, {order} AS o FROM events WHERE {win} GROUP BY ip ORDER BY c DESC, o LIMIT {n}",
+            ip = d.ip_text,
+            order = d.ip_order,
+            n = summary::TOP
+        ),
+        &w2(w),
+    )?;
+    let ip_is = d.ip_is.replace("{p}", "$3");
+    for r in top_ips {
+        let mut r = r.into_iter();
+        let ip = r.next().map(Cell::into_text).unwrap_or_default();
+        let count = r.next().map_or(0, |c| c.int() as u64);
+        let mut first = |column: &str, extra: &str| {
+            db.rows(
+                &format!(
+                    "SELECT {column} FROM events WHERE {ip_is} AND {win} AND {extra} ORDER BY id LIMIT 1"
+                ),
+                &[Param::Int(w.from), Param::Int(w.to), Param::Text(&ip)],
+            )
+            .map(|rows| rows.into_iter().next().unwrap_or_default())
+        };
+        let reverse_dns = first("reverse_dns", "reverse_dns != ''")?;
+        let country = first("country", "country != ''")?;
+        let asn = first("asn", "asn IS NOT NULL")?;
+        let asn = asn.first().map(Cell::int);
+        let as_org = match asn {
+            Some(n) => as_org(db, n, w)?,
+            None => String::new(),
+        };
+        s.top_ips.push(IpLine {
+            previous: count_in(db, "ip", Param::Text(&ip), prev)?,
+            reverse_dns: reverse_dns
+                .into_iter()
+                .next()
+                .map(Cell::into_text)
+                .unwrap_or_default(),
+            country: country
+                .into_iter()
+                .next()
+                .map(Cell::into_text)
+                .unwrap_or_default(),
+            asn: asn.map(|n| n.to_string()).unwrap_or_default(),
+            as_org,
+            ip: canonical_ip(ip),
+            count,
+        });
+    }
+    // Usernames: the most tried, and the most widely tried (distributed attacks).
+    let mut users = |order: &str, having: &str| -> Result<Vec<UserLine>, String> {
+        Ok(db
+            .rows(
+                &format!(
+                    "SELECT username, COUNT(*) AS c, COUNT(DISTINCT ip) AS i, COUNT(DISTINCT asn) AS a FROM events WHERE {win} GROUP BY username {having} ORDER BY {order}, username LIMIT {}",
+                    summary::TOP
+                ),
+                &w2(w),
+            )?
+            .into_iter()
+            .map(|r| {
+                let mut r = r.into_iter();
+                UserLine {
+                    username: r.next().map(Cell::into_text).unwrap_or_default(),
+                    count: r.next().map_or(0, |c| c.int() as u64),
+                    previous: 0,
+                    distinct_ips: r.next().map_or(0, |c| c.int() as u64),
+                    distinct_asns: r.next().map_or(0, |c| c.int() as u64),
+                }
+            })
+            .collect())
+    };
+    s.top_usernames = users("c DESC", "")?;
+    s.distributed = users("i DESC, a DESC", "HAVING COUNT(DISTINCT ip) > 1")?;
+    for u in &mut s.top_usernames {
+        u.previous = count_in(db, "username", Param::Text(&u.username), prev)?;
+    }
+    s.top_countries = top(db, "country", w, summary::TOP)?;
+    for c in &mut s.top_countries {
+        c.previous = Some(count_in(db, "country", Param::Text(&c.key), prev)?);
+    }
+    // Autonomous systems: ordered as their labels `AS<n> <org>` are, which the number decides
+    // (`AS64 ` before `AS645 `); named as first seen in the window.
+    let mut asns: Vec<(i64, u64)> = db
+        .rows(
+            &format!(
+                "SELECT asn, COUNT(*) FROM events WHERE {win} AND asn IS NOT NULL GROUP BY asn"
+            ),
+            &w2(w),
+        )?
+        .into_iter()
+        .map(|r| (r[0].int(), r[1].int() as u64))
+        .collect();
+    asns.sort_by(|(na, ca), (nb, cb)| {
+        cb.cmp(ca)
+            .then_with(|| format!("AS{na} ").cmp(&format!("AS{nb} ")))
+    });
+    asns.truncate(summary::TOP);
+    for (n, count) in asns {
+        let org = as_org(db, n, w)?;
+        s.top_asns.push(Count {
+            key: format!("AS{n} {org}").trim_end().to_string(),
+            count,
+            previous: Some(count_in(db, "asn", Param::Int(n), prev)?),
+        });
+    }
+    s.top_hosts = top(
+        db,
+        "CASE WHEN reverse_dns != '' THEN reverse_dns ELSE client_hostname END",
+        w,
+        summary::TOP,
+    )?;
+    s.ipv6_prefixes = ipv6_prefixes(db, w)?;
+    // Every hour of the window, also those without attempts.
+    let hours: HashMap<i64, u64> = db
+        .rows(
+            &format!(
+                "SELECT ({epoch}) / 3600 * 3600 AS h, COUNT(*) FROM events WHERE {win} GROUP BY h",
+                epoch = d.epoch()
+            ),
+            &w2(w),
+        )?
+        .into_iter()
+        .map(|r| (r[0].int(), r[1].int() as u64))
+        .collect();
+    let first_hour = w.from.div_euclid(3600) * 3600;
+    s.per_hour = (0..)
+        .map(|i| first_hour + i * 3600)
+        .take_while(|h| *h < w.to)
+        .take(24 * 366)
+        .map(|h| Count {
+            key: rfc(h),
+            count: hours.get(&h).copied().unwrap_or(0),
+            previous: None,
+        })
+        .collect();
+    // Addresses not seen in the previous window.
+    let new_ips = format!(
+        "FROM events e WHERE {} AND NOT EXISTS (SELECT 1 FROM events p WHERE p.ip = e.ip AND {}) GROUP BY e.ip",
+        d.window("e.", 1, 2),
+        d.window("p.", 3, 4)
+    );
+    let four = [
+        Param::Int(w.from),
+        Param::Int(w.to),
+        Param::Int(prev.from),
+        Param::Int(prev.to),
+    ];
+    s.new_ips = db
+        .one(
+            &format!("SELECT COUNT(*) FROM (SELECT e.ip {new_ips}) n"),
+            &four,
+        )?
+        .int() as u64;
+    let ip_e = d.ip_text.replace("ip", "e.ip");
+    s.new_ip_sample = db
+        .rows(
+            &format!("SELECT {ip_e} AS k, COUNT(*) AS c {new_ips} ORDER BY c DESC, k LIMIT 20"),
+            &four,
+        )?
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            Count {
+                key: canonical_ip(r.next().map(Cell::into_text).unwrap_or_default()),
+                count: r.next().map_or(0, |c| c.int() as u64),
+                previous: None,
+            }
+        })
+        .collect();
+    s.dns_status = top(
+        db,
+        "CASE WHEN dns_status = '' THEN '(not enriched)' ELSE dns_status END",
+        w,
+        16,
+    )?;
+    s.mechanisms = top(db, "mechanism", w, summary::TOP)?;
+    s.services = top(db, "service", w, summary::TOP)?;
+    Ok(s)
+}
+
+/// The organisation of AS `n` as the window's first row with it names it.
+fn as_org(db: &mut dyn Db, n: i64, w: Window) -> Result<String, String> {
+    let win = db.dialect().window("", 1, 2);
+    Ok(db
+        .one(
+            &format!("SELECT as_org FROM events WHERE asn = $3 AND {win} ORDER BY id LIMIT 1"),
+            &[Param::Int(w.from), Param::Int(w.to), Param::Int(n)],
+        )?
+        .into_text())
+}
+
+/// IPv6 attackers grouped by /64 in the database, sorted here by their text as the CSV's
+/// aggregator does.
+fn ipv6_prefixes(db: &mut dyn Db, w: Window) -> Result<Vec<PrefixLine>, String> {
+    let d = *db.dialect();
+    let win = d.window("", 1, 2);
+    let mut out: Vec<PrefixLine> = db
+        .rows(
+            &format!(
+                "SELECT {p} AS p, COUNT(*), COUNT(DISTINCT ip) FROM events WHERE {win} AND {v6} GROUP BY p",
+                p = d.v6_prefix,
+                v6 = d.is_v6
+            ),
+            &w2(w),
+        )?
+        .into_iter()
+        .map(|r| {
+            let prefix = match &r[0] {
+                Cell::Bytes(b) => b.iter().take(8).fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+                Cell::Text(t) => t
+                    .parse::<std::net::Ipv6Addr>()
+                    .map(|a| (u128::from(a) >> 64) as u64)
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            PrefixLine {
+                prefix: summary::slash64_text(prefix),
+                count: r[1].int() as u64,
+                addresses: r[2].int() as u64,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.prefix.cmp(&b.prefix)));
+    out.truncate(summary::TOP);
+    Ok(out)
+}
+
+/// Calls `on_row` for each row of `table` (`events` or `logins`) in `w`, oldest first.
+pub fn for_each_row(
+    db: &mut dyn Db,
+    table: &str,
+    w: Window,
+    on_row: &mut dyn FnMut(&Row<'_>),
+) -> Result<(), ReportError> {
+    let d = *db.dialect();
+    let sql = format!(
+        "SELECT {epoch}, service, {ip}, username, mechanism, client_hostname, reverse_dns, dns_status, country, {asn}, as_org FROM {table} WHERE {win} ORDER BY timestamp, id",
+        epoch = d.epoch(),
+        ip = d.ip_text,
+        asn = d.asn_text,
+        win = d.window("", 1, 2)
+    );
+    let name = db.name().to_path_buf();
+    db.each(&sql, &w2(w), &mut |r| {
+        let ip = canonical_ip(r[2].text().to_string());
+        let row = Row {
+            ts: r[0].int(),
+            service: r[1].text(),
+            ip: &ip,
+            username: r[3].text(),
+            mechanism: r[4].text(),
+            client_hostname: r[5].text(),
+            reverse_dns: r[6].text(),
+            dns_status: r[7].text(),
+            country: r[8].text(),
+            asn: r[9].text(),
+            as_org: r[10].text(),
+        };
+        on_row(&row);
+    })
+    .map_err(|message| ReportError::Read {
+        path: name,
+        message,
+    })
+}
+
+/// The window's intrusion rows as CSV lines (the record's columns and escaping), for the
+/// attachment.
+pub fn rows_csv(
+    db: &mut dyn Db,
+    w: Window,
+    on_row: &mut dyn FnMut(&[u8]),
+) -> Result<(), ReportError> {
+    let d = *db.dialect();
+    let sql = format!(
+        "SELECT logged, server, service, {ip}, username, mechanism, reason, client_hostname, reverse_dns, dns_status, country, {asn}, as_org FROM events WHERE {win} ORDER BY timestamp, id",
+        ip = d.ip_text,
+        asn = d.asn_text,
+        win = d.window("", 1, 2)
+    );
+    let name = db.name().to_path_buf();
+    let mut fmt = crate::sink::RowFormatter::default();
+    db.each(&sql, &w2(w), &mut |r| {
+        let ip = canonical_ip(r[3].text().to_string());
+        let mut fields: [&str; 13] = [""; 13];
+        for (i, f) in fields.iter_mut().enumerate() {
+            *f = if i == 3 { &ip } else { r[i].text() };
+        }
+        fmt.clear();
+        fmt.push_fields(&fields);
+        on_row(fmt.bytes());
+    })
+    .map_err(|message| ReportError::Read {
+        path: name,
+        message,
+    })
+}
+
+/// Logins in `w` from a country or AS not seen for their username in the 30 days before.
+pub fn new_origins(db: &mut dyn Db, w: Window) -> Result<Vec<NewOrigin>, ReportError> {
+    let before = Window {
+        from: w.from - ORIGIN_HISTORY_SECS,
+        to: w.from,
+    };
+    let db = std::cell::RefCell::new(db);
+    super::new_origins_from(
+        &mut |on_row| for_each_row(&mut **db.borrow_mut(), "logins", before, on_row),
+        &mut |on_row| for_each_row(&mut **db.borrow_mut(), "logins", w, on_row),
+    )
+}
