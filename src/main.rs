@@ -69,31 +69,55 @@ fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
 }
 
-/// The configured SQLite database, or a usage error saying the store has no schema.
-fn database(config: &Config) -> Result<std::path::PathBuf, Failure> {
+/// The configured database, or a usage error saying the store has none.
+enum Database {
+    Sqlite(std::path::PathBuf),
+    Postgres(maillogsentinel::store::postgres::PgSettings),
+}
+
+fn database(config: &Config) -> Result<Database, Failure> {
     use maillogsentinel::store::StoreKind;
-    match config.store {
-        StoreKind::Sqlite => Ok(config.sqlite.clone()),
-        StoreKind::Csv => Err(Failure::Usage(anyhow::anyhow!(
-            "[output] store is \"csv\": there is no database schema to manage (set store = \"sqlite\" to use one)"
+    match (config.store, &config.postgres) {
+        (StoreKind::Sqlite, _) => Ok(Database::Sqlite(config.sqlite.clone())),
+        (StoreKind::Postgres, Some(pg)) => Ok(Database::Postgres(pg.clone())),
+        (StoreKind::Postgres, None) => Err(Failure::Usage(anyhow::anyhow!(
+            "[output] postgres is not set: name the database (postgres://USER@HOST/DATABASE)"
+        ))),
+        (StoreKind::Csv, _) => Err(Failure::Usage(anyhow::anyhow!(
+            "[output] store is \"csv\": there is no database schema to manage (set store = \"sqlite\" or \"postgres\" to use one)"
         ))),
     }
 }
 
 fn run_db_status(args: ConfigArg) -> Result<ExitCode, Failure> {
-    use maillogsentinel::store::sqlite;
+    use maillogsentinel::store::{postgres, sqlite};
     let config = load_config(&args)?;
-    let path = database(&config)?;
-    if !path.exists() {
-        println!(
-            "database: {} (not created yet: the daemon or `db migrate` creates it)",
-            path.display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut conn = sqlite::connect(&path).map_err(|e| Failure::Runtime(e.into()))?;
-    let states =
-        sqlite::migration_states(&mut conn, &path).map_err(|e| Failure::Runtime(e.into()))?;
+    let rt = |e: maillogsentinel::store::StoreError| Failure::Runtime(e.into());
+    let (name, states, counts) = match database(&config)? {
+        Database::Sqlite(path) => {
+            if !path.exists() {
+                println!(
+                    "database: {} (not created yet: the daemon or `db migrate` creates it)",
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut conn = sqlite::connect(&path).map_err(rt)?;
+            let states = sqlite::migration_states(&mut conn, &path).map_err(rt)?;
+            let counts = sqlite::counts(&conn, &path).map_err(rt)?;
+            (path.display().to_string(), states, counts)
+        }
+        Database::Postgres(pg) => {
+            let mut client = postgres::connect(&pg).map_err(rt)?;
+            let states = postgres::migration_states(&mut client, &pg).map_err(rt)?;
+            let counts = postgres::counts(&mut client, &pg).map_err(rt)?;
+            (
+                format!("{} (instance {})", pg.describe(), pg.instance),
+                states,
+                counts,
+            )
+        }
+    };
     let version = states
         .iter()
         .filter(|m| m.applied)
@@ -101,7 +125,7 @@ fn run_db_status(args: ConfigArg) -> Result<ExitCode, Failure> {
         .max()
         .unwrap_or(0);
     let pending = states.iter().filter(|m| !m.applied).count();
-    println!("database: {}", path.display());
+    println!("database: {name}");
     println!("schema version: {version} ({pending} migration(s) pending)");
     for m in &states {
         println!(
@@ -111,7 +135,6 @@ fn run_db_status(args: ConfigArg) -> Result<ExitCode, Failure> {
             if m.applied { "applied" } else { "pending" }
         );
     }
-    let counts = sqlite::counts(&conn, &path).map_err(|e| Failure::Runtime(e.into()))?;
     for (table, n) in counts {
         println!("{table}: {n} rows");
     }
@@ -119,17 +142,26 @@ fn run_db_status(args: ConfigArg) -> Result<ExitCode, Failure> {
 }
 
 fn run_db_migrate(args: MigrateArgs) -> Result<ExitCode, Failure> {
-    use maillogsentinel::store::sqlite;
+    use maillogsentinel::store::{postgres, sqlite};
     let config = load_config(&args.config)?;
-    let path = database(&config)?;
-    let mut conn = sqlite::connect(&path).map_err(|e| Failure::Runtime(e.into()))?;
-    let applied =
-        sqlite::migrate(&mut conn, &path, args.to).map_err(|e| Failure::Runtime(e.into()))?;
+    let rt = |e: maillogsentinel::store::StoreError| Failure::Runtime(e.into());
+    let (name, applied) = match database(&config)? {
+        Database::Sqlite(path) => {
+            let mut conn = sqlite::connect(&path).map_err(rt)?;
+            let applied = sqlite::migrate(&mut conn, &path, args.to).map_err(rt)?;
+            (path.display().to_string(), applied)
+        }
+        Database::Postgres(pg) => {
+            let mut client = postgres::connect(&pg).map_err(rt)?;
+            let applied = postgres::migrate(&mut client, &pg, args.to).map_err(rt)?;
+            (pg.describe(), applied)
+        }
+    };
     if applied.is_empty() {
-        println!("{}: the schema is up to date", path.display());
+        println!("{name}: the schema is up to date");
     } else {
         let list: Vec<String> = applied.iter().map(|v| format!("V{v}")).collect();
-        println!("{}: applied {}", path.display(), list.join(", "));
+        println!("{name}: applied {}", list.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -62,6 +62,8 @@ pub struct Config {
     pub store: crate::store::StoreKind,
     /// The SQLite database (used when `store` is `sqlite`).
     pub sqlite: PathBuf,
+    /// The PostgreSQL database (when `[output] postgres` is set).
+    pub postgres: Option<crate::store::postgres::PgSettings>,
     /// Read rotated history on the first start.
     pub backfill: Backfill,
     /// The systemd journal: whether, which entries, where.
@@ -177,6 +179,15 @@ impl Config {
             logins: raw.output.logins_path(),
             store: raw.output.store,
             sqlite: raw.output.sqlite_path(),
+            postgres: raw
+                .output
+                .postgres
+                .clone()
+                .map(|url| crate::store::postgres::PgSettings {
+                    url,
+                    password_file: raw.output.password_file.clone(),
+                    instance: raw.output.instance.clone().unwrap_or_else(local_hostname),
+                }),
             backfill: raw.sources.backfill,
             journal: journal_settings(&raw.sources),
             poll_interval: raw.sources.poll_interval.0,

@@ -342,11 +342,22 @@ pub struct RawOutput {
     /// `""` keeps no record of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logins: Option<PathBuf>,
-    /// Which store keeps the records: `csv` (the default), `sqlite`.
+    /// Which store keeps the records: `csv` (the default), `sqlite`, `postgres`.
     pub store: crate::store::StoreKind,
     /// The SQLite database (`store = "sqlite"`); unset: `events.db` beside `csv`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sqlite: Option<PathBuf>,
+    /// The PostgreSQL database (`store = "postgres"`): `postgres://USER@HOST[:PORT]/DATABASE`,
+    /// with libpq's `sslmode` and `sslrootcert` when wanted; never a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
+    /// The file holding the PostgreSQL password (its first line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// This daemon's name for its positions in a shared PostgreSQL database; unset: the
+    /// hostname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl RawOutput {
@@ -401,6 +412,9 @@ impl Default for RawOutput {
             logins: None,
             store: crate::store::StoreKind::Csv,
             sqlite: None,
+            postgres: None,
+            password_file: None,
+            instance: None,
         }
     }
 }

@@ -163,6 +163,36 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             );
         }
     }
+    if raw.output.store == crate::store::StoreKind::Postgres {
+        match &raw.output.postgres {
+            None => problem(
+                "output.postgres",
+                "is not set: store = \"postgres\" needs the database, e.g. postgres://maillogsentinel@db.example.org/maillogsentinel".into(),
+            ),
+            Some(url) => {
+                if let Err(why) = crate::store::postgres::check_url(url) {
+                    problem("output.postgres", why);
+                }
+            }
+        }
+        if raw.output.instance.as_deref() == Some("") {
+            problem(
+                "output.instance",
+                "is empty: name this daemon (default: the hostname)".into(),
+            );
+        }
+        if let Some(file) = &raw.output.password_file
+            && !file.is_file()
+        {
+            problem(
+                "output.password_file",
+                format!(
+                    "{} is not a file: create it (mode 0600) with the password on its first line",
+                    file.display()
+                ),
+            );
+        }
+    }
     // Logs: each read once. The same file twice (literally, through a symlink or another path)
     // or a rotation of a listed log (read with its history already) would record rows twice.
     let files = &raw.sources.files;

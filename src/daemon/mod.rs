@@ -137,8 +137,17 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let epoch = Instant::now();
     let _lock = lock_state_dir(&config.state_dir)?;
-    let mut store = crate::store::open(&config)?;
-    let recovered = store.recover()?;
+    // Opening a database connects and migrates: blocking work, off the control loop's thread
+    // (the PostgreSQL client runs a runtime of its own, which cannot start inside this one).
+    let opening = config.clone();
+    let (store, recovered, store_has_rows) = tokio::task::spawn_blocking(move || {
+        let mut store = crate::store::open(&opening)?;
+        let recovered = store.recover()?;
+        let has_rows = store.has_rows();
+        Ok::<_, crate::store::StoreError>((store, recovered, has_rows))
+    })
+    .await
+    .map_err(|_| DaemonError::SinkGone)??;
     let first_start = recovered.is_none();
     let (positions, journals, paths, unseen) = match recovered {
         Some(rec) => {
@@ -163,7 +172,6 @@ pub async fn run(
             )
         }
     };
-    let store_has_rows = store.has_rows();
     let store_name = store.describe();
     let counters = Arc::new(Counters::default());
     let committer_heartbeat = Heartbeat::new(epoch);
@@ -183,12 +191,18 @@ pub async fn run(
         sink_stop.clone(),
     );
     // Alerts: a consumer of committed failures and logins, on a thread of its own.
-    let (alerts_tx, alerts_join) = crate::alerts::spawn(
+    // (Its memory is read back from the store: blocking work too.)
+    let (alerts_settings, records, alerts_dir, alerts_mail) = (
         config.alerts.clone(),
         crate::report::Records::of(&config),
         config.state_dir.clone(),
         config.report_mail.clone().filter(|_| config.alerts.mail),
-    )
+    );
+    let (alerts_tx, alerts_join) = tokio::task::spawn_blocking(move || {
+        crate::alerts::spawn(alerts_settings, records, alerts_dir, alerts_mail)
+    })
+    .await
+    .map_err(|_| DaemonError::SinkGone)?
     .map_err(|source| SinkError::Io {
         path: config.state_dir.clone(),
         source,

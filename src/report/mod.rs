@@ -39,6 +39,13 @@ pub enum Records {
         /// Whether logins are kept in it.
         logins: bool,
     },
+    /// A PostgreSQL database.
+    Postgres {
+        /// How to reach it.
+        settings: crate::store::postgres::PgSettings,
+        /// Whether logins are kept in it.
+        logins: bool,
+    },
 }
 
 impl Records {
@@ -53,14 +60,16 @@ impl Records {
                 path: config.sqlite.clone(),
                 logins: config.logins.is_some(),
             },
-        }
-    }
-
-    /// The intrusion record's file (the CSV, or the database).
-    pub fn path(&self) -> &Path {
-        match self {
-            Records::Csv { failures, .. } => failures,
-            Records::Sqlite { path, .. } => path,
+            crate::store::StoreKind::Postgres => Records::Postgres {
+                settings: config.postgres.clone().unwrap_or_else(|| {
+                    crate::store::postgres::PgSettings {
+                        url: String::new(),
+                        password_file: None,
+                        instance: String::new(),
+                    }
+                }),
+                logins: config.logins.is_some(),
+            },
         }
     }
 }
@@ -174,6 +183,19 @@ pub fn build(
                 &mut db, "SQLite", bytes, *logins, state_dir, window, with_rows,
             )
         }
+        Records::Postgres { settings, logins } => {
+            let mut db = crate::store::postgres::PgDb::open(settings)?;
+            let bytes = db.size();
+            build_sql(
+                &mut db,
+                "PostgreSQL",
+                bytes,
+                *logins,
+                state_dir,
+                window,
+                with_rows,
+            )
+        }
     }
 }
 
@@ -282,6 +304,10 @@ pub fn for_each_row(
                 return Ok(());
             }
             let mut db = crate::store::sqlite::SqliteDb::open(path)?;
+            sql::for_each_row(&mut db, "events", Window { from, to }, on_row)
+        }
+        Records::Postgres { settings, .. } => {
+            let mut db = crate::store::postgres::PgDb::open(settings)?;
             sql::for_each_row(&mut db, "events", Window { from, to }, on_row)
         }
     }

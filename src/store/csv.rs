@@ -202,7 +202,7 @@ impl Store for CsvStore {
         Ok(self.found.take())
     }
 
-    fn has_rows(&self) -> bool {
+    fn has_rows(&mut self) -> bool {
         // More than the header row and its CRLF.
         let header = crate::sink::COLUMNS.join(",").len() as u64 + 2;
         std::fs::metadata(self.failures.csv.path()).is_ok_and(|m| m.is_file() && m.len() > header)

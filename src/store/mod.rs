@@ -11,6 +11,7 @@
 //! aggregates, not rows, so that SQL does the counting in the database.
 
 pub mod csv;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,8 @@ pub enum StoreKind {
     Csv,
     /// An SQLite database file.
     Sqlite,
+    /// A PostgreSQL database (one server's or a fleet's).
+    Postgres,
 }
 
 impl StoreKind {
@@ -40,6 +43,7 @@ impl StoreKind {
         match self {
             StoreKind::Csv => "csv",
             StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
         }
     }
 }
@@ -88,6 +92,14 @@ pub enum StoreError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// PostgreSQL failed (or could not be reached).
+    #[error("{what}: {message}")]
+    Postgres {
+        /// The database and what was being done.
+        what: String,
+        /// What PostgreSQL (or the connection) said.
+        message: String,
+    },
     /// The database's schema could not be brought up to date.
     #[error("{path}: cannot apply the schema migrations: {message}")]
     Migrate {
@@ -124,6 +136,7 @@ impl StoreError {
             StoreError::Checkpoint(crate::checkpoint::CheckpointError::Io { source, .. }) => {
                 format!("io:{:?}", source.kind())
             }
+            StoreError::Postgres { what, .. } => format!("postgres:{what}"),
             StoreError::Sqlite { source, .. } => match source.sqlite_error_code() {
                 Some(code) => format!("sqlite:{code:?}"),
                 None => "sqlite".into(),
@@ -146,7 +159,7 @@ pub trait Store: Send {
 
     /// Whether the record already holds rows (a first start does not read the logs' history
     /// into a record that does, unless told to).
-    fn has_rows(&self) -> bool;
+    fn has_rows(&mut self) -> bool;
 
     /// Whether successful logins are kept (`[output] logins`).
     fn keeps_logins(&self) -> bool;
@@ -230,5 +243,18 @@ pub fn open(config: &crate::config::Config) -> Result<Box<dyn Store>, StoreError
             &config.state_dir,
             config.logins.is_some(),
         )?),
+        StoreKind::Postgres => {
+            let settings = config.postgres.as_ref().ok_or_else(|| {
+                StoreError::Unsupported(
+                    "store = \"postgres\" needs [output] postgres = \"postgres://USER@HOST/DATABASE\"".into(),
+                )
+            })?;
+            Box::new(postgres::PostgresStore::open(
+                settings,
+                &config.state_dir,
+                config.logins.is_some(),
+                &config.server,
+            )?)
+        }
     })
 }

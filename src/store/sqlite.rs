@@ -141,9 +141,16 @@ pub fn migration_states(
     path: &Path,
 ) -> Result<Vec<MigrationState>, StoreError> {
     let applied = applied_versions(conn, path)?;
-    let runner = embedded::migrations::runner();
-    let mut out: Vec<MigrationState> = runner
-        .get_migrations()
+    Ok(states(
+        &applied,
+        embedded::migrations::runner().get_migrations(),
+    ))
+}
+
+/// The migrations `known` to this program, with whether they are among the `applied`
+/// versions; versions applied and unknown (a newer program's) are listed too.
+pub fn states(applied: &[i64], known: &[refinery::Migration]) -> Vec<MigrationState> {
+    let mut out: Vec<MigrationState> = known
         .iter()
         .map(|m| MigrationState {
             version: i64::from(m.version()),
@@ -152,7 +159,7 @@ pub fn migration_states(
         })
         .collect();
     // Versions the database has and this program does not know (a newer program's).
-    for v in applied {
+    for &v in applied {
         if !out.iter().any(|m| m.version == v) {
             out.push(MigrationState {
                 version: v,
@@ -162,7 +169,7 @@ pub fn migration_states(
         }
     }
     out.sort_by_key(|m| m.version);
-    Ok(out)
+    out
 }
 
 /// The migration versions applied to the database (none for a new one).
@@ -528,7 +535,7 @@ impl Store for SqliteStore {
         Ok(Some(rec))
     }
 
-    fn has_rows(&self) -> bool {
+    fn has_rows(&mut self) -> bool {
         self.conn
             .query_row("SELECT EXISTS (SELECT 1 FROM events)", [], |r| r.get(0))
             .unwrap_or(false)

@@ -1,29 +1,64 @@
-//! The SQLite store with real SQLite files on disk: the daemon records into it exactly once
-//! across restarts and crashes, and reports from it say what reports from the CSV say.
+//! The database stores with real parts (SQLite files on disk, a throwaway PostgreSQL cluster on
+//! 127.0.0.1): the daemon records into them exactly once across restarts, crashes and a
+//! database that goes away, and reports from them say what reports from the CSV say.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::dns_server::{DnsServer, Zone};
 use crate::mmdb;
+use crate::pg_server::PgCluster;
 use crate::support::*;
 
-const HOSTILE: &str = "=HYPERLINK(\"http://evil.example\")";
-
-/// The daemon's test configuration with `[output] store = "sqlite"` (`events.db` in `dir`).
-fn sqlite_config(dir: &Path, files: &[&Path]) -> (PathBuf, PathBuf) {
-    let cfg = daemon_config(dir, files, "");
-    let db = dir.join("events.db");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "[output]\n",
-        &format!(
-            "[output]\nstore = \"sqlite\"\nsqlite = \"{}\"\n",
-            db.display()
-        ),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    (cfg, db)
+/// Where a test's daemon keeps its records.
+enum Db<'a> {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A database of a test cluster (by name).
+    Postgres(&'a PgCluster, String),
 }
+
+impl Db<'_> {
+    /// The `[output]` lines that choose this store (`instance` names the daemon for
+    /// PostgreSQL).
+    fn output(&self, instance: &str) -> String {
+        match self {
+            Db::Sqlite(path) => format!("store = \"sqlite\"\nsqlite = \"{}\"\n", path.display()),
+            Db::Postgres(c, name) => format!(
+                "store = \"postgres\"\npostgres = \"{}\"\ninstance = \"{instance}\"\n",
+                c.url(name)
+            ),
+        }
+    }
+
+    /// A table's usernames in the order they were recorded.
+    fn usernames(&self, table: &str) -> Vec<String> {
+        match self {
+            Db::Sqlite(path) => db_usernames(path, table),
+            Db::Postgres(c, name) => {
+                let mut client = c.client(name);
+                let Ok(rows) =
+                    client.query(&format!("SELECT username FROM {table} ORDER BY id"), &[])
+                else {
+                    return Vec::new();
+                };
+                rows.iter().map(|r| r.get(0)).collect()
+            }
+        }
+    }
+}
+
+/// The daemon's test configuration writing into `db`.
+fn store_config(dir: &Path, files: &[&Path], db: &Db<'_>, instance: &str) -> PathBuf {
+    let cfg = daemon_config(dir, files, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[output]\n", &format!("[output]\n{}", db.output(instance)));
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+const HOSTILE: &str = "=HYPERLINK(\"http://evil.example\")";
 
 /// A table's usernames in the order they were recorded.
 fn db_usernames(db: &Path, table: &str) -> Vec<String> {
@@ -46,6 +81,25 @@ fn db_usernames(db: &Path, table: &str) -> Vec<String> {
 
 #[test]
 fn the_daemon_records_into_sqlite_once_across_restarts_and_crashes() {
+    once_across_restarts_and_crashes(&|dir| Db::Sqlite(dir.join("events.db")));
+}
+
+#[test]
+fn the_daemon_records_into_postgresql_once_across_restarts_and_crashes() {
+    let Some(pg) = PgCluster::start() else { return };
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    once_across_restarts_and_crashes(&|_| {
+        let name = format!(
+            "crash{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        pg.create_db(&name);
+        Db::Postgres(&pg, name)
+    });
+}
+
+/// A crash at each step of a commit, then a restart: every row in its table once.
+fn once_across_restarts_and_crashes<'a>(db_in: &dyn Fn(&Path) -> Db<'a>) {
     for point in [
         "after-checkpoint",
         "mid-rows",
@@ -54,14 +108,14 @@ fn the_daemon_records_into_sqlite_once_across_restarts_and_crashes() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("mail.log");
-        let (cfg, db) = sqlite_config(dir.path(), &[&log]);
+        let db = db_in(dir.path());
+        let cfg = store_config(dir.path(), &[&log], &db, "mx");
         append(&log, &(attack("u0") + &login("l0") + &attack("u1")));
         let d = Daemon::start(&cfg, dir.path());
         assert!(
-            wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
-                .len()
+            wait_until(Duration::from_secs(15), || db.usernames("events").len()
                 == 2
-                && db_usernames(&db, "logins").len() == 1),
+                && db.usernames("logins").len() == 1),
             "{point}: {}",
             d.logged()
         );
@@ -85,26 +139,24 @@ fn the_daemon_records_into_sqlite_once_across_restarts_and_crashes() {
         );
         let landed = point == "after-rows";
         assert_eq!(
-            db_usernames(&db, "events").len(),
+            db.usernames("events").len(),
             if landed { 5 } else { 2 },
             "{point}: one transaction, whole or not at all"
         );
 
         let d = Daemon::start(&cfg, dir.path());
         assert!(
-            wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
-                .len()
+            wait_until(Duration::from_secs(15), || db.usernames("events").len()
                 >= 5
-                && db_usernames(&db, "logins").len() >= 3),
+                && db.usernames("logins").len() >= 3),
             "{point}: {:?}\n{}",
-            db_usernames(&db, "events"),
+            db.usernames("events"),
             d.logged()
         );
         // A later line after the restart: reading goes on from the recorded position.
         append(&log, &attack("u5"));
         assert!(
-            wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
-                .len()
+            wait_until(Duration::from_secs(15), || db.usernames("events").len()
                 >= 6),
             "{point}: {}",
             d.logged()
@@ -112,11 +164,11 @@ fn the_daemon_records_into_sqlite_once_across_restarts_and_crashes() {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(d.stop(), Some(0));
         assert_eq!(
-            db_usernames(&db, "events"),
+            db.usernames("events"),
             ["u0", "u1", "u2", "u3", "u4", "u5"],
             "{point}"
         );
-        assert_eq!(db_usernames(&db, "logins"), ["l0", "l1", "l2"], "{point}");
+        assert_eq!(db.usernames("logins"), ["l0", "l1", "l2"], "{point}");
         assert!(
             !dir.path().join("out.csv").exists(),
             "{point}: no CSV is written with the SQLite store"
@@ -162,6 +214,23 @@ fn enriched(cfg: &Path, dns: &DnsServer, dir: &Path) {
 #[test]
 fn reports_from_sqlite_say_what_reports_from_the_csv_say() {
     let dir = tempfile::tempdir().unwrap();
+    let db = Db::Sqlite(dir.path().join("events.db"));
+    reports_say_what_reports_from_the_csv_say(dir.path(), &db, "SQLite");
+}
+
+#[test]
+fn reports_from_postgresql_say_what_reports_from_the_csv_say() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("report");
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Postgres(&pg, "report".into());
+    reports_say_what_reports_from_the_csv_say(dir.path(), &db, "PostgreSQL");
+}
+
+/// The fixture log (with hostile usernames) recorded by a daemon into the CSV and by another
+/// into `db` (`record` its name in reports), enriched through a DNS server and databases;
+/// then the two JSON reports of its day are the same.
+fn reports_say_what_reports_from_the_csv_say(dir: &Path, db: &Db<'_>, record: &str) {
     // Names, countries and ASes in the rows (reverse DNS names and AS names come from outside:
     // the comparison covers them too).
     let dns = DnsServer::start(
@@ -170,7 +239,7 @@ fn reports_from_sqlite_say_what_reports_from_the_csv_say() {
             .host("203.0.113.7", "b.example.net")
             .liar("192.0.2.10", "bank.example.com", Some("198.51.100.99")),
     );
-    let log = dir.path().join("mail.log");
+    let log = dir.join("mail.log");
     let mut text = std::fs::read_to_string(data("mail.log")).unwrap();
     text.push_str(&attack(HOSTILE));
     text.push_str(&attack("<script>alert(1)</script>"));
@@ -178,10 +247,10 @@ fn reports_from_sqlite_say_what_reports_from_the_csv_say() {
     set_mtime(&log, fixture_mtime());
     // The CSV record and the SQLite record, each by a daemon reading the same log's history
     // (the state files beside them too: auth-backend failures, alerts).
-    let csv_dir = dir.path().join("csv");
+    let csv_dir = dir.join("csv");
     std::fs::create_dir_all(&csv_dir).unwrap();
     let csv_cfg = daemon_config(&csv_dir, &[&log], "");
-    enriched(&csv_cfg, &dns, dir.path());
+    enriched(&csv_cfg, &dns, dir);
     let d = Daemon::start(&csv_cfg, &csv_dir);
     // The fixture's 13 failures and the two added.
     let out = csv_dir.join("out.csv");
@@ -192,27 +261,26 @@ fn reports_from_sqlite_say_what_reports_from_the_csv_say() {
         d.logged()
     );
     assert_eq!(d.stop(), Some(0));
-    let db_dir = dir.path().join("db");
+    let db_dir = dir.join("db");
     std::fs::create_dir_all(&db_dir).unwrap();
-    let (db_cfg, db) = sqlite_config(&db_dir, &[&log]);
-    enriched(&db_cfg, &dns, dir.path());
+    let db_cfg = store_config(&db_dir, &[&log], db, "mx");
+    enriched(&db_cfg, &dns, dir);
     let d = Daemon::start(&db_cfg, &db_dir);
     assert!(
-        wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
-            .len()
+        wait_until(Duration::from_secs(15), || db.usernames("events").len()
             == 15),
         "{:?}\n{}",
-        db_usernames(&db, "events"),
+        db.usernames("events"),
         d.logged()
     );
     assert_eq!(d.stop(), Some(0));
     // As recorded: the client's text, not the CSV's spreadsheet guard.
-    let got = db_usernames(&db, "events");
+    let got = db.usernames("events");
     assert!(got.iter().any(|u| u == HOSTILE), "{got:?}");
 
     let mut from_csv = report_json(&csv_cfg);
     let mut from_db = report_json(&db_cfg);
-    assert_eq!(from_db["record"], "SQLite");
+    assert_eq!(from_db["record"], record);
     assert!(from_db["csv_bytes"].as_u64().unwrap() > 0);
     for v in [&mut from_csv, &mut from_db] {
         let o = v.as_object_mut().unwrap();
@@ -239,14 +307,19 @@ fn reports_from_sqlite_say_what_reports_from_the_csv_say() {
         "2026-11-23",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("SQLite record: "), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("{record} record: ")),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn a_report_on_a_database_that_does_not_exist_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mail.log");
-    let (cfg, db) = sqlite_config(dir.path(), &[&log]);
+    let db = dir.path().join("events.db");
+    let cfg = store_config(dir.path(), &[&log], &Db::Sqlite(db.clone()), "mx");
     let o = run(&["report", "-c", cfg.to_str().unwrap(), "--since", "1d"]);
     assert!(!o.status.success());
     assert!(

@@ -1,0 +1,887 @@
+//! The PostgreSQL store, for one server or a fleet: the records and each daemon's positions in
+//! one database, committed in one transaction (the rows by `COPY ... FROM STDIN (FORMAT
+//! binary)`, never one statement per row). Several daemons write one database: rows carry their
+//! `server`, positions their `instance`.
+//!
+//! When the server cannot be reached, a commit fails, the committer retries with backoff and
+//! reading waits behind the bounded channel: the positions do not move, so nothing is lost, and
+//! the next attempt connects again. The password is never in the configuration: it is read from
+//! `password_file`. TLS follows libpq's `sslmode`: `disable`; `prefer` and `require` encrypt
+//! without checking the certificate (as libpq does without a root certificate); `verify-ca`
+//! and `verify-full` check it against the system's roots and `sslrootcert` (both check the
+//! name too: rustls has no "chain but not name" mode, so `verify-ca` is the stricter
+//! `verify-full`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, fallible_iterator::FallibleIterator};
+
+use crate::checkpoint::Pos;
+use crate::enrich::Enrichment;
+use crate::parse::AuthEvent;
+use crate::pipeline::JournalPos;
+use crate::report::sql::{Cell, Db, Dialect, Param};
+use crate::source::fingerprint::Fingerprint;
+
+use super::{CrashPoint, Progress, Recovered, Store, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// How long connecting may take before it counts as a failure (and is retried).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the database is and how to reach it (`[output] postgres`, `password_file`,
+/// `instance`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// The connection URL (`postgres://user@host[:port]/db[?sslmode=...&sslrootcert=...]`),
+    /// without a password.
+    pub url: String,
+    /// A file holding the password (its first line), when one is needed.
+    pub password_file: Option<PathBuf>,
+    /// This daemon's name for its positions in a shared database.
+    pub instance: String,
+}
+
+impl PgSettings {
+    /// The URL with anything after `@` up to the path kept, for messages (it holds no password:
+    /// the configuration refuses one).
+    pub fn describe(&self) -> String {
+        self.url.split('?').next().unwrap_or_default().to_string()
+    }
+
+    /// A path-like name for errors and reports.
+    pub fn name(&self) -> PathBuf {
+        PathBuf::from(self.describe())
+    }
+}
+
+/// libpq's `sslmode`, as far as this client can honour it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SslMode {
+    Disable,
+    /// Encrypt when the server can; no certificate check.
+    Prefer,
+    /// Encrypt; no certificate check.
+    Require,
+    /// Encrypt; check the certificate and the name.
+    Verify,
+}
+
+/// Why the URL cannot be used (a configuration error: `check` reports it).
+pub fn check_url(url: &str) -> Result<(), String> {
+    split_url(url).map(|_| ())
+}
+
+/// The URL without the TLS options tokio-postgres does not know, the mode and the root
+/// certificate file.
+fn split_url(url: &str) -> Result<(postgres::Config, SslMode, Option<PathBuf>), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("is not a postgres:// URL (write postgres://USER@HOST/DATABASE)".into());
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let authority = base
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+    {
+        return Err(
+            "holds a password: put it in a file readable only by maillogsentinel and name that file in password_file".into(),
+        );
+    }
+    let mut mode = SslMode::Prefer;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sslmode" => {
+                mode = match v {
+                    "disable" => SslMode::Disable,
+                    "allow" | "prefer" => SslMode::Prefer,
+                    "require" => SslMode::Require,
+                    "verify-ca" | "verify-full" => SslMode::Verify,
+                    _ => {
+                        return Err(format!(
+                            "sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
+                        ));
+                    }
+                }
+            }
+            "sslrootcert" => root = Some(PathBuf::from(v)),
+            "password" => {
+                return Err("holds a password: name a password_file instead".into());
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let config: postgres::Config = url.parse().map_err(|e| format!("cannot be read: {e}"))?;
+    Ok((config, mode, root))
+}
+
+/// A certificate check that accepts any certificate (libpq's `prefer` and `require`): the
+/// connection is encrypted against eavesdropping, not against a machine in the middle. The
+/// handshake's signatures are still checked.
+#[derive(Debug)]
+struct NoCertificateCheck(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoCertificateCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS settings for `mode` (roots: the system's and `root`, when checked).
+fn tls(mode: SslMode, root: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    if mode != SslMode::Verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCertificateCheck(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = root {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Connects (the password from `password_file`, TLS as `sslmode` says).
+pub fn connect(settings: &PgSettings) -> Result<Client, StoreError> {
+    let fail = |message: String| StoreError::Postgres {
+        what: format!("{}: cannot connect", settings.describe()),
+        message,
+    };
+    let (mut config, mode, root) = split_url(&settings.url).map_err(&fail)?;
+    if let Some(file) = &settings.password_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| fail(format!("password_file {}: {e}", file.display())))?;
+        config.password(text.lines().next().unwrap_or_default());
+    }
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.application_name("maillogsentinel");
+    config.ssl_mode(match mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::Verify => postgres::config::SslMode::Require,
+    });
+    let tls =
+        tokio_postgres_rustls::MakeRustlsConnect::new(tls(mode, root.as_deref()).map_err(&fail)?);
+    config.connect(tls).map_err(|e| fail(error_text(&e)))
+}
+
+/// A PostgreSQL error with the server's detail when there is one.
+fn error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s = format!("{s}: {inner}");
+                source = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn pg_err(settings: &PgSettings, what: &str) -> impl Fn(postgres::Error) -> StoreError {
+    let what = format!("{}: {what}", settings.describe());
+    move |e| StoreError::Postgres {
+        what: what.clone(),
+        message: error_text(&e),
+    }
+}
+
+/// The migration versions applied to the database (none for a new one).
+fn applied_versions(client: &mut Client, settings: &PgSettings) -> Result<Vec<i64>, StoreError> {
+    let err = pg_err(settings, "cannot read the schema history");
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .map_err(&err)?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(client
+        .query(
+            "SELECT version::bigint FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
+        .map_err(&err)?
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect())
+}
+
+/// The schema migrations this program knows, with whether the database has each.
+pub fn migration_states(
+    client: &mut Client,
+    settings: &PgSettings,
+) -> Result<Vec<super::sqlite::MigrationState>, StoreError> {
+    let applied = applied_versions(client, settings)?;
+    Ok(super::sqlite::states(
+        &applied,
+        embedded::migrations::runner().get_migrations(),
+    ))
+}
+
+/// Brings the schema up to date (up to `target`, the newest when `None`), refusing a database
+/// a newer program made. Several daemons starting at once are serialised by an advisory lock.
+pub fn migrate(
+    client: &mut Client,
+    settings: &PgSettings,
+    target: Option<i64>,
+) -> Result<Vec<i64>, StoreError> {
+    let err = pg_err(settings, "cannot lock the schema for migrations");
+    // One key for this program's migrations, held for the session.
+    client
+        .execute("SELECT pg_advisory_lock(7242011386)", &[])
+        .map_err(&err)?;
+    let result = (|| {
+        let runner = embedded::migrations::runner();
+        let known = runner
+            .get_migrations()
+            .iter()
+            .map(|m| i64::from(m.version()))
+            .max()
+            .unwrap_or(0);
+        if let Some(&found) = applied_versions(client, settings)?.last()
+            && found > known
+        {
+            return Err(StoreError::TooNew {
+                path: settings.name(),
+                found,
+                known,
+            });
+        }
+        let mut runner = embedded::migrations::runner();
+        if let Some(v) = target {
+            runner = runner.set_target(refinery::Target::Version(v as i32));
+        }
+        let report = runner.run(client).map_err(|e| StoreError::Migrate {
+            path: settings.name(),
+            message: e.to_string(),
+        })?;
+        Ok(report
+            .applied_migrations()
+            .iter()
+            .map(|m| i64::from(m.version()))
+            .collect())
+    })();
+    let _ = client.execute("SELECT pg_advisory_unlock(7242011386)", &[]);
+    result
+}
+
+/// Row counts of the records (for `db status`).
+pub fn counts(
+    client: &mut Client,
+    settings: &PgSettings,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut out = Vec::new();
+    for table in ["events", "logins"] {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .map_err(pg_err(settings, "cannot read the schema"))?
+            .get(0);
+        if exists {
+            let n: i64 = client
+                .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+                .map_err(pg_err(settings, "cannot count rows"))?
+                .get(0);
+            out.push((table.to_string(), n));
+        }
+    }
+    Ok(out)
+}
+
+/// An event staged for the next commit, in the columns' types.
+struct Staged {
+    at: SystemTime,
+    logged: String,
+    server: String,
+    service: String,
+    ip: std::net::IpAddr,
+    username: String,
+    mechanism: String,
+    reason: String,
+    client_hostname: String,
+    reverse_dns: String,
+    dns_status: &'static str,
+    country: String,
+    asn: Option<i64>,
+    as_org: String,
+}
+
+/// Text for a `text` column: PostgreSQL refuses NUL, which a client can send (one such row
+/// would otherwise block every commit after it).
+fn text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s.to_string()
+    }
+}
+
+impl Staged {
+    fn new(e: &AuthEvent, en: Option<&Enrichment>) -> Staged {
+        let t = e.timestamp.time;
+        let at = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(
+                t.timestamp().max(0) as u64,
+                t.timestamp_subsec_nanos(),
+            ))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        Staged {
+            at,
+            logged: e.timestamp.to_rfc3339(),
+            server: text(&e.server),
+            service: text(&e.service),
+            ip: e.ip,
+            username: text(e.username.as_deref().unwrap_or("")),
+            mechanism: text(&e.mechanism),
+            reason: text(&e.reason),
+            client_hostname: text(e.client_hostname.as_deref().unwrap_or("")),
+            reverse_dns: text(en.and_then(|en| en.reverse_dns.as_deref()).unwrap_or("")),
+            dns_status: en.and_then(|en| en.dns_status).map_or("", |d| d.as_str()),
+            country: text(en.and_then(|en| en.country.as_deref()).unwrap_or("")),
+            asn: en.and_then(|en| en.asn).map(i64::from),
+            as_org: text(en.and_then(|en| en.as_org.as_deref()).unwrap_or("")),
+        }
+    }
+
+    fn weight(&self) -> usize {
+        96 + self.server.len()
+            + self.service.len()
+            + self.username.len()
+            + self.mechanism.len()
+            + self.reason.len()
+            + self.client_hostname.len()
+            + self.reverse_dns.len()
+            + self.as_org.len()
+    }
+}
+
+/// The columns COPY writes, in order, and their types.
+const COPY_COLUMNS: &str = "timestamp, logged, server, service, ip, username, mechanism, reason, client_hostname, reverse_dns, dns_status, country, asn, as_org";
+const COPY_TYPES: [Type; 14] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INET,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+];
+
+/// Copies `rows` into `table` inside the transaction.
+fn copy(
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    rows: &[Staged],
+) -> Result<(), postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sink = tx.copy_in(&format!(
+        "COPY {table} ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
+    ))?;
+    let mut w = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    for r in rows {
+        let values: [&(dyn ToSql + Sync); 14] = [
+            &r.at,
+            &r.logged,
+            &r.server,
+            &r.service,
+            &r.ip,
+            &r.username,
+            &r.mechanism,
+            &r.reason,
+            &r.client_hostname,
+            &r.reverse_dns,
+            &r.dns_status,
+            &r.country,
+            &r.asn,
+            &r.as_org,
+        ];
+        w.write(&values)?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    settings: PgSettings,
+    state_dir: PathBuf,
+    /// The connection (`None` after a failure: the next commit connects again).
+    client: Option<Client>,
+    logins_kept: bool,
+    /// This daemon's `[sources] server` (the host its rows usually name).
+    server: String,
+    failures: Vec<Staged>,
+    logins: Vec<Staged>,
+    staged_bytes: usize,
+    crash: Option<CrashPoint>,
+}
+
+impl PostgresStore {
+    /// Connects, brings the schema up to date, and keeps the connection. `server` is this
+    /// daemon's `[sources] server` (see [`Store::has_rows`]).
+    pub fn open(
+        settings: &PgSettings,
+        state_dir: &Path,
+        logins: bool,
+        server: &str,
+    ) -> Result<Self, StoreError> {
+        let mut client = connect(settings)?;
+        let applied = migrate(&mut client, settings, None)?;
+        if !applied.is_empty() {
+            tracing::info!(database = %settings.describe(), versions = ?applied, "schema migrations applied");
+        }
+        Ok(PostgresStore {
+            settings: settings.clone(),
+            state_dir: state_dir.to_path_buf(),
+            client: Some(client),
+            logins_kept: logins,
+            server: server.to_string(),
+            failures: Vec::new(),
+            logins: Vec::new(),
+            staged_bytes: 0,
+            crash: CrashPoint::from_env(),
+        })
+    }
+
+    /// The connection, made again after a failure.
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = Some(connect(&self.settings)?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
+    }
+
+    /// Replaces this instance's positions with `progress`'s "after" positions.
+    fn write_positions(
+        tx: &mut postgres::Transaction<'_>,
+        instance: &str,
+        progress: &Progress,
+    ) -> Result<(), postgres::Error> {
+        tx.execute(
+            "DELETE FROM file_positions WHERE instance = $1",
+            &[&instance],
+        )?;
+        tx.execute(
+            "DELETE FROM journal_positions WHERE instance = $1",
+            &[&instance],
+        )?;
+        if !progress.files.is_empty() {
+            let stmt = tx.prepare(
+                "INSERT INTO file_positions (instance, fingerprint, path, position, unseen_secs, complete) VALUES ($1, $2, $3, $4, $5, $6)",
+            )?;
+            for f in &progress.files {
+                tx.execute(
+                    &stmt,
+                    &[
+                        &instance,
+                        &(f.fingerprint.0 as i64),
+                        &text(&f.path.to_string_lossy()),
+                        &(f.offset as i64),
+                        &(f.unseen_secs as i64),
+                        &f.complete,
+                    ],
+                )?;
+            }
+        }
+        for j in &progress.journals {
+            tx.execute(
+                "INSERT INTO journal_positions (instance, source, cursor, realtime_usec) VALUES ($1, $2, $3, $4)",
+                &[
+                    &instance,
+                    &j.source,
+                    &j.after.cursor,
+                    &(j.after.realtime_usec as i64),
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO progress (instance, saved_at) VALUES ($1, now()) ON CONFLICT (instance) DO UPDATE SET saved_at = excluded.saved_at",
+            &[&instance],
+        )?;
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction on the connection; a failure drops the connection when it
+    /// is broken, so that the next try connects again.
+    fn in_transaction(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut postgres::Transaction<'_>, &Self) -> Result<(), postgres::Error>,
+    ) -> Result<(), StoreError> {
+        let err = pg_err(&self.settings, what);
+        let mut client = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => connect(&self.settings)?,
+        };
+        let result = (|| {
+            let mut tx = client.transaction()?;
+            f(&mut tx, self)?;
+            tx.commit()
+        })();
+        if result.is_ok() || !client.is_closed() {
+            self.client = Some(client);
+        }
+        result.map_err(err)
+    }
+}
+
+impl Drop for PostgresStore {
+    /// The client runs a runtime of its own, which must not be dropped inside another's
+    /// asynchronous context (a start that fails after the store was opened): then it is
+    /// dropped on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("postgres-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
+impl Store for PostgresStore {
+    fn describe(&self) -> String {
+        format!(
+            "PostgreSQL {} (instance {})",
+            self.settings.describe(),
+            self.settings.instance
+        )
+    }
+
+    fn recover(&mut self) -> Result<Option<Recovered>, StoreError> {
+        let settings = self.settings.clone();
+        let err = pg_err(&settings, "cannot read the positions");
+        let instance = settings.instance.as_str();
+        let client = self.client()?;
+        let saved = client
+            .query_opt("SELECT 1 FROM progress WHERE instance = $1", &[&instance])
+            .map_err(&err)?;
+        if saved.is_none() {
+            return Ok(None);
+        }
+        let mut rec = Recovered {
+            note: format!(
+                "positions as last committed in {} for instance {instance}",
+                settings.describe()
+            ),
+            ..Recovered::default()
+        };
+        for r in client
+            .query(
+                "SELECT fingerprint, path, position, unseen_secs, complete FROM file_positions WHERE instance = $1",
+                &[&instance],
+            )
+            .map_err(&err)?
+        {
+            let fp = Fingerprint(r.get::<_, i64>(0) as u64);
+            rec.positions.insert(
+                fp,
+                Pos {
+                    offset: r.get::<_, i64>(2) as u64,
+                    complete: r.get(4),
+                },
+            );
+            rec.paths.insert(fp, PathBuf::from(r.get::<_, String>(1)));
+            rec.unseen
+                .insert(fp, Duration::from_secs(r.get::<_, i64>(3) as u64));
+        }
+        let journals: BTreeMap<String, Option<JournalPos>> = client
+            .query(
+                "SELECT source, cursor, realtime_usec FROM journal_positions WHERE instance = $1",
+                &[&instance],
+            )
+            .map_err(&err)?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    Some(JournalPos {
+                        cursor: r.get(1),
+                        realtime_usec: r.get::<_, i64>(2) as u64,
+                    }),
+                )
+            })
+            .collect();
+        rec.journals = journals;
+        Ok(Some(rec))
+    }
+
+    /// Whether rows of this daemon's server are there: a fleet's database holds other
+    /// servers' rows, and a new member reads its history (`backfill = "auto"`); a known
+    /// server whose instance was renamed does not record its history twice.
+    fn has_rows(&mut self) -> bool {
+        let server = self.server.clone();
+        self.client()
+            .ok()
+            .and_then(|c| {
+                c.query_one(
+                    "SELECT EXISTS (SELECT 1 FROM events WHERE server = $1)",
+                    &[&server],
+                )
+                .ok()
+            })
+            .is_some_and(|r| r.get(0))
+    }
+
+    fn keeps_logins(&self) -> bool {
+        self.logins_kept
+    }
+
+    fn stage_failure(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
+        let s = Staged::new(event, enrichment);
+        self.staged_bytes += s.weight();
+        self.failures.push(s);
+    }
+
+    fn stage_login(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
+        if self.logins_kept {
+            let s = Staged::new(event, enrichment);
+            self.staged_bytes += s.weight();
+            self.logins.push(s);
+        }
+    }
+
+    fn staged_bytes(&self) -> usize {
+        self.staged_bytes
+    }
+
+    /// One transaction: this instance's positions after the batch, the intrusion rows, the
+    /// login rows.
+    fn commit(&mut self, progress: &Progress) -> Result<(), StoreError> {
+        let crash = self.crash;
+        let instance = self.settings.instance.clone();
+        self.in_transaction("cannot commit rows and positions", |tx, store| {
+            Self::write_positions(tx, &instance, progress)?;
+            CrashPoint::AfterCheckpoint.here(crash);
+            if crash == Some(CrashPoint::MidRows) {
+                copy(tx, "events", &store.failures[..store.failures.len() / 2])?;
+                CrashPoint::MidRows.here(crash);
+            }
+            copy(tx, "events", &store.failures)?;
+            CrashPoint::BetweenRecords.here(crash);
+            copy(tx, "logins", &store.logins)
+        })?;
+        self.failures.clear();
+        self.logins.clear();
+        self.staged_bytes = 0;
+        Ok(())
+    }
+
+    fn save_progress(&mut self, progress: &Progress) -> Result<(), StoreError> {
+        let instance = self.settings.instance.clone();
+        self.in_transaction("cannot save the positions", |tx, _| {
+            Self::write_positions(tx, &instance, progress)
+        })
+    }
+
+    fn switch_output(&mut self, path: &Path, _progress: &Progress) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!(
+            "output.csv ({}) is not written with store = \"postgres\"; the records stay in {}",
+            path.display(),
+            self.settings.describe()
+        )))
+    }
+
+    fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+}
+
+/// The PostgreSQL spelling of what the databases spell differently (see [`Dialect`]).
+pub const DIALECT: Dialect = Dialect {
+    epoch: "floor(extract(epoch FROM {t}timestamp))::bigint",
+    window: "{t}timestamp >= to_timestamp({a}::bigint) AND {t}timestamp < to_timestamp({b}::bigint)",
+    ip_text: "host(ip)",
+    ip_order: "ip",
+    ip_is: "ip = {p}::text::inet",
+    v6_prefix: "host(network(set_masklen(ip, 64)))",
+    is_v6: "family(ip) = 6",
+    asn_text: "COALESCE(asn::text, '')",
+};
+
+/// A connection for reports.
+pub struct PgDb {
+    name: PathBuf,
+    client: Client,
+}
+
+impl PgDb {
+    /// Connects for reading.
+    pub fn open(settings: &PgSettings) -> Result<PgDb, crate::report::ReportError> {
+        let client = connect(settings).map_err(|e| crate::report::ReportError::Read {
+            path: settings.name(),
+            message: e.to_string(),
+        })?;
+        Ok(PgDb {
+            name: settings.name(),
+            client,
+        })
+    }
+
+    /// The records' size on disk (their tables and indexes), bytes.
+    pub fn size(&mut self) -> u64 {
+        self.client
+            .query_one(
+                "SELECT COALESCE(pg_total_relation_size(to_regclass('events')), 0) + COALESCE(pg_total_relation_size(to_regclass('logins')), 0)",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl Db for PgDb {
+    fn name(&self) -> &Path {
+        &self.name
+    }
+
+    fn dialect(&self) -> &Dialect {
+        &DIALECT
+    }
+
+    fn each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        on_row: &mut dyn FnMut(Vec<Cell>),
+    ) -> Result<(), String> {
+        let values: Vec<Box<dyn ToSql + Sync>> = params
+            .iter()
+            .map(|p| -> Box<dyn ToSql + Sync> {
+                match p {
+                    Param::Int(n) => Box::new(*n),
+                    Param::Text(t) => Box::new(t.to_string()),
+                }
+            })
+            .collect();
+        let mut rows = self
+            .client
+            .query_raw(sql, values.iter().map(|v| &**v as &(dyn ToSql + Sync)))
+            .map_err(|e| error_text(&e))?;
+        while let Some(r) = rows.next().map_err(|e| error_text(&e))? {
+            let cells = (0..r.len())
+                .map(|i| {
+                    let t = r.columns()[i].type_();
+                    Ok(if *t == Type::INT8 {
+                        r.try_get::<_, Option<i64>>(i)?
+                            .map_or(Cell::Null, Cell::Int)
+                    } else if *t == Type::INT4 {
+                        r.try_get::<_, Option<i32>>(i)?
+                            .map_or(Cell::Null, |n| Cell::Int(n.into()))
+                    } else if *t == Type::BYTEA {
+                        r.try_get::<_, Option<Vec<u8>>>(i)?
+                            .map_or(Cell::Null, Cell::Bytes)
+                    } else if *t == Type::INET {
+                        r.try_get::<_, Option<std::net::IpAddr>>(i)?
+                            .map_or(Cell::Null, |ip| Cell::Text(ip.to_string()))
+                    } else if *t == Type::FLOAT8 {
+                        r.try_get::<_, Option<f64>>(i)?
+                            .map_or(Cell::Null, |f| Cell::Int(f as i64))
+                    } else if *t == Type::BOOL {
+                        r.try_get::<_, Option<bool>>(i)?
+                            .map_or(Cell::Null, |b| Cell::Int(b.into()))
+                    } else {
+                        r.try_get::<_, Option<String>>(i)?
+                            .map_or(Cell::Null, Cell::Text)
+                    })
+                })
+                .collect::<Result<Vec<Cell>, postgres::Error>>()
+                .map_err(|e| error_text(&e))?;
+            on_row(cells);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! A throwaway PostgreSQL cluster for a test: Debian's `postgresql` package's `initdb` and
+//! `pg_ctl`, a data directory in a temp dir, the server on 127.0.0.1 at a free port (and its
+//! socket in the temp dir), stopped and removed when dropped. Run as the `postgres` user when
+//! the tests run as root (PostgreSQL refuses to run as root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::smtp_server::free_port;
+
+/// A running cluster.
+pub struct PgCluster {
+    /// The server's port on 127.0.0.1.
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+    as_postgres: bool,
+}
+
+/// The directory of the newest installed PostgreSQL's programs.
+fn bindir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, b)| b)
+}
+
+fn is_root() -> bool {
+    // SAFETY-free: the effective uid from the environment's `id -u`.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PgCluster {
+    /// Starts a cluster, or says why it cannot and returns `None` (the caller skips, saying
+    /// so).
+    pub fn start() -> Option<PgCluster> {
+        let Some(bin) = bindir() else {
+            eprintln!(
+                "skipped: PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; apt-get install postgresql)"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let as_postgres = is_root();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        if as_postgres {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let ok = Command::new("chown")
+                .args([
+                    "-R",
+                    "postgres:",
+                    data.to_str().unwrap(),
+                    dir.path().to_str().unwrap(),
+                ])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown to postgres");
+        }
+        let c = PgCluster {
+            port: free_port(),
+            bin,
+            data,
+            _dir: dir,
+            as_postgres,
+        };
+        let out = c
+            .command("initdb")
+            .args([
+                "-D",
+                c.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-locale",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c.start_server();
+        Some(c)
+    }
+
+    /// A PostgreSQL program, run as `postgres` when we are root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn socket_dir(&self) -> &Path {
+        self.data.parent().unwrap()
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    pub fn start_server(&self) {
+        let log = self.socket_dir().join("server.log");
+        let out = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                self.data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-o",
+                &format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    self.port,
+                    self.socket_dir().display()
+                ),
+                "start",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast: sessions are disconnected).
+    pub fn stop_server(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ])
+            .output();
+    }
+
+    /// A new empty database; returns its URL.
+    pub fn create_db(&self, name: &str) -> String {
+        let mut c = self.client("postgres");
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.url(name)
+    }
+
+    /// The URL of database `name` (as `postgres`, no TLS).
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A client to database `name`.
+    pub fn client(&self, name: &str) -> postgres::Client {
+        postgres::Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={name}",
+                self.port
+            ),
+            postgres::NoTls,
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop_server();
+    }
+}
