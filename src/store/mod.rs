@@ -99,6 +99,9 @@ pub enum StoreError {
         what: String,
         /// What PostgreSQL (or the connection) said.
         message: String,
+        /// The kind of failure: `unreachable` (no connection, the server going away), else
+        /// the SQLSTATE code.
+        kind: String,
     },
     /// The database's schema could not be brought up to date.
     #[error("{path}: cannot apply the schema migrations: {message}")]
@@ -136,7 +139,7 @@ impl StoreError {
             StoreError::Checkpoint(crate::checkpoint::CheckpointError::Io { source, .. }) => {
                 format!("io:{:?}", source.kind())
             }
-            StoreError::Postgres { what, .. } => format!("postgres:{what}"),
+            StoreError::Postgres { kind, .. } => format!("postgres:{kind}"),
             StoreError::Sqlite { source, .. } => match source.sqlite_error_code() {
                 Some(code) => format!("sqlite:{code:?}"),
                 None => "sqlite".into(),

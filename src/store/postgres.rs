@@ -220,6 +220,7 @@ pub fn connect(settings: &PgSettings) -> Result<Client, StoreError> {
     let fail = |message: String| StoreError::Postgres {
         what: format!("{}: cannot connect", settings.describe()),
         message,
+        kind: "settings".into(),
     };
     let (mut config, mode, root) = split_url(&settings.url).map_err(&fail)?;
     if let Some(file) = &settings.password_file {
@@ -236,7 +237,20 @@ pub fn connect(settings: &PgSettings) -> Result<Client, StoreError> {
     });
     let tls =
         tokio_postgres_rustls::MakeRustlsConnect::new(tls(mode, root.as_deref()).map_err(&fail)?);
-    config.connect(tls).map_err(|e| fail(error_text(&e)))
+    config.connect(tls).map_err(|e| StoreError::Postgres {
+        what: format!("{}: cannot connect", settings.describe()),
+        message: error_text(&e),
+        kind: error_kind(&e),
+    })
+}
+
+/// `unreachable` for a failure of the connection (none, lost, the server shutting down or
+/// refusing it), else the SQLSTATE code: the committer logs a failure once per kind.
+fn error_kind(e: &postgres::Error) -> String {
+    match e.as_db_error().map(|d| d.code().code()) {
+        Some(code) if !(code.starts_with("08") || code.starts_with("57P")) => code.to_string(),
+        _ => "unreachable".into(),
+    }
 }
 
 /// A PostgreSQL error with the server's detail when there is one.
@@ -260,6 +274,7 @@ fn pg_err(settings: &PgSettings, what: &str) -> impl Fn(postgres::Error) -> Stor
     move |e| StoreError::Postgres {
         what: what.clone(),
         message: error_text(&e),
+        kind: error_kind(&e),
     }
 }
 

@@ -328,3 +328,187 @@ fn a_report_on_a_database_that_does_not_exist_names_it() {
         stderr(&o)
     );
 }
+
+#[test]
+fn postgresql_going_away_during_a_live_run_loses_and_repeats_nothing() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("away");
+    let db = Db::Postgres(&pg, "away".into());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let cfg = store_config(dir.path(), &[&log], &db, "mx");
+    append(&log, &attack("u0"));
+    let mut d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || db.usernames("events") == ["u0"]),
+        "{}",
+        d.logged()
+    );
+    pg.stop_server();
+    append(&log, &(attack("u1") + &login("l1") + &attack("u2")));
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("cannot write rows or positions")),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(d.running(), "the daemon keeps running: {}", d.logged());
+    assert_eq!(
+        d.logged().matches("cannot write rows or positions").count(),
+        1,
+        "logged once, not at every retry: {}",
+        d.logged()
+    );
+    pg.start_server();
+    assert!(
+        wait_until(Duration::from_secs(40), || db.usernames("events").len()
+            >= 3),
+        "{}",
+        d.logged()
+    );
+    assert!(
+        d.logged()
+            .contains("writing rows and positions works again"),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    // A restart resumes from the positions committed with the rows.
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("u3"));
+    assert!(
+        wait_until(Duration::from_secs(15), || db.usernames("events").len()
+            >= 4),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(db.usernames("events"), ["u0", "u1", "u2", "u3"]);
+    assert_eq!(db.usernames("logins"), ["l1"]);
+}
+
+#[test]
+fn two_mail_servers_record_into_one_postgresql_database_at_once() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("fleet");
+    let db = Db::Postgres(&pg, "fleet".into());
+    let dir = tempfile::tempdir().unwrap();
+    // Each server's log names it as syslog does; each daemon names its positions.
+    let servers = ["mx1", "mx2"];
+    let mut daemons = Vec::new();
+    let mut logs = Vec::new();
+    for name in servers {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let log = sub.join("mail.log");
+        let cfg = store_config(&sub, &[&log], &db, name);
+        logs.push((log, cfg, sub));
+    }
+    let line = |server: &str, user: &str| attack(user).replacen(" mx ", &format!(" {server} "), 1);
+    for (i, (log, _, _)) in logs.iter().enumerate() {
+        append(log, &(line(servers[i], &format!("{}-a", servers[i]))));
+    }
+    for (log, cfg, sub) in &logs {
+        let _ = log;
+        daemons.push(Daemon::start(cfg, sub));
+    }
+    // Both write at once, many commits each.
+    for n in 0..40 {
+        for (i, (log, _, _)) in logs.iter().enumerate() {
+            append(log, &line(servers[i], &format!("{}-{n}", servers[i])));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || db.usernames("events").len()
+            >= 82),
+        "{}",
+        daemons.iter().map(Daemon::logged).collect::<String>()
+    );
+    for d in daemons.drain(..) {
+        assert_eq!(d.stop(), Some(0));
+    }
+    // Restarted, each resumes from its own positions: nothing twice.
+    for (log, cfg, sub) in &logs {
+        daemons.push(Daemon::start(cfg, sub));
+        let _ = log;
+    }
+    for (i, (log, _, _)) in logs.iter().enumerate() {
+        append(log, &line(servers[i], &format!("{}-z", servers[i])));
+    }
+    assert!(
+        wait_until(Duration::from_secs(15), || db.usernames("events").len()
+            >= 84),
+        "{}",
+        daemons.iter().map(Daemon::logged).collect::<String>()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for d in daemons.drain(..) {
+        assert_eq!(d.stop(), Some(0));
+    }
+    let mut client = pg.client("fleet");
+    for server in servers {
+        let users: Vec<String> = client
+            .query(
+                "SELECT username FROM events WHERE server = $1 ORDER BY id",
+                &[&server],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut want = vec![format!("{server}-a")];
+        want.extend((0..40).map(|n| format!("{server}-{n}")));
+        want.push(format!("{server}-z"));
+        assert_eq!(users, want, "{server}: each row once, in order");
+    }
+    let instances: Vec<String> = client
+        .query("SELECT instance FROM progress ORDER BY instance", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(instances, ["mx1", "mx2"]);
+    // `db status` through either daemon's configuration sees the whole database.
+    let o = run(&["db", "status", "-c", logs[0].1.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("schema version: 1 (0 migration(s) pending)")
+            && text.contains("events: 84 rows"),
+        "{text}"
+    );
+}
+
+#[test]
+fn db_status_and_migrate_say_what_the_database_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let db = dir.path().join("events.db");
+    let cfg = store_config(dir.path(), &[&log], &Db::Sqlite(db.clone()), "mx");
+    let c = cfg.to_str().unwrap();
+    let o = run(&["db", "status", "-c", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("not created yet"), "{}", stdout(&o));
+    let o = run(&["db", "migrate", "-c", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("applied V1"), "{}", stdout(&o));
+    let o = run(&["db", "migrate", "-c", c]);
+    assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
+    let o = run(&["db", "status", "-c", c]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("schema version: 1 (0 migration(s) pending)")
+            && text.contains("V1 records_and_positions applied")
+            && text.contains("events: 0 rows"),
+        "{text}"
+    );
+    // The CSV store has no schema: a usage error that says what to set.
+    let plain = daemon_config(dir.path(), &[&log], "");
+    let o = run(&["db", "status", "-c", plain.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("store = \"sqlite\""), "{}", stderr(&o));
+}
