@@ -129,6 +129,70 @@ struct Running {
     budget: EventBudget,
 }
 
+/// A store opened, where it says to resume, and whether it holds rows.
+type Opened = (
+    Box<dyn crate::store::Store>,
+    Option<crate::store::Recovered>,
+    bool,
+);
+
+/// Opens the store and reads where to resume. A database that cannot be reached (PostgreSQL
+/// down while the mail server boots) is waited for, with backoff, logged once, the watchdog
+/// kept fed and stop requests answered (`None`: asked to stop meanwhile); anything else is an
+/// error to fix. Opening connects and migrates: blocking work, off the control loop's thread
+/// (the PostgreSQL client runs a runtime of its own, which cannot start inside this one).
+async fn open_store(
+    config: &Config,
+    control: &mut mpsc::Receiver<Control>,
+) -> Result<Option<Opened>, DaemonError> {
+    let mut delay = Duration::from_millis(500);
+    let mut said = false;
+    loop {
+        let opening = config.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut store = crate::store::open(&opening)?;
+            let recovered = store.recover()?;
+            let has_rows = store.has_rows();
+            Ok::<_, crate::store::StoreError>((store, recovered, has_rows))
+        })
+        .await
+        .map_err(|_| DaemonError::SinkGone)?;
+        match r {
+            Ok(opened) => {
+                if said {
+                    tracing::info!("the store can be reached again; starting");
+                }
+                return Ok(Some(opened));
+            }
+            Err(e @ crate::store::StoreError::Postgres { .. })
+                if e.state() == "postgres:unreachable" =>
+            {
+                if !said {
+                    tracing::error!(
+                        "cannot reach the store: {e}; trying again (every 30 s at most), nothing is read meanwhile"
+                    );
+                    notify::ready("waiting for the store (PostgreSQL cannot be reached)");
+                    said = true;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let wait = tokio::time::sleep(delay);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                c = control.recv() => match c {
+                    Some(Control::Shutdown) | None => return Ok(None),
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep(Duration::from_secs(5)) => notify::watchdog(),
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Runs the daemon until a [`Control::Shutdown`] has drained the pipeline.
 pub async fn run(
     config_path: Option<PathBuf>,
@@ -137,17 +201,10 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let epoch = Instant::now();
     let _lock = lock_state_dir(&config.state_dir)?;
-    // Opening a database connects and migrates: blocking work, off the control loop's thread
-    // (the PostgreSQL client runs a runtime of its own, which cannot start inside this one).
-    let opening = config.clone();
-    let (store, recovered, store_has_rows) = tokio::task::spawn_blocking(move || {
-        let mut store = crate::store::open(&opening)?;
-        let recovered = store.recover()?;
-        let has_rows = store.has_rows();
-        Ok::<_, crate::store::StoreError>((store, recovered, has_rows))
-    })
-    .await
-    .map_err(|_| DaemonError::SinkGone)??;
+    let Some((store, recovered, store_has_rows)) = open_store(&config, &mut control).await? else {
+        tracing::info!("stopped while waiting for the store");
+        return Ok(());
+    };
     let first_start = recovered.is_none();
     let (positions, journals, paths, unseen) = match recovered {
         Some(rec) => {

@@ -512,3 +512,40 @@ fn db_status_and_migrate_say_what_the_database_holds() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("store = \"sqlite\""), "{}", stderr(&o));
 }
+
+#[test]
+fn a_daemon_started_while_postgresql_is_down_waits_for_it() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("late");
+    pg.stop_server();
+    let db = Db::Postgres(&pg, "late".into());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let cfg = store_config(dir.path(), &[&log], &db, "mx");
+    append(&log, &attack("u0"));
+    // Stopped while waiting: a clean stop.
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || d
+            .logged()
+            .contains("cannot reach the store")),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    // Waiting, then the database comes.
+    let mut d = Daemon::start(&cfg, dir.path());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(d.running(), "{}", d.logged());
+    pg.start_server();
+    append(&log, &attack("u1"));
+    assert!(
+        wait_until(Duration::from_secs(40), || db.usernames("events").len()
+            >= 2),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(db.usernames("events"), ["u0", "u1"]);
+}
