@@ -348,6 +348,14 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
             "--logins - and --output - would mix failures and logins on stdout: send one of them to a file"
         )));
     }
+    if args.output.is_none() && config.store != maillogsentinel::store::StoreKind::Csv {
+        // Rows written here would not be where reports and the daemon look, and without their
+        // positions a daemon started after would record the same history again.
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "[output] store is \"{}\": scan does not write into the database yet; write a CSV with -o FILE.csv (or let the daemon read the history: backfill = true)",
+            config.store.as_str()
+        )));
+    }
     let mut sink = match args.output.as_deref() {
         Some(p) if p == Path::new("-") => CsvSink::stdout(),
         Some(p) => CsvSink::append(p),

@@ -549,3 +549,35 @@ fn a_daemon_started_while_postgresql_is_down_waits_for_it() {
     assert_eq!(d.stop(), Some(0));
     assert_eq!(db.usernames("events"), ["u0", "u1"]);
 }
+
+#[test]
+fn scan_without_output_refuses_a_database_store_instead_of_writing_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &attack("u0"));
+    let db = dir.path().join("events.db");
+    let cfg = store_config(dir.path(), &[&log], &Db::Sqlite(db.clone()), "mx");
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("-o FILE.csv"), "{}", stderr(&o));
+    assert!(!dir.path().join("out.csv").exists() && !db.exists());
+    // With -o, a CSV as always.
+    let out = dir.path().join("x.csv");
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(usernames(&out), ["u0"]);
+}
