@@ -8,43 +8,16 @@
 #[path = "support/peak.rs"]
 mod peak;
 
-use std::io::Write;
+#[path = "support/history.rs"]
+#[allow(dead_code)]
+mod history;
+
+use history::{START, STEP, write_csv};
+
 use std::path::Path;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
-/// One row every this many seconds: 10,000 rows a day.
-const STEP: i64 = 8;
-const START: i64 = 1_750_000_000;
-
-fn write_csv(path: &Path, rows: u64) {
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-    f.write_all(b"timestamp,server,service,ip,username,mechanism,reason,client_hostname,reverse_dns,dns_status,country,asn,as_org\r\n").unwrap();
-    for i in 0..rows {
-        let ts = chrono::DateTime::from_timestamp(START + i as i64 * STEP, 0)
-            .unwrap()
-            .to_rfc3339();
-        let ip = format!(
-            "{}.{}.{}.{}",
-            1 + i % 200,
-            (i / 7) % 256,
-            (i / 1753) % 256,
-            1 + i % 251
-        );
-        writeln!(
-            f,
-            "{ts},mx,postfix/submission/smtpd,{ip},user{}@example.org,LOGIN,(reason unavailable),,host-{}.example.net,ok,{},{},Example AS {}\r",
-            i % 5000,
-            i % 9000,
-            ["FR", "DE", "US", "BR", "CN", "RU", "IN"][(i % 7) as usize],
-            64500 + i % 300,
-            i % 300
-        )
-        .unwrap();
-    }
-    f.flush().unwrap();
-}
-
 fn config(dir: &Path, csv: &Path) -> std::path::PathBuf {
     let cfg = dir.join("config.toml");
     std::fs::create_dir_all(dir.join("state")).unwrap();

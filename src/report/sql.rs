@@ -75,8 +75,8 @@ pub struct Dialect {
     pub ip_text: &'static str,
     /// The address as a value that sorts numerically, inside a `GROUP BY ip`.
     pub ip_order: &'static str,
-    /// "The address is `{p}`" (a text parameter).
-    pub ip_is: &'static str,
+    /// A text parameter `{p}` as an address, to compare with the `ip` column.
+    pub ip_param: &'static str,
     /// The /64 of an IPv6 address (bytes, or the prefix's address as text).
     pub v6_prefix: &'static str,
     /// The row's address is IPv6.
@@ -192,21 +192,80 @@ fn totals(db: &mut dyn Db, w: Window) -> Result<Totals, String> {
     })
 }
 
-/// Attempts in `w` where `column` is `value`.
-fn count_in(db: &mut dyn Db, column: &str, value: Param<'_>, w: Window) -> Result<u64, String> {
+/// Attempts in `w` for each of `values` of `column` (one query: `column IN (...)`), keyed by
+/// the value as text.
+fn counts_in(
+    db: &mut dyn Db,
+    column: &str,
+    values: &[Param<'_>],
+    w: Window,
+) -> Result<HashMap<String, u64>, String> {
+    if values.is_empty() {
+        return Ok(HashMap::new());
+    }
     let d = *db.dialect();
-    let cond = if column == "ip" {
-        d.ip_is.replace("{p}", "$3")
-    } else {
-        format!("{column} = $3")
+    let list: Vec<String> = (0..values.len())
+        .map(|i| {
+            let p = format!("${}", i + 3);
+            if column == "ip" {
+                d.ip_param.replace("{p}", &p)
+            } else {
+                p
+            }
+        })
+        .collect();
+    let key = match column {
+        "ip" => d.ip_text.to_string(),
+        "asn" => d.asn_text.to_string(),
+        c => c.to_string(),
     };
     let win = d.window("", 1, 2);
+    let mut params = vec![Param::Int(w.from), Param::Int(w.to)];
+    params.extend_from_slice(values);
     Ok(db
-        .one(
-            &format!("SELECT COUNT(*) FROM events WHERE {cond} AND {win}"),
-            &[Param::Int(w.from), Param::Int(w.to), value],
+        .rows(
+            &format!(
+                "SELECT {key}, COUNT(*) FROM events WHERE {column} IN ({}) AND {win} GROUP BY {column}",
+                list.join(", ")
+            ),
+            &params,
         )?
-        .int() as u64)
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let k = r.next().map(Cell::into_text).unwrap_or_default();
+            let k = if column == "ip" { canonical_ip(k) } else { k };
+            (k, r.next().map_or(0, |c| c.int() as u64))
+        })
+        .collect())
+}
+
+/// Rows by id: `columns` of each (keyed by id), one query.
+fn rows_by_id(
+    db: &mut dyn Db,
+    columns: &str,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<Cell>>, String> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let params: Vec<Param<'_>> = ids.iter().map(|&i| Param::Int(i)).collect();
+    Ok(db
+        .rows(
+            &format!(
+                "SELECT id, {columns} FROM events WHERE id IN ({})",
+                list.join(", ")
+            ),
+            &params,
+        )?
+        .into_iter()
+        .map(|r| {
+            let mut r = r.into_iter();
+            let id = r.next().map_or(0, |c| c.int());
+            (id, r.collect())
+        })
+        .collect())
 }
 
 /// Builds the summary of `w` (with the previous window beside it) in the database; `bytes` is
@@ -239,54 +298,86 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
         csv_bytes: bytes,
         ..Summary::default()
     };
-    // Top addresses, with what the first row that had it said of each.
+    // Autonomous systems: counts, and the first row naming each (its organisation as first
+    // seen in the window, as the CSV's aggregator keeps it).
+    let asn_rows: Vec<(i64, u64, i64)> = db
+        .rows(
+            &format!(
+                "SELECT asn, COUNT(*), MIN(id) FROM events WHERE {win} AND asn IS NOT NULL GROUP BY asn"
+            ),
+            &w2(w),
+        )?
+        .into_iter()
+        .map(|r| (r[0].int(), r[1].int() as u64, r[2].int()))
+        .collect();
+    let first_of_asn: HashMap<i64, i64> = asn_rows.iter().map(|&(n, _, id)| (n, id)).collect();
+    // Top addresses, with the first row of each that had a name, a country, an AS.
     let top_ips = db.rows(
         &format!(
-            "SELECT {ip} AS k, COUNT(*) AS c, {order} AS o FROM events WHERE {win} GROUP BY ip ORDER BY c DESC, o LIMIT {n}",
+            "SELECT {ip} AS k, COUNT(*) AS c, {order} AS o, \
+             MIN(CASE WHEN reverse_dns != '' THEN id END), MIN(CASE WHEN country != '' THEN id END), \
+             MIN(CASE WHEN asn IS NOT NULL THEN id END) \
+             FROM events WHERE {win} GROUP BY ip ORDER BY c DESC, o LIMIT {n}",
             ip = d.ip_text,
             order = d.ip_order,
             n = summary::TOP
         ),
         &w2(w),
     )?;
-    let ip_is = d.ip_is.replace("{p}", "$3");
-    for r in top_ips {
-        let mut r = r.into_iter();
-        let ip = r.next().map(Cell::into_text).unwrap_or_default();
-        let count = r.next().map_or(0, |c| c.int() as u64);
-        let mut first = |column: &str, extra: &str| {
-            db.rows(
-                &format!(
-                    "SELECT {column} FROM events WHERE {ip_is} AND {win} AND {extra} ORDER BY id LIMIT 1"
-                ),
-                &[Param::Int(w.from), Param::Int(w.to), Param::Text(&ip)],
-            )
-            .map(|rows| rows.into_iter().next().unwrap_or_default())
-        };
-        let reverse_dns = first("reverse_dns", "reverse_dns != ''")?;
-        let country = first("country", "country != ''")?;
-        let asn = first("asn", "asn IS NOT NULL")?;
-        let asn = asn.first().map(Cell::int);
-        let as_org = match asn {
-            Some(n) => as_org(db, n, w)?,
-            None => String::new(),
-        };
+    let mut ids: Vec<i64> = top_ips
+        .iter()
+        .flat_map(|r| [&r[3], &r[4], &r[5]])
+        .filter(|c| **c != Cell::Null)
+        .map(Cell::int)
+        .collect();
+    let by_id = rows_by_id(db, "reverse_dns, country, asn", &ids)?;
+    let ip_texts: Vec<String> = top_ips.iter().map(|r| r[0].text().to_string()).collect();
+    let ip_params: Vec<Param<'_>> = ip_texts.iter().map(|t| Param::Text(t)).collect();
+    let previous = counts_in(db, "ip", &ip_params, prev)?;
+    // The organisations of the ASes shown (the top addresses' and the top table's).
+    let mut asns: Vec<(i64, u64)> = asn_rows.iter().map(|&(n, c, _)| (n, c)).collect();
+    asns.sort_by(|(na, ca), (nb, cb)| {
+        cb.cmp(ca)
+            .then_with(|| format!("AS{na} ").cmp(&format!("AS{nb} ")))
+    });
+    asns.truncate(summary::TOP);
+    let ip_asns: Vec<i64> = top_ips
+        .iter()
+        .filter_map(|r| match &r[5] {
+            Cell::Null => None,
+            c => by_id.get(&c.int()).map(|row| row[2].int()),
+        })
+        .collect();
+    ids = asns
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(ip_asns)
+        .filter_map(|n| first_of_asn.get(&n).copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let org_rows = rows_by_id(db, "asn, as_org", &ids)?;
+    let orgs: HashMap<i64, String> = org_rows
+        .into_values()
+        .map(|r| (r[0].int(), r[1].text().to_string()))
+        .collect();
+    let cell = |id: &Cell, i: usize| -> Option<&Cell> {
+        match id {
+            Cell::Null => None,
+            c => by_id.get(&c.int()).map(|row| &row[i]),
+        }
+    };
+    for r in &top_ips {
+        let ip = canonical_ip(r[0].text().to_string());
+        let asn = cell(&r[5], 2).map(Cell::int);
         s.top_ips.push(IpLine {
-            previous: count_in(db, "ip", Param::Text(&ip), prev)?,
-            reverse_dns: reverse_dns
-                .into_iter()
-                .next()
-                .map(Cell::into_text)
-                .unwrap_or_default(),
-            country: country
-                .into_iter()
-                .next()
-                .map(Cell::into_text)
-                .unwrap_or_default(),
+            previous: previous.get(&ip).copied().unwrap_or(0),
+            reverse_dns: cell(&r[3], 0).map_or("", Cell::text).to_string(),
+            country: cell(&r[4], 1).map_or("", Cell::text).to_string(),
             asn: asn.map(|n| n.to_string()).unwrap_or_default(),
-            as_org,
-            ip: canonical_ip(ip),
-            count,
+            as_org: asn.and_then(|n| orgs.get(&n)).cloned().unwrap_or_default(),
+            count: r[1].int() as u64,
+            ip,
         });
     }
     // Usernames: the most tried, and the most widely tried (distributed attacks).
@@ -314,36 +405,29 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     };
     s.top_usernames = users("c DESC", "")?;
     s.distributed = users("i DESC, a DESC", "HAVING COUNT(DISTINCT ip) > 1")?;
+    let names: Vec<String> = s.top_usernames.iter().map(|u| u.username.clone()).collect();
+    let params: Vec<Param<'_>> = names.iter().map(|n| Param::Text(n)).collect();
+    let previous = counts_in(db, "username", &params, prev)?;
     for u in &mut s.top_usernames {
-        u.previous = count_in(db, "username", Param::Text(&u.username), prev)?;
+        u.previous = previous.get(&u.username).copied().unwrap_or(0);
     }
     s.top_countries = top(db, "country", w, summary::TOP)?;
+    let codes: Vec<String> = s.top_countries.iter().map(|c| c.key.clone()).collect();
+    let params: Vec<Param<'_>> = codes.iter().map(|c| Param::Text(c)).collect();
+    let previous = counts_in(db, "country", &params, prev)?;
     for c in &mut s.top_countries {
-        c.previous = Some(count_in(db, "country", Param::Text(&c.key), prev)?);
+        c.previous = Some(previous.get(&c.key).copied().unwrap_or(0));
     }
     // Autonomous systems: ordered as their labels `AS<n> <org>` are, which the number decides
     // (`AS64 ` before `AS645 `); named as first seen in the window.
-    let mut asns: Vec<(i64, u64)> = db
-        .rows(
-            &format!(
-                "SELECT asn, COUNT(*) FROM events WHERE {win} AND asn IS NOT NULL GROUP BY asn"
-            ),
-            &w2(w),
-        )?
-        .into_iter()
-        .map(|r| (r[0].int(), r[1].int() as u64))
-        .collect();
-    asns.sort_by(|(na, ca), (nb, cb)| {
-        cb.cmp(ca)
-            .then_with(|| format!("AS{na} ").cmp(&format!("AS{nb} ")))
-    });
-    asns.truncate(summary::TOP);
+    let params: Vec<Param<'_>> = asns.iter().map(|(n, _)| Param::Int(*n)).collect();
+    let previous = counts_in(db, "asn", &params, prev)?;
     for (n, count) in asns {
-        let org = as_org(db, n, w)?;
+        let org = orgs.get(&n).map_or("", String::as_str);
         s.top_asns.push(Count {
             key: format!("AS{n} {org}").trim_end().to_string(),
             count,
-            previous: Some(count_in(db, "asn", Param::Int(n), prev)?),
+            previous: Some(previous.get(&n.to_string()).copied().unwrap_or(0)),
         });
     }
     s.top_hosts = top(
@@ -419,17 +503,6 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     s.mechanisms = top(db, "mechanism", w, summary::TOP)?;
     s.services = top(db, "service", w, summary::TOP)?;
     Ok(s)
-}
-
-/// The organisation of AS `n` as the window's first row with it names it.
-fn as_org(db: &mut dyn Db, n: i64, w: Window) -> Result<String, String> {
-    let win = db.dialect().window("", 1, 2);
-    Ok(db
-        .one(
-            &format!("SELECT as_org FROM events WHERE asn = $3 AND {win} ORDER BY id LIMIT 1"),
-            &[Param::Int(w.from), Param::Int(w.to), Param::Int(n)],
-        )?
-        .into_text())
 }
 
 /// IPv6 attackers grouped by /64 in the database, sorted here by their text as the CSV's

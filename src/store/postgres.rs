@@ -801,7 +801,7 @@ pub const DIALECT: Dialect = Dialect {
     window: "{t}timestamp >= to_timestamp({a}::bigint) AND {t}timestamp < to_timestamp({b}::bigint)",
     ip_text: "host(ip)",
     ip_order: "ip",
-    ip_is: "ip = {p}::text::inet",
+    ip_param: "{p}::text::inet",
     v6_prefix: "host(network(set_masklen(ip, 64)))",
     is_v6: "family(ip) = 6",
     asn_text: "COALESCE(asn::text, '')",

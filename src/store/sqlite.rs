@@ -259,7 +259,7 @@ pub const DIALECT: Dialect = Dialect {
     window: "{t}timestamp >= {a} AND {t}timestamp < {b}",
     ip_text: "ip",
     ip_order: "MIN(ip_key)",
-    ip_is: "ip = {p}",
+    ip_param: "{p}",
     v6_prefix: "substr(ip_key, 2, 8)",
     is_v6: "substr(ip_key, 1, 1) = x'06'",
     asn_text: "COALESCE(CAST(asn AS TEXT), '')",

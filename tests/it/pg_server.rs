@@ -6,7 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::smtp_server::free_port;
+/// A TCP port nobody listens on now (the kernel's choice for port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// A running cluster.
 pub struct PgCluster {
@@ -33,8 +40,8 @@ fn bindir() -> Option<PathBuf> {
     versions.pop().map(|(_, b)| b)
 }
 
+/// Whether the tests run as root (from `id -u`: the tests use no libc call for it).
 fn is_root() -> bool {
-    // SAFETY-free: the effective uid from the environment's `id -u`.
     Command::new("id")
         .arg("-u")
         .output()
