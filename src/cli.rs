@@ -30,6 +30,9 @@ pub enum Command {
     /// Manage the GeoIP databases.
     #[command(subcommand)]
     Geoip(GeoipCommand),
+    /// Load history into the database store, once: this program's CSV, or the original
+    /// MailLogSentinel's `;`-separated file.
+    Import(ImportArgs),
     /// Manage the database store's schema (`[output] store = "sqlite"`).
     #[command(subcommand)]
     Db(DbCommand),
@@ -42,6 +45,19 @@ pub enum DbCommand {
     Status(ConfigArg),
     /// Apply the pending schema migrations (the daemon also applies them when it starts).
     Migrate(MigrateArgs),
+}
+
+/// `import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Files to import: this program's intrusion CSV, or the original MailLogSentinel's
+    /// (`server;date;ip;user;hostname;reverse_dns_status;country_code;asn;aso`). Importing a
+    /// file again adds only what it gained since.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `db migrate`

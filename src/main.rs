@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
-    Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, LookupArgs, MigrateArgs, ReportArgs,
-    ScanArgs,
+    Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, ImportArgs, LookupArgs, MigrateArgs,
+    ReportArgs, ScanArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Lookup(args) => run_lookup(args),
         Command::Report(args) => run_report(args),
         Command::Geoip(GeoipCommand::Update(args)) => run_geoip_update(args),
+        Command::Import(args) => run_import(args),
         Command::Db(DbCommand::Status(args)) => run_db_status(args),
         Command::Db(DbCommand::Migrate(args)) => run_db_migrate(args),
     };
@@ -67,6 +68,57 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
+}
+
+fn run_import(args: ImportArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::store::{self, StoreKind, import};
+    let config = load_config(&args.config)?;
+    if config.store == StoreKind::Csv {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            store::csv::IMPORT_NEEDS_A_DATABASE
+        )));
+    }
+    let mut store = store::open(&config).map_err(|e| Failure::Runtime(e.into()))?;
+    let mut failed = 0;
+    for path in &args.files {
+        let mut warn = |msg: &str| logging::tell(Level::WARN, msg);
+        match import::import_file(store.as_mut(), path, &mut warn) {
+            Ok(done) => {
+                let mut line = format!(
+                    "{}: {} rows added ({})",
+                    path.display(),
+                    done.rows,
+                    done.form
+                );
+                if done.bad > 0 {
+                    line.push_str(&format!(
+                        ", {} rows that could not be read skipped",
+                        done.bad
+                    ));
+                }
+                if done.already > 0 {
+                    line.push_str(&format!(
+                        "; its first {} bytes were imported before",
+                        done.already
+                    ));
+                }
+                println!("{line}");
+            }
+            Err(e @ import::ImportError::Store(_)) => {
+                // Rows of this file may be staged: nothing more is imported with them.
+                return Err(Failure::Runtime(e.into()));
+            }
+            Err(e) => {
+                failed += 1;
+                logging::tell(Level::ERROR, &e.to_string());
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The configured database, or a usage error saying the store has none.

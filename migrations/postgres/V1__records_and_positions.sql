@@ -53,8 +53,11 @@ CREATE TABLE journal_positions (
     PRIMARY KEY (instance, source)
 );
 
--- One row per daemon once its positions were first saved: without it, a first start.
+-- One row per daemon once its positions were first saved: without it, a first start. `token`
+-- names the last commit, so that a daemon whose connection broke during COMMIT can tell
+-- whether it landed.
 CREATE TABLE progress (
     instance TEXT PRIMARY KEY,
-    saved_at TIMESTAMPTZ NOT NULL
+    saved_at TIMESTAMPTZ NOT NULL,
+    token    BIGINT      NOT NULL DEFAULT 0
 );

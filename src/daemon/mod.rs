@@ -771,16 +771,33 @@ impl Running {
         }
         let sqlite_moved = self.config.store == crate::store::StoreKind::Sqlite
             && new.sqlite != self.config.sqlite;
-        if new.store != self.config.store || sqlite_moved {
+        let postgres_moved = self.config.store == crate::store::StoreKind::Postgres
+            && new.postgres != self.config.postgres;
+        if new.store != self.config.store || sqlite_moved || postgres_moved {
             tracing::warn!(
-                "output.store and output.sqlite change only at restart; the {} store stays in use until then",
+                "output.store and where its database is change only at restart; the {} store stays in use until then",
                 self.config.store.as_str()
             );
-            changes.retain(|c| !c.starts_with("output.store") && !c.starts_with("output.sqlite"));
+            changes.retain(|c| {
+                ![
+                    "output.store",
+                    "output.sqlite",
+                    "output.postgres",
+                    "output.password_file",
+                    "output.instance",
+                ]
+                .iter()
+                .any(|k| c.starts_with(k))
+            });
             new.store = self.config.store;
             new.sqlite = self.config.sqlite.clone();
-            new.raw.output.store = self.config.raw.output.store;
-            new.raw.output.sqlite = self.config.raw.output.sqlite.clone();
+            new.postgres = self.config.postgres.clone();
+            let old = &self.config.raw.output;
+            new.raw.output.store = old.store;
+            new.raw.output.sqlite = old.sqlite.clone();
+            new.raw.output.postgres = old.postgres.clone();
+            new.raw.output.password_file = old.password_file.clone();
+            new.raw.output.instance = old.instance.clone();
         }
         // Only the CSV store writes to output.csv.
         let switch_output = (new.store == crate::store::StoreKind::Csv

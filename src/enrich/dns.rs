@@ -49,6 +49,20 @@ impl DnsStatus {
         }
     }
 
+    /// The status a `dns_status` column's word names.
+    pub fn parse(word: &str) -> Option<DnsStatus> {
+        Some(match word {
+            "ok" => DnsStatus::Ok,
+            "nxdomain" => DnsStatus::Nxdomain,
+            "timeout" => DnsStatus::Timeout,
+            "servfail" => DnsStatus::Servfail,
+            "error" => DnsStatus::Error,
+            "mismatch" => DnsStatus::Mismatch,
+            "disabled" => DnsStatus::Disabled,
+            _ => return None,
+        })
+    }
+
     /// Whether the answer is a definite one worth caching for the full TTL.
     pub fn is_positive(self) -> bool {
         matches!(self, DnsStatus::Ok | DnsStatus::Mismatch)

@@ -83,6 +83,9 @@ pub struct Dialect {
     pub is_v6: &'static str,
     /// The AS number as text ("" when none).
     pub asn_text: &'static str,
+    /// Appended to a text in ORDER BY so that it sorts by bytes, as Rust's strings do
+    /// (PostgreSQL's default collation follows the locale).
+    pub collate: &'static str,
 }
 
 impl Dialect {
@@ -160,13 +163,28 @@ fn counts(db: &mut dyn Db, sql: &str, w: Window) -> Result<Vec<Count>, String> {
         .collect())
 }
 
-/// A top table of `column`'s values (non-empty ones) in the window: most first, ties by value.
-fn top(db: &mut dyn Db, column: &str, w: Window, n: usize) -> Result<Vec<Count>, String> {
-    let win = db.dialect().window("", 1, 2);
+/// A top table of `column`'s values in the window (without the empty value when
+/// `skip_empty`, as the CSV's aggregator leaves it out of that table): most first, ties by
+/// value.
+fn top(
+    db: &mut dyn Db,
+    column: &str,
+    skip_empty: bool,
+    w: Window,
+    n: usize,
+) -> Result<Vec<Count>, String> {
+    let d = *db.dialect();
+    let win = d.window("", 1, 2);
+    let nonempty = if skip_empty {
+        format!(" AND {column} != ''")
+    } else {
+        String::new()
+    };
     counts(
         db,
         &format!(
-            "SELECT {column} AS k, COUNT(*) AS c FROM events WHERE {win} AND {column} != '' GROUP BY {column} ORDER BY c DESC, k LIMIT {n}"
+            "SELECT {column} AS k, COUNT(*) AS c FROM events WHERE {win}{nonempty} GROUP BY {column} ORDER BY c DESC, {column}{} LIMIT {n}",
+            d.collate
         ),
         w,
     )
@@ -385,7 +403,8 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
         Ok(db
             .rows(
                 &format!(
-                    "SELECT username, COUNT(*) AS c, COUNT(DISTINCT ip) AS i, COUNT(DISTINCT asn) AS a FROM events WHERE {win} GROUP BY username {having} ORDER BY {order}, username LIMIT {}",
+                    "SELECT username, COUNT(*) AS c, COUNT(DISTINCT ip) AS i, COUNT(DISTINCT asn) AS a FROM events WHERE {win} GROUP BY username {having} ORDER BY {order}, username{} LIMIT {}",
+                    d.collate,
                     summary::TOP
                 ),
                 &w2(w),
@@ -411,7 +430,7 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     for u in &mut s.top_usernames {
         u.previous = previous.get(&u.username).copied().unwrap_or(0);
     }
-    s.top_countries = top(db, "country", w, summary::TOP)?;
+    s.top_countries = top(db, "country", true, w, summary::TOP)?;
     let codes: Vec<String> = s.top_countries.iter().map(|c| c.key.clone()).collect();
     let params: Vec<Param<'_>> = codes.iter().map(|c| Param::Text(c)).collect();
     let previous = counts_in(db, "country", &params, prev)?;
@@ -433,6 +452,7 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     s.top_hosts = top(
         db,
         "CASE WHEN reverse_dns != '' THEN reverse_dns ELSE client_hostname END",
+        true,
         w,
         summary::TOP,
     )?;
@@ -481,7 +501,10 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     let ip_e = d.ip_text.replace("ip", "e.ip");
     s.new_ip_sample = db
         .rows(
-            &format!("SELECT {ip_e} AS k, COUNT(*) AS c {new_ips} ORDER BY c DESC, k LIMIT 20"),
+            &format!(
+                "SELECT {ip_e} AS k, COUNT(*) AS c {new_ips} ORDER BY c DESC, {ip_e}{} LIMIT 20",
+                d.collate
+            ),
             &four,
         )?
         .into_iter()
@@ -497,11 +520,12 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     s.dns_status = top(
         db,
         "CASE WHEN dns_status = '' THEN '(not enriched)' ELSE dns_status END",
+        false,
         w,
         16,
     )?;
-    s.mechanisms = top(db, "mechanism", w, summary::TOP)?;
-    s.services = top(db, "service", w, summary::TOP)?;
+    s.mechanisms = top(db, "mechanism", false, w, summary::TOP)?;
+    s.services = top(db, "service", false, w, summary::TOP)?;
     Ok(s)
 }
 
@@ -557,20 +581,23 @@ pub fn for_each_row(
         win = d.window("", 1, 2)
     );
     let name = db.name().to_path_buf();
+    // Texts as the CSV record holds them (its spreadsheet guard on), so that callers, which
+    // undo the guard, see the same values from either store.
+    use crate::sink::csv::neutralise;
     db.each(&sql, &w2(w), &mut |r| {
         let ip = canonical_ip(r[2].text().to_string());
         let row = Row {
             ts: r[0].int(),
-            service: r[1].text(),
+            service: &neutralise(r[1].text()),
             ip: &ip,
-            username: r[3].text(),
-            mechanism: r[4].text(),
-            client_hostname: r[5].text(),
-            reverse_dns: r[6].text(),
+            username: &neutralise(r[3].text()),
+            mechanism: &neutralise(r[4].text()),
+            client_hostname: &neutralise(r[5].text()),
+            reverse_dns: &neutralise(r[6].text()),
             dns_status: r[7].text(),
-            country: r[8].text(),
+            country: &neutralise(r[8].text()),
             asn: r[9].text(),
-            as_org: r[10].text(),
+            as_org: &neutralise(r[10].text()),
         };
         on_row(&row);
     })

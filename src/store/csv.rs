@@ -289,4 +289,23 @@ impl Store for CsvStore {
     fn state_dir(&self) -> &Path {
         &self.state_dir
     }
+
+    fn imported(
+        &mut self,
+        _fingerprint: crate::source::fingerprint::Fingerprint,
+    ) -> Result<Option<u64>, StoreError> {
+        Err(StoreError::Unsupported(IMPORT_NEEDS_A_DATABASE.into()))
+    }
+
+    fn commit_import(
+        &mut self,
+        _fingerprint: crate::source::fingerprint::Fingerprint,
+        _path: &Path,
+        _offset: u64,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(IMPORT_NEEDS_A_DATABASE.into()))
+    }
 }
+
+/// Why the CSV store takes no import.
+pub const IMPORT_NEEDS_A_DATABASE: &str = "import records into a database store (it remembers what each file gave, so that importing again adds nothing): set [output] store = \"sqlite\" (or \"postgres\")";

@@ -11,6 +11,7 @@
 //! aggregates, not rows, so that SQL does the counting in the database.
 
 pub mod csv;
+pub mod import;
 pub mod postgres;
 pub mod sqlite;
 
@@ -189,6 +190,18 @@ pub trait Store: Send {
     /// The directory beside which the daemon's other state files are (backend failures,
     /// verdicts).
     fn state_dir(&self) -> &Path;
+
+    /// How far an earlier `import` of the file with this first-line fingerprint got (bytes).
+    fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError>;
+
+    /// Commits the staged failures and how far the import of `path` got, as one unit (the
+    /// source positions are left as they are: a daemon may be running).
+    fn commit_import(
+        &mut self,
+        fingerprint: Fingerprint,
+        path: &Path,
+        offset: u64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Moments of a commit at which the durability tests make the process die, to prove that a

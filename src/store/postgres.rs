@@ -54,7 +54,29 @@ impl PgSettings {
     /// The URL with anything after `@` up to the path kept, for messages (it holds no password:
     /// the configuration refuses one).
     pub fn describe(&self) -> String {
-        self.url.split('?').next().unwrap_or_default().to_string()
+        match split_url(&self.url) {
+            Ok((c, _, _)) => {
+                let host = c
+                    .get_hosts()
+                    .first()
+                    .map(|h| match h {
+                        postgres::config::Host::Tcp(name) => name.clone(),
+                        postgres::config::Host::Unix(dir) => dir.display().to_string(),
+                    })
+                    .unwrap_or_default();
+                let port = c
+                    .get_ports()
+                    .first()
+                    .map(|p| format!(":{p}"))
+                    .unwrap_or_default();
+                format!(
+                    "postgres://{}@{host}{port}/{}",
+                    c.get_user().unwrap_or_default(),
+                    c.get_dbname().unwrap_or_default()
+                )
+            }
+            Err(_) => "(an unreadable postgres URL)".into(),
+        }
     }
 
     /// A path-like name for errors and reports.
@@ -87,18 +109,6 @@ fn split_url(url: &str) -> Result<(postgres::Config, SslMode, Option<PathBuf>), 
         return Err("is not a postgres:// URL (write postgres://USER@HOST/DATABASE)".into());
     }
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let authority = base
-        .split_once("://")
-        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
-        .unwrap_or_default();
-    if authority
-        .rsplit_once('@')
-        .is_some_and(|(user, _)| user.contains(':'))
-    {
-        return Err(
-            "holds a password: put it in a file readable only by maillogsentinel and name that file in password_file".into(),
-        );
-    }
     let mut mode = SslMode::Prefer;
     let mut root = None;
     let mut kept = Vec::new();
@@ -119,9 +129,6 @@ fn split_url(url: &str) -> Result<(postgres::Config, SslMode, Option<PathBuf>), 
                 }
             }
             "sslrootcert" => root = Some(PathBuf::from(v)),
-            "password" => {
-                return Err("holds a password: name a password_file instead".into());
-            }
             _ => kept.push(pair),
         }
     }
@@ -131,6 +138,16 @@ fn split_url(url: &str) -> Result<(postgres::Config, SslMode, Option<PathBuf>), 
         format!("{base}?{}", kept.join("&"))
     };
     let config: postgres::Config = url.parse().map_err(|e| format!("cannot be read: {e}"))?;
+    // (As the client reads it: a password anywhere in the URL, however written.)
+    if config.get_password().is_some() {
+        return Err(
+            "holds a password: put it in a file readable only by maillogsentinel and name that file in password_file".into(),
+        );
+    }
+    // libpq checks the certificate under `require` when given a root certificate.
+    if mode == SslMode::Require && root.is_some() {
+        mode = SslMode::Verify;
+    }
     Ok((config, mode, root))
 }
 
@@ -269,7 +286,7 @@ fn error_text(e: &postgres::Error) -> String {
     }
 }
 
-fn pg_err(settings: &PgSettings, what: &str) -> impl Fn(postgres::Error) -> StoreError {
+fn pg_err(settings: &PgSettings, what: &str) -> impl Fn(postgres::Error) -> StoreError + use<> {
     let what = format!("{}: {what}", settings.describe());
     move |e| StoreError::Postgres {
         what: what.clone(),
@@ -518,6 +535,11 @@ pub struct PostgresStore {
     logins: Vec<Staged>,
     staged_bytes: usize,
     crash: Option<CrashPoint>,
+    /// The token the next commit writes (see `progress.token`).
+    next_token: i64,
+    /// A commit whose COMMIT got no answer (the connection broke): its token, checked before
+    /// anything is written again.
+    unsure: Option<i64>,
 }
 
 impl PostgresStore {
@@ -544,7 +566,24 @@ impl PostgresStore {
             logins: Vec::new(),
             staged_bytes: 0,
             crash: CrashPoint::from_env(),
+            next_token: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as i64),
+            unsure: None,
         })
+    }
+
+    /// Whether the commit that wrote `token` landed after all (its COMMIT's answer was lost).
+    fn landed(&mut self, token: i64) -> Result<bool, StoreError> {
+        let settings = self.settings.clone();
+        let row = self
+            .client()?
+            .query_opt(
+                "SELECT token FROM progress WHERE instance = $1",
+                &[&settings.instance],
+            )
+            .map_err(pg_err(&settings, "cannot read the last commit"))?;
+        Ok(row.is_some_and(|r| r.get::<_, i64>(0) == token))
     }
 
     /// The connection, made again after a failure.
@@ -563,6 +602,7 @@ impl PostgresStore {
         tx: &mut postgres::Transaction<'_>,
         instance: &str,
         progress: &Progress,
+        token: i64,
     ) -> Result<(), postgres::Error> {
         tx.execute(
             "DELETE FROM file_positions WHERE instance = $1",
@@ -602,8 +642,8 @@ impl PostgresStore {
             )?;
         }
         tx.execute(
-            "INSERT INTO progress (instance, saved_at) VALUES ($1, now()) ON CONFLICT (instance) DO UPDATE SET saved_at = excluded.saved_at",
-            &[&instance],
+            "INSERT INTO progress (instance, saved_at, token) VALUES ($1, now(), $2) ON CONFLICT (instance) DO UPDATE SET saved_at = excluded.saved_at, token = excluded.token",
+            &[&instance, &token],
         )?;
         Ok(())
     }
@@ -717,6 +757,8 @@ impl Store for PostgresStore {
     /// Whether rows of this daemon's server are there: a fleet's database holds other
     /// servers' rows, and a new member reads its history (`backfill = "auto"`); a known
     /// server whose instance was renamed does not record its history twice.
+    /// (When that cannot be asked, the answer is yes: not back-filling is the side that
+    /// records nothing twice, and the warning says how to back-fill.)
     fn has_rows(&mut self) -> bool {
         let server = self.server.clone();
         self.client()
@@ -728,7 +770,7 @@ impl Store for PostgresStore {
                 )
                 .ok()
             })
-            .is_some_and(|r| r.get(0))
+            .is_none_or(|r| r.get(0))
     }
 
     fn keeps_logins(&self) -> bool {
@@ -755,11 +797,26 @@ impl Store for PostgresStore {
 
     /// One transaction: this instance's positions after the batch, the intrusion rows, the
     /// login rows.
+    /// A commit whose answer was lost (the connection broke during COMMIT) is looked for
+    /// first, by its token: if it landed, its rows are not written again.
     fn commit(&mut self, progress: &Progress) -> Result<(), StoreError> {
+        if let Some(token) = self.unsure {
+            if self.landed(token)? {
+                tracing::info!("the last commit landed before the connection broke");
+                self.unsure = None;
+                self.failures.clear();
+                self.logins.clear();
+                self.staged_bytes = 0;
+                return Ok(());
+            }
+            self.unsure = None;
+        }
         let crash = self.crash;
         let instance = self.settings.instance.clone();
-        self.in_transaction("cannot commit rows and positions", |tx, store| {
-            Self::write_positions(tx, &instance, progress)?;
+        self.next_token = self.next_token.wrapping_add(1);
+        let token = self.next_token;
+        let result = self.in_transaction("cannot commit rows and positions", |tx, store| {
+            Self::write_positions(tx, &instance, progress, token)?;
             CrashPoint::AfterCheckpoint.here(crash);
             if crash == Some(CrashPoint::MidRows) {
                 copy(tx, "events", &store.failures[..store.failures.len() / 2])?;
@@ -768,7 +825,13 @@ impl Store for PostgresStore {
             copy(tx, "events", &store.failures)?;
             CrashPoint::BetweenRecords.here(crash);
             copy(tx, "logins", &store.logins)
-        })?;
+        });
+        if let Err(e) = result {
+            if e.state() == "postgres:unreachable" {
+                self.unsure = Some(token);
+            }
+            return Err(e);
+        }
         self.failures.clear();
         self.logins.clear();
         self.staged_bytes = 0;
@@ -777,9 +840,44 @@ impl Store for PostgresStore {
 
     fn save_progress(&mut self, progress: &Progress) -> Result<(), StoreError> {
         let instance = self.settings.instance.clone();
+        self.next_token = self.next_token.wrapping_add(1);
+        let token = self.next_token;
         self.in_transaction("cannot save the positions", |tx, _| {
-            Self::write_positions(tx, &instance, progress)
+            Self::write_positions(tx, &instance, progress, token)
         })
+    }
+
+    fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError> {
+        let err = pg_err(&self.settings, "cannot read the imports");
+        Ok(self
+            .client()?
+            .query_opt(
+                "SELECT position FROM imports WHERE fingerprint = $1",
+                &[&(fingerprint.0 as i64)],
+            )
+            .map_err(err)?
+            .map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn commit_import(
+        &mut self,
+        fingerprint: Fingerprint,
+        path: &Path,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let path = text(&path.to_string_lossy());
+        self.in_transaction("cannot commit the import", |tx, store| {
+            copy(tx, "events", &store.failures)?;
+            tx.execute(
+                "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (fingerprint) DO UPDATE SET path = excluded.path, position = excluded.position, imported_at = excluded.imported_at",
+                &[&(fingerprint.0 as i64), &path, &(offset as i64)],
+            )?;
+            Ok(())
+        })?;
+        self.failures.clear();
+        self.staged_bytes = 0;
+        Ok(())
     }
 
     fn switch_output(&mut self, path: &Path, _progress: &Progress) -> Result<(), StoreError> {
@@ -799,6 +897,7 @@ impl Store for PostgresStore {
 pub const DIALECT: Dialect = Dialect {
     epoch: "floor(extract(epoch FROM {t}timestamp))::bigint",
     window: "{t}timestamp >= to_timestamp({a}::bigint) AND {t}timestamp < to_timestamp({b}::bigint)",
+    collate: " COLLATE \"C\"",
     ip_text: "host(ip)",
     ip_order: "ip",
     ip_param: "{p}::text::inet",
@@ -898,5 +997,49 @@ impl Db for PgDb {
             on_row(cells);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_a_password_are_refused_however_written() {
+        for url in [
+            "postgres://u:secret@db/x",
+            "postgres://u:pa/ss@db/x",
+            "postgres://u@db/x?password=secret",
+            "postgres://u@db/x?pass%77ord=secret",
+        ] {
+            let e = check_url(url).unwrap_err();
+            assert!(e.contains("password_file"), "{url}: {e}");
+        }
+        assert!(check_url("postgres://u@db:5433/x?sslmode=verify-full").is_ok());
+        assert!(check_url("mysql://u@db/x").is_err());
+        let e = check_url("postgres://u@db/x?sslmode=sometimes").unwrap_err();
+        assert!(e.contains("verify-full"), "{e}");
+    }
+
+    #[test]
+    fn ssl_modes_are_libpq_s() {
+        let mode = |url: &str| split_url(url).unwrap().1;
+        assert_eq!(mode("postgres://u@db/x"), SslMode::Prefer);
+        assert_eq!(mode("postgres://u@db/x?sslmode=disable"), SslMode::Disable);
+        assert_eq!(mode("postgres://u@db/x?sslmode=require"), SslMode::Require);
+        // libpq checks the certificate under `require` when it has a root certificate.
+        assert_eq!(
+            mode("postgres://u@db/x?sslmode=require&sslrootcert=/etc/ca.pem"),
+            SslMode::Verify
+        );
+        assert_eq!(mode("postgres://u@db/x?sslmode=verify-ca"), SslMode::Verify);
+        let s = PgSettings {
+            url:
+                "postgres://mls@db.example.org:5433/records?sslmode=verify-full&application_name=x"
+                    .into(),
+            password_file: None,
+            instance: "mx1".into(),
+        };
+        assert_eq!(s.describe(), "postgres://mls@db.example.org:5433/records");
     }
 }

@@ -257,6 +257,7 @@ pub fn counts(conn: &Connection, path: &Path) -> Result<Vec<(String, i64)>, Stor
 pub const DIALECT: Dialect = Dialect {
     epoch: "{t}timestamp",
     window: "{t}timestamp >= {a} AND {t}timestamp < {b}",
+    collate: "",
     ip_text: "ip",
     ip_order: "MIN(ip_key)",
     ip_param: "{p}",
@@ -606,6 +607,42 @@ impl Store for SqliteStore {
             .map_err(sql_err(path, "cannot begin a transaction"))?;
         Self::write_positions(&tx, path, progress)?;
         tx.commit().map_err(sql_err(path, "cannot commit"))
+    }
+
+    fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT position FROM imports WHERE fingerprint = ?1",
+                [fingerprint.0 as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|n| n as u64))
+            .map_err(sql_err(&self.path, "cannot read the imports"))
+    }
+
+    fn commit_import(
+        &mut self,
+        fingerprint: Fingerprint,
+        path: &Path,
+        offset: u64,
+    ) -> Result<(), StoreError> {
+        let db = &self.path;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(sql_err(db, "cannot begin a transaction"))?;
+        Self::insert(&tx, db, "events", &self.failures)?;
+        tx.execute(
+            "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES (?1, ?2, ?3, unixepoch()) \
+             ON CONFLICT (fingerprint) DO UPDATE SET path = excluded.path, position = excluded.position, imported_at = excluded.imported_at",
+            params![fingerprint.0 as i64, path.to_string_lossy(), offset as i64],
+        )
+        .map_err(sql_err(db, "cannot record the import"))?;
+        tx.commit().map_err(sql_err(db, "cannot commit"))?;
+        self.failures.clear();
+        self.staged_bytes = 0;
+        Ok(())
     }
 
     fn switch_output(&mut self, path: &Path, _progress: &Progress) -> Result<(), StoreError> {

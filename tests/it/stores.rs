@@ -477,7 +477,7 @@ fn two_mail_servers_record_into_one_postgresql_database_at_once() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("schema version: 1 (0 migration(s) pending)")
+        text.contains("schema version: 2 (0 migration(s) pending)")
             && text.contains("events: 84 rows"),
         "{text}"
     );
@@ -495,13 +495,13 @@ fn db_status_and_migrate_say_what_the_database_holds() {
     assert!(stdout(&o).contains("not created yet"), "{}", stdout(&o));
     let o = run(&["db", "migrate", "-c", c]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("applied V1"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("applied V1, V2"), "{}", stdout(&o));
     let o = run(&["db", "migrate", "-c", c]);
     assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
     let o = run(&["db", "status", "-c", c]);
     let text = stdout(&o);
     assert!(
-        text.contains("schema version: 1 (0 migration(s) pending)")
+        text.contains("schema version: 2 (0 migration(s) pending)")
             && text.contains("V1 records_and_positions applied")
             && text.contains("events: 0 rows"),
         "{text}"
@@ -580,4 +580,238 @@ fn scan_without_output_refuses_a_database_store_instead_of_writing_elsewhere() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(usernames(&out), ["u0"]);
+}
+
+/// The original MailLogSentinel's record, in every form its rows take.
+const LEGACY: &str = "server;date;ip;user;hostname;reverse_dns_status;country_code;asn;aso
+mx1;23/10/2023 14:35;198.51.100.123;admin;host.attacker.net;OK;FR;AS64500;Example Telecom
+mx1;23/10/2023 14:36;198.51.100.124;null;null;Errno -2 (Name or service not known);N/A;N/A;N/A
+mx1;23/10/2023 14:37;2001:db8::7;=cmd|' /C calc'!A0;null;Timeout;DE;Example Hosting;64501
+mx1;32/13/2023 14:38;198.51.100.125;bob;null;OK;FR;64500;Example Telecom
+mx2;23/10/2023 14:39;not-an-address;carol;null;OK;FR;64500;Example Telecom
+mx2;24/10/2023 09:00;203.0.113.5;info@example.org;mail.example.net;Failed: [Errno 1] Unknown host;US;64502;Example Cloud
+";
+
+fn db_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                Ok(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    v => String::from_utf8_lossy(v.as_bytes().unwrap()).into_owned(),
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn import_loads_the_original_tools_record_once_and_reports_its_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let db = dir.path().join("events.db");
+    let cfg = store_config(dir.path(), &[&log], &Db::Sqlite(db.clone()), "mx");
+    let legacy = dir.path().join("maillogsentinel.csv");
+    std::fs::write(&legacy, LEGACY).unwrap();
+    let import = |what: &str| {
+        let o = run(&[
+            "import",
+            "-c",
+            cfg.to_str().unwrap(),
+            legacy.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        (stdout(&o), stderr(&o))
+    };
+    let (out, err) = import("first");
+    assert!(out.contains("4 rows added (the original MailLogSentinel's CSV), 2 rows that could not be read skipped"), "{out}");
+    let file = legacy.display().to_string();
+    assert!(
+        err.contains(&format!("{file}:5: date \"32/13/2023 14:38\""))
+            && err.contains(&format!("{file}:6: address \"not-an-address\"")),
+        "{err}"
+    );
+    let rows = db_rows(
+        &db,
+        "SELECT server, ip, username, reverse_dns, dns_status, country, asn, as_org FROM events ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        [
+            [
+                "mx1",
+                "198.51.100.123",
+                "admin",
+                "host.attacker.net",
+                "ok",
+                "FR",
+                "64500",
+                "Example Telecom"
+            ],
+            ["mx1", "198.51.100.124", "", "", "nxdomain", "", "NULL", ""],
+            [
+                "mx1",
+                "2001:db8::7",
+                "=cmd|' /C calc'!A0",
+                "",
+                "timeout",
+                "DE",
+                "64501",
+                "Example Hosting"
+            ],
+            [
+                "mx2",
+                "203.0.113.5",
+                "info@example.org",
+                "mail.example.net",
+                "nxdomain",
+                "US",
+                "64502",
+                "Example Cloud"
+            ],
+        ]
+    );
+    // Local time, as the original tool wrote it: the binary runs in the tests' zone (CET with
+    // its summer time), where 23/10/2023 14:35 is 12:35 UTC.
+    let ts: i64 = db_rows(&db, "SELECT timestamp FROM events ORDER BY id LIMIT 1")[0][0]
+        .parse()
+        .unwrap();
+    let want = chrono::DateTime::parse_from_rfc3339("2023-10-23T14:35:00+02:00")
+        .unwrap()
+        .timestamp();
+    assert_eq!(ts, want);
+    // Again: nothing added.
+    let (out, _) = import("again");
+    assert!(
+        out.contains("0 rows added") && out.contains("imported before"),
+        "{out}"
+    );
+    assert_eq!(db_rows(&db, "SELECT COUNT(*) FROM events")[0][0], "4");
+    // Grown: only the new row.
+    append(
+        &legacy,
+        "mx2;25/10/2023 10:00;192.0.2.9;dave;null;OK;FR;64500;Example Telecom\n",
+    );
+    let (out, _) = import("grown");
+    assert!(out.contains("1 rows added"), "{out}");
+    assert_eq!(db_rows(&db, "SELECT COUNT(*) FROM events")[0][0], "5");
+    // The CSV store takes no import: it says what to set.
+    let plain = daemon_config(dir.path(), &[&log], "");
+    let o = run(&[
+        "import",
+        "-c",
+        plain.to_str().unwrap(),
+        legacy.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("store = \"sqlite\""), "{}", stderr(&o));
+}
+
+#[test]
+fn import_of_this_programs_csv_gives_the_same_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let mut text = std::fs::read_to_string(data("mail.log")).unwrap();
+    text.push_str(&attack(HOSTILE));
+    std::fs::write(&log, text).unwrap();
+    set_mtime(&log, fixture_mtime());
+    let csv_dir = dir.path().join("csv");
+    std::fs::create_dir_all(&csv_dir).unwrap();
+    let csv_cfg = daemon_config(&csv_dir, &[&log], "");
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        csv_cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let db_dir = dir.path().join("db");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let db = db_dir.join("events.db");
+    let db_cfg = store_config(&db_dir, &[&log], &Db::Sqlite(db.clone()), "mx");
+    let csv = csv_dir.join("out.csv");
+    let o = run(&[
+        "import",
+        "-c",
+        db_cfg.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("14 rows added (this program's CSV)"),
+        "{}",
+        stdout(&o)
+    );
+    // Stored as sent, not as the CSV guards it.
+    assert!(
+        db_usernames(&db, "events").iter().any(|u| u == HOSTILE),
+        "{:?}",
+        db_usernames(&db, "events")
+    );
+    let mut a = report_json(&csv_cfg);
+    let mut b = report_json(&db_cfg);
+    for v in [&mut a, &mut b] {
+        let o = v.as_object_mut().unwrap();
+        o.remove("csv_bytes");
+        o.remove("record");
+    }
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_database_of_an_older_schema_is_migrated_at_start_with_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let db = dir.path().join("events.db");
+    let cfg = store_config(dir.path(), &[&log], &Db::Sqlite(db.clone()), "mx");
+    let c = cfg.to_str().unwrap();
+    // Version 1, as an older maillogsentinel left it, with a row in it.
+    let o = run(&["db", "migrate", "-c", c, "--to", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO events (timestamp, logged, server, service, ip, ip_key, username, mechanism, reason, client_hostname, reverse_dns, dns_status, country, asn, as_org)
+             VALUES (1795330800, '2026-11-22T08:00:00+01:00', 'mx', 'postfix/smtpd', '192.0.2.1', x'04c0000201', 'old', 'LOGIN', '', '', '', '', '', NULL, '');",
+        )
+        .unwrap();
+    let o = run(&["db", "status", "-c", c]);
+    assert!(
+        stdout(&o).contains("schema version: 1 (1 migration(s) pending)"),
+        "{}",
+        stdout(&o)
+    );
+    // (A store that holds rows and no positions is not back-filled: the line comes after the
+    // start.)
+    append(&log, &noise(0));
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || d.logged().contains(" running")),
+        "{}",
+        d.logged()
+    );
+    append(&log, &attack("new"));
+    assert!(
+        wait_until(Duration::from_secs(15), || db_usernames(&db, "events")
+            .len()
+            == 2),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(db_usernames(&db, "events"), ["old", "new"]);
+    let o = run(&["db", "status", "-c", c]);
+    assert!(
+        stdout(&o).contains("schema version: 2 (0 migration(s) pending)"),
+        "{}",
+        stdout(&o)
+    );
 }
