@@ -7,6 +7,10 @@
 -- with the log's offset and sub-seconds, the CSV's `timestamp`). Text is stored as the client
 -- sent it: escaping is for each output (CSV, HTML, terminal), not here.
 
+-- Indexed for what the program asks: windows of time (reports, the alerts' memory), and a
+-- server's windows (a fleet's reports). Not by address or username: each is a random insert
+-- per row, and together they made a backfill 1.9x slower (docs/benchmarks.md); add them if
+-- you query by them often (CREATE INDEX ... ON events (ip)).
 CREATE TABLE events (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     timestamp       TIMESTAMPTZ NOT NULL,
@@ -25,8 +29,6 @@ CREATE TABLE events (
     as_org          TEXT        NOT NULL
 );
 CREATE INDEX events_timestamp ON events (timestamp);
-CREATE INDEX events_ip ON events (ip, timestamp);
-CREATE INDEX events_username ON events (username, timestamp);
 CREATE INDEX events_server ON events (server, timestamp);
 
 CREATE TABLE logins (LIKE events INCLUDING ALL);

@@ -8,6 +8,10 @@
 -- `ip_key` is the address as bytes that sort as PostgreSQL's inet does (IPv4 before IPv6, each
 -- in numeric order): a family byte (4 or 6) and the address's bytes.
 
+-- Indexed for what the program asks: windows of time (reports, the alerts' memory), and a
+-- server's windows (a fleet's reports). Not by address or username: each is a random insert
+-- per row, and together they made a backfill 1.9x slower (docs/benchmarks.md); add them if
+-- you query by them often (CREATE INDEX ... ON events (ip)).
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
     timestamp       INTEGER NOT NULL,
@@ -27,8 +31,6 @@ CREATE TABLE events (
     as_org          TEXT    NOT NULL
 );
 CREATE INDEX events_ts ON events (timestamp);
-CREATE INDEX events_ip ON events (ip, timestamp);
-CREATE INDEX events_username ON events (username, timestamp);
 CREATE INDEX events_server ON events (server, timestamp);
 
 CREATE TABLE logins (
@@ -50,7 +52,6 @@ CREATE TABLE logins (
     as_org          TEXT    NOT NULL
 );
 CREATE INDEX logins_ts ON logins (timestamp);
-CREATE INDEX logins_username ON logins (username, timestamp);
 
 -- Where reading stopped in each log file (by fingerprint: the xxh3 of its first line, stored
 -- as the signed 64-bit integer with the same bits).

@@ -132,6 +132,13 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sql_err(path, "cannot switch to WAL mode"))?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(sql_err(path, "cannot set synchronous = FULL"))?;
+    // Index pages stay in memory between commits (SQLite's default is 2 MB: a backfill then
+    // spends its time reading index pages back through the kernel), and reads go through a
+    // mapping instead of copies. The mapping is file-backed memory the kernel can drop.
+    conn.pragma_update(None, "cache_size", -32_768)
+        .map_err(sql_err(path, "cannot set the cache size"))?;
+    conn.pragma_update(None, "mmap_size", 268_435_456)
+        .map_err(sql_err(path, "cannot set the mapping size"))?;
     Ok(conn)
 }
 
