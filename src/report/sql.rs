@@ -480,9 +480,11 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
             previous: None,
         })
         .collect();
-    // Addresses not seen in the previous window.
+    // Addresses not seen in the previous window (NOT IN: the previous window's addresses are
+    // gathered once, where a correlated NOT EXISTS scans that window again for every row when
+    // there is no index on the address).
     let new_ips = format!(
-        "FROM events e WHERE {} AND NOT EXISTS (SELECT 1 FROM events p WHERE p.ip = e.ip AND {}) GROUP BY e.ip",
+        "FROM events e WHERE {} AND e.ip NOT IN (SELECT p.ip FROM events p WHERE {}) GROUP BY e.ip",
         d.window("e.", 1, 2),
         d.window("p.", 3, 4)
     );

@@ -400,70 +400,43 @@ pub fn counts(
     Ok(out)
 }
 
-/// An event staged for the next commit, in the columns' types.
+/// An event staged for the next commit (its texts are compact strings: a clone of most of
+/// them allocates nothing), turned into the columns' values when copied.
 struct Staged {
-    at: SystemTime,
-    logged: String,
-    server: String,
-    service: String,
-    ip: std::net::IpAddr,
-    username: String,
-    mechanism: String,
-    reason: String,
-    client_hostname: String,
-    reverse_dns: String,
-    dns_status: &'static str,
-    country: String,
-    asn: Option<i64>,
-    as_org: String,
+    event: AuthEvent,
+    enrichment: Option<Enrichment>,
 }
 
 /// Text for a `text` column: PostgreSQL refuses NUL, which a client can send (one such row
 /// would otherwise block every commit after it).
-fn text(s: &str) -> String {
+fn text(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains('\0') {
-        s.replace('\0', "\u{fffd}")
+        std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}"))
     } else {
-        s.to_string()
+        std::borrow::Cow::Borrowed(s)
     }
 }
 
 impl Staged {
     fn new(e: &AuthEvent, en: Option<&Enrichment>) -> Staged {
-        let t = e.timestamp.time;
-        let at = SystemTime::UNIX_EPOCH
-            .checked_add(Duration::new(
-                t.timestamp().max(0) as u64,
-                t.timestamp_subsec_nanos(),
-            ))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
         Staged {
-            at,
-            logged: e.timestamp.to_rfc3339(),
-            server: text(&e.server),
-            service: text(&e.service),
-            ip: e.ip,
-            username: text(e.username.as_deref().unwrap_or("")),
-            mechanism: text(&e.mechanism),
-            reason: text(&e.reason),
-            client_hostname: text(e.client_hostname.as_deref().unwrap_or("")),
-            reverse_dns: text(en.and_then(|en| en.reverse_dns.as_deref()).unwrap_or("")),
-            dns_status: en.and_then(|en| en.dns_status).map_or("", |d| d.as_str()),
-            country: text(en.and_then(|en| en.country.as_deref()).unwrap_or("")),
-            asn: en.and_then(|en| en.asn).map(i64::from),
-            as_org: text(en.and_then(|en| en.as_org.as_deref()).unwrap_or("")),
+            event: e.clone(),
+            enrichment: en.cloned(),
         }
     }
 
     fn weight(&self) -> usize {
-        96 + self.server.len()
-            + self.service.len()
-            + self.username.len()
-            + self.mechanism.len()
-            + self.reason.len()
-            + self.client_hostname.len()
-            + self.reverse_dns.len()
-            + self.as_org.len()
+        let e = &self.event;
+        96 + e.server.len()
+            + e.service.len()
+            + e.username.as_ref().map_or(0, |u| u.len())
+            + e.mechanism.len()
+            + e.reason.len()
+            + e.client_hostname.as_ref().map_or(0, |h| h.len())
+            + self.enrichment.as_ref().map_or(0, |en| {
+                en.reverse_dns.as_ref().map_or(0, String::len)
+                    + en.as_org.as_ref().map_or(0, String::len)
+            })
     }
 }
 
@@ -499,22 +472,49 @@ fn copy(
         "COPY {table} ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)"
     ))?;
     let mut w = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    let mut stamp = Vec::new();
     for r in rows {
+        let (e, en) = (&r.event, r.enrichment.as_ref());
+        let t = e.timestamp.time;
+        let at = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(
+                t.timestamp().max(0) as u64,
+                t.timestamp_subsec_nanos(),
+            ))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        stamp.clear();
+        e.timestamp.write_rfc3339(&mut stamp);
+        let logged = std::str::from_utf8(&stamp).unwrap_or_default();
+        let asn = en.and_then(|en| en.asn).map(i64::from);
+        let dns_status = en.and_then(|en| en.dns_status).map_or("", |d| d.as_str());
+        let (server, service, username, mechanism, reason, client_hostname) = (
+            text(&e.server),
+            text(&e.service),
+            text(e.username.as_deref().unwrap_or("")),
+            text(&e.mechanism),
+            text(&e.reason),
+            text(e.client_hostname.as_deref().unwrap_or("")),
+        );
+        let (reverse_dns, country, as_org) = (
+            text(en.and_then(|en| en.reverse_dns.as_deref()).unwrap_or("")),
+            text(en.and_then(|en| en.country.as_deref()).unwrap_or("")),
+            text(en.and_then(|en| en.as_org.as_deref()).unwrap_or("")),
+        );
         let values: [&(dyn ToSql + Sync); 14] = [
-            &r.at,
-            &r.logged,
-            &r.server,
-            &r.service,
-            &r.ip,
-            &r.username,
-            &r.mechanism,
-            &r.reason,
-            &r.client_hostname,
-            &r.reverse_dns,
-            &r.dns_status,
-            &r.country,
-            &r.asn,
-            &r.as_org,
+            &at,
+            &logged,
+            &&*server,
+            &&*service,
+            &e.ip,
+            &&*username,
+            &&*mechanism,
+            &&*reason,
+            &&*client_hostname,
+            &&*reverse_dns,
+            &dns_status,
+            &&*country,
+            &asn,
+            &&*as_org,
         ];
         w.write(&values)?;
     }
@@ -622,7 +622,7 @@ impl PostgresStore {
                     &[
                         &instance,
                         &(f.fingerprint.0 as i64),
-                        &text(&f.path.to_string_lossy()),
+                        &text(&f.path.to_string_lossy()).into_owned(),
                         &(f.offset as i64),
                         &(f.unseen_secs as i64),
                         &f.complete,
@@ -865,7 +865,7 @@ impl Store for PostgresStore {
         path: &Path,
         offset: u64,
     ) -> Result<(), StoreError> {
-        let path = text(&path.to_string_lossy());
+        let path = text(&path.to_string_lossy()).into_owned();
         self.in_transaction("cannot commit the import", |tx, store| {
             copy(tx, "events", &store.failures)?;
             tx.execute(
@@ -917,7 +917,10 @@ impl PgDb {
     pub fn open(settings: &PgSettings) -> Result<PgDb, crate::report::ReportError> {
         let client = connect(settings).map_err(|e| crate::report::ReportError::Read {
             path: settings.name(),
-            message: e.to_string(),
+            message: match e {
+                StoreError::Postgres { message, .. } => format!("cannot connect: {message}"),
+                e => e.to_string(),
+            },
         })?;
         Ok(PgDb {
             name: settings.name(),
@@ -1041,5 +1044,17 @@ mod tests {
             instance: "mx1".into(),
         };
         assert_eq!(s.describe(), "postgres://mls@db.example.org:5433/records");
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    #[test]
+    fn nul_is_replaced_for_postgresql() {
+        assert_eq!(super::text("a\0b"), "a\u{fffd}b");
+        assert!(matches!(
+            super::text("ab"),
+            std::borrow::Cow::Borrowed("ab")
+        ));
     }
 }
