@@ -5,9 +5,6 @@
 //!
 //! Run with `cargo bench --bench report` (`MLS_BENCH_ROWS`, default 5,000,000).
 
-#[path = "support/peak.rs"]
-mod peak;
-
 #[path = "support/history.rs"]
 #[allow(dead_code)]
 mod history;
@@ -34,37 +31,11 @@ fn config(dir: &Path, csv: &Path) -> std::path::PathBuf {
 }
 
 fn report(cfg: &Path, from: i64, to: i64) -> Duration {
-    let (f, t) = (
-        chrono::DateTime::from_timestamp(from, 0)
-            .unwrap()
-            .to_rfc3339(),
-        chrono::DateTime::from_timestamp(to, 0)
-            .unwrap()
-            .to_rfc3339(),
-    );
-    let (d, ok, _) = peak::run(
-        &[
-            BIN,
-            "report",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--from",
-            &f,
-            "--to",
-            &t,
-            "--format",
-            "json",
-        ],
-        true,
-    );
-    assert!(ok);
-    d
+    history::report_time(BIN, cfg, from, to)
 }
 
-fn median(mut f: impl FnMut() -> Duration) -> Duration {
-    let mut v: Vec<Duration> = (0..5).map(|_| f()).collect();
-    v.sort();
-    v[2]
+fn median(f: impl FnMut() -> Duration) -> Duration {
+    history::median5(f)
 }
 
 fn main() {

@@ -11,10 +11,6 @@
 //! default 5,000,000). PostgreSQL parts need the postgresql package (a throwaway cluster is
 //! started under target/bench-data); without it they say so and are skipped.
 
-#[path = "support/peak.rs"]
-#[allow(dead_code)]
-mod peak;
-
 #[path = "support/proc.rs"]
 #[allow(dead_code)]
 mod proc;
@@ -169,37 +165,11 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
 }
 
 fn report(cfg: &Path, from: i64, to: i64) -> Duration {
-    let (f, t) = (
-        chrono::DateTime::from_timestamp(from, 0)
-            .unwrap()
-            .to_rfc3339(),
-        chrono::DateTime::from_timestamp(to, 0)
-            .unwrap()
-            .to_rfc3339(),
-    );
-    let (d, ok, _) = peak::run(
-        &[
-            BIN,
-            "report",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--from",
-            &f,
-            "--to",
-            &t,
-            "--format",
-            "json",
-        ],
-        true,
-    );
-    assert!(ok, "report on {}", cfg.display());
-    d
+    history::report_time(BIN, cfg, from, to)
 }
 
-fn median(mut f: impl FnMut() -> Duration) -> Duration {
-    let mut v: Vec<Duration> = (0..5).map(|_| f()).collect();
-    v.sort();
-    v[2]
+fn median(f: impl FnMut() -> Duration) -> Duration {
+    history::median5(f)
 }
 
 /// A config reading nothing, reporting from `target`.

@@ -111,3 +111,38 @@ pub fn fill_postgres(client: &mut postgres::Client, rows: u64, servers: u64) {
         ))
         .unwrap();
 }
+
+/// How long `bin report --format json` takes for the window `[from, to)` with `cfg` (the whole
+/// process, its output read through a pipe).
+pub fn report_time(bin: &str, cfg: &Path, from: i64, to: i64) -> std::time::Duration {
+    let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new(bin)
+        .args([
+            "report",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--from",
+            &time(from),
+            "--to",
+            &time(to),
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "report on {}: {}",
+        cfg.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+/// The median of five measures.
+pub fn median5(mut f: impl FnMut() -> std::time::Duration) -> std::time::Duration {
+    let mut v: Vec<std::time::Duration> = (0..5).map(|_| f()).collect();
+    v.sort();
+    v[2]
+}

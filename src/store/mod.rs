@@ -245,6 +245,46 @@ impl CrashPoint {
     }
 }
 
+/// Runs `runner`'s migrations on `conn` (up to `target`, the newest when `None`), whose
+/// database has the versions `applied` and is called `name` in errors: a database a newer
+/// program made is refused, not written. Returns the versions applied now.
+pub(crate) fn run_migrations<C: refinery::Migrate>(
+    runner: refinery::Runner,
+    conn: &mut C,
+    applied: &[i64],
+    name: &Path,
+    target: Option<i64>,
+) -> Result<Vec<i64>, StoreError> {
+    let known = runner
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0);
+    if let Some(&found) = applied.last()
+        && found > known
+    {
+        return Err(StoreError::TooNew {
+            path: name.to_path_buf(),
+            found,
+            known,
+        });
+    }
+    let runner = match target {
+        Some(v) => runner.set_target(refinery::Target::Version(v as i32)),
+        None => runner,
+    };
+    let report = runner.run(conn).map_err(|e| StoreError::Migrate {
+        path: name.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .collect())
+}
+
 /// Opens the store the configuration names (creating it, and bringing a database's schema up
 /// to date).
 pub fn open(config: &crate::config::Config) -> Result<Box<dyn Store>, StoreError> {

@@ -343,37 +343,15 @@ pub fn migrate(
     client
         .execute("SELECT pg_advisory_lock(7242011386)", &[])
         .map_err(&err)?;
-    let result = (|| {
-        let runner = embedded::migrations::runner();
-        let known = runner
-            .get_migrations()
-            .iter()
-            .map(|m| i64::from(m.version()))
-            .max()
-            .unwrap_or(0);
-        if let Some(&found) = applied_versions(client, settings)?.last()
-            && found > known
-        {
-            return Err(StoreError::TooNew {
-                path: settings.name(),
-                found,
-                known,
-            });
-        }
-        let mut runner = embedded::migrations::runner();
-        if let Some(v) = target {
-            runner = runner.set_target(refinery::Target::Version(v as i32));
-        }
-        let report = runner.run(client).map_err(|e| StoreError::Migrate {
-            path: settings.name(),
-            message: e.to_string(),
-        })?;
-        Ok(report
-            .applied_migrations()
-            .iter()
-            .map(|m| i64::from(m.version()))
-            .collect())
-    })();
+    let result = applied_versions(client, settings).and_then(|applied| {
+        super::run_migrations(
+            embedded::migrations::runner(),
+            client,
+            &applied,
+            &settings.name(),
+            target,
+        )
+    });
     let _ = client.execute("SELECT pg_advisory_unlock(7242011386)", &[]);
     result
 }

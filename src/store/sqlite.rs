@@ -208,34 +208,8 @@ pub fn migrate(
     path: &Path,
     target: Option<i64>,
 ) -> Result<Vec<i64>, StoreError> {
-    let known = embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| i64::from(m.version()))
-        .max()
-        .unwrap_or(0);
-    if let Some(&found) = applied_versions(conn, path)?.last()
-        && found > known
-    {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            known,
-        });
-    }
-    let mut runner = embedded::migrations::runner();
-    if let Some(v) = target {
-        runner = runner.set_target(refinery::Target::Version(v as i32));
-    }
-    let report = runner.run(conn).map_err(|e| StoreError::Migrate {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(|m| i64::from(m.version()))
-        .collect())
+    let applied = applied_versions(conn, path)?;
+    super::run_migrations(embedded::migrations::runner(), conn, &applied, path, target)
 }
 
 /// How many rows each table the schema has holds (for `db status`), in the schema's order.
