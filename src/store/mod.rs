@@ -245,6 +245,60 @@ impl CrashPoint {
     }
 }
 
+/// A row a database store holds until its next commit: the event as it came (its texts are
+/// compact strings, so cloning most of them allocates nothing) and its enrichment.
+pub(crate) struct StagedRow {
+    /// The event.
+    pub event: AuthEvent,
+    /// Its enrichment.
+    pub enrichment: Option<Enrichment>,
+}
+
+/// The rows a database store holds until its next commit.
+#[derive(Default)]
+pub(crate) struct Staged {
+    /// For `events`.
+    pub failures: Vec<StagedRow>,
+    /// For `logins`.
+    pub logins: Vec<StagedRow>,
+    /// About what they weigh (commits are kept to a few megabytes).
+    pub bytes: usize,
+}
+
+impl Staged {
+    /// Holds an event for `events` (or `logins` when `login`).
+    pub fn push(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>, login: bool) {
+        let e = event;
+        self.bytes += 96
+            + e.server.len()
+            + e.service.len()
+            + e.username.as_ref().map_or(0, |u| u.len())
+            + e.mechanism.len()
+            + e.reason.len()
+            + e.client_hostname.as_ref().map_or(0, |h| h.len())
+            + enrichment.map_or(0, |en| {
+                en.reverse_dns.as_ref().map_or(0, String::len)
+                    + en.as_org.as_ref().map_or(0, String::len)
+            });
+        let row = StagedRow {
+            event: event.clone(),
+            enrichment: enrichment.cloned(),
+        };
+        if login {
+            self.logins.push(row);
+        } else {
+            self.failures.push(row);
+        }
+    }
+
+    /// Forgets them (committed).
+    pub fn clear(&mut self) {
+        self.failures.clear();
+        self.logins.clear();
+        self.bytes = 0;
+    }
+}
+
 /// Runs `runner`'s migrations on `conn` (up to `target`, the newest when `None`), whose
 /// database has the versions `applied` and is called `name` in errors: a database a newer
 /// program made is refused, not written. Returns the versions applied now.

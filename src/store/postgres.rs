@@ -28,7 +28,7 @@ use crate::pipeline::JournalPos;
 use crate::report::sql::{Cell, Db, Dialect, Param};
 use crate::source::fingerprint::Fingerprint;
 
-use super::{CrashPoint, Progress, Recovered, Store, StoreError};
+use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -378,13 +378,6 @@ pub fn counts(
     Ok(out)
 }
 
-/// An event staged for the next commit (its texts are compact strings: a clone of most of
-/// them allocates nothing), turned into the columns' values when copied.
-struct Staged {
-    event: AuthEvent,
-    enrichment: Option<Enrichment>,
-}
-
 /// Text for a `text` column: PostgreSQL refuses NUL, which a client can send (one such row
 /// would otherwise block every commit after it).
 fn text(s: &str) -> std::borrow::Cow<'_, str> {
@@ -392,29 +385,6 @@ fn text(s: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}"))
     } else {
         std::borrow::Cow::Borrowed(s)
-    }
-}
-
-impl Staged {
-    fn new(e: &AuthEvent, en: Option<&Enrichment>) -> Staged {
-        Staged {
-            event: e.clone(),
-            enrichment: en.cloned(),
-        }
-    }
-
-    fn weight(&self) -> usize {
-        let e = &self.event;
-        96 + e.server.len()
-            + e.service.len()
-            + e.username.as_ref().map_or(0, |u| u.len())
-            + e.mechanism.len()
-            + e.reason.len()
-            + e.client_hostname.as_ref().map_or(0, |h| h.len())
-            + self.enrichment.as_ref().map_or(0, |en| {
-                en.reverse_dns.as_ref().map_or(0, String::len)
-                    + en.as_org.as_ref().map_or(0, String::len)
-            })
     }
 }
 
@@ -441,7 +411,7 @@ const COPY_TYPES: [Type; 14] = [
 fn copy(
     tx: &mut postgres::Transaction<'_>,
     table: &str,
-    rows: &[Staged],
+    rows: &[StagedRow],
 ) -> Result<(), postgres::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -509,9 +479,7 @@ pub struct PostgresStore {
     logins_kept: bool,
     /// This daemon's `[sources] server` (the host its rows usually name).
     server: String,
-    failures: Vec<Staged>,
-    logins: Vec<Staged>,
-    staged_bytes: usize,
+    staged: Staged,
     crash: Option<CrashPoint>,
     /// The token the next commit writes (see `progress.token`).
     next_token: i64,
@@ -540,9 +508,7 @@ impl PostgresStore {
             client: Some(client),
             logins_kept: logins,
             server: server.to_string(),
-            failures: Vec::new(),
-            logins: Vec::new(),
-            staged_bytes: 0,
+            staged: Staged::default(),
             crash: CrashPoint::from_env(),
             next_token: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -756,21 +722,17 @@ impl Store for PostgresStore {
     }
 
     fn stage_failure(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
-        let s = Staged::new(event, enrichment);
-        self.staged_bytes += s.weight();
-        self.failures.push(s);
+        self.staged.push(event, enrichment, false);
     }
 
     fn stage_login(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
         if self.logins_kept {
-            let s = Staged::new(event, enrichment);
-            self.staged_bytes += s.weight();
-            self.logins.push(s);
+            self.staged.push(event, enrichment, true);
         }
     }
 
     fn staged_bytes(&self) -> usize {
-        self.staged_bytes
+        self.staged.bytes
     }
 
     /// One transaction: this instance's positions after the batch, the intrusion rows, the
@@ -782,9 +744,7 @@ impl Store for PostgresStore {
             if self.landed(token)? {
                 tracing::info!("the last commit landed before the connection broke");
                 self.unsure = None;
-                self.failures.clear();
-                self.logins.clear();
-                self.staged_bytes = 0;
+                self.staged.clear();
                 return Ok(());
             }
             self.unsure = None;
@@ -797,12 +757,16 @@ impl Store for PostgresStore {
             Self::write_positions(tx, &instance, progress, token)?;
             CrashPoint::AfterCheckpoint.here(crash);
             if crash == Some(CrashPoint::MidRows) {
-                copy(tx, "events", &store.failures[..store.failures.len() / 2])?;
+                copy(
+                    tx,
+                    "events",
+                    &store.staged.failures[..store.staged.failures.len() / 2],
+                )?;
                 CrashPoint::MidRows.here(crash);
             }
-            copy(tx, "events", &store.failures)?;
+            copy(tx, "events", &store.staged.failures)?;
             CrashPoint::BetweenRecords.here(crash);
-            copy(tx, "logins", &store.logins)
+            copy(tx, "logins", &store.staged.logins)
         });
         if let Err(e) = result {
             if e.state() == "postgres:unreachable" {
@@ -810,9 +774,7 @@ impl Store for PostgresStore {
             }
             return Err(e);
         }
-        self.failures.clear();
-        self.logins.clear();
-        self.staged_bytes = 0;
+        self.staged.clear();
         Ok(())
     }
 
@@ -845,7 +807,7 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let path = text(&path.to_string_lossy()).into_owned();
         self.in_transaction("cannot commit the import", |tx, store| {
-            copy(tx, "events", &store.failures)?;
+            copy(tx, "events", &store.staged.failures)?;
             tx.execute(
                 "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES ($1, $2, $3, now()) \
                  ON CONFLICT (fingerprint) DO UPDATE SET path = excluded.path, position = excluded.position, imported_at = excluded.imported_at",
@@ -853,8 +815,7 @@ impl Store for PostgresStore {
             )?;
             Ok(())
         })?;
-        self.failures.clear();
-        self.staged_bytes = 0;
+        self.staged.clear();
         Ok(())
     }
 

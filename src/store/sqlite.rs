@@ -19,7 +19,7 @@ use crate::parse::AuthEvent;
 use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
-use super::{CrashPoint, Progress, Recovered, Store, StoreError};
+use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 use crate::report::sql::{Cell, Db, Dialect, Param};
 
 mod embedded {
@@ -43,38 +43,13 @@ pub fn ip_key(ip: std::net::IpAddr) -> Vec<u8> {
     }
 }
 
-/// An event staged for the next commit, with its enrichment.
-struct Staged {
-    event: AuthEvent,
-    enrichment: Option<Enrichment>,
-}
-
-impl Staged {
-    /// About what the row weighs, for keeping a commit to a few megabytes.
-    fn weight(&self) -> usize {
-        let e = &self.event;
-        96 + e.server.len()
-            + e.service.len()
-            + e.username.as_ref().map_or(0, |u| u.len())
-            + e.mechanism.len()
-            + e.reason.len()
-            + e.client_hostname.as_ref().map_or(0, |h| h.len())
-            + self.enrichment.as_ref().map_or(0, |en| {
-                en.reverse_dns.as_ref().map_or(0, String::len)
-                    + en.as_org.as_ref().map_or(0, String::len)
-            })
-    }
-}
-
 /// The SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     state_dir: PathBuf,
     conn: Connection,
     logins_kept: bool,
-    failures: Vec<Staged>,
-    logins: Vec<Staged>,
-    staged_bytes: usize,
+    staged: Staged,
     crash: Option<CrashPoint>,
 }
 
@@ -351,9 +326,7 @@ impl SqliteStore {
             state_dir: state_dir.to_path_buf(),
             conn,
             logins_kept: logins,
-            failures: Vec::new(),
-            logins: Vec::new(),
-            staged_bytes: 0,
+            staged: Staged::default(),
             crash: CrashPoint::from_env(),
         })
     }
@@ -414,7 +387,7 @@ impl SqliteStore {
         tx: &rusqlite::Transaction<'_>,
         path: &Path,
         table: &str,
-        rows: &[Staged],
+        rows: &[StagedRow],
     ) -> Result<(), StoreError> {
         let err = |_: ()| sql_err(path, "cannot insert rows");
         let mut stmt = tx
@@ -528,27 +501,17 @@ impl Store for SqliteStore {
     }
 
     fn stage_failure(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
-        let s = Staged {
-            event: event.clone(),
-            enrichment: enrichment.cloned(),
-        };
-        self.staged_bytes += s.weight();
-        self.failures.push(s);
+        self.staged.push(event, enrichment, false);
     }
 
     fn stage_login(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
         if self.logins_kept {
-            let s = Staged {
-                event: event.clone(),
-                enrichment: enrichment.cloned(),
-            };
-            self.staged_bytes += s.weight();
-            self.logins.push(s);
+            self.staged.push(event, enrichment, true);
         }
     }
 
     fn staged_bytes(&self) -> usize {
-        self.staged_bytes
+        self.staged.bytes
     }
 
     /// One transaction: the positions after the batch, the intrusion rows, the login rows.
@@ -566,17 +529,15 @@ impl Store for SqliteStore {
                 &tx,
                 path,
                 "events",
-                &self.failures[..self.failures.len() / 2],
+                &self.staged.failures[..self.staged.failures.len() / 2],
             )?;
             CrashPoint::MidRows.here(crash);
         }
-        Self::insert(&tx, path, "events", &self.failures)?;
+        Self::insert(&tx, path, "events", &self.staged.failures)?;
         CrashPoint::BetweenRecords.here(crash);
-        Self::insert(&tx, path, "logins", &self.logins)?;
+        Self::insert(&tx, path, "logins", &self.staged.logins)?;
         tx.commit().map_err(sql_err(path, "cannot commit"))?;
-        self.failures.clear();
-        self.logins.clear();
-        self.staged_bytes = 0;
+        self.staged.clear();
         Ok(())
     }
 
@@ -613,7 +574,7 @@ impl Store for SqliteStore {
             .conn
             .transaction()
             .map_err(sql_err(db, "cannot begin a transaction"))?;
-        Self::insert(&tx, db, "events", &self.failures)?;
+        Self::insert(&tx, db, "events", &self.staged.failures)?;
         tx.execute(
             "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES (?1, ?2, ?3, unixepoch()) \
              ON CONFLICT (fingerprint) DO UPDATE SET path = excluded.path, position = excluded.position, imported_at = excluded.imported_at",
@@ -621,8 +582,7 @@ impl Store for SqliteStore {
         )
         .map_err(sql_err(db, "cannot record the import"))?;
         tx.commit().map_err(sql_err(db, "cannot commit"))?;
-        self.failures.clear();
-        self.staged_bytes = 0;
+        self.staged.clear();
         Ok(())
     }
 
