@@ -128,6 +128,102 @@ impl PgCluster {
 
     /// Starts the server (again), waiting until it accepts connections.
     pub fn start_server(&self) {
+        self.start_server_with("");
+    }
+
+    /// Restarts the server with TLS only (a certificate for `localhost` signed by a test
+    /// authority, both made here with openssl; clients without TLS refused); returns the
+    /// authority's certificate (PEM).
+    pub fn restart_with_tls_only(&self) -> PathBuf {
+        self.stop_server();
+        let dir = self.socket_dir();
+        let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+        let ca = dir.join("ca.crt");
+        let ext = dir.join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        // A certificate authority, and the server's certificate for `localhost` signed by it.
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("server.ext"),
+            "-out",
+            &p("server.crt"),
+        ]);
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        if self.as_postgres {
+            let ok = Command::new("chown")
+                .args(["postgres:", cert.to_str().unwrap(), key.to_str().unwrap()])
+                .arg(self.data.join("pg_hba.conf"))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        self.start_server_with(&format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        ));
+        ca
+    }
+
+    fn start_server_with(&self, extra: &str) {
         let log = self.socket_dir().join("server.log");
         let out = self
             .command("pg_ctl")
@@ -139,7 +235,7 @@ impl PgCluster {
                 "-w",
                 "-o",
                 &format!(
-                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{extra}",
                     self.port,
                     self.socket_dir().display()
                 ),

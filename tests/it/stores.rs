@@ -815,3 +815,44 @@ fn a_database_of_an_older_schema_is_migrated_at_start_with_its_rows() {
         stdout(&o)
     );
 }
+
+#[test]
+fn postgresql_over_tls_as_libpq_s_sslmode_says() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("tls");
+    let cert = pg.restart_with_tls_only();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    // `db status` connects like the daemon; the server refuses clients without TLS.
+    let status = |query: &str| {
+        let url = format!("postgres://postgres@localhost:{}/tls?{query}", pg.port);
+        let cfg = daemon_config(dir.path(), &[&log], "");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "[output]\n",
+            &format!("[output]\nstore = \"postgres\"\npostgres = \"{url}\"\n"),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        run(&["db", "status", "-c", cfg.to_str().unwrap()])
+    };
+    let o = status("sslmode=disable");
+    assert!(!o.status.success(), "without TLS the server refuses");
+    assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
+    // Encrypted, the certificate not checked (libpq's require).
+    let o = status("sslmode=require");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Checked: against the system's roots it is unknown...
+    let o = status("sslmode=verify-full");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&o)
+    );
+    // ... and trusted through sslrootcert.
+    let o = status(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        cert.display()
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("schema version"), "{}", stdout(&o));
+}
