@@ -62,6 +62,8 @@ pub struct Config {
     pub store: crate::store::StoreKind,
     /// The SQLite database (used when `store` is `sqlite`).
     pub sqlite: PathBuf,
+    /// Rows older than this are deleted from a database store (`None`: kept for ever).
+    pub retention: Option<Duration>,
     /// The PostgreSQL database (when `[output] postgres` is set).
     pub postgres: Option<crate::store::postgres::PgSettings>,
     /// Read rotated history on the first start.
@@ -179,6 +181,7 @@ impl Config {
             logins: raw.output.logins_path(),
             store: raw.output.store,
             sqlite: raw.output.sqlite_path(),
+            retention: raw.output.retention.map(|d| d.0),
             postgres: raw
                 .output
                 .postgres

@@ -358,6 +358,9 @@ pub struct RawOutput {
     /// hostname.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// Rows older than this are deleted from a database store (hourly); unset: kept for ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<DurationStr>,
 }
 
 impl RawOutput {
@@ -415,6 +418,7 @@ impl Default for RawOutput {
             postgres: None,
             password_file: None,
             instance: None,
+            retention: None,
         }
     }
 }

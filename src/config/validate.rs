@@ -163,6 +163,19 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             );
         }
     }
+    if let Some(keep) = raw.output.retention {
+        if raw.output.store == crate::store::StoreKind::Csv {
+            problem(
+                "output.retention",
+                "is not done by the CSV store (its files are only ever appended: archive them with mv); set store = \"sqlite\" or \"postgres\" to delete old rows, or remove retention".into(),
+            );
+        } else if keep.0 < std::time::Duration::from_secs(86_400) {
+            problem(
+                "output.retention",
+                "is shorter than a day: reports and the alerts' memory read the last day at least; write e.g. \"180d\"".into(),
+            );
+        }
+    }
     if raw.output.store == crate::store::StoreKind::Postgres {
         match &raw.output.postgres {
             None => problem(

@@ -264,7 +264,9 @@ pub async fn run(
         path: config.state_dir.clone(),
         source,
     })?;
-    let committer = committer.with_alerts(alerts_tx);
+    let committer = committer
+        .with_alerts(alerts_tx)
+        .with_retention(config.retention);
     let shared = committer.shared_positions();
     let shared_journals = committer.shared_journals();
     // source -> enrichment -> sink, each hop a bounded channel.
@@ -773,9 +775,13 @@ impl Running {
             && new.sqlite != self.config.sqlite;
         let postgres_moved = self.config.store == crate::store::StoreKind::Postgres
             && new.postgres != self.config.postgres;
-        if new.store != self.config.store || sqlite_moved || postgres_moved {
+        if new.store != self.config.store
+            || sqlite_moved
+            || postgres_moved
+            || new.retention != self.config.retention
+        {
             tracing::warn!(
-                "output.store and where its database is change only at restart; the {} store stays in use until then",
+                "output.store, where its database is and output.retention change only at restart; the {} store stays in use as it is until then",
                 self.config.store.as_str()
             );
             changes.retain(|c| {
@@ -785,6 +791,7 @@ impl Running {
                     "output.postgres",
                     "output.password_file",
                     "output.instance",
+                    "output.retention",
                 ]
                 .iter()
                 .any(|k| c.starts_with(k))
@@ -798,6 +805,8 @@ impl Running {
             new.raw.output.postgres = old.postgres.clone();
             new.raw.output.password_file = old.password_file.clone();
             new.raw.output.instance = old.instance.clone();
+            new.retention = self.config.retention;
+            new.raw.output.retention = old.retention;
         }
         // Only the CSV store writes to output.csv.
         let switch_output = (new.store == crate::store::StoreKind::Csv

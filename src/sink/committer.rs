@@ -101,7 +101,14 @@ pub struct Committer {
     stop: CancellationToken,
     /// The write failure being retried, logged once when it starts (and when it changes).
     failing: Option<String>,
+    /// Rows older than this are deleted, hourly (`[output] retention`).
+    retention: Option<Duration>,
+    /// When rows were last expired (`None`: not yet).
+    last_expire: Option<Instant>,
 }
+
+/// How often old rows are deleted when a retention is set.
+const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Appends CSV records (no header) to a state file, creating it.
 fn append_records<const N: usize>(
@@ -187,7 +194,43 @@ impl Committer {
             started: Instant::now(),
             stop,
             failing: None,
+            retention: None,
+            last_expire: None,
         }
+    }
+
+    /// Deletes rows older than `keep` from the store, once caught up and hourly after.
+    pub fn with_retention(mut self, keep: Option<Duration>) -> Self {
+        self.retention = keep;
+        self
+    }
+
+    /// Deletes the rows older than the retention when it is time (a failure is logged and
+    /// tried again at the next hour: nothing is lost by deleting late).
+    fn expire_if_due(&mut self, idle: bool) {
+        let Some(keep) = self.retention else { return };
+        let due = match self.last_expire {
+            Some(t) => t.elapsed() >= EXPIRE_EVERY,
+            None => idle || self.started.elapsed() >= Duration::from_secs(300),
+        };
+        if !due {
+            return;
+        }
+        self.last_expire = Some(Instant::now());
+        let before = chrono::Utc::now().timestamp() - keep.as_secs() as i64;
+        self.heartbeat.beat();
+        match self.store.expire(before) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                rows = n,
+                "retention: {n} rows older than {} deleted",
+                humantime::format_duration(keep)
+            ),
+            Err(e) => {
+                tracing::warn!("retention: cannot delete old rows ({e}); trying again in an hour")
+            }
+        }
+        self.heartbeat.beat();
     }
 
     /// Hands each commit's failures and logins to `alerts` once they are durable.
@@ -246,8 +289,11 @@ impl Committer {
                         let _ = r.send(());
                     }
                 }
-                Err(_timeout) => {}
+                // Idle (caught up): old rows are deleted now, and hourly after.
+                Err(_timeout) => self.expire_if_due(true),
             }
+            // (A daemon that is never idle still deletes them, five minutes after its start.)
+            self.expire_if_due(false);
             if self.dirty && self.last_save.elapsed() >= self.checkpoint_interval {
                 // Row-less progress: a failure is only logged (once) and tried again at the
                 // next tick; re-reading such lines after a crash records nothing twice.

@@ -290,6 +290,12 @@ impl Store for CsvStore {
         &self.state_dir
     }
 
+    fn expire(&mut self, _before: i64) -> Result<u64, StoreError> {
+        Err(StoreError::Unsupported(
+            "the CSV store keeps every row (its files are only ever appended)".into(),
+        ))
+    }
+
     fn imported(
         &mut self,
         _fingerprint: crate::source::fingerprint::Fingerprint,

@@ -191,6 +191,10 @@ pub trait Store: Send {
     /// verdicts).
     fn state_dir(&self) -> &Path;
 
+    /// Deletes the rows (failures and logins) older than `before` (seconds since the epoch),
+    /// in batches; returns how many.
+    fn expire(&mut self, before: i64) -> Result<u64, StoreError>;
+
     /// How far an earlier `import` of the file with this first-line fingerprint got (bytes).
     fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError>;
 

@@ -787,6 +787,31 @@ impl Store for PostgresStore {
         })
     }
 
+    /// Batches of 10,000 rows, each its own transaction (every daemon of a fleet may run it:
+    /// the deletes are the same).
+    fn expire(&mut self, before: i64) -> Result<u64, StoreError> {
+        let settings = self.settings.clone();
+        let client = self.client()?;
+        let mut total = 0;
+        for table in ["events", "logins"] {
+            loop {
+                let n = client
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < to_timestamp($1::bigint) LIMIT 10000)"
+                        ),
+                        &[&before],
+                    )
+                    .map_err(pg_err(&settings, "cannot delete old rows"))?;
+                total += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError> {
         let err = pg_err(&self.settings, "cannot read the imports");
         Ok(self

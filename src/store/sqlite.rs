@@ -551,6 +551,30 @@ impl Store for SqliteStore {
         tx.commit().map_err(sql_err(path, "cannot commit"))
     }
 
+    /// Batches of 10,000 rows, each its own transaction: readers and the next commit never
+    /// wait long.
+    fn expire(&mut self, before: i64) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for table in ["events", "logins"] {
+            loop {
+                let n = self
+                    .conn
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < ?1 LIMIT 10000)"
+                        ),
+                        [before],
+                    )
+                    .map_err(sql_err(&self.path, "cannot delete old rows"))?;
+                total += n as u64;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
     fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError> {
         self.conn
             .query_row(

@@ -856,3 +856,64 @@ fn postgresql_over_tls_as_libpq_s_sslmode_says() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("schema version"), "{}", stdout(&o));
 }
+
+#[test]
+fn retention_deletes_old_rows_from_a_database_and_the_csv_store_says_it_does_not() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("keep");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, db) in [
+        ("sqlite", Db::Sqlite(dir.path().join("events.db"))),
+        ("postgres", Db::Postgres(&pg, "keep".into())),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let log = sub.join("mail.log");
+        // Days old (the syslog date of the fixtures) and now (RFC 3339, from the clock).
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        append(
+            &log,
+            &(attack("old")
+                + &login("old-login")
+                + &attack("recent").replacen("Nov 22 08:01:04", &now, 1)),
+        );
+        let cfg = store_config(&sub, &[&log], &db, "mx");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("[output]\n", "[output]\nretention = \"1d\"\n");
+        std::fs::write(&cfg, text).unwrap();
+        let d = Daemon::start(&cfg, &sub);
+        // The rows land, then the retention deletes what is older than a day.
+        assert!(
+            wait_until(Duration::from_secs(15), || d
+                .logged()
+                .contains("retention: ")),
+            "{name}: {}",
+            d.logged()
+        );
+        assert!(
+            wait_until(Duration::from_secs(15), || db.usernames("events")
+                == ["recent"]
+                && db.usernames("logins").is_empty()),
+            "{name}: {:?} {:?}\n{}",
+            db.usernames("events"),
+            db.usernames("logins"),
+            d.logged()
+        );
+        assert_eq!(d.stop(), Some(0));
+    }
+    // The CSV store's files are only appended: `check` says so.
+    let log = dir.path().join("mail.log");
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[output]\n", "[output]\nretention = \"180d\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let o = run(&["check", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("output.retention") && stderr(&o).contains("CSV store"),
+        "{}",
+        stderr(&o)
+    );
+}
