@@ -105,7 +105,12 @@ pub struct Committer {
     retention: Option<Duration>,
     /// When rows were last expired (`None`: not yet).
     last_expire: Option<Instant>,
+    /// Old rows are left to delete (a run stops after [`EXPIRE_SLICE`], to commit meanwhile).
+    expire_backlog: bool,
 }
+
+/// How long one run of the retention deletes before the committer goes back to its rows.
+const EXPIRE_SLICE: Duration = Duration::from_secs(2);
 
 /// How often old rows are deleted when a retention is set.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
@@ -196,6 +201,7 @@ impl Committer {
             failing: None,
             retention: None,
             last_expire: None,
+            expire_backlog: false,
         }
     }
 
@@ -209,28 +215,50 @@ impl Committer {
     /// tried again at the next hour: nothing is lost by deleting late).
     fn expire_if_due(&mut self, idle: bool) {
         let Some(keep) = self.retention else { return };
-        let due = match self.last_expire {
-            Some(t) => t.elapsed() >= EXPIRE_EVERY,
-            None => idle || self.started.elapsed() >= Duration::from_secs(300),
-        };
+        let due = self.expire_backlog
+            || match self.last_expire {
+                Some(t) => t.elapsed() >= EXPIRE_EVERY,
+                None => idle || self.started.elapsed() >= Duration::from_secs(300),
+            };
         if !due {
             return;
         }
-        self.last_expire = Some(Instant::now());
-        let before = chrono::Utc::now().timestamp() - keep.as_secs() as i64;
-        self.heartbeat.beat();
-        match self.store.expire(before) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                rows = n,
-                "retention: {n} rows older than {} deleted",
-                humantime::format_duration(keep)
-            ),
-            Err(e) => {
-                tracing::warn!("retention: cannot delete old rows ({e}); trying again in an hour")
-            }
+        if !self.expire_backlog {
+            self.last_expire = Some(Instant::now());
         }
+        let before = chrono::Utc::now().timestamp() - keep.as_secs() as i64;
+        let started = Instant::now();
+        let mut total = 0;
+        // Batch after batch, the watchdog fed between them, for a slice of time at most.
+        self.expire_backlog = loop {
+            self.heartbeat.beat();
+            match self.store.expire(before) {
+                Ok(0) => break false,
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::warn!(
+                        "retention: cannot delete old rows ({e}); trying again in an hour"
+                    );
+                    break false;
+                }
+            }
+            if started.elapsed() >= EXPIRE_SLICE {
+                break true;
+            }
+        };
         self.heartbeat.beat();
+        if total > 0 {
+            tracing::info!(
+                rows = total,
+                "retention: {total} rows older than {} deleted{}",
+                humantime::format_duration(keep),
+                if self.expire_backlog {
+                    " (more to come)"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 
     /// Hands each commit's failures and logins to `alerts` once they are durable.

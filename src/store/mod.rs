@@ -191,8 +191,9 @@ pub trait Store: Send {
     /// verdicts).
     fn state_dir(&self) -> &Path;
 
-    /// Deletes the rows (failures and logins) older than `before` (seconds since the epoch),
-    /// in batches; returns how many.
+    /// Deletes one batch (at most [`EXPIRE_BATCH`] rows of each record) of the rows older
+    /// than `before` (seconds since the epoch), in a transaction of its own; returns how many
+    /// (0: none is left).
     fn expire(&mut self, before: i64) -> Result<u64, StoreError>;
 
     /// How far an earlier `import` of the file with this first-line fingerprint got (bytes).
@@ -302,6 +303,9 @@ impl Staged {
         self.bytes = 0;
     }
 }
+
+/// Rows of each record deleted at most by one [`Store::expire`].
+pub const EXPIRE_BATCH: usize = 10_000;
 
 /// Runs `runner`'s migrations on `conn` (up to `target`, the newest when `None`), whose
 /// database has the versions `applied` and is called `name` in errors: a database a newer

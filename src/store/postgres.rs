@@ -28,7 +28,7 @@ use crate::pipeline::JournalPos;
 use crate::report::sql::{Cell, Db, Dialect, Param};
 use crate::source::fingerprint::Fingerprint;
 
-use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
+use super::{CrashPoint, EXPIRE_BATCH, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -787,27 +787,21 @@ impl Store for PostgresStore {
         })
     }
 
-    /// Batches of 10,000 rows, each its own transaction (every daemon of a fleet may run it:
-    /// the deletes are the same).
+    /// (Every daemon of a fleet may run it: the deletes are the same.)
     fn expire(&mut self, before: i64) -> Result<u64, StoreError> {
         let settings = self.settings.clone();
         let client = self.client()?;
         let mut total = 0;
         for table in ["events", "logins"] {
-            loop {
-                let n = client
-                    .execute(
-                        &format!(
-                            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < to_timestamp($1::bigint) LIMIT 10000)"
-                        ),
-                        &[&before],
-                    )
-                    .map_err(pg_err(&settings, "cannot delete old rows"))?;
-                total += n;
-                if n == 0 {
-                    break;
-                }
-            }
+            let n = client
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < to_timestamp($1::bigint) LIMIT {EXPIRE_BATCH})"
+                    ),
+                    &[&before],
+                )
+                .map_err(pg_err(&settings, "cannot delete old rows"))?;
+            total += n;
         }
         Ok(total)
     }

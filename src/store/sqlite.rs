@@ -19,7 +19,7 @@ use crate::parse::AuthEvent;
 use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
-use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
+use super::{CrashPoint, EXPIRE_BATCH, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 use crate::report::sql::{Cell, Db, Dialect, Param};
 
 mod embedded {
@@ -551,26 +551,19 @@ impl Store for SqliteStore {
         tx.commit().map_err(sql_err(path, "cannot commit"))
     }
 
-    /// Batches of 10,000 rows, each its own transaction: readers and the next commit never
-    /// wait long.
     fn expire(&mut self, before: i64) -> Result<u64, StoreError> {
         let mut total = 0;
         for table in ["events", "logins"] {
-            loop {
-                let n = self
-                    .conn
-                    .execute(
-                        &format!(
-                            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < ?1 LIMIT 10000)"
-                        ),
-                        [before],
-                    )
-                    .map_err(sql_err(&self.path, "cannot delete old rows"))?;
-                total += n as u64;
-                if n == 0 {
-                    break;
-                }
-            }
+            let n = self
+                .conn
+                .execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < ?1 LIMIT {EXPIRE_BATCH})"
+                    ),
+                    [before],
+                )
+                .map_err(sql_err(&self.path, "cannot delete old rows"))?;
+            total += n as u64;
         }
         Ok(total)
     }
@@ -787,6 +780,29 @@ mod tests {
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(want.bytes())
         );
+    }
+
+    #[test]
+    fn old_rows_are_expired_a_batch_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut store = SqliteStore::open(&path, dir.path(), true).unwrap();
+        let e = event("old", "192.0.2.1");
+        for _ in 0..EXPIRE_BATCH + 50 {
+            store.stage_failure(&e, None);
+        }
+        store.stage_login(&e, None);
+        store.commit(&Progress::default()).unwrap();
+        let before = e.timestamp.time.timestamp();
+        assert_eq!(
+            store.expire(before).unwrap(),
+            0,
+            "nothing older than the row"
+        );
+        let after = before + 1;
+        assert_eq!(store.expire(after).unwrap(), EXPIRE_BATCH as u64 + 1);
+        assert_eq!(store.expire(after).unwrap(), 50);
+        assert_eq!(store.expire(after).unwrap(), 0);
     }
 
     #[test]
