@@ -6,7 +6,7 @@
 //! fsynced, renamed over the old one, and the directory fsynced, so it is always either the old
 //! or the new version, whole.
 //!
-//! A batch of rows is committed in this order (see `sink::committer`):
+//! A batch of rows is committed in this order (see `store::csv`, which runs it for the committer):
 //! 1. the checkpoint is written describing the state *after* the batch: each file's offset
 //!    before and after, and the CSV length before and after;
 //! 2. the rows are appended to the CSV and fsynced.
