@@ -19,7 +19,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: follow the configured logs and record every failed SASL login.
     Run(ConfigArg),
-    /// Read log files once and write a CSV row per failed SASL login.
+    /// Read log files once and record a row per failed SASL login (into the store, or a CSV).
     Scan(ScanArgs),
     /// Validate the configuration and print the effective settings.
     Check(ConfigArg),
@@ -148,12 +148,13 @@ pub struct ScanArgs {
     #[arg(long)]
     pub no_enrich: bool,
     /// Write rows to this CSV (appended; `-` for stdout with a header) instead of the
-    /// configured `[output] csv`.
+    /// configured store. Without it, rows go into the store with the positions read, so that
+    /// the daemon (which must be stopped meanwhile) reads on after them.
     #[arg(short, long, value_name = "OUT.csv")]
     pub output: Option<PathBuf>,
-    /// Write successful logins to this CSV (appended; `-` for stdout with a header, when the
-    /// failures do not go there). Without it, logins go to the configured `[output] logins`
-    /// when the failures go to the configured `[output] csv`, and nowhere with --output.
+    /// With --output: write successful logins to this CSV (appended; `-` for stdout with a
+    /// header, when the failures do not go there). Without --output, logins go into the store
+    /// when `[output] logins` keeps them; with --output alone, nowhere.
     #[arg(long, value_name = "LOGINS.csv")]
     pub logins: Option<PathBuf>,
     /// Read the systemd journal (or `[sources] journal_path`) instead of files: the entries

@@ -400,39 +400,12 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
             "--logins - and --output - would mix failures and logins on stdout: send one of them to a file"
         )));
     }
-    if args.output.is_none() && config.store != maillogsentinel::store::StoreKind::Csv {
-        // Rows written here would not be where reports and the daemon look, and without their
-        // positions a daemon started after would record the same history again.
+    if args.output.is_none() && args.logins.is_some() {
         return Err(Failure::Usage(anyhow::anyhow!(
-            "[output] store is \"{}\": scan does not write into the database yet; write a CSV with -o FILE.csv (or let the daemon read the history: backfill = true)",
+            "--logins FILE goes with --output FILE: without --output, rows go into the configured store ({}), logins too when [output] logins is set",
             config.store.as_str()
         )));
     }
-    let mut sink = match args.output.as_deref() {
-        Some(p) if p == Path::new("-") => CsvSink::stdout(),
-        Some(p) => CsvSink::append(p),
-        None => {
-            create_parent(&config.csv).map_err(Failure::Runtime)?;
-            CsvSink::append(&config.csv)
-        }
-    }
-    .map_err(|e| Failure::Runtime(e.into()))?;
-    // Logins: where --logins says, else the configured record when the failures go to theirs.
-    let logins_path = match (&args.logins, &args.output) {
-        (Some(p), _) => Some(p.clone()),
-        (None, None) => config.logins.clone(),
-        (None, Some(_)) => None,
-    };
-    let mut logins = match logins_path.as_deref() {
-        Some(p) if p == Path::new("-") => Some(CsvSink::stdout()),
-        Some(p) => {
-            create_parent(p).map_err(Failure::Runtime)?;
-            Some(CsvSink::append(p))
-        }
-        None => None,
-    }
-    .transpose()
-    .map_err(|e| Failure::Runtime(e.into()))?;
     let runtime = runtime()?;
     let enricher = if args.no_enrich {
         None
@@ -444,36 +417,76 @@ fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {
         enricher,
         runtime: &runtime,
     });
+    let Some(output) = args.output.as_deref() else {
+        return scan_into_store(&args, &config, enrich);
+    };
+    let mut sink = match output {
+        p if p == Path::new("-") => CsvSink::stdout(),
+        p => CsvSink::append(p),
+    }
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    let mut logins = match args.logins.as_deref() {
+        Some(p) if p == Path::new("-") => Some(CsvSink::stdout()),
+        Some(p) => {
+            create_parent(p).map_err(Failure::Runtime)?;
+            Some(CsvSink::append(p))
+        }
+        None => None,
+    }
+    .transpose()
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    let name = sink.name().display().to_string();
+    let mut recorder = scan::Recorder::new(&mut sink, logins.as_mut(), enrich);
+    scan_with(&args, &config, &mut recorder, &name)
+}
+
+/// `scan` without `--output`: into the configured store, with the positions of what was read
+/// (the state directory's lock held, so that no daemon records the same lines meanwhile).
+fn scan_into_store(
+    args: &ScanArgs,
+    config: &Config,
+    enrich: Option<scan::ScanEnrich<'_>>,
+) -> Result<ExitCode, Failure> {
+    let _lock = daemon::lock_state_dir(&config.state_dir).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "{e}: scan into the configured store records positions the daemon reads on from; stop the daemon first (systemctl stop maillogsentinel), or scan into a file of its own with -o FILE.csv"
+        ))
+    })?;
+    if config.store == maillogsentinel::store::StoreKind::Csv {
+        create_parent(&config.csv).map_err(Failure::Runtime)?;
+    }
+    let mut store = maillogsentinel::store::open(config).map_err(|e| Failure::Runtime(e.into()))?;
+    let recovered = store.recover().map_err(|e| Failure::Runtime(e.into()))?;
+    if let Some(r) = &recovered
+        && r.repaired
+    {
+        logging::tell(Level::WARN, &r.note);
+    }
+    let ledger = scan::Ledger::new(recovered.as_ref()).map_err(|e| Failure::Runtime(e.into()))?;
+    let name = store.describe();
+    let mut recorder = scan::Recorder::into_store(store.as_mut(), ledger, enrich);
+    scan_with(args, config, &mut recorder, &name)
+}
+
+/// Scans the journal or the files `args` name into `recorder` (`output` names it for the log).
+fn scan_with(
+    args: &ScanArgs,
+    config: &Config,
+    recorder: &mut scan::Recorder<'_>,
+    output: &str,
+) -> Result<ExitCode, Failure> {
     if args.journal {
-        let (from, to) = journal_window(&args)?;
-        let stats = scan::scan_journal(
-            &config.journal,
-            from,
-            to,
-            &mut sink,
-            logins.as_mut(),
-            enrich,
-        )
-        .map_err(|e| Failure::Runtime(e.into()))?;
-        tracing::info!(
-            journal = %config.journal.describe(),
-            output = %sink.name().display(),
-            "scanned: {stats}"
-        );
+        let (from, to) = journal_window(args)?;
+        let stats = scan::scan_journal(&config.journal, from, to, recorder)
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        tracing::info!(journal = %config.journal.describe(), output, "scanned: {stats}");
         return Ok(ExitCode::SUCCESS);
     }
-    let report = scan::scan_all(
-        &args.files,
-        config.max_line_bytes,
-        &config.server,
-        &mut sink,
-        logins.as_mut(),
-        enrich,
-    )
-    .map_err(|e| Failure::Runtime(e.into()))?;
+    let report = scan::scan_all(&args.files, config.max_line_bytes, &config.server, recorder)
+        .map_err(|e| Failure::Runtime(e.into()))?;
     tracing::info!(
         files = args.files.len(),
-        output = %sink.name().display(),
+        output,
         "scanned: {}",
         report.stats
     );

@@ -74,12 +74,13 @@ pub fn stderr_is_journal() -> bool {
 }
 
 /// Installs the global subscriber: `MAILLOGSENTINEL_LOG` (or `RUST_LOG`) filters, `info` by
-/// default. `timestamps` asks for times on each line (the daemon outside the journal; one-shot
-/// commands do without).
+/// default (refinery's own steps only from `warn`: "no migrations to apply" at every start is
+/// noise, and what was applied is logged by the store). `timestamps` asks for times on each
+/// line (the daemon outside the journal; one-shot commands do without).
 pub fn init(timestamps: bool) {
     let filter = std::env::var("MAILLOGSENTINEL_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| "info,refinery_core=warn,refinery=warn".into());
     let filter = tracing_subscriber::EnvFilter::new(filter);
     if stderr_is_journal() {
         let socket = std::env::var_os(JOURNAL_SOCKET_ENV)

@@ -1015,7 +1015,7 @@ fn log_reload_error(e: &ConfigError) {
 
 /// Creates the state directory (mode 0750) and takes its lock, so that two daemons never share
 /// checkpoints. The lock lasts as long as the returned file is open.
-fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
+pub fn lock_state_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     use std::os::unix::fs::DirBuilderExt;
     let err = |message: String| DaemonError::StateDir {
         path: dir.to_path_buf(),

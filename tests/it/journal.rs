@@ -789,3 +789,48 @@ fn a_reload_from_the_journal_to_the_files_reads_them_from_their_end() {
     assert!(d.running());
     stop_with_rows(d, &out, &["u0", "u1", "u9"]);
 }
+
+#[test]
+fn scan_of_the_journal_into_the_store_then_the_daemon_records_each_entry_once() {
+    let Some((dir, cfg, jdir, out)) = journal_test(
+        "backfill = true\n",
+        &(0..3).map(attack_entry).collect::<Vec<_>>(),
+    ) else {
+        return;
+    };
+    let scan = || {
+        let o = run(&[
+            "scan",
+            "--no-enrich",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--journal",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    scan();
+    assert_eq!(usernames(&out), ["u0", "u1", "u2"]);
+    // Again, after more entries: only those.
+    build_journal(
+        &jdir.join("b.journal"),
+        &(3..5).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let o = scan();
+    assert!(
+        stderr(&o).contains("reading on after the entry recorded last"),
+        "{}",
+        stderr(&o)
+    );
+    let want: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+    assert_eq!(usernames(&out), want);
+    // The daemon (backfill = true) reads on from there too.
+    build_journal(
+        &jdir.join("c.journal"),
+        &(5..7).map(attack_entry).collect::<Vec<_>>(),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    wait_rows(&d, &out, 7);
+    let want: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
+    stop_with_rows(d, &out, &want);
+}

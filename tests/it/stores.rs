@@ -50,7 +50,18 @@ impl Db<'_> {
 
 /// The daemon's test configuration writing into `db`.
 fn store_config(dir: &Path, files: &[&Path], db: &Db<'_>, instance: &str) -> PathBuf {
-    let cfg = daemon_config(dir, files, "");
+    store_config_with(dir, files, db, instance, "")
+}
+
+/// [`store_config`] with `extra` lines in `[sources]`.
+fn store_config_with(
+    dir: &Path,
+    files: &[&Path],
+    db: &Db<'_>,
+    instance: &str,
+    extra: &str,
+) -> PathBuf {
+    let cfg = daemon_config(dir, files, extra);
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("[output]\n", &format!("[output]\n{}", db.output(instance)));
@@ -551,35 +562,106 @@ fn a_daemon_started_while_postgresql_is_down_waits_for_it() {
 }
 
 #[test]
-fn scan_without_output_refuses_a_database_store_instead_of_writing_elsewhere() {
+fn scan_then_the_daemon_records_each_event_once_into_the_csv_store() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &attack("u0"));
-    let db = dir.path().join("events.db");
-    let cfg = store_config(dir.path(), &[&log], &Db::Sqlite(db.clone()), "mx");
-    let o = run(&[
-        "scan",
-        "--no-enrich",
-        "-c",
-        cfg.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("-o FILE.csv"), "{}", stderr(&o));
-    assert!(!dir.path().join("out.csv").exists() && !db.exists());
-    // With -o, a CSV as always.
-    let out = dir.path().join("x.csv");
-    let o = run(&[
-        "scan",
-        "--no-enrich",
-        "-c",
-        cfg.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
+    let cfg = daemon_config(
+        dir.path(),
+        &[&dir.path().join("mail.log")],
+        "backfill = true\n",
+    );
+    let out = dir.path().join("out.csv");
+    scan_then_the_daemon(dir.path(), &cfg, &|| usernames(&out));
+}
+
+#[test]
+fn scan_then_the_daemon_records_each_event_once_into_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Sqlite(dir.path().join("events.db"));
+    let cfg = store_config_with(
+        dir.path(),
+        &[&dir.path().join("mail.log")],
+        &db,
+        "mx",
+        "backfill = true\n",
+    );
+    scan_then_the_daemon(dir.path(), &cfg, &|| db.usernames("events"));
+}
+
+#[test]
+fn scan_then_the_daemon_records_each_event_once_into_postgresql() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("scanned");
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Postgres(&pg, "scanned".into());
+    let cfg = store_config_with(
+        dir.path(),
+        &[&dir.path().join("mail.log")],
+        &db,
+        "mx",
+        "backfill = true\n",
+    );
+    scan_then_the_daemon(dir.path(), &cfg, &|| db.usernames("events"));
+}
+
+/// The history scanned into the configured store (a compressed and a plain rotated file, the
+/// live file with its last line still being written), scanned again, then the daemon started
+/// with `backfill = true`: every event is recorded once.
+fn scan_then_the_daemon(dir: &Path, cfg: &Path, recorded: &dyn Fn() -> Vec<String>) {
+    use std::io::Write;
+    let log = dir.join("mail.log");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all((attack("g0") + &noise(1) + &attack("g1")).as_bytes())
+        .unwrap();
+    std::fs::write(dir.join("mail.log.2.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(dir.join("mail.log.1"), attack("p0") + &attack("p1")).unwrap();
+    let torn = attack("l1");
+    let (written, rest) = torn.split_at(40);
+    std::fs::write(&log, attack("l0") + written).unwrap();
+    let scan = |files: &[&str]| {
+        let mut args = vec!["scan", "--no-enrich", "-c", cfg.to_str().unwrap()];
+        args.extend(files);
+        run(&args)
+    };
+    let history =
+        ["mail.log.2.gz", "mail.log.1", "mail.log"].map(|f| dir.join(f).display().to_string());
+    let history: Vec<&str> = history.iter().map(String::as_str).collect();
+    let o = scan(&history);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(usernames(&out), ["u0"]);
+    assert!(stderr(&o).contains("no newline yet"), "{}", stderr(&o));
+    assert_eq!(recorded(), ["g0", "g1", "p0", "p1", "l0"]);
+    // Twice: nothing more.
+    let o = scan(&history);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already recorded to its end"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(recorded(), ["g0", "g1", "p0", "p1", "l0"]);
+    let d = Daemon::start(cfg, dir);
+    assert!(
+        wait_until(Duration::from_secs(20), || d.logged().contains("running")),
+        "{}",
+        d.logged()
+    );
+    // The daemon holds the state directory: a scan into the store meanwhile is refused.
+    let o = scan(&[history[2]]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stop the daemon first"),
+        "{}",
+        stderr(&o)
+    );
+    append(&log, &(rest.to_string() + &attack("l2")));
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded().len() >= 7),
+        "{:?}\n{}",
+        recorded(),
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(recorded(), ["g0", "g1", "p0", "p1", "l0", "l1", "l2"]);
 }
 
 /// The original MailLogSentinel's record, in every form its rows take.
