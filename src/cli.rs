@@ -33,6 +33,9 @@ pub enum Command {
     /// Load history into the database store, once: this program's CSV, or the original
     /// MailLogSentinel's `;`-separated file.
     Import(ImportArgs),
+    /// Delete one person's data on request (GDPR): every row of an address, a username or
+    /// both, from the store and the state directory's records. The daemon must be stopped.
+    Purge(PurgeArgs),
     /// Manage the database store's schema (`[output] store = "sqlite"`).
     #[command(subcommand)]
     Db(DbCommand),
@@ -58,6 +61,25 @@ pub struct ImportArgs {
     /// file again adds only what it gained since.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// `purge`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true).args(["ip", "user"])))]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Rows from this address (IPv4 or IPv6, in any spelling).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::IpAddr>,
+    /// Rows for this username (ASCII letters compared without regard to case). With --ip,
+    /// only rows of both.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Only rows before this time (2026-11-22, "2026-11-22 08:00", or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub before: Option<String>,
 }
 
 /// `db migrate`

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
     Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, ImportArgs, LookupArgs, MigrateArgs,
-    ReportArgs, ScanArgs,
+    PurgeArgs, ReportArgs, ScanArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Report(args) => run_report(args),
         Command::Geoip(GeoipCommand::Update(args)) => run_geoip_update(args),
         Command::Import(args) => run_import(args),
+        Command::Purge(args) => run_purge(args),
         Command::Db(DbCommand::Status(args)) => run_db_status(args),
         Command::Db(DbCommand::Migrate(args)) => run_db_migrate(args),
     };
@@ -68,6 +69,49 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
+}
+
+/// `purge`: the rows of an address or username out of the store and the state directory's
+/// records, with the daemon stopped (its state directory locked meanwhile).
+fn run_purge(args: PurgeArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::store::{self, purge};
+    let config = load_config(&args.config)?;
+    let before = args
+        .before
+        .as_deref()
+        .map(|t| {
+            maillogsentinel::report::parse_time(t)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("--before: {e}")))
+        })
+        .transpose()?;
+    let who = purge::Purge {
+        ip: args.ip,
+        username: args.user.clone(),
+        before,
+    };
+    let _lock = daemon::lock_state_dir(&config.state_dir).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "{e}: purge rewrites what the daemon writes; stop it first (systemctl stop maillogsentinel), purge, then start it again"
+        ))
+    })?;
+    let mut store = store::open(&config).map_err(|e| Failure::Runtime(e.into()))?;
+    let (failures, logins) = store.purge(&who).map_err(|e| Failure::Runtime(e.into()))?;
+    drop(store);
+    let state = purge::purge_state_files(&config.state_dir, &who)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    // (The username is shown quoted and escaped: it may be anyone's text.)
+    println!("purged the rows of {}:", who.describe());
+    println!(
+        "  {failures} failed logins and {logins} logins from the {} store",
+        config.store.as_str()
+    );
+    for (path, n) in &state {
+        println!("  {n} rows from {}", path.display());
+    }
+    println!(
+        "Not touched: copies made elsewhere (backups, archived or rotated records, reports already mailed, other hosts' state directories)."
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_import(args: ImportArgs) -> Result<ExitCode, Failure> {

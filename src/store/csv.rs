@@ -131,6 +131,52 @@ impl CsvStore {
         }))
     }
 
+    /// `cp` made to describe no batch in flight: each source where a restart would resume now
+    /// (both before and after), each record at its length now. Refused when a journal's first
+    /// batch was lost (only a restart of the daemon can say "read it from its start").
+    fn settle(&self, cp: &Checkpoint) -> Result<Checkpoint, StoreError> {
+        let logins_state = cp.logins.as_ref().and_then(|l| OutputState::of(&l.path));
+        let rec = cp.recover(OutputState::of(&cp.output.path), logins_state);
+        let mut settled = cp.clone();
+        for f in &mut settled.files {
+            let pos = rec
+                .positions
+                .get(&f.fingerprint)
+                .copied()
+                .unwrap_or_default();
+            f.offset_before = pos.offset;
+            f.offset = pos.offset;
+            f.complete = pos.complete;
+        }
+        for j in &mut settled.journals {
+            match rec.journals.get(&j.source) {
+                Some(Some(pos)) => {
+                    j.before = Some(pos.clone());
+                    j.after = pos.clone();
+                }
+                _ => {
+                    return Err(StoreError::Unsupported(format!(
+                        "the first entries read from the journal {} were not recorded before the daemon stopped: start the daemon once so that it reads them again, stop it, then purge",
+                        j.source
+                    )));
+                }
+            }
+        }
+        let now = |out: &mut OutputPosition| {
+            if let Some(state) = OutputState::of(&out.path) {
+                out.len_before = state.len;
+                out.len_after = state.len;
+                out.dev = state.dev;
+                out.ino = state.ino;
+            }
+        };
+        now(&mut settled.output);
+        if let Some(l) = &mut settled.logins {
+            now(l);
+        }
+        Ok(settled)
+    }
+
     /// The checkpoint for the records' lengths before and after the staged rows.
     fn checkpoint(
         &self,
@@ -294,6 +340,55 @@ impl Store for CsvStore {
         Err(StoreError::Unsupported(
             "the CSV store keeps every row (its files are only ever appended)".into(),
         ))
+    }
+
+    fn purge(&mut self, who: &super::purge::Purge) -> Result<(u64, u64), StoreError> {
+        use super::purge::{RECORD_COLUMNS, rewrite_csv};
+        // The checkpoint describes the last batch by the records' lengths and identities, which
+        // a rewrite changes. So it is first made to say where every source stands with no batch
+        // in flight (the positions a restart would decide now, the records as they are), then,
+        // once the files are replaced, to name the new files: a crash in between leaves
+        // positions that read nothing again and skip nothing.
+        let cp = self.checkpoints.load()?;
+        let mut settled = match cp {
+            Some(cp) => Some(self.settle(&cp)?),
+            None => None,
+        };
+        if let Some(cp) = &settled {
+            self.checkpoints.save(cp)?;
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Sink(SinkError::Io { path, source })
+        };
+        let path = self.failures.csv.path().to_path_buf();
+        let failures = rewrite_csv(&path, RECORD_COLUMNS, who).map_err(io(&path))?;
+        let logins_path = self.logins.as_ref().map(|l| l.csv.path().to_path_buf());
+        let logins = match &logins_path {
+            Some(p) => rewrite_csv(p, RECORD_COLUMNS, who).map_err(io(p))?,
+            None => None,
+        };
+        if failures.is_some() {
+            self.failures = Record::open(&path)?;
+        }
+        if let (Some(_), Some(p)) = (logins, &logins_path) {
+            self.logins = Some(Record::open(p)?);
+        }
+        if let Some(cp) = &mut settled {
+            let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+            if cp.output.path == path {
+                let n = len(&path);
+                cp.output = self.failures.position((n, n));
+            }
+            if let (Some(out), Some(l)) = (&mut cp.logins, &self.logins)
+                && out.path == l.csv.path()
+            {
+                let n = len(l.csv.path());
+                *out = l.position((n, n));
+            }
+            self.checkpoints.save(cp)?;
+        }
+        Ok((failures.map_or(0, |r| r.rows), logins.map_or(0, |r| r.rows)))
     }
 
     fn imported(

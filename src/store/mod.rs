@@ -13,6 +13,7 @@
 pub mod csv;
 pub mod import;
 pub mod postgres;
+pub mod purge;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -195,6 +196,11 @@ pub trait Store: Send {
     /// than `before` (seconds since the epoch), in a transaction of its own; returns how many
     /// (0: none is left).
     fn expire(&mut self, before: i64) -> Result<u64, StoreError>;
+
+    /// Deletes every row `who` picks from both records (a database in batches of
+    /// [`EXPIRE_BATCH`], each its own transaction; CSV files rewritten without them, their
+    /// checkpoint following), and says how many: (failures, logins).
+    fn purge(&mut self, who: &purge::Purge) -> Result<(u64, u64), StoreError>;
 
     /// How far an earlier `import` of the file with this first-line fingerprint got (bytes).
     fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError>;

@@ -806,6 +806,56 @@ impl Store for PostgresStore {
         Ok(total)
     }
 
+    fn purge(&mut self, who: &super::purge::Purge) -> Result<(u64, u64), StoreError> {
+        let mut conds = Vec::new();
+        let mut params: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
+        if let Some(ip) = who.ip {
+            params.push(Box::new(ip.to_string()));
+            conds.push(format!("ip = ${}::text::inet", params.len()));
+        }
+        if let Some(u) = &who.username {
+            // Under the C collation lower() folds ASCII only, as the CSV store compares.
+            params.push(Box::new(text(u).into_owned()));
+            conds.push(format!(
+                "lower(username COLLATE \"C\") = lower(${}::text COLLATE \"C\")",
+                params.len()
+            ));
+        }
+        if let Some(before) = who.before {
+            params.push(Box::new(before));
+            conds.push(format!(
+                "timestamp < to_timestamp(${}::bigint)",
+                params.len()
+            ));
+        }
+        if conds.is_empty() {
+            return Err(StoreError::Unsupported(
+                "purge needs an address or a username".into(),
+            ));
+        }
+        let settings = self.settings.clone();
+        let client = self.client()?;
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p.as_ref()).collect();
+        let mut counts = [0u64; 2];
+        for (n, table) in counts.iter_mut().zip(["events", "logins"]) {
+            let sql = format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {} LIMIT {EXPIRE_BATCH})",
+                conds.join(" AND ")
+            );
+            loop {
+                let deleted = client
+                    .execute(&sql, &refs)
+                    .map_err(pg_err(&settings, "cannot delete the rows to purge"))?;
+                *n += deleted;
+                if deleted == 0 {
+                    break;
+                }
+            }
+        }
+        Ok((counts[0], counts[1]))
+    }
+
     fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError> {
         let err = pg_err(&self.settings, "cannot read the imports");
         Ok(self

@@ -568,6 +568,48 @@ impl Store for SqliteStore {
         Ok(total)
     }
 
+    fn purge(&mut self, who: &super::purge::Purge) -> Result<(u64, u64), StoreError> {
+        use rusqlite::types::Value;
+        let mut conds = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        if let Some(ip) = who.ip {
+            conds.push("ip_key = ?");
+            params.push(Value::Blob(ip_key(ip)));
+        }
+        if let Some(u) = &who.username {
+            // NOCASE folds ASCII only, as the CSV store compares.
+            conds.push("username = ? COLLATE NOCASE");
+            params.push(Value::Text(u.clone()));
+        }
+        if let Some(before) = who.before {
+            conds.push("timestamp < ?");
+            params.push(Value::Integer(before));
+        }
+        if conds.is_empty() {
+            return Err(StoreError::Unsupported(
+                "purge needs an address or a username".into(),
+            ));
+        }
+        let mut counts = [0u64; 2];
+        for (n, table) in counts.iter_mut().zip(["events", "logins"]) {
+            let sql = format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {} LIMIT {EXPIRE_BATCH})",
+                conds.join(" AND ")
+            );
+            loop {
+                let deleted = self
+                    .conn
+                    .execute(&sql, rusqlite::params_from_iter(params.iter()))
+                    .map_err(sql_err(&self.path, "cannot delete the rows to purge"))?;
+                *n += deleted as u64;
+                if deleted == 0 {
+                    break;
+                }
+            }
+        }
+        Ok((counts[0], counts[1]))
+    }
+
     fn imported(&mut self, fingerprint: Fingerprint) -> Result<Option<u64>, StoreError> {
         self.conn
             .query_row(

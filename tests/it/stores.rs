@@ -999,3 +999,120 @@ fn retention_deletes_old_rows_from_a_database_and_the_csv_store_says_it_does_not
         stderr(&o)
     );
 }
+
+#[test]
+fn purge_removes_a_person_from_the_csv_store_and_the_daemon_goes_on_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = daemon_config(dir.path(), &[&dir.path().join("mail.log")], "");
+    let (out, logins) = (dir.path().join("out.csv"), dir.path().join("logins.csv"));
+    purge_then_the_daemon(dir.path(), &cfg, &|table| {
+        usernames(if table == "events" { &out } else { &logins })
+    });
+}
+
+#[test]
+fn purge_removes_a_person_from_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Sqlite(dir.path().join("events.db"));
+    let cfg = store_config(dir.path(), &[&dir.path().join("mail.log")], &db, "mx");
+    purge_then_the_daemon(dir.path(), &cfg, &|table| db.usernames(table));
+}
+
+#[test]
+fn purge_removes_a_person_from_postgresql() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("purged");
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Postgres(&pg, "purged".into());
+    let cfg = store_config(dir.path(), &[&dir.path().join("mail.log")], &db, "mx");
+    purge_then_the_daemon(dir.path(), &cfg, &|table| db.usernames(table));
+}
+
+/// A failure of `user` from `ip`.
+fn attack_from(user: &str, ip: &str) -> String {
+    attack(user).replace("203.0.113.9", ip)
+}
+
+/// Records a few people, purges one by username (their failures, logins and Dovecot's
+/// verdicts on them) and an address, then lets the daemon go on: the rest is kept, new lines
+/// are recorded once.
+fn purge_then_the_daemon(dir: &Path, cfg: &Path, recorded: &dyn Fn(&str) -> Vec<String>) {
+    let log = dir.join("mail.log");
+    append(
+        &log,
+        &[
+            attack_from("alice", "198.51.100.1"),
+            attack_from("Bob", "198.51.100.2"),
+            attack_from("carol", "198.51.100.2"),
+            login("bob"),
+            login("carol"),
+            attack_from("dave", "2001:db8::3"),
+        ]
+        .concat(),
+    );
+    let d = Daemon::start(cfg, dir);
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded("events").len() == 4
+            && recorded("logins").len() == 2),
+        "{:?}\n{}",
+        recorded("events"),
+        d.logged()
+    );
+    let purge = |args: &[&str]| {
+        let mut all = vec!["purge", "-c", cfg.to_str().unwrap()];
+        all.extend(args);
+        run(&all)
+    };
+    // Not while the daemon writes.
+    let o = purge(&["--user", "bob"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stop it first"), "{}", stderr(&o));
+    assert_eq!(d.stop(), Some(0));
+    let verdicts = dir.join("state/auth-verdicts.csv");
+    std::fs::write(
+        &verdicts,
+        "2026-11-22T08:01:04+01:00,198.51.100.2,BOB,known\r\n2026-11-22T08:01:05+01:00,198.51.100.1,alice,unknown\r\n",
+    )
+    .unwrap();
+    // Neither an address nor a username: refused.
+    let o = purge(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let o = purge(&["--user", "bob"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 failed logins and 1 logins")
+            && stdout(&o).contains("1 rows from")
+            && stdout(&o).contains("auth-verdicts.csv"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(recorded("events"), ["alice", "carol", "dave"]);
+    assert_eq!(recorded("logins"), ["carol"]);
+    assert_eq!(
+        std::fs::read_to_string(&verdicts).unwrap(),
+        "2026-11-22T08:01:05+01:00,198.51.100.1,alice,unknown\r\n"
+    );
+    // By address (written another way), only before a time: a time before every row keeps
+    // them all, one after removes the address's.
+    let o = purge(&["--ip", "2001:db8:0:0::3", "--before", "2000-01-01"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(recorded("events"), ["alice", "carol", "dave"]);
+    let o = purge(&["--ip", "2001:db8:0:0::3", "--before", "2100-01-01"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(recorded("events"), ["alice", "carol"]);
+
+    // The daemon reads on where it was: nothing again, nothing lost.
+    let d = Daemon::start(cfg, dir);
+    append(&log, &attack_from("erin", "198.51.100.5"));
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded("events").len() >= 3),
+        "{:?}\n{}",
+        recorded("events"),
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(recorded("events"), ["alice", "carol", "erin"]);
+    assert_eq!(recorded("logins"), ["carol"]);
+}
