@@ -147,6 +147,23 @@ pub struct ReportArgs {
     /// Format of --print.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Only this server's rows (the `server` column: the host name its log lines carry), for
+    /// a database a fleet shares [default: every server's].
+    #[arg(long, value_name = "NAME", value_parser = server_name)]
+    pub server: Option<String>,
+}
+
+/// A server name as `--server` takes it: a host name (letters, digits, `.`, `-`, `_`).
+fn server_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("a host name, as in the record's server column (letters, digits, '.', '-', '_')".into())
+    }
 }
 
 /// `lookup`

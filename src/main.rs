@@ -314,6 +314,10 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
         &config.state_dir,
         window,
         args.send,
+        report::Scope {
+            server: args.server.as_deref(),
+            this_host: &config.server,
+        },
     )
     .map_err(|e| Failure::Runtime(e.into()))?;
     if args.print || !args.send {

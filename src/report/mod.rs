@@ -164,27 +164,57 @@ pub struct Attachment {
     pub rows: u64,
 }
 
+/// Which servers' rows a report reads (a fleet's database holds several).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// Only this server's rows (`report --server`); `None`: every server's.
+    pub server: Option<&'a str>,
+    /// This host's `[sources] server`: the state directory's records that name no server
+    /// (auth-backend failures, Dovecot's verdicts) are this host's, so a report on another
+    /// server leaves them out.
+    pub this_host: &'a str,
+}
+
+impl Scope<'_> {
+    /// Whether a row of `server` (as the record holds it) is in the report.
+    fn covers(&self, server: &str) -> bool {
+        self.server.is_none_or(|s| summary::unguard(server) == s)
+    }
+
+    /// Whether this host's state records without a server column belong in the report.
+    fn covers_this_host(&self) -> bool {
+        self.server.is_none_or(|s| s == self.this_host)
+    }
+}
+
 /// Builds the report for `window` from the records (and the daemon's state files in
-/// `state_dir`); `with_rows` collects the window's rows for an attachment.
+/// `state_dir`), of the servers `scope` says; `with_rows` collects the window's rows for an
+/// attachment.
 pub fn build(
     records: &Records,
     state_dir: &Path,
     window: Window,
     with_rows: bool,
+    scope: Scope<'_>,
 ) -> Result<Report, ReportError> {
-    match records {
-        Records::Csv { failures, logins } => {
-            build_csv(failures, logins.as_deref(), state_dir, window, with_rows)
-        }
+    let mut report = match records {
+        Records::Csv { failures, logins } => build_csv(
+            failures,
+            logins.as_deref(),
+            state_dir,
+            window,
+            with_rows,
+            scope,
+        ),
         Records::Sqlite { path, logins } => {
-            let mut db = crate::store::sqlite::SqliteDb::open(path)?;
+            let mut db = crate::store::sqlite::SqliteDb::open(path)?.only_server(scope.server);
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             build_sql(
-                &mut db, "SQLite", bytes, *logins, state_dir, window, with_rows,
+                &mut db, "SQLite", bytes, *logins, state_dir, window, with_rows, scope,
             )
         }
         Records::Postgres { settings, logins } => {
-            let mut db = crate::store::postgres::PgDb::open(settings)?;
+            let mut db = crate::store::postgres::PgDb::open(settings)?.only_server(scope.server);
             let bytes = db.size();
             build_sql(
                 &mut db,
@@ -194,12 +224,16 @@ pub fn build(
                 state_dir,
                 window,
                 with_rows,
+                scope,
             )
         }
-    }
+    }?;
+    report.summary.server = scope.server.map(str::to_string);
+    Ok(report)
 }
 
 /// Builds the report from a database (`record` names it, `bytes` is its size).
+#[allow(clippy::too_many_arguments)]
 fn build_sql(
     db: &mut dyn sql::Db,
     record: &str,
@@ -208,6 +242,7 @@ fn build_sql(
     state_dir: &Path,
     window: Window,
     with_rows: bool,
+    scope: Scope<'_>,
 ) -> Result<Report, ReportError> {
     let mut summary = sql::summary(db, window, bytes)?;
     summary.record = record.into();
@@ -218,7 +253,7 @@ fn build_sql(
     } else {
         None
     };
-    state_sections(state_dir, window, &mut summary);
+    state_sections(state_dir, window, scope, &mut summary);
     if logins {
         summary.new_origins = sql::new_origins(db, window)?;
     }
@@ -226,12 +261,14 @@ fn build_sql(
 }
 
 /// The sections read from the daemon's state files, whatever the store.
-fn state_sections(state_dir: &Path, window: Window, summary: &mut Summary) {
-    let (n, reasons) = backend_failures(state_dir, window);
-    summary.backend_failures = n;
-    summary.backend_reasons = reasons;
-    summary.logins_after_failures = logins_after_failures(state_dir, window);
-    verdicts(state_dir, window, summary);
+fn state_sections(state_dir: &Path, window: Window, scope: Scope<'_>, summary: &mut Summary) {
+    summary.logins_after_failures = logins_after_failures(state_dir, window, scope);
+    if scope.covers_this_host() {
+        let (n, reasons) = backend_failures(state_dir, window);
+        summary.backend_failures = n;
+        summary.backend_reasons = reasons;
+        verdicts(state_dir, window, summary);
+    }
 }
 
 /// Builds the report for `window` from `csv`, using (and extending) the index in `state_dir`.
@@ -241,6 +278,7 @@ fn build_csv(
     state_dir: &Path,
     window: Window,
     with_rows: bool,
+    scope: Scope<'_>,
 ) -> Result<Report, ReportError> {
     let read_err = |path: &Path, e: &dyn std::fmt::Display| ReportError::Read {
         path: path.to_path_buf(),
@@ -260,7 +298,7 @@ fn build_csv(
     }
     let mut current = Aggregator::default();
     let mut rows = with_rows.then(RowsOut::new);
-    scan_window(csv, &index, window, &mut |row, raw| {
+    scan_window(csv, &index, window, scope, &mut |row, raw| {
         current.add(row);
         if let Some(r) = rows.as_mut() {
             r.push(raw);
@@ -268,7 +306,7 @@ fn build_csv(
     })
     .map_err(|e| read_err(csv, &e))?;
     let mut previous = Aggregator::light();
-    scan_window(csv, &index, window.previous(), &mut |row, _| {
+    scan_window(csv, &index, window.previous(), scope, &mut |row, _| {
         previous.add(row)
     })
     .map_err(|e| read_err(csv, &e))?;
@@ -276,14 +314,16 @@ fn build_csv(
     // The top tables beside the previous period: a second look at it, counting only their keys.
     let mut watch = summary::Watch::of(&summary);
     if !watch.is_empty() {
-        scan_window(csv, &index, window.previous(), &mut |row, _| watch.add(row))
-            .map_err(|e| read_err(csv, &e))?;
+        scan_window(csv, &index, window.previous(), scope, &mut |row, _| {
+            watch.add(row)
+        })
+        .map_err(|e| read_err(csv, &e))?;
         watch.fill(&mut summary);
     }
-    state_sections(state_dir, window, &mut summary);
+    state_sections(state_dir, window, scope, &mut summary);
     if let Some(logins) = logins {
         summary.new_origins =
-            new_origins(logins, state_dir, window).map_err(|e| read_err(logins, &e))?;
+            new_origins(logins, state_dir, window, scope).map_err(|e| read_err(logins, &e))?;
     }
     let rows_csv = rows.map(|r| r.finish(window));
     Ok(Report { summary, rows_csv })
@@ -338,8 +378,14 @@ fn for_each_csv_row(
     {
         tracing::warn!("cannot save the report index: {e}");
     }
-    scan_window(csv, &index, Window { from, to }, &mut |row, _| on_row(row))
-        .map_err(|e| read_err(&e))
+    scan_window(
+        csv,
+        &index,
+        Window { from, to },
+        Scope::default(),
+        &mut |row, _| on_row(row),
+    )
+    .map_err(|e| read_err(&e))
 }
 
 /// Dovecot's verdicts the daemon recorded in the window: how many attempts were on existing
@@ -398,7 +444,11 @@ fn sorted_counts(map: std::collections::HashMap<String, u64>) -> Vec<summary::Co
 }
 
 /// The daemon's alerts (`state_dir/alerts.csv`) in the window, oldest first.
-fn logins_after_failures(state_dir: &Path, w: Window) -> Vec<summary::LoginAfterFailures> {
+fn logins_after_failures(
+    state_dir: &Path,
+    w: Window,
+    scope: Scope<'_>,
+) -> Vec<summary::LoginAfterFailures> {
     let path = crate::state::path(state_dir, crate::state::ALERTS_CSV);
     let Ok(mut reader) = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -412,7 +462,7 @@ fn logins_after_failures(state_dir: &Path, w: Window) -> Vec<summary::LoginAfter
         let Some(ts) = r.get(0).and_then(|t| index::parse_ts(t.as_bytes())) else {
             continue;
         };
-        if ts < w.from || ts >= w.to {
+        if ts < w.from || ts >= w.to || !scope.covers(r.get(1).unwrap_or_default()) {
             continue;
         }
         let get = |i: usize| summary::unguard(r.get(i).unwrap_or_default()).to_string();
@@ -445,6 +495,7 @@ fn new_origins(
     logins: &Path,
     state_dir: &Path,
     w: Window,
+    scope: Scope<'_>,
 ) -> Result<Vec<summary::NewOrigin>, String> {
     let bytes = std::fs::metadata(logins).map(|m| m.len()).unwrap_or(0);
     if bytes == 0 {
@@ -463,7 +514,7 @@ fn new_origins(
         to: w.from,
     };
     let scan = |window: Window, on_row: &mut dyn FnMut(&Row<'_>)| {
-        scan_window(logins, &index, window, &mut |row, _| on_row(row)).map_err(|e| {
+        scan_window(logins, &index, window, scope, &mut |row, _| on_row(row)).map_err(|e| {
             ReportError::Read {
                 path: logins.to_path_buf(),
                 message: e.to_string(),
@@ -610,6 +661,7 @@ fn scan_window(
     csv: &Path,
     index: &Index,
     window: Window,
+    scope: Scope<'_>,
     on_row: &mut dyn FnMut(&Row<'_>, &[u8]),
 ) -> std::io::Result<()> {
     let mut file = match std::fs::File::open(csv) {
@@ -641,6 +693,11 @@ fn scan_window(
                 continue;
             };
             if ts < window.from || ts >= window.to {
+                continue;
+            }
+            if scope.server.is_some()
+                && !scope.covers(&String::from_utf8_lossy(record.get(1).unwrap_or_default()))
+            {
                 continue;
             }
             // Rows are UTF-8 (the sink writes them so); anything else is read lossily.

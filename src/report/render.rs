@@ -313,6 +313,9 @@ pub fn text(s: &Summary, colour: bool) -> String {
         ("", "")
     };
     let mut out = format!("{b}maillogsentinel report{r}: {} to {}\n", s.from, s.to);
+    if let Some(server) = &s.server {
+        out.push_str(&format!("server {} only\n", printable(server)));
+    }
     out.push_str(&format!(
         "{} record: {} bytes\n",
         record_name(s),
@@ -390,9 +393,12 @@ pub fn html(s: &Summary, chart: bool) -> String {
          <body style=\"font-family:sans-serif;font-size:14px;color:#222\">",
     );
     out.push_str(&format!(
-        "<h1 style=\"font-size:20px\">maillogsentinel report</h1><p>{} to {}<br>{} record: {} bytes</p>",
+        "<h1 style=\"font-size:20px\">maillogsentinel report</h1><p>{} to {}<br>{}{} record: {} bytes</p>",
         html_escape(&s.from),
         html_escape(&s.to),
+        s.server
+            .as_ref()
+            .map_or(String::new(), |n| format!("server {} only<br>", html_escape(n))),
         html_escape(record_name(s)),
         s.csv_bytes
     ));

@@ -61,7 +61,8 @@ pub fn mail_delivery() -> Deliver {
             tokio::task::spawn_blocking(move || {
                 let mail = s.mail.as_ref().ok_or("no recipients")?;
                 let report =
-                    super::build(&s.records, &s.state_dir, w, true).map_err(|e| e.to_string())?;
+                    super::build(&s.records, &s.state_dir, w, true, super::Scope::default())
+                        .map_err(|e| e.to_string())?;
                 super::mail::send(mail, &report, Some(&s.state_dir)).map_err(|e| e.to_string())
             })
             .await

@@ -123,6 +123,11 @@ pub trait Db {
         Ok(out)
     }
 
+    /// Only this server's rows (`report --server`); `None`: every server's.
+    fn server(&self) -> Option<&str> {
+        None
+    }
+
     /// The first row's first value (`Null` when there is no row).
     fn one(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Cell, String> {
         Ok(self
@@ -132,6 +137,20 @@ pub trait Db {
             .and_then(|r| r.into_iter().next())
             .unwrap_or(Cell::Null))
     }
+}
+
+/// The rows a report reads: `{t}`'s time within the parameters `$a` and `$b`, and its server
+/// the one asked for, if any (as a string literal, quotes doubled: standard SQL, and both
+/// databases take it so; the name is also checked at the command line).
+fn scope(db: &dyn Db, t: &str, a: usize, b: usize) -> String {
+    let mut cond = db.dialect().window(t, a, b);
+    if let Some(server) = db.server() {
+        cond.push_str(&format!(
+            " AND {t}server = '{}'",
+            server.replace('\'', "''")
+        ));
+    }
+    cond
 }
 
 /// An address as this program writes it (the database's text may compress IPv6 zeros
@@ -174,7 +193,7 @@ fn top(
     n: usize,
 ) -> Result<Vec<Count>, String> {
     let d = *db.dialect();
-    let win = d.window("", 1, 2);
+    let win = scope(&*db, "", 1, 2);
     let nonempty = if skip_empty {
         format!(" AND {column} != ''")
     } else {
@@ -191,7 +210,7 @@ fn top(
 }
 
 fn totals(db: &mut dyn Db, w: Window) -> Result<Totals, String> {
-    let win = db.dialect().window("", 1, 2);
+    let win = scope(&*db, "", 1, 2);
     let r = db
         .rows(
             &format!(
@@ -237,7 +256,7 @@ fn counts_in(
         "asn" => d.asn_text.to_string(),
         c => c.to_string(),
     };
-    let win = d.window("", 1, 2);
+    let win = scope(&*db, "", 1, 2);
     let mut params = vec![Param::Int(w.from), Param::Int(w.to)];
     params.extend_from_slice(values);
     Ok(db
@@ -298,7 +317,7 @@ pub fn summary(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Report
 
 fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, String> {
     let d = *db.dialect();
-    let win = d.window("", 1, 2);
+    let win = scope(&*db, "", 1, 2);
     let prev = w.previous();
     let rfc = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
@@ -485,8 +504,8 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     // there is no index on the address).
     let new_ips = format!(
         "FROM events e WHERE {} AND e.ip NOT IN (SELECT p.ip FROM events p WHERE {}) GROUP BY e.ip",
-        d.window("e.", 1, 2),
-        d.window("p.", 3, 4)
+        scope(&*db, "e.", 1, 2),
+        scope(&*db, "p.", 3, 4)
     );
     let four = [
         Param::Int(w.from),
@@ -535,7 +554,7 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
 /// aggregator does.
 fn ipv6_prefixes(db: &mut dyn Db, w: Window) -> Result<Vec<PrefixLine>, String> {
     let d = *db.dialect();
-    let win = d.window("", 1, 2);
+    let win = scope(&*db, "", 1, 2);
     let mut out: Vec<PrefixLine> = db
         .rows(
             &format!(
@@ -580,7 +599,7 @@ pub fn for_each_row(
         epoch = d.epoch(),
         ip = d.ip_text,
         asn = d.asn_text,
-        win = d.window("", 1, 2)
+        win = scope(&*db, "", 1, 2)
     );
     let name = db.name().to_path_buf();
     // Texts as the CSV record holds them (its spreadsheet guard on), so that callers, which
@@ -621,7 +640,7 @@ pub fn rows_csv(
         "SELECT logged, server, service, {ip}, username, mechanism, reason, client_hostname, reverse_dns, dns_status, country, {asn}, as_org FROM events WHERE {win} ORDER BY timestamp, id",
         ip = d.ip_text,
         asn = d.asn_text,
-        win = d.window("", 1, 2)
+        win = scope(&*db, "", 1, 2)
     );
     let name = db.name().to_path_buf();
     let mut fmt = crate::sink::RowFormatter::default();

@@ -202,6 +202,9 @@ pub struct Summary {
     pub csv_bytes: u64,
     /// Which store the record is in (`CSV`, `SQLite`).
     pub record: String,
+    /// The one server reported on (`report --server`); absent: every server in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Failures of the mail server's own SASL backend in the window, and relays refusing its
     /// own SASL login (the daemon records both).
     pub backend_failures: u64,
@@ -538,6 +541,7 @@ impl Aggregator {
             services: top(self.services, TOP),
             csv_bytes,
             record: "CSV".into(),
+            server: None,
             backend_failures: 0,
             backend_reasons: Vec::new(),
             logins_after_failures: Vec::new(),

@@ -918,6 +918,7 @@ pub const DIALECT: Dialect = Dialect {
 pub struct PgDb {
     name: PathBuf,
     client: Client,
+    server: Option<String>,
 }
 
 impl PgDb {
@@ -933,7 +934,14 @@ impl PgDb {
         Ok(PgDb {
             name: settings.name(),
             client,
+            server: None,
         })
+    }
+
+    /// Reports read only `server`'s rows (`None`: every server's).
+    pub fn only_server(mut self, server: Option<&str>) -> Self {
+        self.server = server.map(str::to_string);
+        self
     }
 
     /// The records' size on disk (their tables and indexes), bytes.
@@ -951,6 +959,10 @@ impl PgDb {
 impl Db for PgDb {
     fn name(&self) -> &Path {
         &self.name
+    }
+
+    fn server(&self) -> Option<&str> {
+        self.server.as_deref()
     }
 
     fn dialect(&self) -> &Dialect {

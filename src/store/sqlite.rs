@@ -226,6 +226,7 @@ pub const DIALECT: Dialect = Dialect {
 pub struct SqliteDb {
     path: PathBuf,
     conn: Connection,
+    server: Option<String>,
 }
 
 impl SqliteDb {
@@ -245,7 +246,14 @@ impl SqliteDb {
         Ok(SqliteDb {
             path: path.to_path_buf(),
             conn,
+            server: None,
         })
+    }
+
+    /// Reports read only `server`'s rows (`None`: every server's).
+    pub fn only_server(mut self, server: Option<&str>) -> Self {
+        self.server = server.map(str::to_string);
+        self
     }
 }
 
@@ -267,6 +275,10 @@ fn numbered(sql: &str) -> String {
 impl Db for SqliteDb {
     fn name(&self) -> &Path {
         &self.path
+    }
+
+    fn server(&self) -> Option<&str> {
+        self.server.as_deref()
     }
 
     fn dialect(&self) -> &Dialect {

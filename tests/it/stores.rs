@@ -1116,3 +1116,100 @@ fn purge_then_the_daemon(dir: &Path, cfg: &Path, recorded: &dyn Fn(&str) -> Vec<
     assert_eq!(recorded("events"), ["alice", "carol", "erin"]);
     assert_eq!(recorded("logins"), ["carol"]);
 }
+
+#[test]
+fn report_server_counts_one_mail_server_of_the_csv_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = daemon_config(dir.path(), &[&dir.path().join("mail.log")], "");
+    report_server(dir.path(), &cfg);
+}
+
+#[test]
+fn report_server_counts_one_mail_server_in_sql_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Sqlite(dir.path().join("events.db"));
+    let cfg = store_config(dir.path(), &[&dir.path().join("mail.log")], &db, "mx");
+    report_server(dir.path(), &cfg);
+}
+
+#[test]
+fn report_server_counts_one_mail_server_in_sql_on_postgresql() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("fleet_report");
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Postgres(&pg, "fleet_report".into());
+    let cfg = store_config(dir.path(), &[&dir.path().join("mail.log")], &db, "mx");
+    report_server(dir.path(), &cfg);
+}
+
+/// Failures logged by two hosts (mx1: 3 from two addresses, mx2: 2 from one), scanned into
+/// the store: `report --server` counts one host's, the default every host's.
+fn report_server(dir: &Path, cfg: &Path) {
+    let on = |host: &str, user: &str, ip: &str| {
+        attack_from(user, ip).replace(" mx postfix", &format!(" {host} postfix"))
+    };
+    let log = dir.join("mail.log");
+    append(
+        &log,
+        &[
+            on("mx1", "alice", "198.51.100.1"),
+            on("mx2", "bob", "198.51.100.2"),
+            on("mx1", "carol", "198.51.100.1"),
+            on("mx2", "dave", "198.51.100.2"),
+            on("mx1", "erin", "198.51.100.3"),
+        ]
+        .concat(),
+    );
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--from",
+            "2026-11-22",
+            "--to",
+            "2026-11-23",
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["--format", "json"];
+        args.extend(extra);
+        let o = report(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let all = json(&[]);
+    assert_eq!(all["totals"]["attempts"], 5, "{all}");
+    assert!(all.get("server").is_none(), "{all}");
+    let mx1 = json(&["--server", "mx1"]);
+    assert_eq!(mx1["server"], "mx1");
+    assert_eq!(mx1["totals"]["attempts"], 3, "{mx1}");
+    assert_eq!(mx1["totals"]["distinct_ips"], 2, "{mx1}");
+    let users: Vec<&str> = mx1["top_usernames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["alice", "carol", "erin"], "{mx1}");
+    let mx2 = json(&["--server", "mx2"]);
+    assert_eq!(mx2["totals"]["attempts"], 2, "{mx2}");
+    assert_eq!(json(&["--server", "mx3"])["totals"]["attempts"], 0);
+    // The terminal report says which server it covers.
+    let o = report(&["--server", "mx2"]);
+    assert!(stdout(&o).contains("server mx2 only"), "{}", stdout(&o));
+    // A name that is no host name is refused before anything is read.
+    let o = report(&["--server", "mx1' OR '1'='1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("host name"), "{}", stderr(&o));
+}
