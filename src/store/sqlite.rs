@@ -34,6 +34,97 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const INSERT_COLUMNS: &str = "timestamp, logged, server, service, ip, ip_key, username, mechanism, \
      reason, client_hostname, reverse_dns, dns_status, country, asn, as_org";
 
+/// Rows inserted by one statement (15 parameters each: 960, far below SQLite's limit of
+/// 32,766). Measured on a backfill: see docs/benchmarks.md.
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO table (...) VALUES (...), (...)` for `rows` rows, numbered parameters.
+fn insert_sql(table: &str, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({INSERT_COLUMNS}) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..15 {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * 15 + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Binds `rows` to `stmt`'s parameters (15 per row, in [`INSERT_COLUMNS`] order), with the
+/// texts made for them written into `texts` first.
+fn bind_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    rows: &[StagedRow],
+    texts: &mut Vec<u8>,
+) -> rusqlite::Result<()> {
+    use std::io::Write;
+    texts.clear();
+    let mut spans = Vec::with_capacity(rows.len());
+    for s in rows {
+        let start = texts.len();
+        s.event.timestamp.write_rfc3339(texts);
+        let mid = texts.len();
+        let _ = write!(texts, "{}", s.event.ip);
+        spans.push((start, mid, texts.len()));
+    }
+    // ASCII, as written just above.
+    let texts = std::str::from_utf8(texts).unwrap_or_default();
+    let mut key = [0u8; 17];
+    for (r, (s, (start, mid, end))) in rows.iter().zip(spans).enumerate() {
+        let (e, en) = (&s.event, s.enrichment.as_ref());
+        let i = r * 15;
+        let key_len = ip_key_into(e.ip, &mut key);
+        stmt.raw_bind_parameter(i + 1, e.timestamp.time.timestamp())?;
+        stmt.raw_bind_parameter(i + 2, &texts[start..mid])?;
+        stmt.raw_bind_parameter(i + 3, e.server.as_str())?;
+        stmt.raw_bind_parameter(i + 4, e.service.as_str())?;
+        stmt.raw_bind_parameter(i + 5, &texts[mid..end])?;
+        stmt.raw_bind_parameter(i + 6, &key[..key_len])?;
+        stmt.raw_bind_parameter(i + 7, e.username.as_deref().unwrap_or(""))?;
+        stmt.raw_bind_parameter(i + 8, e.mechanism.as_str())?;
+        stmt.raw_bind_parameter(i + 9, e.reason.as_str())?;
+        stmt.raw_bind_parameter(i + 10, e.client_hostname.as_deref().unwrap_or(""))?;
+        stmt.raw_bind_parameter(
+            i + 11,
+            en.and_then(|en| en.reverse_dns.as_deref()).unwrap_or(""),
+        )?;
+        stmt.raw_bind_parameter(
+            i + 12,
+            en.and_then(|en| en.dns_status).map_or("", |d| d.as_str()),
+        )?;
+        stmt.raw_bind_parameter(
+            i + 13,
+            en.and_then(|en| en.country.as_deref()).unwrap_or(""),
+        )?;
+        stmt.raw_bind_parameter(i + 14, en.and_then(|en| en.asn))?;
+        stmt.raw_bind_parameter(i + 15, en.and_then(|en| en.as_org.as_deref()).unwrap_or(""))?;
+    }
+    Ok(())
+}
+
+/// [`ip_key`] into `out`, returning its length.
+fn ip_key_into(ip: std::net::IpAddr, out: &mut [u8; 17]) -> usize {
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&a.octets());
+            5
+        }
+        std::net::IpAddr::V6(a) => {
+            out[0] = 6;
+            out[1..17].copy_from_slice(&a.octets());
+            17
+        }
+    }
+}
+
 /// An address as bytes that sort as PostgreSQL's `inet` does, and as Rust's `IpAddr`: IPv4
 /// before IPv6, each in numeric order (the family byte first, then the address).
 pub fn ip_key(ip: std::net::IpAddr) -> Vec<u8> {
@@ -401,32 +492,27 @@ impl SqliteStore {
         table: &str,
         rows: &[StagedRow],
     ) -> Result<(), StoreError> {
-        let err = |_: ()| sql_err(path, "cannot insert rows");
-        let mut stmt = tx
-            .prepare_cached(&format!(
-                "INSERT INTO {table} ({INSERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-            ))
-            .map_err(err(()))?;
-        for s in rows {
-            let (e, en) = (&s.event, s.enrichment.as_ref());
-            stmt.execute(params![
-                e.timestamp.time.timestamp(),
-                e.timestamp.to_rfc3339(),
-                e.server.as_str(),
-                e.service.as_str(),
-                e.ip.to_string(),
-                ip_key(e.ip),
-                e.username.as_deref().unwrap_or(""),
-                e.mechanism.as_str(),
-                e.reason.as_str(),
-                e.client_hostname.as_deref().unwrap_or(""),
-                en.and_then(|en| en.reverse_dns.as_deref()).unwrap_or(""),
-                en.and_then(|en| en.dns_status).map_or("", |d| d.as_str()),
-                en.and_then(|en| en.country.as_deref()).unwrap_or(""),
-                en.and_then(|en| en.asn),
-                en.and_then(|en| en.as_org.as_deref()).unwrap_or(""),
-            ])
-            .map_err(err(()))?;
+        let err = || sql_err(path, "cannot insert rows");
+        // Rows go in [`ROWS_PER_INSERT`] at a time (one statement, one step: SQLite's per-
+        // statement work is paid once per group), the rest one statement for what is left.
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        let mut full = tx
+            .prepare_cached(&insert_sql(table, ROWS_PER_INSERT))
+            .map_err(err())?;
+        // Texts made for the rows (the time as logged, the address as text), kept until the
+        // statement has run: bound as borrowed slices, not a string per row.
+        let mut texts = Vec::new();
+        for chunk in &mut chunks {
+            bind_rows(&mut full, chunk, &mut texts).map_err(err())?;
+            full.raw_execute().map_err(err())?;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut stmt = tx
+                .prepare_cached(&insert_sql(table, rest.len()))
+                .map_err(err())?;
+            bind_rows(&mut stmt, rest, &mut texts).map_err(err())?;
+            stmt.raw_execute().map_err(err())?;
         }
         Ok(())
     }
