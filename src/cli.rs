@@ -23,6 +23,11 @@ pub enum Command {
     Scan(ScanArgs),
     /// Validate the configuration and print the effective settings.
     Check(ConfigArg),
+    /// Ask the running daemon what it is doing (exit 0 running, 3 not running).
+    Status(StatusArgs),
+    /// Ask the running daemon to reload its configuration, and say how it went (exit 0
+    /// applied, 1 refused: the running configuration is kept).
+    Reload(ConfigArg),
     /// Summarise who attacked in a window of time: print it, or mail it.
     Report(ReportArgs),
     /// Show what enrichment knows about addresses: reverse DNS, country, AS.
@@ -61,6 +66,17 @@ pub struct ImportArgs {
     /// file again adds only what it gained since.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// `status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    /// The configuration (it says where the daemon's state directory, and so its socket, is).
+    pub config: ConfigArg,
+    /// Print JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `purge`

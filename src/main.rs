@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
     Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, ImportArgs, LookupArgs, MigrateArgs,
-    PurgeArgs, ReportArgs, ScanArgs,
+    PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run_daemon(args),
         Command::Scan(args) => run_scan(args),
         Command::Check(args) => run_check(args),
+        Command::Status(args) => run_status(args),
+        Command::Reload(args) => run_reload(args),
         Command::Lookup(args) => run_lookup(args),
         Command::Report(args) => run_report(args),
         Command::Geoip(GeoipCommand::Update(args)) => run_geoip_update(args),
@@ -69,6 +71,113 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
+}
+
+/// `status`: exit 0 and the daemon's answer when it runs, 3 when it does not (as LSB init
+/// scripts say), 4 when it cannot be asked.
+fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::daemon::control::{self, Answer, ClientError};
+    let config = load_config(&args.config)?;
+    match control::request(
+        &config.state_dir,
+        "status",
+        std::time::Duration::from_secs(10),
+    ) {
+        Ok(Answer::Status(s)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).expect("a status always serialises")
+                );
+            } else {
+                print!("{}", control::render_status(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Answer::Error { message }) => {
+            logging::tell(
+                Level::ERROR,
+                &format!("the daemon could not answer: {message}"),
+            );
+            Ok(ExitCode::from(4))
+        }
+        Ok(other) => {
+            logging::tell(Level::ERROR, &format!("unexpected answer: {other:?}"));
+            Ok(ExitCode::from(4))
+        }
+        Err(e @ ClientError::NotRunning(_)) => {
+            println!("{e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => {
+            logging::tell(Level::ERROR, &e.to_string());
+            Ok(ExitCode::from(4))
+        }
+    }
+}
+
+/// `reload`: the daemon's answer, each change or each problem; exit 0 applied, 1 refused or
+/// failed (the unit's `ExecReload`, so that `systemctl reload` fails visibly), 3 not running.
+fn run_reload(args: ConfigArg) -> Result<ExitCode, Failure> {
+    use maillogsentinel::daemon::control::{self, Answer, ClientError};
+    // The file the daemon would read: when it is wrong, the daemon would refuse it too, and
+    // where its socket is cannot be known from it anyway.
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            logging::tell(Level::ERROR, &e.to_string());
+            logging::tell(
+                Level::ERROR,
+                "the running configuration is kept (the daemon was not asked to reload); fix the above and reload again",
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let timeout = control::RELOAD_TIMEOUT + std::time::Duration::from_secs(10);
+    match control::request(&config.state_dir, "reload", timeout) {
+        Ok(Answer::Reload(r)) => {
+            for n in &r.notes {
+                println!("note: {n}");
+            }
+            if r.ok {
+                if r.changes.is_empty() {
+                    println!("configuration reloaded: nothing changed");
+                }
+                for c in &r.changes {
+                    println!("configuration reloaded: {c}");
+                }
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &r.problems {
+                    logging::tell(Level::ERROR, p);
+                }
+                logging::tell(
+                    Level::ERROR,
+                    "the running configuration is kept; fix the above and reload again",
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        Ok(Answer::Error { message }) => {
+            logging::tell(
+                Level::ERROR,
+                &format!("the daemon could not answer: {message}"),
+            );
+            Ok(ExitCode::from(1))
+        }
+        Ok(other) => {
+            logging::tell(Level::ERROR, &format!("unexpected answer: {other:?}"));
+            Ok(ExitCode::from(1))
+        }
+        Err(e @ ClientError::NotRunning(_)) => {
+            logging::tell(Level::ERROR, &e.to_string());
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => {
+            logging::tell(Level::ERROR, &e.to_string());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// `purge`: the rows of an address or username out of the store and the state directory's

@@ -220,7 +220,7 @@ impl Counters {
 }
 
 /// A copy of [`Counters`] at one moment.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Lines read.
     pub lines: u64,

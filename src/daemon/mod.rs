@@ -8,6 +8,7 @@
 //! cancelled and drop their senders, the committer sees the channel close, commits what is
 //! left, writes the last checkpoint and returns; then the daemon exits.
 
+pub mod control;
 pub mod logging;
 pub mod notify;
 pub mod watch;
@@ -15,7 +16,7 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -91,7 +92,7 @@ struct TailerHandle {
     wake: std_mpsc::Sender<Wake>,
     join: std::thread::JoinHandle<()>,
     heartbeat: Heartbeat,
-    lag: Arc<AtomicU64>,
+    gauges: Arc<crate::source::tailer::SourceGauges>,
 }
 
 /// The running journal reader.
@@ -127,6 +128,8 @@ struct Running {
     committer_heartbeat: Heartbeat,
     /// Failures in flight between the sources and the sink's commit.
     budget: EventBudget,
+    /// The store, for `status`.
+    store_name: String,
 }
 
 /// A store opened, where it says to resume, and whether it holds rows.
@@ -334,6 +337,7 @@ pub async fn run(
         cancel: CancellationToken::new(),
         committer_heartbeat,
         budget: EventBudget::default(),
+        store_name: store_name.clone(),
     };
     let mut start = first_start_mode(
         first_start,
@@ -377,6 +381,12 @@ pub async fn run(
     let mut last_status = String::new();
     let mut pending: Option<PendingReload> = None;
     let mut reload_again = false;
+    // Who asked for the reload in progress, and for the one after it (control socket).
+    let mut reload_waiters: Vec<oneshot::Sender<control::ReloadAnswer>> = Vec::new();
+    let mut next_waiters: Vec<oneshot::Sender<control::ReloadAnswer>> = Vec::new();
+    let (requests_tx, mut requests) = mpsc::channel::<control::Request>(control::MAX_CLIENTS);
+    let control_stop = CancellationToken::new();
+    start_control_socket(&running.config.state_dir, requests_tx, control_stop.clone());
 
     loop {
         tokio::select! {
@@ -386,7 +396,9 @@ pub async fn run(
                     // One at a time: this one runs when the one in progress is done.
                     reload_again = true;
                 }
-                Some(Control::Reload) => pending = running.reload().await,
+                Some(Control::Reload) => {
+                    pending = running.start_reload(&mut reload_waiters).await;
+                }
                 Some(Control::Report) => {
                     tracing::info!("report requested (SIGUSR1)");
                     if report_trigger.try_send(()).is_err() {
@@ -435,14 +447,41 @@ pub async fn run(
                     "statistics: {}, reverse DNS cache {hits} hits / {misses} misses ({} entries)", running.counters.snapshot(), running.enricher.cached()
                 );
             },
+            r = requests.recv() => match r {
+                Some(control::Request::Status(reply)) => {
+                    let _ = reply.send(running.status());
+                }
+                Some(control::Request::Reload(reply)) if pending.is_some() => {
+                    // Answered by the reload after the one in progress (which read the file
+                    // before this request came).
+                    next_waiters.push(reply);
+                    reload_again = true;
+                }
+                Some(control::Request::Reload(reply)) => {
+                    tracing::info!("reload requested (control socket)");
+                    reload_waiters.push(reply);
+                    pending = running.start_reload(&mut reload_waiters).await;
+                }
+                None => {}
+            },
             r = async { (&mut pending.as_mut().expect("guarded").done).await }, if pending.is_some() => {
                 let p = pending.take().expect("guarded");
-                match r {
+                let answer = match r {
                     Ok(result) => running.finish_reload(p, result),
-                    Err(_) => tracing::error!("reload could not finish: the pipeline stopped"),
+                    Err(_) => {
+                        tracing::error!("reload could not finish: the pipeline stopped");
+                        control::ReloadAnswer {
+                            problems: vec!["the reload could not finish: the pipeline stopped".into()],
+                            ..Default::default()
+                        }
+                    }
+                };
+                for w in reload_waiters.drain(..) {
+                    let _ = w.send(answer.clone());
                 }
                 if std::mem::take(&mut reload_again) {
-                    pending = running.reload().await;
+                    reload_waiters.append(&mut next_waiters);
+                    pending = running.start_reload(&mut reload_waiters).await;
                 }
             },
             r = &mut done_rx => {
@@ -462,6 +501,7 @@ pub async fn run(
     }
 
     // Drain: stop reading, let the sink commit what is in flight, write the last checkpoint.
+    control_stop.cancel();
     report_cancel.cancel();
     notify::stopping();
     tracing::info!("stopping: draining the pipeline");
@@ -593,7 +633,7 @@ impl Running {
         let (wake_tx, wake_rx) = std_mpsc::channel();
         let cancel = self.cancel.child_token();
         let heartbeat = Heartbeat::new(self.epoch);
-        let lag = Arc::new(AtomicU64::new(0));
+        let gauges = Arc::new(crate::source::tailer::SourceGauges::default());
         let tailer = Tailer::new(
             self.settings(path),
             positions,
@@ -603,7 +643,7 @@ impl Running {
             cancel.clone(),
             self.counters.clone(),
             heartbeat.clone(),
-            lag.clone(),
+            gauges.clone(),
             self.budget.clone(),
         );
         let name = path
@@ -620,7 +660,7 @@ impl Running {
             wake: wake_tx,
             join,
             heartbeat,
-            lag,
+            gauges,
         });
     }
 
@@ -700,7 +740,11 @@ impl Running {
     }
 
     fn status_line(&self) -> String {
-        let lag: u64 = self.tailers.iter().map(|t| t.lag.load(Relaxed)).sum();
+        let lag: u64 = self
+            .tailers
+            .iter()
+            .map(|t| t.gauges.lag.load(Relaxed))
+            .sum();
         self.counters.lag_bytes.store(lag, Relaxed);
         let s = self.counters.snapshot();
         let journal = if self.journal.is_some() {
@@ -718,29 +762,57 @@ impl Running {
         )
     }
 
+    /// Starts a reload; when it completes at once (or is refused), answers `waiters` and
+    /// returns `None`, else returns its pipeline part (the waiters are answered when it ends).
+    async fn start_reload(
+        &mut self,
+        waiters: &mut Vec<oneshot::Sender<control::ReloadAnswer>>,
+    ) -> Option<PendingReload> {
+        match self.reload().await {
+            Reloaded::Done(answer) => {
+                for w in waiters.drain(..) {
+                    let _ = w.send(answer.clone());
+                }
+                None
+            }
+            Reloaded::Pending(p) => Some(p),
+        }
+    }
+
     /// SIGHUP: validate the new configuration, then apply it; on any error keep the old one.
     /// What needs the pipeline (switching the CSV, stopping readers and waiting for their
     /// batches to be committed) runs as a task of its own: with a backlog it can take minutes,
     /// and the control loop must meanwhile answer SIGTERM and ping the watchdog.
-    async fn reload(&mut self) -> Option<PendingReload> {
+    async fn reload(&mut self) -> Reloaded {
         notify::reloading();
         match Config::load(self.config_path.as_deref()) {
-            Err(e) => log_reload_error(&e),
-            Ok(new) => return self.apply(new).await,
+            Err(e) => {
+                log_reload_error(&e);
+                notify::ready(&self.status_line());
+                Reloaded::Done(control::ReloadAnswer {
+                    ok: false,
+                    problems: vec![e.to_string()],
+                    ..Default::default()
+                })
+            }
+            Ok(new) => self.apply(new).await,
         }
-        notify::ready(&self.status_line());
-        None
     }
 
     /// Applies what can be at once, and returns the pipeline's part of the reload as a pending
-    /// task (`None` when there is none: the reload is complete).
-    async fn apply(&mut self, mut new: Config) -> Option<PendingReload> {
+    /// task (or the answer, when there is none: the reload is complete).
+    async fn apply(&mut self, mut new: Config) -> Reloaded {
         let mut changes = self.config.changes(&new);
+        let mut notes = Vec::new();
+        let mut note = |text: String| {
+            tracing::warn!("{text}");
+            notes.push(text);
+        };
         if new.state_dir != self.config.state_dir {
-            tracing::warn!(
+            note(format!(
                 "sources.state_dir changes only at restart; {} stays in use until then (move its files to the new directory before restarting: a start without a checkpoint does not read the logs' history into an output that holds rows)",
                 self.config.state_dir.display()
-            );
+            ));
             changes.retain(|c| !c.starts_with("sources.state_dir"));
             new.state_dir = self.config.state_dir.clone();
             new.raw.sources.state_dir = self.config.raw.sources.state_dir.clone();
@@ -748,25 +820,30 @@ impl Running {
         if let Err(e) = self.enricher.reconfigure(new.enrich.clone()) {
             tracing::error!("configuration not applied, the running one is kept: {e}");
             notify::ready(&self.status_line());
-            return None;
+            return Reloaded::Done(control::ReloadAnswer {
+                ok: false,
+                problems: vec![e.to_string()],
+                notes,
+                ..Default::default()
+            });
         }
         // SIGHUP also picks up databases replaced on disk.
         let enricher = self.enricher.clone();
         let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(true)).await;
         if new.notify != self.config.notify {
-            tracing::warn!("sources.notify changes only at restart");
+            note("sources.notify changes only at restart".into());
             changes.retain(|c| !c.starts_with("sources.notify"));
             new.notify = self.config.notify;
             new.raw.sources.notify = self.config.raw.sources.notify;
         }
         if new.logins != self.config.logins {
-            tracing::warn!(
+            note(format!(
                 "output.logins changes only at restart; {} stays in use until then",
                 self.config.logins.as_ref().map_or_else(
                     || "no logins record".to_string(),
                     |p| p.display().to_string()
                 )
-            );
+            ));
             changes.retain(|c| !c.starts_with("output.logins"));
             new.logins = self.config.logins.clone();
             new.raw.output.logins = Some(self.config.logins.clone().unwrap_or_default());
@@ -780,10 +857,10 @@ impl Running {
             || postgres_moved
             || new.retention != self.config.retention
         {
-            tracing::warn!(
+            note(format!(
                 "output.store, where its database is and output.retention change only at restart; the {} store stays in use as it is until then",
                 self.config.store.as_str()
-            );
+            ));
             changes.retain(|c| {
                 ![
                     "output.store",
@@ -846,7 +923,12 @@ impl Running {
         if switch_output.is_none() && stop.is_empty() && start.is_empty() && !start_journal {
             log_changes(&changes);
             notify::ready(&self.status_line());
-            return None;
+            return Reloaded::Done(control::ReloadAnswer {
+                ok: true,
+                changes,
+                notes,
+                ..Default::default()
+            });
         }
         // Stopped readers must be gone, and their batches committed, before any reader starts
         // again from the committed positions: otherwise lines in flight would be read twice.
@@ -864,7 +946,12 @@ impl Running {
             j.cancel.cancel();
             stopped.push(j.join);
         }
-        let tx = self.tx.clone()?;
+        let Some(tx) = self.tx.clone() else {
+            return Reloaded::Done(control::ReloadAnswer {
+                problems: vec!["the daemon is stopping".into()],
+                ..Default::default()
+            });
+        };
         let cancel = self.cancel.child_token();
         let (done_tx, done) = oneshot::channel();
         let positions = self.positions.clone();
@@ -898,9 +985,10 @@ impl Running {
                 _ = cancel.cancelled() => {}
             }
         });
-        Some(PendingReload {
+        Reloaded::Pending(PendingReload {
             done,
             changes,
+            notes,
             start,
             stop,
             start_journal,
@@ -915,22 +1003,36 @@ impl Running {
         })
     }
 
-    /// Finishes a reload once its pipeline part is done: starts the readers it stopped or added.
-    fn finish_reload(&mut self, pending: PendingReload, result: ReloadOutcome) {
+    /// Finishes a reload once its pipeline part is done: starts the readers it stopped or
+    /// added, and says how it ended.
+    fn finish_reload(
+        &mut self,
+        pending: PendingReload,
+        result: ReloadOutcome,
+    ) -> control::ReloadAnswer {
+        let mut answer = control::ReloadAnswer {
+            notes: pending.notes.clone(),
+            ..Default::default()
+        };
         let (positions, journals, switched) = match result {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("reload could not finish: {e}");
-                return;
+                answer
+                    .problems
+                    .push(format!("the reload could not finish: {e}"));
+                return answer;
             }
         };
         let mut changes = pending.changes;
         if let (Err(e), Some((to, from))) = (switched, &pending.switch_output) {
-            tracing::error!(
+            let text = format!(
                 "cannot switch the output to {}: {e}; rows keep going to {}",
                 to.display(),
                 from.display()
             );
+            tracing::error!("{text}");
+            answer.problems.push(text);
             changes.retain(|c| !c.starts_with("output.csv"));
             self.config.csv = from.clone();
             let _ = self.report_settings.send(reporter_settings(&self.config));
@@ -971,7 +1073,66 @@ impl Running {
         }
         log_changes(&changes);
         notify::ready(&self.status_line());
+        answer.ok = answer.problems.is_empty();
+        answer.changes = changes;
+        answer
     }
+
+    /// What `status` answers.
+    fn status(&self) -> control::Status {
+        let summary = self.status_line();
+        let mut sources: Vec<control::SourceStatus> = self
+            .tailers
+            .iter()
+            .map(|t| control::SourceStatus {
+                kind: "file".into(),
+                name: t.path.display().to_string(),
+                state: t.gauges.state().describe().into(),
+                offset: Some(t.gauges.offset.load(Relaxed)),
+                size: Some(t.gauges.size.load(Relaxed)),
+                lag_bytes: Some(t.gauges.lag.load(Relaxed)),
+            })
+            .collect();
+        if self.journal.is_some() {
+            sources.push(control::SourceStatus {
+                kind: "journal".into(),
+                name: self.config.journal.describe(),
+                state: "following".into(),
+                offset: None,
+                size: None,
+                lag_bytes: None,
+            });
+        }
+        let outbox = std::fs::read_dir(self.config.state_dir.join("outbox")).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        });
+        control::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            uptime_secs: self.epoch.elapsed().as_secs(),
+            config: self.config_path.clone(),
+            summary,
+            store: self.store_name.clone(),
+            sources,
+            counters: self.counters.snapshot(),
+            enrichment: control::EnrichmentStatus {
+                cache_entries: self.enricher.cached(),
+                cache_hits: self.enricher.stats.hits.load(Relaxed),
+                cache_misses: self.enricher.stats.misses.load(Relaxed),
+            },
+            outbox,
+        }
+    }
+}
+
+/// How a reload went on: complete, or waiting for its pipeline part.
+enum Reloaded {
+    /// Complete (or refused).
+    Done(control::ReloadAnswer),
+    /// The pipeline's part is running.
+    Pending(PendingReload),
 }
 
 /// What the pipeline's part of a reload ends with: the committed positions and whether the
@@ -984,6 +1145,8 @@ struct PendingReload {
     done: oneshot::Receiver<ReloadOutcome>,
     /// What changed, logged once the reload is complete.
     changes: Vec<String>,
+    /// What was said beside (keys that change only at restart).
+    notes: Vec<String>,
     /// Readers to start then.
     start: Vec<PathBuf>,
     /// Readers stopped.
@@ -1006,6 +1169,32 @@ fn log_changes(changes: &[String]) {
     }
     for c in changes {
         tracing::info!("configuration reloaded: {c}");
+    }
+}
+
+/// Binds the control socket and serves it on a task of its own. Without it the daemon still
+/// runs (`status` and `reload` then say it is not running): the error is logged, not fatal.
+fn start_control_socket(
+    state_dir: &Path,
+    requests: mpsc::Sender<control::Request>,
+    stop: CancellationToken,
+) {
+    let path = control::socket_path(state_dir);
+    match control::bind(&path) {
+        Ok(listener) => {
+            if let Err(e) = control::link_from_state_dir(state_dir, &path) {
+                tracing::warn!(
+                    "cannot link {} to the control socket {}: {e}; `status` and `reload` will not find it",
+                    control::client_path(state_dir).display(),
+                    path.display()
+                );
+            }
+            tracing::debug!(socket = %path.display(), "control socket ready");
+            tokio::spawn(control::serve(listener, requests, stop));
+        }
+        Err(e) => tracing::error!(
+            "{e}; `maillogsentinel status` and `reload` cannot reach this daemon (SIGHUP still reloads)"
+        ),
     }
 }
 

@@ -103,6 +103,73 @@ struct SiblingSeen {
     compressed: bool,
 }
 
+/// What a tailer is doing, as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Not looked at yet.
+    Starting,
+    /// Reading the file as it is written.
+    Following,
+    /// Reading the file, and finishing a rotated-away one.
+    Draining,
+    /// The file does not exist (yet).
+    Waiting,
+    /// The file exists but cannot be opened or read.
+    Unreadable,
+    /// Stopped.
+    Stopped,
+}
+
+impl SourceState {
+    fn from_u8(v: u8) -> SourceState {
+        match v {
+            1 => SourceState::Following,
+            2 => SourceState::Draining,
+            3 => SourceState::Waiting,
+            4 => SourceState::Unreadable,
+            5 => SourceState::Stopped,
+            _ => SourceState::Starting,
+        }
+    }
+
+    /// For people: "following", "waiting for the file"...
+    pub fn describe(self) -> &'static str {
+        match self {
+            SourceState::Starting => "starting",
+            SourceState::Following => "following",
+            SourceState::Draining => "following, finishing a rotated file",
+            SourceState::Waiting => "waiting for the file",
+            SourceState::Unreadable => "unreadable",
+            SourceState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A tailer's figures for `status` and the status line, updated at every pass: plain atomics
+/// the control loop reads whenever it likes, never a lock the tailer waits on.
+#[derive(Debug, Default)]
+pub struct SourceGauges {
+    /// Bytes of the live file not read yet.
+    pub lag: AtomicU64,
+    /// Where reading is in the live file.
+    pub offset: AtomicU64,
+    /// The live file's size at the last pass.
+    pub size: AtomicU64,
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl SourceGauges {
+    /// What the tailer is doing.
+    pub fn state(&self) -> SourceState {
+        SourceState::from_u8(self.state.load(Relaxed))
+    }
+
+    fn set_state(&self, s: SourceState) {
+        self.state.store(s as u8, Relaxed);
+    }
+}
+
 /// The source actor for one configured path.
 pub struct Tailer {
     settings: TailerSettings,
@@ -111,7 +178,7 @@ pub struct Tailer {
     cancel: CancellationToken,
     counters: Arc<Counters>,
     heartbeat: Heartbeat,
-    lag: Arc<AtomicU64>,
+    gauges: Arc<SourceGauges>,
     /// Failures in flight, shared by every source (see [`EventBudget`]).
     budget: EventBudget,
     positions: Positions,
@@ -145,7 +212,7 @@ impl Tailer {
         cancel: CancellationToken,
         counters: Arc<Counters>,
         heartbeat: Heartbeat,
-        lag: Arc<AtomicU64>,
+        gauges: Arc<SourceGauges>,
         budget: EventBudget,
     ) -> Self {
         let cap = READ_CHUNK.max(settings.max_line_bytes + 1);
@@ -157,7 +224,7 @@ impl Tailer {
             cancel,
             counters,
             heartbeat,
-            lag,
+            gauges,
             budget,
             positions,
             start,
@@ -199,7 +266,8 @@ impl Tailer {
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        self.lag.store(0, Relaxed);
+        self.gauges.lag.store(0, Relaxed);
+        self.gauges.set_state(SourceState::Stopped);
         tracing::debug!(path, "stopped following");
     }
 
@@ -267,9 +335,23 @@ impl Tailer {
                 self.read_plain(&mut live);
             }
             let size = live.file.metadata().map_or(live.offset, |m| m.len());
-            self.lag.store(size.saturating_sub(live.offset), Relaxed);
+            self.gauges
+                .lag
+                .store(size.saturating_sub(live.offset), Relaxed);
+            self.gauges.offset.store(live.offset, Relaxed);
+            self.gauges.size.store(size, Relaxed);
             self.live = Some(live);
         }
+        let state = if self.live.is_none() && !self.reported.is_empty() {
+            SourceState::Unreadable
+        } else if self.live.is_none() {
+            SourceState::Waiting
+        } else if !self.draining.is_empty() {
+            SourceState::Draining
+        } else {
+            SourceState::Following
+        };
+        self.gauges.set_state(state);
     }
 
     /// Checks what the configured path is now.

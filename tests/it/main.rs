@@ -1,6 +1,7 @@
 //! Integration tests: one test crate (one link step) driving the real binary.
 
 mod check;
+mod control;
 mod daemon;
 mod daemon_durability;
 mod daemon_faults;

@@ -55,7 +55,9 @@ pub fn isolated(mut c: Command) -> Command {
         .env_remove("MAILLOGSENTINEL_LOG")
         .env_remove("JOURNAL_STREAM")
         .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS");
+        .env_remove("LISTEN_FDS")
+        // A control socket in the host's runtime directory would be the host's business.
+        .env_remove("RUNTIME_DIRECTORY");
     c.stdin(Stdio::null());
     c
 }

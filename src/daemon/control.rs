@@ -1,0 +1,559 @@
+//! The control socket: how `maillogsentinel status` and `maillogsentinel reload` ask the running
+//! daemon, and get an answer (a signal gets none: `systemctl reload` could not fail visibly).
+//!
+//! A Unix socket, `control.sock` in systemd's `RuntimeDirectory=` (`$RUNTIME_DIRECTORY`,
+//! `/run/maillogsentinel`), else in the state directory; mode 0660, so root and the service's
+//! group may ask, nobody else. One request per connection: a word and a newline (`status`,
+//! `reload`), at most [`MAX_REQUEST`] bytes, within [`REQUEST_TIMEOUT`]; the answer is one line of
+//! JSON, written within [`ANSWER_TIMEOUT`], then the connection is closed. At most
+//! [`MAX_CLIENTS`] are served at once; more are told so and closed. Whatever a client sends or
+//! fails to send, it costs the daemon one small task for a few seconds at most: the pipeline
+//! never waits on the socket, and the control loop only builds answers from figures it holds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+#[cfg(test)]
+use std::os::unix::fs::FileTypeExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The socket's file name.
+pub const SOCKET_NAME: &str = "control.sock";
+/// Longest request accepted (a request is a word; this leaves room for arguments later).
+pub const MAX_REQUEST: usize = 4096;
+/// How long a client has to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long writing an answer may take (a client that does not read is dropped).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 16;
+/// How long a reload may take to answer (its pipeline part waits for the rows in flight).
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A request the control loop answers.
+#[derive(Debug)]
+pub enum Request {
+    /// `status`.
+    Status(oneshot::Sender<Status>),
+    /// `reload`.
+    Reload(oneshot::Sender<ReloadAnswer>),
+}
+
+/// What `status` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The program's version.
+    pub version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// The configuration file (`None`: built-in defaults).
+    pub config: Option<PathBuf>,
+    /// The one-line summary systemd shows (`STATUS=`).
+    pub summary: String,
+    /// Where the records are (`CSV /var/lib/...`).
+    pub store: String,
+    /// Each source.
+    pub sources: Vec<SourceStatus>,
+    /// Counters since the daemon started.
+    pub counters: crate::stats::Snapshot,
+    /// Reverse DNS cache.
+    pub enrichment: EnrichmentStatus,
+    /// Reports waiting in the outbox to be sent.
+    pub outbox: usize,
+}
+
+/// One source in [`Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// `file` or `journal`.
+    pub kind: String,
+    /// The path, or the journal.
+    pub name: String,
+    /// What it is doing (`following`, `waiting for the file`...).
+    pub state: String,
+    /// Where reading is in the file (files only).
+    pub offset: Option<u64>,
+    /// The file's size (files only).
+    pub size: Option<u64>,
+    /// Bytes not read yet (files only).
+    pub lag_bytes: Option<u64>,
+}
+
+/// The enrichment's figures in [`Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrichmentStatus {
+    /// Addresses in the cache.
+    pub cache_entries: u64,
+    /// Answers from the cache.
+    pub cache_hits: u64,
+    /// Answers that needed a lookup.
+    pub cache_misses: u64,
+}
+
+/// What `reload` answers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// The new configuration is in force.
+    pub ok: bool,
+    /// What changed (`sources.files: [...] -> [...]`), when it is.
+    pub changes: Vec<String>,
+    /// Why it is not (file, line, key, what to do); the running configuration is kept.
+    pub problems: Vec<String>,
+    /// Things said beside (a key that changes only at restart).
+    pub notes: Vec<String>,
+}
+
+/// One line of answer on the socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    /// To `status`.
+    Status(Box<Status>),
+    /// To `reload`.
+    Reload(ReloadAnswer),
+    /// The request could not be served.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Where the daemon puts its socket: systemd's runtime directory when the unit has one, else
+/// the state directory.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|dirs| {
+            // Several directories are separated by colons; the first is ours.
+            let first = dirs.to_string_lossy().split(':').next()?.to_string();
+            (!first.is_empty()).then(|| PathBuf::from(first))
+        })
+        .unwrap_or_else(|| state_dir.to_path_buf())
+        .join(SOCKET_NAME)
+}
+
+/// Where a client finds the socket: `control.sock` in the state directory the configuration
+/// names, which is the socket itself or (when the daemon put it in its runtime directory) a
+/// symbolic link to it. Never a guess at a fixed path: a test's daemon and the host's own
+/// must not be confused.
+pub fn client_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+/// Points `state_dir/control.sock` at the socket bound elsewhere (the runtime directory), so
+/// that clients reading the configuration find it.
+pub fn link_from_state_dir(state_dir: &Path, socket: &Path) -> std::io::Result<()> {
+    let link = client_path(state_dir);
+    if link == socket {
+        return Ok(());
+    }
+    match std::fs::symlink_metadata(&link) {
+        Ok(m)
+            if m.file_type().is_symlink()
+                || std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) =>
+        {
+            std::fs::remove_file(&link)?;
+        }
+        _ => {}
+    }
+    std::os::unix::fs::symlink(socket, &link)
+}
+
+/// Why the socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("control socket {path}: {source}")]
+pub struct SocketError {
+    /// The socket.
+    pub path: PathBuf,
+    /// What the system said.
+    pub source: std::io::Error,
+}
+
+/// The bound socket, removed when dropped.
+pub struct Listener {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds the socket at `path` (mode 0660). A socket left there by a daemon that died is
+/// replaced: the caller holds the state directory's lock, so no other daemon of this state
+/// directory is running.
+pub fn bind(path: &Path) -> Result<Listener, SocketError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| SocketError {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        // A socket left by a daemon that died, or the link a packaged daemon made to its
+        // runtime directory.
+        Ok(m)
+            if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())
+                || m.file_type().is_symlink() =>
+        {
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        Ok(_) => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "something that is not a socket is in the way: move it",
+            )));
+        }
+        Err(_) => {}
+    }
+    // Bound under a temporary name, given its mode, then renamed into place: the socket at
+    // `path` is never reachable with the mode the umask gave it.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(err)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(e));
+    }
+    Ok(Listener {
+        listener,
+        path: path.to_path_buf(),
+    })
+}
+
+/// Serves the socket until `stop` is cancelled: each connection on a task of its own, passed
+/// to the control loop through `requests`.
+pub async fn serve(listener: Listener, requests: mpsc::Sender<Request>, stop: CancellationToken) {
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let conn = tokio::select! {
+            _ = stop.cancelled() => break,
+            c = listener.listener.accept() => c,
+        };
+        let Ok((mut stream, _)) = conn else {
+            // Out of file descriptors, say: the socket stays, try again shortly.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(permit) = clients.clone().try_acquire_owned() else {
+            let busy = Answer::Error {
+                message: format!(
+                    "busy: {MAX_CLIENTS} clients are being served; try again in a moment"
+                ),
+            };
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(ANSWER_TIMEOUT, write_answer(&mut stream, &busy)).await;
+            });
+            continue;
+        };
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_one(stream, requests).await;
+        });
+    }
+}
+
+/// Reads one request from `stream`, asks the control loop, writes the answer.
+async fn serve_one(mut stream: UnixStream, requests: mpsc::Sender<Request>) {
+    let answer = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+        Err(_) => Answer::Error {
+            message: format!("no request within {REQUEST_TIMEOUT:?}"),
+        },
+        Ok(Err(message)) => Answer::Error { message },
+        Ok(Ok(word)) => ask(&word, &requests).await,
+    };
+    let _ = tokio::time::timeout(ANSWER_TIMEOUT, write_answer(&mut stream, &answer)).await;
+}
+
+/// A request's word, or why there is none.
+async fn read_request(stream: &mut UnixStream) -> Result<String, String> {
+    let mut buf = Vec::with_capacity(64);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("cannot read the request: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.contains(&b'\n') {
+            break;
+        }
+        if buf.len() > MAX_REQUEST {
+            return Err(format!("request longer than {MAX_REQUEST} bytes"));
+        }
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let word = std::str::from_utf8(line)
+        .map_err(|_| "the request is not text".to_string())?
+        .trim();
+    Ok(word.to_string())
+}
+
+/// Asks the control loop to answer `word`.
+async fn ask(word: &str, requests: &mpsc::Sender<Request>) -> Answer {
+    let gone = || Answer::Error {
+        message: "the daemon is stopping".into(),
+    };
+    match word {
+        "status" => {
+            let (tx, rx) = oneshot::channel();
+            if requests.send(Request::Status(tx)).await.is_err() {
+                return gone();
+            }
+            rx.await
+                .map_or_else(|_| gone(), |s| Answer::Status(Box::new(s)))
+        }
+        "reload" => {
+            let (tx, rx) = oneshot::channel();
+            if requests.send(Request::Reload(tx)).await.is_err() {
+                return gone();
+            }
+            match tokio::time::timeout(RELOAD_TIMEOUT, rx).await {
+                Ok(Ok(a)) => Answer::Reload(a),
+                Ok(Err(_)) => gone(),
+                Err(_) => Answer::Error {
+                    message: format!(
+                        "the reload did not finish within {RELOAD_TIMEOUT:?} (rows in flight are still being written); the daemon logs its outcome"
+                    ),
+                },
+            }
+        }
+        other => Answer::Error {
+            message: format!(
+                "unknown request {:?}: ask `status` or `reload`",
+                other.chars().take(40).collect::<String>()
+            ),
+        },
+    }
+}
+
+async fn write_answer(stream: &mut UnixStream, answer: &Answer) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(answer).expect("answers serialise");
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    stream.shutdown().await
+}
+
+/// Why a client got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon answers on the socket.
+    #[error("maillogsentinel is not running (nothing answers at {})", .0.display())]
+    NotRunning(PathBuf),
+    /// A socket is there but this user may not use it.
+    #[error(
+        "{0}: permission denied: run as root or as a member of the service's group (the socket is mode 0660)"
+    )]
+    Denied(PathBuf),
+    /// The exchange failed.
+    #[error("{path}: {message}")]
+    Failed {
+        /// The socket.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Sends `word` to the daemon whose state directory is `state_dir` and returns its answer
+/// (blocking; `timeout` for the whole exchange).
+pub fn request(state_dir: &Path, word: &str, timeout: Duration) -> Result<Answer, ClientError> {
+    use std::io::{Read, Write};
+    let path = client_path(state_dir);
+    {
+        let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(ClientError::Denied(path));
+            }
+            // Absent, or a socket left by a daemon that died.
+            Err(_) => return Err(ClientError::NotRunning(path)),
+        };
+        let failed = |message: String| ClientError::Failed {
+            path: path.clone(),
+            message,
+        };
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|_| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| failed(e.to_string()))?;
+        stream
+            .write_all(format!("{word}\n").as_bytes())
+            .map_err(|e| failed(format!("cannot send the request: {e}")))?;
+        let mut answer = Vec::new();
+        stream
+            .take(64 * 1024 * 1024)
+            .read_to_end(&mut answer)
+            .map_err(|e| failed(format!("no answer: {e}")))?;
+        serde_json::from_slice(&answer)
+            .map_err(|e| failed(format!("an answer this program cannot read ({e})")))
+    }
+}
+
+/// `status` for a terminal: the one-line summary first, then tables.
+pub fn render_status(s: &Status) -> String {
+    let mut out = format!(
+        "maillogsentinel {} running for {} (pid {}): {}\n",
+        s.version,
+        humantime::format_duration(Duration::from_secs(s.uptime_secs)),
+        s.pid,
+        s.summary
+    );
+    out.push_str(&format!(
+        "configuration: {}\nstore: {}\n",
+        s.config
+            .as_ref()
+            .map_or("built-in defaults".into(), |p| p.display().to_string()),
+        s.store
+    ));
+    out.push_str("\nSources\n");
+    let mut rows =
+        vec![["kind", "name", "state", "offset", "size", "lag (bytes)"].map(String::from)];
+    let num = |n: Option<u64>| n.map_or("-".into(), |n| n.to_string());
+    for src in &s.sources {
+        rows.push([
+            src.kind.clone(),
+            src.name.clone(),
+            src.state.clone(),
+            num(src.offset),
+            num(src.size),
+            num(src.lag_bytes),
+        ]);
+    }
+    if s.sources.is_empty() {
+        out.push_str("  (none)\n");
+    } else {
+        table(&mut out, &rows, &[false, false, false, true, true, true]);
+    }
+    let c = &s.counters;
+    out.push_str("\nCounters since start\n");
+    let counters: Vec<[String; 2]> = [
+        ("lines read", c.lines),
+        ("failed logins recorded", c.failures),
+        ("logins recorded", c.logins),
+        ("auth-backend failures", c.backend_failures),
+        ("relay login failures", c.relay_auth_failures),
+        ("connections without auth attempts", c.no_auth_attempts),
+        ("plaintext logins refused", c.plaintext_refused),
+        ("unrecognised SASL failure lines", c.unrecognised),
+        ("lines too long (skipped)", c.too_long),
+        ("journal entries without text", c.unreadable),
+        ("rotations", c.rotations),
+        ("truncations", c.truncations),
+        ("commits", c.checkpoints),
+    ]
+    .into_iter()
+    .map(|(k, v)| [k.to_string(), v.to_string()])
+    .collect();
+    table(&mut out, &counters, &[false, true]);
+    let e = &s.enrichment;
+    let asked = e.cache_hits + e.cache_misses;
+    out.push_str(&format!(
+        "\nEnrichment\n  reverse DNS cache: {} entries, {} hits, {} misses{}\n",
+        e.cache_entries,
+        e.cache_hits,
+        e.cache_misses,
+        if asked > 0 {
+            format!(
+                " ({:.0} % hits)",
+                e.cache_hits as f64 * 100.0 / asked as f64
+            )
+        } else {
+            String::new()
+        }
+    ));
+    out.push_str(&format!("\nReports waiting in the outbox: {}\n", s.outbox));
+    out
+}
+
+/// Appends `rows` (the first is the header) as aligned columns, numbers right-aligned.
+fn table<const N: usize>(out: &mut String, rows: &[[String; N]], numeric: &[bool; N]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let mut line = String::from(" ");
+        for i in 0..N {
+            let pad = widths[i] - r[i].chars().count();
+            line.push(' ');
+            if numeric[i] {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(&r[i]);
+            } else {
+                line.push_str(&r[i]);
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_round_trip_through_json() {
+        let a = Answer::Reload(ReloadAnswer {
+            ok: false,
+            changes: vec![],
+            problems: vec!["config.toml line 3: bad".into()],
+            notes: vec![],
+        });
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(text.contains("\"answer\":\"reload\""), "{text}");
+        match serde_json::from_str::<Answer>(&text).unwrap() {
+            Answer::Reload(r) => assert_eq!(r.problems, ["config.toml line 3: bad"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_socket_in_the_runtime_directory_is_found_through_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, run) = (dir.path().join("state"), dir.path().join("run"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let socket = run.join(SOCKET_NAME);
+        let listener = bind(&socket).unwrap();
+        link_from_state_dir(&state, &socket).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&socket).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o660);
+        assert!(std::os::unix::net::UnixStream::connect(client_path(&state)).is_ok());
+        // A later daemon without a runtime directory replaces the link with its socket.
+        drop(listener);
+        let again = bind(&client_path(&state)).unwrap();
+        assert!(
+            std::fs::symlink_metadata(client_path(&state))
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        drop(again);
+        assert!(!client_path(&state).exists());
+    }
+}
