@@ -177,6 +177,8 @@ pub struct Counters {
     pub checkpoints: AtomicU64,
     /// Bytes in followed files not read yet, summed over files at their last check.
     pub lag_bytes: AtomicU64,
+    /// The store's write failure being retried, as logged (`None`: writing works).
+    pub store_problem: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {

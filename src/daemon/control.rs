@@ -57,6 +57,8 @@ pub struct Status {
     pub config: Option<PathBuf>,
     /// The one-line summary systemd shows (`STATUS=`).
     pub summary: String,
+    /// What is wrong now, most serious first (empty: nothing).
+    pub problems: Vec<String>,
     /// Where the records are (`CSV /var/lib/...`).
     pub store: String,
     /// Each source.
@@ -95,6 +97,19 @@ pub struct EnrichmentStatus {
     pub cache_hits: u64,
     /// Answers that needed a lookup.
     pub cache_misses: u64,
+    /// The GeoIP databases configured.
+    pub geoip: Vec<GeoStatus>,
+}
+
+/// A GeoIP database in [`EnrichmentStatus`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeoStatus {
+    /// `country` or `ASN`.
+    pub what: String,
+    /// Where it is configured.
+    pub path: PathBuf,
+    /// Its type and build date, or `None`: missing or unreadable.
+    pub database: Option<String>,
 }
 
 /// What `reload` answers.
@@ -478,6 +493,16 @@ pub fn render_status(s: &Status) -> String {
             String::new()
         }
     ));
+    for g in &e.geoip {
+        out.push_str(&format!(
+            "  GeoIP {} database {}: {}\n",
+            g.what,
+            g.path.display(),
+            g.database
+                .as_deref()
+                .unwrap_or("MISSING (maillogsentinel geoip update)")
+        ));
+    }
     out.push_str(&format!("\nReports waiting in the outbox: {}\n", s.outbox));
     out
 }

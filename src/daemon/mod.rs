@@ -739,6 +739,7 @@ impl Running {
                 .all(|t| t.heartbeat.alive_within(max_ms))
     }
 
+    /// The line systemd shows (`STATUS=`): what is wrong first, then what is being done.
     fn status_line(&self) -> String {
         let lag: u64 = self
             .tailers
@@ -752,14 +753,57 @@ impl Running {
         } else {
             ""
         };
-        format!(
+        let mut line: Vec<String> = self.problems();
+        line.push(format!(
             "following {} file(s){journal}: {} lines read, {} failed logins recorded, {} skipped, lag {} bytes",
             self.tailers.len(),
             s.lines,
             s.failures,
             s.too_long + s.unrecognised,
             lag
-        )
+        ));
+        line.join("; ")
+    }
+
+    /// What is wrong now, most serious first: the store failing, logs not read, GeoIP
+    /// databases missing, reports not delivered.
+    fn problems(&self) -> Vec<String> {
+        use crate::source::tailer::SourceState;
+        let mut out = Vec::new();
+        if let Some(p) = self
+            .counters
+            .store_problem
+            .lock()
+            .expect("problem lock")
+            .clone()
+        {
+            out.push(p);
+        }
+        for t in &self.tailers {
+            match t.gauges.state() {
+                SourceState::Waiting => out.push(format!("waiting for {}", t.path.display())),
+                SourceState::Unreadable => out.push(format!("cannot read {}", t.path.display())),
+                _ => {}
+            }
+        }
+        let missing: Vec<&str> = self
+            .enricher
+            .geo_databases()
+            .into_iter()
+            .filter(|(_, _, open)| open.is_none())
+            .map(|(what, _, _)| what)
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "GeoIP database missing: {} (maillogsentinel geoip update)",
+                missing.join(", ")
+            ));
+        }
+        let outbox = outbox_count(&self.config.state_dir);
+        if outbox > 0 {
+            out.push(format!("{outbox} report(s) waiting in the outbox"));
+        }
+        out
     }
 
     /// Starts a reload; when it completes at once (or is refused), answers `waiters` and
@@ -1103,11 +1147,7 @@ impl Running {
                 lag_bytes: None,
             });
         }
-        let outbox = std::fs::read_dir(self.config.state_dir.join("outbox")).map_or(0, |d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                .count()
-        });
+        let outbox = outbox_count(&self.config.state_dir);
         control::Status {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -1117,10 +1157,21 @@ impl Running {
             store: self.store_name.clone(),
             sources,
             counters: self.counters.snapshot(),
+            problems: self.problems(),
             enrichment: control::EnrichmentStatus {
                 cache_entries: self.enricher.cached(),
                 cache_hits: self.enricher.stats.hits.load(Relaxed),
                 cache_misses: self.enricher.stats.misses.load(Relaxed),
+                geoip: self
+                    .enricher
+                    .geo_databases()
+                    .into_iter()
+                    .map(|(what, path, database)| control::GeoStatus {
+                        what: what.into(),
+                        path,
+                        database,
+                    })
+                    .collect(),
             },
             outbox,
         }
@@ -1170,6 +1221,15 @@ fn log_changes(changes: &[String]) {
     for c in changes {
         tracing::info!("configuration reloaded: {c}");
     }
+}
+
+/// Reports waiting in the outbox to be sent.
+fn outbox_count(state_dir: &Path) -> usize {
+    std::fs::read_dir(state_dir.join("outbox")).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .count()
+    })
 }
 
 /// Binds the control socket and serves it on a task of its own. Without it the daemon still

@@ -248,6 +248,24 @@ impl Enricher {
         true
     }
 
+    /// Each configured GeoIP database: what it is for (`country`, `ASN`), its path, and its
+    /// type and build date, or `None` when it could not be opened (missing, unreadable).
+    pub fn geo_databases(&self) -> Vec<(&'static str, PathBuf, Option<String>)> {
+        let settings = self.settings.read().expect("settings lock");
+        let geo = self.geo.read().expect("geo lock").clone();
+        [
+            ("country", settings.country_db.clone(), geo.country.as_ref()),
+            ("ASN", settings.asn_db.clone(), geo.asn.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(what, path, db)| {
+            let path = path?;
+            let open = db.filter(|d| d.path() == path).map(|d| d.describe());
+            Some((what, path, open))
+        })
+        .collect()
+    }
+
     /// Entries in the cache now.
     pub fn cached(&self) -> u64 {
         self.cache.len() as u64

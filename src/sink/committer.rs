@@ -544,6 +544,8 @@ impl Committer {
                 "cannot write rows or positions: {e}; retrying (every 30 s at most) until it works, nothing is read meanwhile"
             );
             self.failing = Some(state);
+            *self.counters.store_problem.lock().expect("problem lock") =
+                Some(format!("cannot write to the store: {e}"));
         }
     }
 
@@ -551,6 +553,7 @@ impl Committer {
     fn recovered(&mut self) {
         if self.failing.take().is_some() {
             tracing::info!(store = %self.store.describe(), "writing rows and positions works again");
+            *self.counters.store_problem.lock().expect("problem lock") = None;
         }
     }
 

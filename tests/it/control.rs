@@ -24,6 +24,16 @@ fn status_and_reload_answer_about_the_running_daemon() {
     let missing = dir.path().join("missing.log");
     append(&log, &attack("u0"));
     let cfg = daemon_config(dir.path(), &[&log, &missing], "backfill = true\n");
+    let no_asn = dir.path().join("no-such-asn.mmdb");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "asn_db = \"\"",
+            &format!("asn_db = \"{}\"", no_asn.display()),
+        ),
+    )
+    .unwrap();
     let c = cfg.to_str().unwrap();
     let d = Daemon::start(&cfg, dir.path());
     assert!(
@@ -46,6 +56,10 @@ fn status_and_reload_answer_about_the_running_daemon() {
         text.contains("waiting for the file") && text.contains("Counters since start"),
         "{text}"
     );
+    assert!(
+        text.contains("GeoIP ASN database") && text.contains("MISSING"),
+        "{text}"
+    );
 
     let s = status_json(&cfg);
     assert_eq!(s["pid"], d.child.id());
@@ -57,6 +71,25 @@ fn status_and_reload_answer_about_the_running_daemon() {
     assert_eq!(s["sources"][0]["lag_bytes"], 0);
     assert_eq!(s["sources"][1]["state"], "waiting for the file");
     assert!(s["store"].as_str().unwrap().starts_with("CSV "), "{s}");
+    // What is wrong comes first, in the list and in the summary systemd shows.
+    assert_eq!(
+        s["problems"],
+        serde_json::json!([
+            format!("waiting for {}", missing.display()),
+            "GeoIP database missing: ASN (maillogsentinel geoip update)"
+        ])
+    );
+    assert!(
+        s["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("waiting for {}; GeoIP", missing.display())),
+        "{s}"
+    );
+    assert_eq!(
+        s["enrichment"]["geoip"][0]["database"],
+        serde_json::Value::Null
+    );
 
     // Nothing changed.
     let o = run(&["reload", "-c", c]);
