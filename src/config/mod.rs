@@ -94,6 +94,8 @@ pub struct Config {
     pub report_mail: Option<crate::report::mail::MailSettings>,
     /// Compromise alerts.
     pub alerts: crate::alerts::AlertSettings,
+    /// Where Prometheus metrics are served (`None`: nowhere).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why a configuration could not be used.
@@ -211,6 +213,7 @@ impl Config {
                 mail: raw.alerts.mail.unwrap_or(!raw.report.to.is_empty()),
                 mail_delay: raw.alerts.mail_delay.0,
             },
+            metrics_listen: raw.metrics.listen.parse().ok(),
             raw,
         }
     }

@@ -23,6 +23,29 @@ pub struct RawConfig {
     pub report: RawReport,
     /// `[alerts]`: successful logins after failures.
     pub alerts: RawAlerts,
+    /// `[metrics]`: Prometheus metrics and a health check over HTTP.
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Where `/metrics` and `/health` are served (`"127.0.0.1:9154"`); "" for nowhere.
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: String,
+}
+
+/// An `address:port` to listen on, or "".
+fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() || s.parse::<std::net::SocketAddr>().is_ok() {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{s:?} is not an address and port to listen on: write e.g. \"127.0.0.1:9154\" (or \"[::1]:9154\"), or \"\" for none"
+        )))
+    }
 }
 
 /// `[alerts]`

@@ -42,6 +42,10 @@ pub enum Request {
     Status(oneshot::Sender<Status>),
     /// `reload`.
     Reload(oneshot::Sender<ReloadAnswer>),
+    /// `/metrics`: the exposition.
+    Metrics(oneshot::Sender<String>),
+    /// `/health`: whether every actor responds.
+    Health(oneshot::Sender<bool>),
 }
 
 /// What `status` answers.
@@ -69,6 +73,8 @@ pub struct Status {
     pub enrichment: EnrichmentStatus,
     /// Reports waiting in the outbox to be sent.
     pub outbox: usize,
+    /// Where `/metrics` is served (`None`: nowhere).
+    pub metrics: Option<String>,
 }
 
 /// One source in [`Status`].
@@ -504,6 +510,9 @@ pub fn render_status(s: &Status) -> String {
         ));
     }
     out.push_str(&format!("\nReports waiting in the outbox: {}\n", s.outbox));
+    if let Some(m) = &s.metrics {
+        out.push_str(&format!("Metrics: http://{m}/metrics\n"));
+    }
     out
 }
 

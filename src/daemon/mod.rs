@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod watch;
 
@@ -130,6 +131,8 @@ struct Running {
     budget: EventBudget,
     /// The store, for `status`.
     store_name: String,
+    /// Where `/metrics` is served.
+    metrics_at: Option<std::net::SocketAddr>,
 }
 
 /// A store opened, where it says to resume, and whether it holds rows.
@@ -338,6 +341,7 @@ pub async fn run(
         committer_heartbeat,
         budget: EventBudget::default(),
         store_name: store_name.clone(),
+        metrics_at: None,
     };
     let mut start = first_start_mode(
         first_start,
@@ -386,7 +390,14 @@ pub async fn run(
     let mut next_waiters: Vec<oneshot::Sender<control::ReloadAnswer>> = Vec::new();
     let (requests_tx, mut requests) = mpsc::channel::<control::Request>(control::MAX_CLIENTS);
     let control_stop = CancellationToken::new();
-    start_control_socket(&running.config.state_dir, requests_tx, control_stop.clone());
+    start_control_socket(
+        &running.config.state_dir,
+        requests_tx.clone(),
+        control_stop.clone(),
+    );
+    if let Some(addr) = running.config.metrics_listen {
+        running.metrics_at = start_metrics(addr, requests_tx, control_stop.clone()).await;
+    }
 
     loop {
         tokio::select! {
@@ -450,6 +461,12 @@ pub async fn run(
             r = requests.recv() => match r {
                 Some(control::Request::Status(reply)) => {
                     let _ = reply.send(running.status());
+                }
+                Some(control::Request::Metrics(reply)) => {
+                    let _ = reply.send(metrics::exposition(&running.figures()));
+                }
+                Some(control::Request::Health(reply)) => {
+                    let _ = reply.send(running.healthy());
                 }
                 Some(control::Request::Reload(reply)) if pending.is_some() => {
                     // Answered by the reload after the one in progress (which read the file
@@ -874,6 +891,12 @@ impl Running {
         // SIGHUP also picks up databases replaced on disk.
         let enricher = self.enricher.clone();
         let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(true)).await;
+        if new.metrics_listen != self.config.metrics_listen {
+            note("metrics.listen changes only at restart".into());
+            changes.retain(|c| !c.starts_with("metrics.listen"));
+            new.metrics_listen = self.config.metrics_listen;
+            new.raw.metrics.listen = self.config.raw.metrics.listen.clone();
+        }
         if new.notify != self.config.notify {
             note("sources.notify changes only at restart".into());
             changes.retain(|c| !c.starts_with("sources.notify"));
@@ -1174,6 +1197,51 @@ impl Running {
                     .collect(),
             },
             outbox,
+            metrics: self.metrics_at.map(|a| a.to_string()),
+        }
+    }
+
+    /// Whether every actor beat recently (the watchdog's test, whether or not systemd asks).
+    fn healthy(&self) -> bool {
+        let floor = (self.config.poll_interval * 2).max(Duration::from_secs(3));
+        let max = notify::watchdog_interval().map_or(floor, |w| w.max(floor));
+        self.alive_within(max.as_millis() as u64)
+    }
+
+    /// What `/metrics` exposes.
+    fn figures(&self) -> metrics::Figures {
+        let mut states: BTreeMap<String, u64> = BTreeMap::new();
+        for t in &self.tailers {
+            *states
+                .entry(format!("{:?}", t.gauges.state()).to_lowercase())
+                .or_default() += 1;
+        }
+        if self.journal.is_some() {
+            *states.entry("following".into()).or_default() += 1;
+        }
+        metrics::Figures {
+            counters: self.counters.snapshot(),
+            uptime_secs: self.epoch.elapsed().as_secs(),
+            dns_cache: (
+                self.enricher.cached(),
+                self.enricher.stats.hits.load(Relaxed),
+                self.enricher.stats.misses.load(Relaxed),
+            ),
+            geoip: self
+                .enricher
+                .geo_databases()
+                .into_iter()
+                .map(|(what, _, open)| (what.to_lowercase(), open.is_some()))
+                .collect(),
+            outbox: outbox_count(&self.config.state_dir) as u64,
+            store_up: self
+                .counters
+                .store_problem
+                .lock()
+                .expect("problem lock")
+                .is_none(),
+            sources: states.into_iter().collect(),
+            healthy: self.healthy(),
         }
     }
 }
@@ -1220,6 +1288,32 @@ fn log_changes(changes: &[String]) {
     }
     for c in changes {
         tracing::info!("configuration reloaded: {c}");
+    }
+}
+
+/// Binds `[metrics] listen` and serves it on a task of its own; returns the address bound (the
+/// port chosen when 0 was asked). A failure is logged, not fatal: recording matters more.
+async fn start_metrics(
+    addr: std::net::SocketAddr,
+    requests: mpsc::Sender<control::Request>,
+    stop: CancellationToken,
+) -> Option<std::net::SocketAddr> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            let at = listener.local_addr().ok();
+            tracing::info!(
+                "serving Prometheus metrics at http://{}/metrics",
+                at.unwrap_or(addr)
+            );
+            tokio::spawn(metrics::serve(listener, requests, stop));
+            at
+        }
+        Err(e) => {
+            tracing::error!(
+                "[metrics] listen = \"{addr}\": cannot listen there: {e}; no metrics are served (choose a free address and port, then restart)"
+            );
+            None
+        }
     }
 }
 

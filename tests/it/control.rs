@@ -221,3 +221,141 @@ fn hostile_clients_on_the_control_socket_do_not_disturb_the_daemon() {
     assert_eq!(d.stop(), Some(0));
     assert!(!socket.exists(), "the socket is removed at stop");
 }
+
+/// An HTTP/1.0 GET of `path` at `addr`: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (code, body)
+}
+
+/// A configuration with `[metrics]` on a port the system chooses.
+fn metrics_config(dir: &Path, log: &Path) -> std::path::PathBuf {
+    let cfg = daemon_config(dir, &[log], "backfill = true\n");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn metrics_are_scraped_while_following_and_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &(attack("u0") + &attack("u1") + &noise(1)));
+    let cfg = metrics_config(dir.path(), &log);
+    let out = dir.path().join("out.csv");
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 2),
+        "{}",
+        d.logged()
+    );
+    let addr = status_json(&cfg)["metrics"].as_str().unwrap().to_string();
+
+    // A client that connects and says nothing does not hold up the others.
+    let silent = std::net::TcpStream::connect(&addr).unwrap();
+    let (code, body) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    for want in [
+        "maillogsentinel_lines_read_total 3",
+        "maillogsentinel_failures_recorded_total 2",
+        "maillogsentinel_store_up 1",
+        "maillogsentinel_healthy 1",
+        "maillogsentinel_sources{state=\"following\"} 1",
+    ] {
+        assert!(body.contains(want), "{want} in\n{body}");
+    }
+    // No address and no username in any label or value.
+    assert!(
+        !body.contains("203.0.113.9") && !body.contains("u0"),
+        "{body}"
+    );
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut p) => {
+            p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+            let o = p.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Err(_) => eprintln!(
+            "SKIPPED the promtool check: promtool is not installed (apt-get install prometheus)"
+        ),
+    }
+    let (code, body) = http_get(&addr, "/health");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    assert_eq!(http_get(&addr, "/elsewhere").0, 404);
+    // Headers that never end are cut off by the size limit, not read for ever.
+    let mut big = std::net::TcpStream::connect(&addr).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        big,
+        "GET /metrics HTTP/1.1\r\nX: {}\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(!answer.contains(" 200 "), "{answer}");
+    // Reading goes on meanwhile.
+    append(&log, &attack("u2"));
+    assert!(
+        wait_until(WAIT, || usernames(&out).len() == 3),
+        "{}",
+        d.logged()
+    );
+    let (_, body) = http_get(&addr, "/metrics");
+    assert!(
+        body.contains("maillogsentinel_failures_recorded_total 3"),
+        "{body}"
+    );
+    drop(silent);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn health_turns_503_when_the_sink_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &attack("u0"));
+    let cfg = metrics_config(dir.path(), &log);
+    let mut cmd = bin();
+    cmd.env("MAILLOGSENTINEL_TEST_CRASH", "hang-after-rows");
+    let d = Daemon::start_with(cmd, &cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || usernames(&dir.path().join("out.csv")).len() == 1),
+        "{}",
+        d.logged()
+    );
+    let addr = status_json(&cfg)["metrics"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(WAIT, || http_get(&addr, "/health").0 == 503),
+        "{}",
+        d.logged()
+    );
+    let (_, body) = http_get(&addr, "/metrics");
+    assert!(body.contains("maillogsentinel_healthy 0"), "{body}");
+    d.kill9();
+}
