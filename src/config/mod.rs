@@ -163,9 +163,11 @@ impl Config {
             });
         }
         let mail =
-            report_mail(&raw.report, &origin, text).map_err(|message| ConfigError::Invalid {
-                path: path.clone(),
-                message,
+            report_mail(&raw.report, &origin, text, &raw.sources.state_dir).map_err(|message| {
+                ConfigError::Invalid {
+                    path: path.clone(),
+                    message,
+                }
             })?;
         let mut config = Config::from_raw(raw, origin);
         config.report_mail = mail;
@@ -275,11 +277,62 @@ fn journal_settings(raw: &RawSources) -> crate::source::journal::JournalSettings
     }
 }
 
+/// Why a password in the configuration file `path` is exposed, with what to do; `None` when
+/// only its owner and the service's group can read it. The package installs the file
+/// `root:maillogsentinel 0640` (the service reads it through its group), so a group that can
+/// read it is fine when it is the service's: the state directory's group (systemd's
+/// `StateDirectory=` gives it to the service), a group of the user checking, or root's.
+fn password_exposed(path: &std::path::Path, state_dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.mode() & 0o777;
+    let advice = "or move the password to password_file (a file of its own, mode 0600 or 0640 with the service's group)";
+    if mode & 0o007 != 0 {
+        return Some(format!(
+            "others (every user) can read it (mode {mode:04o}): chmod o-rwx {} {advice}",
+            path.display()
+        ));
+    }
+    if mode & 0o070 != 0 {
+        let gid = meta.gid();
+        let service_group = std::fs::metadata(state_dir).ok().map(|m| m.gid());
+        let ours = gid == 0 || Some(gid) == service_group || own_groups().contains(&gid);
+        if !ours {
+            return Some(format!(
+                "its group (gid {gid}) can read it (mode {mode:04o}) and is not the service's: chgrp maillogsentinel {} (the service's group), or chmod g-rwx, {advice}",
+                path.display()
+            ));
+        }
+    }
+    None
+}
+
+/// The groups of this process (primary and supplementary), from `/proc/self/status`.
+fn own_groups() -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("Gid:")
+                .map(|v| v.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .or_else(|| l.strip_prefix("Groups:").map(str::to_string))
+        })
+        .flat_map(|v| {
+            v.split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// Mail settings from `[report]`, checking the password rules.
 fn report_mail(
     raw: &RawReport,
     origin: &Origin,
     text: &str,
+    state_dir: &std::path::Path,
 ) -> Result<Option<crate::report::mail::MailSettings>, String> {
     use crate::report::mail::{MailSettings, Transport};
     if raw.to.is_empty() {
@@ -294,19 +347,14 @@ fn report_mail(
         TransportKind::Smtp => {
             let smtp = &raw.smtp;
             let password = if !smtp.password.is_empty() {
-                if let Origin::File(p) = origin {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = std::fs::metadata(p)
-                        .map(|m| m.permissions().mode())
-                        .unwrap_or(0o644);
-                    if mode & 0o077 != 0 {
-                        return Err(format!(
-                            "report.smtp.password (line {}) is in a file others can read (mode {:o}): move it to password_file, or chmod 600 {}",
-                            line_of(text, "report.smtp.password"),
-                            mode & 0o777,
-                            p.display()
-                        ));
-                    }
+                if let Origin::File(p) = origin
+                    && let Some(why) = password_exposed(p, state_dir)
+                {
+                    return Err(format!(
+                        "report.smtp.password (line {}) is in {}: {why}",
+                        line_of(text, "report.smtp.password"),
+                        p.display()
+                    ));
                 }
                 Some(smtp.password.clone())
             } else if !smtp.password_file.as_os_str().is_empty() {
@@ -608,9 +656,27 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(
-            e.contains("report.smtp.password") && e.contains("line 6") && e.contains("chmod 600"),
+            e.contains("report.smtp.password")
+                && e.contains("line 6")
+                && e.contains("others (every user) can read it (mode 0644)")
+                && e.contains("chmod o-rwx")
+                && e.contains("password_file"),
             "{e}"
         );
+        // Group-readable by this user's own group: what the package does (root:maillogsentinel
+        // 0640, the service in that group), so accepted.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        Config::load(Some(&p)).unwrap();
+        // A group that is neither: refused, saying which group to give it.
+        if std::os::unix::fs::chown(&p, None, Some(4242)).is_ok() && !own_groups().contains(&4242) {
+            let e = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(
+                e.contains("gid 4242") && e.contains("chgrp maillogsentinel"),
+                "{e}"
+            );
+        } else {
+            eprintln!("SKIPPED the foreign-group case: giving a file another group needs root");
+        }
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert!(

@@ -320,10 +320,9 @@ mod tests {
             sources: vec![("following".into(), 1)],
             ..Default::default()
         });
-        let dashboard: serde_json::Value = serde_json::from_str(include_str!(
-            "../../examples/grafana-dashboard.json"
-        ))
-        .expect("the example dashboard is JSON");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/grafana-dashboard.json"))
+                .expect("the example dashboard is JSON");
         let mut queried = 0;
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
