@@ -21,8 +21,10 @@ pub enum Command {
     Run(ConfigArg),
     /// Read log files once and record a row per failed SASL login (into the store, or a CSV).
     Scan(ScanArgs),
-    /// Validate the configuration and print the effective settings.
-    Check(ConfigArg),
+    /// Validate the configuration, look at the host (logs readable, state and records
+    /// writable, GeoIP databases, DNS, SMTP, PostgreSQL, journal) and print the effective
+    /// settings: exit 0 all good, 1 problems with the host, 2 invalid configuration.
+    Check(CheckArgs),
     /// Ask the running daemon what it is doing (exit 0 running, 3 not running).
     Status(StatusArgs),
     /// Ask the running daemon to reload its configuration, and say how it went (exit 0
@@ -66,6 +68,21 @@ pub struct ImportArgs {
     /// file again adds only what it gained since.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// `check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// Look at the host as this user (the service's, `maillogsentinel`: what it can read and
+    /// write); needs root. Default: the user running the command.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Also connect to the SMTP server and say EHLO (nothing is sent).
+    #[arg(long)]
+    pub smtp: bool,
 }
 
 /// `status`

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
-    Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, ImportArgs, LookupArgs, MigrateArgs,
-    PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
+    CheckArgs, Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, ImportArgs, LookupArgs,
+    MigrateArgs, PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -521,12 +521,13 @@ fn run_lookup(args: LookupArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_check(args: ConfigArg) -> Result<ExitCode, Failure> {
-    use maillogsentinel::source::journal::JournalReader;
-    let config = load_config(&args)?;
+fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
+    if let Some(user) = &args.user {
+        return check_as(user, &args);
+    }
+    let config = load_config(&args.config)?;
     println!("# configuration OK: {}", config.origin);
-    // Which sources a start would read now, and why; a journal that would be read must be
-    // readable by whoever runs this (run it as the service user to know).
+    // Which sources a start would read now, and why.
     let choice = config.journal.choose(&config.files);
     let sources = match (choice.files, choice.journal) {
         (true, true) => format!("the log files and {}", config.journal.describe()),
@@ -534,19 +535,74 @@ fn run_check(args: ConfigArg) -> Result<ExitCode, Failure> {
         _ => "the log files".to_string(),
     };
     println!("# a start now would read {sources}: {}", choice.why);
-    let mut code = ExitCode::SUCCESS;
-    if choice.journal {
-        match JournalReader::check_readable(&config.journal) {
-            Ok(()) => println!("# {} is readable by this user", config.journal.describe()),
-            Err(e) => {
-                println!("# {} cannot be read: {e}", config.journal.describe());
-                logging::tell(Level::ERROR, &e);
-                code = ExitCode::from(1);
-            }
+    let runtime = runtime()?;
+    let findings = maillogsentinel::check::host(&config, args.smtp, &runtime);
+    let problems = findings.iter().filter(|f| !f.ok).count();
+    for f in &findings {
+        if f.ok {
+            println!("# ok: {}", f.text);
+        } else {
+            println!("# PROBLEM: {}", f.text);
+            logging::tell(Level::ERROR, &f.text);
         }
     }
+    if problems == 0 {
+        println!("# the host is ready for this configuration");
+    } else {
+        println!(
+            "# {problems} problem(s) with the host (see above); the configuration itself is valid"
+        );
+    }
     print!("{}", config.to_toml());
-    Ok(code)
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `check --user NAME`: the same check run as that user (what it can read and write is what
+/// matters, ACLs and groups included), through util-linux's `setpriv`; needs root.
+fn check_as(user: &str, args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let exe = std::env::current_exe()
+        .context("cannot find this program's own path")
+        .map_err(Failure::Runtime)?;
+    // The user's primary group (setpriv wants a group; the user's own name is not always one:
+    // Debian's nobody is in nogroup).
+    let gid = std::process::Command::new("id")
+        .args(["-g", "--", user])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .ok_or_else(|| {
+            Failure::Usage(anyhow::anyhow!("--user {user}: no such user on this host"))
+        })?;
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--init-groups")
+        .arg("--")
+        .arg(exe)
+        .arg("check");
+    // (Without -c, the child finds the configuration as this process would: the environment
+    // is passed on.)
+    if let Some(p) = &args.config.config {
+        cmd.arg("-c").arg(p);
+    }
+    if args.smtp {
+        cmd.arg("--smtp");
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run `setpriv` to check as {user} (util-linux)"))
+        .map_err(Failure::Runtime)?;
+    match status.code() {
+        Some(c @ 0..=2) => Ok(ExitCode::from(c as u8)),
+        _ => Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot check as {user}: setpriv failed (does the user exist, and is this run as root?)"
+        ))),
+    }
 }
 
 fn run_scan(args: ScanArgs) -> Result<ExitCode, Failure> {

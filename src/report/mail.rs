@@ -143,6 +143,18 @@ pub fn send_raw(
             .send_raw(envelope, raw)
             .map(|_| ())
             .map_err(|e| err(&e)),
+        Transport::Smtp { .. } => smtp_transport(&settings.transport)?
+            .send_raw(envelope, raw)
+            .map(|_| ())
+            .map_err(|e| err(&e)),
+    }
+}
+
+/// The SMTP client `transport` describes (an error for sendmail, which has none).
+pub fn smtp_transport(transport: &Transport) -> Result<SmtpTransport, MailError> {
+    let err = |e: &dyn std::fmt::Display| MailError::Send(e.to_string());
+    match transport {
+        Transport::Sendmail => Err(MailError::Send("not an SMTP transport".into())),
         Transport::Smtp {
             host,
             port,
@@ -165,10 +177,7 @@ pub fn send_raw(
             if let Some((user, pass)) = credentials {
                 b = b.credentials(Credentials::new(user.clone(), pass.clone()));
             }
-            b.build()
-                .send_raw(envelope, raw)
-                .map(|_| ())
-                .map_err(|e| err(&e))
+            Ok(b.build())
         }
     }
 }
