@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod enrich;
 pub mod parse;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod report;
 pub mod scan;
 pub mod sink;

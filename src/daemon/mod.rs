@@ -441,6 +441,8 @@ pub async fn run(
                 let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(false)).await;
             },
             _ = status_tick.tick() => {
+                // Repeated warnings held back in a minute that is over are summed up now.
+                crate::ratelimit::flush();
                 let s = running.status_line();
                 if s != last_status {
                     notify::status(&s);

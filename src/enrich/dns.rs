@@ -143,8 +143,30 @@ impl ReverseDns {
     }
 
     /// Looks `ip` up, never taking longer than about twice the timeout (PTR, then the
-    /// forward check).
+    /// forward check). Servers that stop answering are said once (and again when they answer
+    /// again), not at every address.
     pub async fn lookup(&self, ip: IpAddr) -> DnsAnswer {
+        let answer = self.lookup_once(ip).await;
+        match answer.status {
+            DnsStatus::Timeout | DnsStatus::Servfail | DnsStatus::Error => {
+                if crate::ratelimit::problem(DNS_PROBLEM) {
+                    tracing::warn!(
+                        "reverse DNS: the servers do not answer ({}); addresses are recorded without their names until they do (check [enrich] dns_servers)",
+                        answer.status.as_str()
+                    );
+                }
+            }
+            DnsStatus::Ok | DnsStatus::Nxdomain | DnsStatus::Mismatch => {
+                if crate::ratelimit::resolved(DNS_PROBLEM) {
+                    tracing::info!("resolved: the DNS servers answer again");
+                }
+            }
+            DnsStatus::Disabled => {}
+        }
+        answer
+    }
+
+    async fn lookup_once(&self, ip: IpAddr) -> DnsAnswer {
         let limit = self.settings.timeout + Duration::from_millis(100);
         let ptr = match tokio::time::timeout(limit, self.resolver.reverse_lookup(ip)).await {
             Err(_) => {
@@ -192,6 +214,9 @@ impl ReverseDns {
         }
     }
 }
+
+/// The problem "the DNS servers do not answer" (see [`crate::ratelimit::problem`]).
+const DNS_PROBLEM: &str = "reverse DNS";
 
 fn classify(e: &NetError) -> DnsStatus {
     match e {

@@ -20,6 +20,10 @@ use crate::parse::{MAX_REPEAT, Parsed};
 use crate::pipeline::Events;
 use crate::stats::Stats;
 
+/// The problem "the server's own auth backend fails" (see [`crate::ratelimit::problem`]): a
+/// login that succeeds after it says it is over.
+const BACKEND_PROBLEM: &str = "auth backend";
+
 /// A server-side failure logged longer ago than this is read from history, not happening now.
 const PAST_AFTER_MINUTES: i64 = 15;
 
@@ -37,14 +41,21 @@ pub(crate) fn collect(
     let n = count as usize;
     if capped {
         stats.repeats_capped += 1;
-        tracing::warn!(
-            at = %at,
-            "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted"
-        );
+        if crate::ratelimit::allow("`message repeated` counts over the cap") {
+            tracing::warn!(
+                at = %at,
+                "a `message repeated` line stands for more than {MAX_REPEAT} lines: {MAX_REPEAT} counted"
+            );
+        }
     }
     match parsed {
         Parsed::Failure(f) => events.failures.extend(std::iter::repeat_n(f, n)),
-        Parsed::Login(l) => events.logins.extend(std::iter::repeat_n(l, n)),
+        Parsed::Login(l) => {
+            if crate::ratelimit::resolved(BACKEND_PROBLEM) {
+                tracing::info!(at = %at, "resolved: logins succeed again after auth-backend failures");
+            }
+            events.logins.extend(std::iter::repeat_n(l, n))
+        }
         Parsed::Counted(c) => stats.count(c, n as u64),
         Parsed::Verdict(v) => {
             stats.verdict(v.known_user, n as u64);
@@ -63,13 +74,24 @@ pub(crate) fn collect(
                     b.timestamp.to_rfc3339()
                 );
             } else {
-                tracing::warn!(at = %at, count = n, "{b}");
+                let kind = match b.kind.as_str() {
+                    "relay" => "relay login failures",
+                    _ => {
+                        crate::ratelimit::problem(BACKEND_PROBLEM);
+                        "auth-backend failures"
+                    }
+                };
+                if crate::ratelimit::allow(kind) {
+                    tracing::warn!(at = %at, count = n, "{b}");
+                }
             }
             events.backend.extend(std::iter::repeat_n(b, n));
         }
         Parsed::Unrecognised(why) => {
             stats.unrecognised += n as u64;
-            tracing::warn!(at = %at, "a SASL failure line was not recorded: {why}");
+            if crate::ratelimit::allow("unrecognised SASL failure lines") {
+                tracing::warn!(at = %at, "a SASL failure line was not recorded: {why}");
+            }
         }
         Parsed::NotFailure => {}
     }

@@ -737,7 +737,9 @@ impl Tailer {
             let Some(last) = memchr::memrchr(b'\n', &self.buf[..n]) else {
                 if n > self.settings.max_line_bytes {
                     self.counters.too_long.fetch_add(1, Relaxed);
-                    tracing::warn!(path = %t.path.display(), offset = t.offset, "line longer than max_line_bytes skipped");
+                    if crate::ratelimit::allow("lines longer than max_line_bytes") {
+                        tracing::warn!(path = %t.path.display(), offset = t.offset, "line longer than max_line_bytes skipped");
+                    }
                     t.skipping = true;
                     t.offset += n as u64;
                     continue;
@@ -771,7 +773,9 @@ impl Tailer {
         if t.skipping || size - t.offset > self.settings.max_line_bytes as u64 {
             if !t.skipping {
                 self.counters.too_long.fetch_add(1, Relaxed);
-                tracing::warn!(path = %t.path.display(), offset = t.offset, "line longer than max_line_bytes skipped");
+                if crate::ratelimit::allow("lines longer than max_line_bytes") {
+                    tracing::warn!(path = %t.path.display(), offset = t.offset, "line longer than max_line_bytes skipped");
+                }
             }
             t.skipping = false;
             self.deliver(fp, &t.path.clone(), size, Scanned::default());

@@ -682,3 +682,50 @@ fn a_csv_moved_away_for_archiving_is_started_anew() {
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn an_auth_backend_down_is_warned_a_few_times_then_counted_and_its_end_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let mut cmd = bin();
+    cmd.env("MAILLOGSENTINEL_TEST_RATE_WINDOW", "2s");
+    let d = Daemon::start_with(cmd, &cfg, dir.path());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("running")),
+        "{}",
+        d.logged()
+    );
+    // Happening now (a failure from the log's history is only noted), thirty times.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    let line = |i: usize| {
+        format!(
+            "{now} mx postfix/smtpd[{i}]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: Connection lost to authentication server\n"
+        )
+    };
+    append(&log, &(0..30).map(line).collect::<String>());
+    assert!(
+        wait_until(WAIT, || d.logged().contains("25 more in the last 2s")),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(
+        d.logged()
+            .matches("Connection lost to authentication server")
+            .count(),
+        5,
+        "{}",
+        d.logged()
+    );
+    // A login succeeds: the problem is said to be over, once.
+    append(&log, &login("alice").replace("Nov 22 08:01:06", &now));
+    assert!(
+        wait_until(WAIT, || d
+            .logged()
+            .contains("resolved: logins succeed again")),
+        "{}",
+        d.logged()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
