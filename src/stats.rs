@@ -179,6 +179,8 @@ pub struct Counters {
     pub lag_bytes: AtomicU64,
     /// The store's write failure being retried, as logged (`None`: writing works).
     pub store_problem: std::sync::Mutex<Option<String>>,
+    /// When rows or positions were last committed (seconds since the epoch; 0: not yet).
+    pub last_commit_unix: AtomicU64,
 }
 
 impl Counters {

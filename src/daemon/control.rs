@@ -75,6 +75,12 @@ pub struct Status {
     pub outbox: usize,
     /// Where `/metrics` is served (`None`: nowhere).
     pub metrics: Option<String>,
+    /// When rows or positions were last committed (RFC 3339; `None`: not since start).
+    pub last_commit: Option<String>,
+    /// Where the last report's window ended (RFC 3339; `None`: no report yet).
+    pub last_report: Option<String>,
+    /// When the next scheduled report goes (RFC 3339; `None`: no schedule).
+    pub next_report: Option<String>,
 }
 
 /// One source in [`Status`].
@@ -92,6 +98,8 @@ pub struct SourceStatus {
     pub size: Option<u64>,
     /// Bytes not read yet (files only).
     pub lag_bytes: Option<u64>,
+    /// When new lines were last read (RFC 3339; files only, `None`: none since start).
+    pub last_read: Option<String>,
 }
 
 /// The enrichment's figures in [`Status`].
@@ -444,8 +452,18 @@ pub fn render_status(s: &Status) -> String {
         s.store
     ));
     out.push_str("\nSources\n");
-    let mut rows =
-        vec![["kind", "name", "state", "offset", "size", "lag (bytes)"].map(String::from)];
+    let mut rows = vec![
+        [
+            "kind",
+            "name",
+            "state",
+            "offset",
+            "size",
+            "lag (bytes)",
+            "last read",
+        ]
+        .map(String::from),
+    ];
     let num = |n: Option<u64>| n.map_or("-".into(), |n| n.to_string());
     for src in &s.sources {
         rows.push([
@@ -455,13 +473,22 @@ pub fn render_status(s: &Status) -> String {
             num(src.offset),
             num(src.size),
             num(src.lag_bytes),
+            src.last_read.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     if s.sources.is_empty() {
         out.push_str("  (none)\n");
     } else {
-        table(&mut out, &rows, &[false, false, false, true, true, true]);
+        table(
+            &mut out,
+            &rows,
+            &[false, false, false, true, true, true, false],
+        );
     }
+    out.push_str(&format!(
+        "\nStore: last commit {}\n",
+        s.last_commit.as_deref().unwrap_or("none since start")
+    ));
     let c = &s.counters;
     out.push_str("\nCounters since start\n");
     let counters: Vec<[String; 2]> = [
@@ -509,7 +536,12 @@ pub fn render_status(s: &Status) -> String {
                 .unwrap_or("MISSING (maillogsentinel geoip update)")
         ));
     }
-    out.push_str(&format!("\nReports waiting in the outbox: {}\n", s.outbox));
+    out.push_str(&format!(
+        "\nReports: last window ended {}, next {}, {} waiting in the outbox\n",
+        s.last_report.as_deref().unwrap_or("(none yet)"),
+        s.next_report.as_deref().unwrap_or("not scheduled"),
+        s.outbox
+    ));
     if let Some(m) = &s.metrics {
         out.push_str(&format!("Metrics: http://{m}/metrics\n"));
     }

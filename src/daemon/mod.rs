@@ -1160,6 +1160,7 @@ impl Running {
                 offset: Some(t.gauges.offset.load(Relaxed)),
                 size: Some(t.gauges.size.load(Relaxed)),
                 lag_bytes: Some(t.gauges.lag.load(Relaxed)),
+                last_read: rfc3339(t.gauges.last_read_unix.load(Relaxed) as i64),
             })
             .collect();
         if self.journal.is_some() {
@@ -1170,6 +1171,7 @@ impl Running {
                 offset: None,
                 size: None,
                 lag_bytes: None,
+                last_read: None,
             });
         }
         let outbox = outbox_count(&self.config.state_dir);
@@ -1200,6 +1202,15 @@ impl Running {
             },
             outbox,
             metrics: self.metrics_at.map(|a| a.to_string()),
+            last_commit: rfc3339(self.counters.last_commit_unix.load(Relaxed) as i64),
+            last_report: crate::report::state::ReportState::load(&self.config.state_dir)
+                .last_to
+                .and_then(rfc3339),
+            next_report: crate::report::reporter::next_delay(
+                &self.config.report_schedule,
+                chrono::Local::now(),
+            )
+            .and_then(|d| rfc3339(chrono::Utc::now().timestamp() + d.as_secs() as i64)),
         }
     }
 
@@ -1317,6 +1328,17 @@ async fn start_metrics(
             None
         }
     }
+}
+
+/// Seconds since the epoch as local RFC 3339 (`None` for 0: never).
+fn rfc3339(secs: i64) -> Option<String> {
+    (secs > 0)
+        .then(|| chrono::DateTime::from_timestamp(secs, 0))
+        .flatten()
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        })
 }
 
 /// Reports waiting in the outbox to be sent.

@@ -631,6 +631,10 @@ impl Committer {
     }
 
     fn mark_committed(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.counters.last_commit_unix.store(now, Relaxed);
         let forget = Duration::from_secs(FORGET_AFTER_SECS);
         let started = self.started;
         self.files.retain(|_, f| f.unseen(started) < forget);

@@ -156,6 +156,8 @@ pub struct SourceGauges {
     pub offset: AtomicU64,
     /// The live file's size at the last pass.
     pub size: AtomicU64,
+    /// When reading last moved on in the live file (seconds since the epoch; 0: not yet).
+    pub last_read_unix: AtomicU64,
     state: std::sync::atomic::AtomicU8,
 }
 
@@ -338,7 +340,12 @@ impl Tailer {
             self.gauges
                 .lag
                 .store(size.saturating_sub(live.offset), Relaxed);
-            self.gauges.offset.store(live.offset, Relaxed);
+            if self.gauges.offset.swap(live.offset, Relaxed) != live.offset {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.gauges.last_read_unix.store(now, Relaxed);
+            }
             self.gauges.size.store(size, Relaxed);
             self.live = Some(live);
         }

@@ -69,6 +69,9 @@ fn status_and_reload_answer_about_the_running_daemon() {
     assert_eq!(s["sources"][0]["state"], "following");
     assert_eq!(s["sources"][0]["offset"], size);
     assert_eq!(s["sources"][0]["lag_bytes"], 0);
+    assert!(s["sources"][0]["last_read"].is_string(), "{s}");
+    assert!(s["sources"][1]["last_read"].is_null(), "{s}");
+    assert!(s["last_commit"].is_string(), "{s}");
     assert_eq!(s["sources"][1]["state"], "waiting for the file");
     assert!(s["store"].as_str().unwrap().starts_with("CSV "), "{s}");
     // What is wrong comes first, in the list and in the summary systemd shows.
