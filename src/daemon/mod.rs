@@ -1210,7 +1210,14 @@ impl Running {
                 &self.config.report_schedule,
                 chrono::Local::now(),
             )
-            .and_then(|d| rfc3339(chrono::Utc::now().timestamp() + d.as_secs() as i64)),
+            .and_then(|d| {
+                // (Rounded to the second: the schedule's instants are whole seconds.)
+                let at = std::time::SystemTime::now() + d + Duration::from_millis(500);
+                rfc3339(
+                    at.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |t| t.as_secs() as i64),
+                )
+            }),
         }
     }
 
