@@ -313,6 +313,14 @@ impl Staged {
 /// Rows of each record deleted at most by one [`Store::expire`].
 pub const EXPIRE_BATCH: usize = 10_000;
 
+/// The statement that deletes one batch of `table`'s rows where `cond` holds (both databases
+/// take it: a batch is a transaction of its own, never a lock held over millions of rows).
+pub(crate) fn batch_delete(table: &str, cond: &str) -> String {
+    format!(
+        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {cond} LIMIT {EXPIRE_BATCH})"
+    )
+}
+
 /// Runs `runner`'s migrations on `conn` (up to `target`, the newest when `None`), whose
 /// database has the versions `applied` and is called `name` in errors: a database a newer
 /// program made is refused, not written. Returns the versions applied now.

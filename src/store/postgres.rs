@@ -28,7 +28,7 @@ use crate::pipeline::JournalPos;
 use crate::report::sql::{Cell, Db, Dialect, Param};
 use crate::source::fingerprint::Fingerprint;
 
-use super::{CrashPoint, EXPIRE_BATCH, Progress, Recovered, Staged, StagedRow, Store, StoreError};
+use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -795,9 +795,7 @@ impl Store for PostgresStore {
         for table in ["events", "logins"] {
             let n = client
                 .execute(
-                    &format!(
-                        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < to_timestamp($1::bigint) LIMIT {EXPIRE_BATCH})"
-                    ),
+                    &super::batch_delete(table, "timestamp < to_timestamp($1::bigint)"),
                     &[&before],
                 )
                 .map_err(pg_err(&settings, "cannot delete old rows"))?;
@@ -839,10 +837,7 @@ impl Store for PostgresStore {
             params.iter().map(|p| p.as_ref()).collect();
         let mut counts = [0u64; 2];
         for (n, table) in counts.iter_mut().zip(["events", "logins"]) {
-            let sql = format!(
-                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {} LIMIT {EXPIRE_BATCH})",
-                conds.join(" AND ")
-            );
+            let sql = super::batch_delete(table, &conds.join(" AND "));
             loop {
                 let deleted = client
                     .execute(&sql, &refs)

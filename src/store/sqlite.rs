@@ -19,7 +19,7 @@ use crate::parse::AuthEvent;
 use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
-use super::{CrashPoint, EXPIRE_BATCH, Progress, Recovered, Staged, StagedRow, Store, StoreError};
+use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 use crate::report::sql::{Cell, Db, Dialect, Param};
 
 mod embedded {
@@ -654,12 +654,7 @@ impl Store for SqliteStore {
         for table in ["events", "logins"] {
             let n = self
                 .conn
-                .execute(
-                    &format!(
-                        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE timestamp < ?1 LIMIT {EXPIRE_BATCH})"
-                    ),
-                    [before],
-                )
+                .execute(&super::batch_delete(table, "timestamp < ?1"), [before])
                 .map_err(sql_err(&self.path, "cannot delete old rows"))?;
             total += n as u64;
         }
@@ -690,10 +685,7 @@ impl Store for SqliteStore {
         }
         let mut counts = [0u64; 2];
         for (n, table) in counts.iter_mut().zip(["events", "logins"]) {
-            let sql = format!(
-                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {} LIMIT {EXPIRE_BATCH})",
-                conds.join(" AND ")
-            );
+            let sql = super::batch_delete(table, &conds.join(" AND "));
             loop {
                 let deleted = self
                     .conn
@@ -928,7 +920,7 @@ mod tests {
         let path = dir.path().join("events.db");
         let mut store = SqliteStore::open(&path, dir.path(), true).unwrap();
         let e = event("old", "192.0.2.1");
-        for _ in 0..EXPIRE_BATCH + 50 {
+        for _ in 0..crate::store::EXPIRE_BATCH + 50 {
             store.stage_failure(&e, None);
         }
         store.stage_login(&e, None);
@@ -940,7 +932,7 @@ mod tests {
             "nothing older than the row"
         );
         let after = before + 1;
-        assert_eq!(store.expire(after).unwrap(), EXPIRE_BATCH as u64 + 1);
+        assert_eq!(store.expire(after).unwrap(), crate::store::EXPIRE_BATCH as u64 + 1);
         assert_eq!(store.expire(after).unwrap(), 50);
         assert_eq!(store.expire(after).unwrap(), 0);
     }
