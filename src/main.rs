@@ -73,6 +73,51 @@ fn load_config(arg: &ConfigArg) -> Result<Config, Failure> {
     Config::load(arg.config.as_deref()).map_err(|e| Failure::Usage(e.into()))
 }
 
+/// Root writing into a state directory that belongs to the service user would leave files the
+/// daemon cannot read (a checkpoint, a record, a lock owned by root): the command is run again
+/// as the directory's owner instead, with that user's groups (`setpriv`, util-linux), so that
+/// what it writes is the service's. `None`: go on here (not root, or root owns the directory,
+/// or it does not exist yet).
+fn as_state_owner(state_dir: &Path) -> Option<Result<ExitCode, Failure>> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").ok()?.uid();
+    let dir = std::fs::metadata(state_dir).ok()?;
+    if me != 0 || dir.uid() == 0 {
+        return None;
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            return Some(Err(Failure::Runtime(anyhow::anyhow!(
+                "cannot find this program's own path: {e}"
+            ))));
+        }
+    };
+    let (uid, gid) = (dir.uid(), dir.gid());
+    logging::tell(
+        Level::INFO,
+        &format!(
+            "running as the owner of {} (uid {uid}), so that what is written stays the service's",
+            state_dir.display()
+        ),
+    );
+    let status = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--init-groups")
+        .arg("--")
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .status();
+    Some(match status {
+        Ok(s) => Ok(ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8)),
+        Err(e) => Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot run `setpriv` to act as the owner of {} (util-linux): {e}; run the command as that user (sudo -u maillogsentinel ...)",
+            state_dir.display()
+        ))),
+    })
+}
+
 /// `status`: exit 0 and the daemon's answer when it runs, 3 when it does not (as LSB init
 /// scripts say), 4 when it cannot be asked.
 fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
@@ -198,6 +243,9 @@ fn run_purge(args: PurgeArgs) -> Result<ExitCode, Failure> {
         username: args.user.clone(),
         before,
     };
+    if let Some(done) = as_state_owner(&config.state_dir) {
+        return done;
+    }
     let _lock = daemon::lock_state_dir(&config.state_dir).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "{e}: purge rewrites what the daemon writes; stop it first (systemctl stop maillogsentinel), purge, then start it again"
@@ -660,6 +708,9 @@ fn scan_into_store(
     config: &Config,
     enrich: Option<scan::ScanEnrich<'_>>,
 ) -> Result<ExitCode, Failure> {
+    if let Some(done) = as_state_owner(&config.state_dir) {
+        return done;
+    }
     let _lock = daemon::lock_state_dir(&config.state_dir).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "{e}: scan into the configured store records positions the daemon reads on from; stop the daemon first (systemctl stop maillogsentinel), or scan into a file of its own with -o FILE.csv"
@@ -676,6 +727,16 @@ fn scan_into_store(
         logging::tell(Level::WARN, &r.note);
     }
     let ledger = scan::Ledger::new(recovered.as_ref()).map_err(|e| Failure::Runtime(e.into()))?;
+    if recovered.is_none() {
+        // The daemon's first start must still be one for the files this scan does not read.
+        let marker = maillogsentinel::state::path(
+            &config.state_dir,
+            maillogsentinel::state::SCANNED_BEFORE_START,
+        );
+        std::fs::write(&marker, b"")
+            .with_context(|| format!("cannot write {}", marker.display()))
+            .map_err(Failure::Runtime)?;
+    }
     let name = store.describe();
     let mut recorder = scan::Recorder::into_store(store.as_mut(), ledger, enrich);
     scan_with(args, config, &mut recorder, &name)

@@ -13,6 +13,10 @@ pub const VERDICT_LOG: &str = "auth-verdicts.csv";
 /// The compromise alerts' record.
 pub const ALERTS_CSV: &str = "alerts.csv";
 
+/// Left by a `scan` into a store that held no positions yet: the daemon's first start then
+/// still applies `backfill` to every file the scan did not read (and removes it).
+pub const SCANNED_BEFORE_START: &str = "scanned-before-first-start";
+
 /// `name` in `state_dir`.
 pub fn path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join(name)

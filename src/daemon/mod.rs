@@ -211,7 +211,15 @@ pub async fn run(
         tracing::info!("stopped while waiting for the store");
         return Ok(());
     };
-    let first_start = recovered.is_none();
+    // Positions a `scan` recorded before the daemon ever ran are kept, but this is still its
+    // first start for every other file: `backfill` decides for them.
+    let scanned_first = crate::state::path(&config.state_dir, crate::state::SCANNED_BEFORE_START);
+    let first_start = recovered.is_none() || scanned_first.exists();
+    if recovered.is_some() && first_start {
+        tracing::info!(
+            "first start after `scan`: the files it read resume where it stopped, the others follow sources.backfill"
+        );
+    }
     let (positions, journals, paths, unseen) = match recovered {
         Some(rec) => {
             if rec.repaired {
@@ -345,6 +353,7 @@ pub async fn run(
     };
     let mut start = first_start_mode(
         first_start,
+        scanned_first.exists(),
         running.config.backfill,
         store_has_rows,
         &store_name,
@@ -372,6 +381,14 @@ pub async fn run(
         running.spawn_follower(start);
     } else if running.config.journal.mode == JournalUse::Auto {
         tracing::info!("not reading the journal: {}", choice.why);
+    }
+    if scanned_first.exists()
+        && let Err(e) = std::fs::remove_file(&scanned_first)
+    {
+        tracing::warn!(
+            "cannot remove {}: {e} (the next start would apply sources.backfill again to files never read)",
+            scanned_first.display()
+        );
     }
     tracing::info!(files = ?files, journal = choice.journal, store = %store_name, "maillogsentinel {} running", env!("CARGO_PKG_VERSION"));
     notify::ready(&running.status_line());
@@ -590,9 +607,29 @@ fn auto_sources(
 /// (backfill) or their ends. `backfill = "auto"` does not back-fill into an output that already
 /// holds rows: no checkpoint beside such an output means a new or emptied state directory, and
 /// reading the history again would record every row twice.
-fn first_start_mode(first_start: bool, backfill: Backfill, rows: bool, store: &str) -> Start {
+fn first_start_mode(
+    first_start: bool,
+    scanned: bool,
+    backfill: Backfill,
+    rows: bool,
+    store: &str,
+) -> Start {
     if !first_start {
         return Start::Resume;
+    }
+    if scanned {
+        // The files `scan` read resume where it stopped whatever the mode; this says what
+        // becomes of the others.
+        return match backfill {
+            Backfill::Always => {
+                tracing::info!(store = %store, "backfill = true: the history of the files `scan` did not read is read now");
+                Start::Resume
+            }
+            _ => {
+                tracing::info!(store = %store, "the files `scan` did not read are followed from their end (set backfill = true to read their history)");
+                Start::AtEnd
+            }
+        };
     }
     match backfill {
         Backfill::Never => Start::AtEnd,

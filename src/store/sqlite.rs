@@ -932,7 +932,10 @@ mod tests {
             "nothing older than the row"
         );
         let after = before + 1;
-        assert_eq!(store.expire(after).unwrap(), crate::store::EXPIRE_BATCH as u64 + 1);
+        assert_eq!(
+            store.expire(after).unwrap(),
+            crate::store::EXPIRE_BATCH as u64 + 1
+        );
         assert_eq!(store.expire(after).unwrap(), 50);
         assert_eq!(store.expire(after).unwrap(), 0);
     }

@@ -1213,3 +1213,55 @@ fn report_server(dir: &Path, cfg: &Path) {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("host name"), "{}", stderr(&o));
 }
+
+#[test]
+fn after_scan_the_daemon_s_first_start_still_applies_backfill_to_files_scan_did_not_read() {
+    // backfill = "auto" (the default) into a record that holds rows: the rotated file scanned
+    // resumes where the scan stopped, the live file (never scanned) is followed from its end,
+    // as a first start without a scan would.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let cfg = daemon_config(dir.path(), &[&log], "");
+    let out = dir.path().join("out.csv");
+    std::fs::write(dir.path().join("mail.log.1"), attack("r0") + &attack("r1")).unwrap();
+    append(&log, &attack("old"));
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-c",
+        cfg.to_str().unwrap(),
+        dir.path().join("mail.log.1").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(usernames(&out), ["r0", "r1"]);
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(20), || d.logged().contains("running")),
+        "{}",
+        d.logged()
+    );
+    append(&log, &attack("new"));
+    assert!(
+        wait_until(Duration::from_secs(20), || usernames(&out).len() >= 3),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["r0", "r1", "new"]);
+    assert!(
+        !dir.path().join("state/scanned-before-first-start").exists(),
+        "the first start is over"
+    );
+    // A restart is an ordinary restart: nothing again.
+    let d = Daemon::start(&cfg, dir.path());
+    append(&log, &attack("later"));
+    assert!(
+        wait_until(Duration::from_secs(20), || usernames(&out).len() >= 4),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(usernames(&out), ["r0", "r1", "new", "later"]);
+}
