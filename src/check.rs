@@ -60,6 +60,12 @@ pub fn host(config: &Config, smtp: bool, runtime: &tokio::runtime::Runtime) -> V
         }
         crate::store::StoreKind::Sqlite => {
             out.push(writable_file(&config.sqlite, "the SQLite store"));
+            // WAL mode writes `-wal` and `-shm` files beside the database.
+            if config.sqlite.exists()
+                && let Some(dir) = config.sqlite.parent()
+            {
+                out.push(writable_dir(dir, "the SQLite store's directory"));
+            }
         }
         crate::store::StoreKind::Postgres => out.push(postgres(config)),
     }
@@ -127,6 +133,12 @@ fn probe(dir: &Path) -> std::io::Result<()> {
 }
 
 fn writable_dir(dir: &Path, what: &str) -> Finding {
+    if dir.exists() && !dir.is_dir() {
+        return Finding::problem(format!(
+            "{what} {} is not a directory: move what is there, or choose another path",
+            dir.display()
+        ));
+    }
     if dir.is_dir() {
         return match probe(dir) {
             Ok(()) => Finding::ok(format!("{what} {} is writable", dir.display())),
@@ -284,6 +296,15 @@ fn which_sendmail() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_where_a_directory_should_be_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state");
+        std::fs::write(&file, "").unwrap();
+        let f = writable_dir(&file, "the state directory");
+        assert!(!f.ok && f.text.contains("is not a directory"), "{f:?}");
+    }
 
     #[test]
     fn a_missing_directory_is_fine_when_it_can_be_created() {

@@ -462,8 +462,12 @@ pub fn scan_journal(
     let source = settings.source_id();
     let recorded = sink.ledger().and_then(|l| l.journal(&source));
     let start = match (recorded, from) {
-        (Some(pos), Some(from)) if from > pos.realtime_usec => JournalStart::Since(from),
-        (Some(pos), _) => {
+        (Some(pos), from) => {
+            if from.is_some_and(|f| f > pos.realtime_usec) {
+                // Starting later would move the recorded position past entries never read:
+                // the daemon would never read them either.
+                tracing::warn!(journal = %settings.describe(), "--since/--from is later than the entry recorded last: reading on from that entry instead, so that nothing between is lost (scan with -o FILE for a window of its own)");
+            }
             tracing::info!(journal = %settings.describe(), "reading on after the entry recorded last (by the daemon or an earlier scan)");
             JournalStart::After(pos)
         }
@@ -532,10 +536,8 @@ pub fn scan_one(
     if let Some(ledger) = sink.ledger()
         && path != Path::new("-")
     {
-        let Some(found) = fingerprint::of_path(path, max_line_bytes)
-            .map_err(input_err)?
-            .0
-        else {
+        let (found, gz) = fingerprint::of_path(path, max_line_bytes).map_err(input_err)?;
+        let Some(found) = found else {
             tracing::info!(path = %path.display(), "no complete line yet: nothing to read");
             return Ok(());
         };
@@ -545,15 +547,25 @@ pub fn scan_one(
                 return Ok(());
             }
             Some(p) if p.offset > 0 => {
+                // (A compressed file's size says nothing of its decompressed offsets.)
                 let len = std::fs::metadata(path).map_or(u64::MAX, |m| m.len());
-                if p.offset >= len {
+                if !gz && p.offset >= len {
                     tracing::info!(path = %path.display(), "already recorded up to its end (by the daemon or an earlier scan): nothing new");
                 } else {
                     tracing::info!(path = %path.display(), offset = p.offset, "partly recorded before (by the daemon or an earlier scan): reading on from there");
                 }
                 from = p.offset;
             }
-            _ => {}
+            _ => {
+                // A plain file starting with a hole of NULs (a copytruncate under a writer
+                // without O_APPEND) is read from its data, as the daemon reads it.
+                if !gz
+                    && let Ok(f) = std::fs::File::open(path)
+                    && let Ok(Some((_, start))) = fingerprint::locate(&f, max_line_bytes)
+                {
+                    from = start;
+                }
+            }
         }
         fp = Some(found);
     }

@@ -281,7 +281,8 @@ fn journal_settings(raw: &RawSources) -> crate::source::journal::JournalSettings
 /// only its owner and the service's group can read it. The package installs the file
 /// `root:maillogsentinel 0640` (the service reads it through its group), so a group that can
 /// read it is fine when it is the service's: the state directory's group (systemd's
-/// `StateDirectory=` gives it to the service), a group of the user checking, or root's.
+/// `StateDirectory=` gives it to the service), the primary group of the user checking, or
+/// root's.
 fn password_exposed(path: &std::path::Path, state_dir: &std::path::Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
@@ -307,20 +308,19 @@ fn password_exposed(path: &std::path::Path, state_dir: &std::path::Path) -> Opti
     None
 }
 
-/// The groups of this process (primary and supplementary), from `/proc/self/status`.
+/// The primary group of this process (real and effective), from `/proc/self/status`. Not its
+/// supplementary groups: the service is in `adm` to read logs, and everyone in `adm` must not
+/// read the SMTP password.
 fn own_groups() -> Vec<u32> {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return Vec::new();
     };
     status
         .lines()
-        .filter_map(|l| {
-            l.strip_prefix("Gid:")
-                .map(|v| v.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-                .or_else(|| l.strip_prefix("Groups:").map(str::to_string))
-        })
+        .filter_map(|l| l.strip_prefix("Gid:"))
         .flat_map(|v| {
             v.split_whitespace()
+                .take(2)
                 .filter_map(|g| g.parse().ok())
                 .collect::<Vec<u32>>()
         })

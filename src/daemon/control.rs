@@ -270,7 +270,7 @@ pub async fn serve(listener: Listener, requests: mpsc::Sender<Request>, stop: Ca
             _ = stop.cancelled() => break,
             c = listener.listener.accept() => c,
         };
-        let Ok((mut stream, _)) = conn else {
+        let Ok((stream, _)) = conn else {
             // Out of file descriptors, say: the socket stays, try again shortly.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -281,10 +281,12 @@ pub async fn serve(listener: Listener, requests: mpsc::Sender<Request>, stop: Ca
                     "busy: {MAX_CLIENTS} clients are being served; try again in a moment"
                 ),
             };
-            tokio::spawn(async move {
-                let _ =
-                    tokio::time::timeout(ANSWER_TIMEOUT, write_answer(&mut stream, &busy)).await;
-            });
+            // Told without waiting (a write that would block is not made), then closed: more
+            // clients never mean more tasks or descriptors held.
+            let mut line = serde_json::to_vec(&busy).expect("answers serialise");
+            line.push(b'\n');
+            let _ = stream.try_write(&line);
+            drop(stream);
             continue;
         };
         let requests = requests.clone();
@@ -404,7 +406,12 @@ pub enum ClientError {
 /// (blocking; `timeout` for the whole exchange).
 pub fn request(state_dir: &Path, word: &str, timeout: Duration) -> Result<Answer, ClientError> {
     use std::io::{Read, Write};
-    let path = client_path(state_dir);
+    // Under the unit (ExecReload), the runtime directory is known: its socket is asked first,
+    // whatever state_dir the configuration now says (a changed one applies at restart).
+    let path = match std::env::var_os("RUNTIME_DIRECTORY") {
+        Some(_) if socket_path(state_dir).exists() => socket_path(state_dir),
+        _ => client_path(state_dir),
+    };
     {
         let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
             Ok(s) => s,

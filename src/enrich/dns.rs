@@ -147,12 +147,13 @@ impl ReverseDns {
     /// again), not at every address.
     pub async fn lookup(&self, ip: IpAddr) -> DnsAnswer {
         let answer = self.lookup_once(ip).await;
+        // Only silence says the servers are down: SERVFAIL and the like are one zone's (broken
+        // reverse delegations are common where attacks come from), and say nothing of them.
         match answer.status {
-            DnsStatus::Timeout | DnsStatus::Servfail | DnsStatus::Error => {
+            DnsStatus::Timeout => {
                 if crate::ratelimit::problem(DNS_PROBLEM) {
                     tracing::warn!(
-                        "reverse DNS: the servers do not answer ({}); addresses are recorded without their names until they do (check [enrich] dns_servers)",
-                        answer.status.as_str()
+                        "reverse DNS: the servers do not answer (timeout); addresses are recorded without their names until they do (check [enrich] dns_servers)"
                     );
                 }
             }
@@ -161,7 +162,7 @@ impl ReverseDns {
                     tracing::info!("resolved: the DNS servers answer again");
                 }
             }
-            DnsStatus::Disabled => {}
+            DnsStatus::Servfail | DnsStatus::Error | DnsStatus::Disabled => {}
         }
         answer
     }

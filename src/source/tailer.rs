@@ -349,7 +349,14 @@ impl Tailer {
             self.gauges.size.store(size, Relaxed);
             self.live = Some(live);
         }
-        let state = if self.live.is_none() && !self.reported.is_empty() {
+        // (Problems with rotated siblings, also in `reported`, are not the live file's.)
+        let path = self.settings.path.display().to_string();
+        let live_problem = self.reported.iter().any(|m| {
+            m.starts_with(&format!("cannot open {path}:"))
+                || m.starts_with(&format!("cannot read {path}:"))
+                || m.starts_with(&format!("{path} is not a regular file"))
+        });
+        let state = if self.live.is_none() && live_problem {
             SourceState::Unreadable
         } else if self.live.is_none() {
             SourceState::Waiting
