@@ -181,9 +181,47 @@ pub struct Counters {
     pub store_problem: std::sync::Mutex<Option<String>>,
     /// When rows or positions were last committed (seconds since the epoch; 0: not yet).
     pub last_commit_unix: AtomicU64,
+    /// Rows committed by (service, mechanism, outcome): labels of low cardinality (see
+    /// [`Counters::add_kinds`]).
+    pub by_kind: std::sync::Mutex<std::collections::BTreeMap<Kind, u64>>,
+}
+
+/// What a row is, as counted for `status` and the metrics: the service that logged it, the
+/// mechanism tried, and `failure` or `login`.
+pub type Kind = (String, String, &'static str);
+
+/// Distinct kinds counted at most; more are counted under `other` (a service name or a
+/// mechanism is text from the log: it must never grow the metrics without bound).
+pub const MAX_KINDS: usize = 64;
+
+/// `s` as a label value: short, plain (letters, digits, `/._-`), else `other`.
+pub fn label_value(s: &str, upper: bool) -> String {
+    let plain = !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'));
+    match (plain, upper) {
+        (false, _) => "other".into(),
+        (true, true) => s.to_ascii_uppercase(),
+        (true, false) => s.to_string(),
+    }
 }
 
 impl Counters {
+    /// Adds committed rows by kind; a kind not seen before once [`MAX_KINDS`] are known is
+    /// counted as (`other`, `other`, outcome).
+    pub fn add_kinds(&self, kinds: &std::collections::BTreeMap<Kind, u64>) {
+        let mut by = self.by_kind.lock().expect("kinds lock");
+        for (k, n) in kinds {
+            let key = if by.contains_key(k) || by.len() < MAX_KINDS {
+                k.clone()
+            } else {
+                ("other".into(), "other".into(), k.2)
+            };
+            *by.entry(key).or_default() += n;
+        }
+    }
+
     /// Adds a reader's statistics (not `failures`: those count when written).
     pub fn add_read(&self, s: &Stats) {
         self.lines.fetch_add(s.lines, Relaxed);
@@ -286,5 +324,29 @@ impl fmt::Display for Snapshot {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_capped_and_label_values_plain() {
+        assert_eq!(
+            label_value("postfix/submission/smtpd", false),
+            "postfix/submission/smtpd"
+        );
+        assert_eq!(label_value("login", true), "LOGIN");
+        assert_eq!(label_value("EVIL\u{1b}[2J", true), "other");
+        assert_eq!(label_value(&"x".repeat(41), false), "other");
+        let c = Counters::default();
+        let many: std::collections::BTreeMap<Kind, u64> = (0..MAX_KINDS + 10)
+            .map(|i| ((format!("s{i:03}"), "PLAIN".to_string(), "failure"), 1))
+            .collect();
+        c.add_kinds(&many);
+        let by = c.by_kind.lock().unwrap();
+        assert_eq!(by.len(), MAX_KINDS + 1);
+        assert_eq!(by[&("other".into(), "other".into(), "failure")], 10);
     }
 }

@@ -69,6 +69,8 @@ pub struct Status {
     pub sources: Vec<SourceStatus>,
     /// Counters since the daemon started.
     pub counters: crate::stats::Snapshot,
+    /// Rows committed since start by service, mechanism and outcome.
+    pub by_service: Vec<KindCount>,
     /// Reverse DNS cache.
     pub enrichment: EnrichmentStatus,
     /// Reports waiting in the outbox to be sent.
@@ -100,6 +102,19 @@ pub struct SourceStatus {
     pub lag_bytes: Option<u64>,
     /// When new lines were last read (RFC 3339; files only, `None`: none since start).
     pub last_read: Option<String>,
+}
+
+/// Rows of one kind in [`Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KindCount {
+    /// The program that logged them (`postfix/submission/smtpd`, `dovecot`...).
+    pub service: String,
+    /// The mechanism tried (`LOGIN`, `PLAIN`...).
+    pub mechanism: String,
+    /// `failure` or `login`.
+    pub outcome: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// The enrichment's figures in [`Status`].
@@ -517,6 +532,19 @@ pub fn render_status(s: &Status) -> String {
     .map(|(k, v)| [k.to_string(), v.to_string()])
     .collect();
     table(&mut out, &counters, &[false, true]);
+    if !s.by_service.is_empty() {
+        out.push_str("\nBy service\n");
+        let mut rows = vec![["service", "mechanism", "outcome", "rows"].map(String::from)];
+        rows.extend(s.by_service.iter().map(|k| {
+            [
+                k.service.clone(),
+                k.mechanism.clone(),
+                k.outcome.clone(),
+                k.count.to_string(),
+            ]
+        }));
+        table(&mut out, &rows, &[false, false, false, true]);
+    }
     let e = &s.enrichment;
     let asked = e.cache_hits + e.cache_misses;
     out.push_str(&format!(

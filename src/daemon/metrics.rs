@@ -51,6 +51,8 @@ pub struct Figures {
     pub sources: Vec<(String, u64)>,
     /// Whether every actor responds.
     pub healthy: bool,
+    /// Rows committed by (service, mechanism, outcome).
+    pub by_kind: Vec<(crate::stats::Kind, u64)>,
 }
 
 /// The exposition of `f` in Prometheus's text format.
@@ -196,6 +198,20 @@ pub fn exposition(f: &Figures) -> String {
         sources.with_label_values(&[state.as_str()]).set(*n as i64);
     }
     r.register(Box::new(sources)).expect("registered once");
+    let kinds = IntCounterVec::new(
+        Opts::new(
+            "auth_events_total",
+            "Rows recorded, by the service that logged them, the mechanism and the outcome (failure or login).",
+        ),
+        &["service", "mechanism", "outcome"],
+    )
+    .expect("valid metric");
+    for ((service, mechanism, outcome), n) in &f.by_kind {
+        kinds
+            .with_label_values(&[service.as_str(), mechanism.as_str(), outcome])
+            .inc_by(*n);
+    }
+    r.register(Box::new(kinds)).expect("registered once");
     let info = IntGaugeVec::new(
         Opts::new("build_info", "The program's version."),
         &["version"],
@@ -356,6 +372,10 @@ mod tests {
             store_up: true,
             healthy: true,
             sources: vec![("following".into(), 1)],
+            by_kind: vec![(
+                ("postfix/submission/smtpd".into(), "LOGIN".into(), "failure"),
+                3,
+            )],
             ..Default::default()
         };
         let text = exposition(&f);
@@ -367,6 +387,7 @@ mod tests {
             "maillogsentinel_geoip_database_up{database=\"asn\"} 0",
             "maillogsentinel_store_up 1",
             "maillogsentinel_sources{state=\"following\"} 1",
+            "maillogsentinel_auth_events_total{mechanism=\"LOGIN\",outcome=\"failure\",service=\"postfix/submission/smtpd\"} 3",
         ] {
             assert!(text.contains(want), "{want} in\n{text}");
         }

@@ -1221,6 +1221,19 @@ impl Running {
             store: self.store_name.clone(),
             sources,
             counters: self.counters.snapshot(),
+            by_service: self
+                .counters
+                .by_kind
+                .lock()
+                .expect("kinds lock")
+                .iter()
+                .map(|((service, mechanism, outcome), n)| control::KindCount {
+                    service: service.clone(),
+                    mechanism: mechanism.clone(),
+                    outcome: (*outcome).into(),
+                    count: *n,
+                })
+                .collect(),
             problems: self.problems(),
             enrichment: control::EnrichmentStatus {
                 cache_entries: self.enricher.cached(),
@@ -1299,6 +1312,14 @@ impl Running {
                 .is_none(),
             sources: states.into_iter().collect(),
             healthy: self.healthy(),
+            by_kind: self
+                .counters
+                .by_kind
+                .lock()
+                .expect("kinds lock")
+                .iter()
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
         }
     }
 }

@@ -91,6 +91,8 @@ pub struct Committer {
     pending_rows: u64,
     /// Rows of the logins record staged but not committed.
     pending_logins: u64,
+    /// The staged rows by kind (service, mechanism, outcome), counted once committed.
+    pending_kinds: BTreeMap<crate::stats::Kind, u64>,
     /// Their share of the sources' event budget, held until they are committed.
     budget: Vec<tokio::sync::OwnedSemaphorePermit>,
     /// Where to simulate a crash (tests only; see [`CrashPoint`]).
@@ -114,6 +116,15 @@ const EXPIRE_SLICE: Duration = Duration::from_secs(2);
 
 /// How often old rows are deleted when a retention is set.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+
+/// A row's kind for the counters by service and mechanism.
+fn kind(e: &crate::parse::AuthEvent, outcome: &'static str) -> crate::stats::Kind {
+    (
+        crate::stats::label_value(&e.service, false),
+        crate::stats::label_value(&e.mechanism, true),
+        outcome,
+    )
+}
 
 /// Appends CSV records (no header) to a state file, creating it.
 fn append_records<const N: usize>(
@@ -194,6 +205,7 @@ impl Committer {
             last_save: Instant::now(),
             pending_rows: 0,
             pending_logins: 0,
+            pending_kinds: BTreeMap::new(),
             budget: Vec::new(),
             crash: CrashPoint::from_env(),
             started: Instant::now(),
@@ -356,6 +368,7 @@ impl Committer {
                 }
                 for (i, f) in events.failures.iter().enumerate() {
                     self.store.stage_failure(f, b.enrichment.get(i));
+                    *self.pending_kinds.entry(kind(f, "failure")).or_default() += 1;
                 }
                 self.pending_rows += events.failures.len() as u64;
                 let mut rowless = events.failures.is_empty();
@@ -363,6 +376,7 @@ impl Committer {
                     let offset = events.failures.len();
                     for (i, f) in events.logins.iter().enumerate() {
                         self.store.stage_login(f, b.enrichment.get(offset + i));
+                        *self.pending_kinds.entry(kind(f, "login")).or_default() += 1;
                     }
                     self.pending_logins += events.logins.len() as u64;
                     rowless &= events.logins.is_empty();
@@ -591,6 +605,8 @@ impl Committer {
         }
         self.counters.failures.fetch_add(self.pending_rows, Relaxed);
         self.counters.logins.fetch_add(self.pending_logins, Relaxed);
+        self.counters
+            .add_kinds(&std::mem::take(&mut self.pending_kinds));
         self.pending_rows = 0;
         self.pending_logins = 0;
         self.budget.clear();

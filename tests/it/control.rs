@@ -72,6 +72,10 @@ fn status_and_reload_answer_about_the_running_daemon() {
     assert!(s["sources"][0]["last_read"].is_string(), "{s}");
     assert!(s["sources"][1]["last_read"].is_null(), "{s}");
     assert!(s["last_commit"].is_string(), "{s}");
+    assert_eq!(
+        s["by_service"],
+        serde_json::json!([{"service": "postfix/submission/smtpd", "mechanism": "LOGIN", "outcome": "failure", "count": 1}])
+    );
     assert_eq!(s["sources"][1]["state"], "waiting for the file");
     assert!(s["store"].as_str().unwrap().starts_with("CSV "), "{s}");
     // What is wrong comes first, in the list and in the summary systemd shows.
@@ -279,6 +283,7 @@ fn metrics_are_scraped_while_following_and_pass_promtool() {
         "maillogsentinel_store_up 1",
         "maillogsentinel_healthy 1",
         "maillogsentinel_sources{state=\"following\"} 1",
+        "maillogsentinel_auth_events_total{mechanism=\"LOGIN\",outcome=\"failure\",service=\"postfix/submission/smtpd\"} 2",
     ] {
         assert!(body.contains(want), "{want} in\n{body}");
     }
