@@ -100,7 +100,8 @@ pub struct SourceStatus {
     pub size: Option<u64>,
     /// Bytes not read yet (files only).
     pub lag_bytes: Option<u64>,
-    /// When new lines were last read (RFC 3339; files only, `None`: none since start).
+    /// When new lines were last read (RFC 3339; `None`: none since start); for the journal,
+    /// the time of the entry committed last.
     pub last_read: Option<String>,
 }
 

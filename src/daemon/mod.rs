@@ -1201,6 +1201,13 @@ impl Running {
             })
             .collect();
         if self.journal.is_some() {
+            // The entry committed last: its time says how far behind the journal reading is.
+            let last = self
+                .journals
+                .lock()
+                .expect("positions lock")
+                .get(&self.config.journal.source_id())
+                .map(|p| (p.realtime_usec / 1_000_000) as i64);
             sources.push(control::SourceStatus {
                 kind: "journal".into(),
                 name: self.config.journal.describe(),
@@ -1208,7 +1215,7 @@ impl Running {
                 offset: None,
                 size: None,
                 lag_bytes: None,
-                last_read: None,
+                last_read: last.and_then(rfc3339),
             });
         }
         let outbox = outbox_count(&self.config.state_dir);

@@ -831,6 +831,18 @@ fn scan_of_the_journal_into_the_store_then_the_daemon_records_each_entry_once() 
     );
     let d = Daemon::start(&cfg, dir.path());
     wait_rows(&d, &out, 7);
+    // status names the journal and the time of the entry recorded last.
+    let o = run(&["status", "--json", "-c", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["sources"][0]["kind"], "journal", "{s}");
+    let last = s["sources"][0]["last_read"].as_str().unwrap().to_string();
+    let at = chrono::DateTime::parse_from_rfc3339(&last).unwrap();
+    assert_eq!(
+        at.timestamp(),
+        ((BASE_USEC + 6_000) / 1_000_000) as i64,
+        "{s}"
+    );
     let want: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
     stop_with_rows(d, &out, &want);
 }
