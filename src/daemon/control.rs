@@ -127,6 +127,8 @@ pub struct EnrichmentStatus {
     pub cache_hits: u64,
     /// Answers that needed a lookup.
     pub cache_misses: u64,
+    /// Lookups that got no answer in time.
+    pub dns_timeouts: u64,
     /// The GeoIP databases configured.
     pub geoip: Vec<GeoStatus>,
 }
@@ -549,7 +551,8 @@ pub fn render_status(s: &Status) -> String {
     let e = &s.enrichment;
     let asked = e.cache_hits + e.cache_misses;
     out.push_str(&format!(
-        "\nEnrichment\n  reverse DNS cache: {} entries, {} hits, {} misses{}\n",
+        "\nEnrichment\n  reverse DNS: {} timeouts; cache: {} entries, {} hits, {} misses{}\n",
+        e.dns_timeouts,
         e.cache_entries,
         e.cache_hits,
         e.cache_misses,

@@ -41,6 +41,8 @@ pub struct Figures {
     pub uptime_secs: u64,
     /// Reverse DNS cache: entries, hits, misses.
     pub dns_cache: (u64, u64, u64),
+    /// Reverse DNS lookups that timed out.
+    pub dns_timeouts: u64,
     /// Each configured GeoIP database (`country`, `asn`) and whether it is open.
     pub geoip: Vec<(String, bool)>,
     /// Reports waiting in the outbox.
@@ -146,6 +148,11 @@ pub fn exposition(f: &Figures) -> String {
         "dns_cache_misses_total",
         "Reverse DNS answers that needed a lookup.",
         f.dns_cache.2,
+    );
+    counter(
+        "dns_timeouts_total",
+        "Reverse DNS lookups that got no answer within dns_timeout.",
+        f.dns_timeouts,
     );
     gauge(
         "dns_cache_entries",

@@ -1246,6 +1246,7 @@ impl Running {
                 cache_entries: self.enricher.cached(),
                 cache_hits: self.enricher.stats.hits.load(Relaxed),
                 cache_misses: self.enricher.stats.misses.load(Relaxed),
+                dns_timeouts: self.enricher.stats.timeouts.load(Relaxed),
                 geoip: self
                     .enricher
                     .geo_databases()
@@ -1304,6 +1305,7 @@ impl Running {
                 self.enricher.stats.hits.load(Relaxed),
                 self.enricher.stats.misses.load(Relaxed),
             ),
+            dns_timeouts: self.enricher.stats.timeouts.load(Relaxed),
             geoip: self
                 .enricher
                 .geo_databases()

@@ -113,6 +113,8 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     /// Answers that needed a query.
     pub misses: AtomicU64,
+    /// Queries that got no answer within `dns_timeout`.
+    pub timeouts: AtomicU64,
 }
 
 /// A cached answer and when it stops being good.
@@ -193,6 +195,9 @@ impl Enricher {
                             .expect("the semaphore is never closed");
                         dns.lookup(ip).await
                     };
+                    if answer.status == DnsStatus::Timeout {
+                        self.stats.timeouts.fetch_add(1, Relaxed);
+                    }
                     let ttl = if answer.status.is_positive() {
                         self.ttl.0
                     } else {

@@ -375,5 +375,17 @@ fn a_dead_dns_server_costs_one_timeout_not_one_per_line() {
         rows.iter().all(|r| r[2] == "timeout" && r[3] == "BR"),
         "{rows:?}"
     );
+    // Said once (not forty times), counted forty times.
+    assert_eq!(
+        d.logged()
+            .matches("reverse DNS: the servers do not answer")
+            .count(),
+        1,
+        "{}",
+        d.logged()
+    );
+    let o = run(&["status", "--json", "-c", cfg.to_str().unwrap()]);
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["enrichment"]["dns_timeouts"], 40, "{s}");
     assert_eq!(d.stop(), Some(0));
 }
