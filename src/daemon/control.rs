@@ -100,6 +100,9 @@ pub struct SourceStatus {
     pub size: Option<u64>,
     /// Bytes not read yet (files only).
     pub lag_bytes: Option<u64>,
+    /// Seconds reading has been behind: 0 when caught up, else since reading last moved on
+    /// (files only).
+    pub lag_secs: Option<u64>,
     /// When new lines were last read (RFC 3339; `None`: none since start); for the journal,
     /// the time of the entry committed last.
     pub last_read: Option<String>,
@@ -485,6 +488,7 @@ pub fn render_status(s: &Status) -> String {
             "offset",
             "size",
             "lag (bytes)",
+            "lag (s)",
             "last read",
         ]
         .map(String::from),
@@ -498,6 +502,7 @@ pub fn render_status(s: &Status) -> String {
             num(src.offset),
             num(src.size),
             num(src.lag_bytes),
+            num(src.lag_secs),
             src.last_read.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
@@ -507,7 +512,7 @@ pub fn render_status(s: &Status) -> String {
         table(
             &mut out,
             &rows,
-            &[false, false, false, true, true, true, false],
+            &[false, false, false, true, true, true, true, false],
         );
     }
     out.push_str(&format!(

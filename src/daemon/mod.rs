@@ -1197,6 +1197,11 @@ impl Running {
                 offset: Some(t.gauges.offset.load(Relaxed)),
                 size: Some(t.gauges.size.load(Relaxed)),
                 lag_bytes: Some(t.gauges.lag.load(Relaxed)),
+                lag_secs: Some(lag_secs(
+                    t.gauges.lag.load(Relaxed),
+                    t.gauges.last_read_unix.load(Relaxed),
+                    self.epoch,
+                )),
                 last_read: rfc3339(t.gauges.last_read_unix.load(Relaxed) as i64),
             })
             .collect();
@@ -1215,6 +1220,7 @@ impl Running {
                 offset: None,
                 size: None,
                 lag_bytes: None,
+                lag_secs: None,
                 last_read: last.and_then(rfc3339),
             });
         }
@@ -1401,6 +1407,21 @@ async fn start_metrics(
             );
             None
         }
+    }
+}
+
+/// How long a file's reading has been behind: 0 when caught up, else since it last moved on
+/// (or since the daemon started, when it has not yet).
+fn lag_secs(lag_bytes: u64, last_read_unix: u64, started: Instant) -> u64 {
+    if lag_bytes == 0 {
+        return 0;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match last_read_unix {
+        0 => started.elapsed().as_secs(),
+        t => now.saturating_sub(t),
     }
 }
 

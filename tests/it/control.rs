@@ -69,6 +69,7 @@ fn status_and_reload_answer_about_the_running_daemon() {
     assert_eq!(s["sources"][0]["state"], "following");
     assert_eq!(s["sources"][0]["offset"], size);
     assert_eq!(s["sources"][0]["lag_bytes"], 0);
+    assert_eq!(s["sources"][0]["lag_secs"], 0);
     assert!(s["sources"][0]["last_read"].is_string(), "{s}");
     assert!(s["sources"][1]["last_read"].is_null(), "{s}");
     assert!(s["last_commit"].is_string(), "{s}");
