@@ -46,6 +46,41 @@ pub enum Command {
     /// Manage the database store's schema (`[output] store = "sqlite"`).
     #[command(subcommand)]
     Db(DbCommand),
+    /// List the bans running ([response]): address or network, rule, time left, country, AS.
+    Bans(StatusArgs),
+    /// Ban an address or network by hand, through the running daemon.
+    Ban(BanArgs),
+    /// Lift a ban (or every ban) by hand, through the running daemon.
+    Unban(UnbanArgs),
+}
+
+/// `ban`
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// An address (`203.0.113.7`) or a network (`203.0.113.0/24`).
+    #[arg(value_name = "IP")]
+    pub target: String,
+    /// How long (`30m`, `1h`, `7d`); default: the first rule's ban.
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+/// `unban`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["target", "all"])))]
+pub struct UnbanArgs {
+    #[command(flatten)]
+    /// The configuration.
+    pub config: ConfigArg,
+    /// An address or network banned (a network lifts the bans inside it too).
+    #[arg(value_name = "IP")]
+    pub target: Option<String>,
+    /// Lift every ban.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `db ...`

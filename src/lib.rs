@@ -25,6 +25,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod report;
+pub mod respond;
 pub mod scan;
 pub mod sink;
 pub mod source;

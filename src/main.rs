@@ -44,6 +44,21 @@ fn main() -> ExitCode {
         Command::Purge(args) => run_purge(args),
         Command::Db(DbCommand::Status(args)) => run_db_status(args),
         Command::Db(DbCommand::Migrate(args)) => run_db_migrate(args),
+        Command::Bans(args) => run_bans(args),
+        Command::Ban(args) => {
+            let word = format!(
+                "ban {}{}",
+                args.target,
+                args.duration
+                    .map(|d| format!(" {}", d.as_secs().max(1)))
+                    .unwrap_or_default()
+            );
+            run_respond(&args.config, &args.target, &word)
+        }
+        Command::Unban(args) => {
+            let target = args.target.clone().unwrap_or_else(|| "--all".into());
+            run_respond(&args.config, &target, &format!("unban {target}"))
+        }
     };
     match outcome {
         Ok(code) => code,
@@ -152,6 +167,98 @@ fn run_status(args: StatusArgs) -> Result<ExitCode, Failure> {
         }
         Err(e @ ClientError::NotRunning(_)) => {
             println!("{e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => {
+            logging::tell(Level::ERROR, &e.to_string());
+            Ok(ExitCode::from(4))
+        }
+    }
+}
+
+/// `bans`: the running daemon's list, or the record's when it is not running.
+fn run_bans(args: StatusArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::daemon::control::{self, Answer, ClientError};
+    let config = load_config(&args.config)?;
+    let now = chrono::Utc::now().timestamp();
+    let (list, from_record) = match control::request(
+        &config.state_dir,
+        "bans",
+        std::time::Duration::from_secs(35),
+    ) {
+        Ok(Answer::Bans(list)) => (list, false),
+        Ok(Answer::Error { message }) => {
+            logging::tell(
+                Level::ERROR,
+                &format!("the daemon could not answer: {message}"),
+            );
+            return Ok(ExitCode::from(4));
+        }
+        Ok(other) => {
+            logging::tell(Level::ERROR, &format!("unexpected answer: {other:?}"));
+            return Ok(ExitCode::from(4));
+        }
+        Err(ClientError::NotRunning(_)) => {
+            let record = maillogsentinel::respond::record::Record::new(&config.state_dir);
+            let (rows, _) = record.read().map_err(|e| Failure::Runtime(e.into()))?;
+            let mut book = maillogsentinel::respond::record::Book::default();
+            for r in &rows {
+                book.apply(r, now);
+            }
+            (maillogsentinel::respond::responder::views(&book, now), true)
+        }
+        Err(e) => {
+            logging::tell(Level::ERROR, &e.to_string());
+            return Ok(ExitCode::from(4));
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).expect("bans always serialise")
+        );
+    } else {
+        if from_record {
+            println!(
+                "(maillogsentinel is not running: these are the bans its record says still run)"
+            );
+        }
+        print!("{}", maillogsentinel::respond::responder::render(&list));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ban` and `unban`: asks the running daemon; exit 0 done, 1 refused, 3 not running.
+fn run_respond(config: &ConfigArg, target: &str, word: &str) -> Result<ExitCode, Failure> {
+    use maillogsentinel::daemon::control::{self, Answer, ClientError};
+    let config = load_config(config)?;
+    if target != "--all" && maillogsentinel::respond::parse_net(target).is_none() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "{target:?} is neither an address nor a network: write e.g. 203.0.113.7 or 203.0.113.0/24"
+        )));
+    }
+    match control::request(
+        &config.state_dir,
+        word,
+        control::RESPOND_TIMEOUT + std::time::Duration::from_secs(5),
+    ) {
+        Ok(Answer::Done { message }) => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Answer::Error { message }) => {
+            logging::tell(Level::ERROR, &message);
+            Ok(ExitCode::from(1))
+        }
+        Ok(other) => {
+            logging::tell(Level::ERROR, &format!("unexpected answer: {other:?}"));
+            Ok(ExitCode::from(4))
+        }
+        Err(e @ ClientError::NotRunning(_)) => {
+            logging::tell(
+                Level::ERROR,
+                &format!("{e}: bans are made and lifted by the daemon; start it first"),
+            );
             Ok(ExitCode::from(3))
         }
         Err(e) => {

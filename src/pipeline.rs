@@ -136,13 +136,44 @@ impl Events {
     }
 }
 
-/// One committed event, as the detector takes them (in log order).
+/// One committed event, as the consumers (alerts, responder) take them (in log order).
 #[derive(Debug, Clone)]
 pub enum Committed {
-    /// A failed login.
-    Failure(AuthEvent),
+    /// A failed login, with its enrichment.
+    Failure(AuthEvent, Option<crate::enrich::Enrichment>),
     /// A successful login, with its enrichment.
     Login(AuthEvent, Option<crate::enrich::Enrichment>),
+}
+
+/// A consumer of committed events (alerts, the responder): a name for the log, and how to
+/// hand it one commit's events, waiting while it is behind (`false`: it is gone).
+pub struct Consumer {
+    /// Its name.
+    pub name: &'static str,
+    /// Hands it events.
+    pub send: Box<dyn FnMut(Vec<Committed>) -> bool + Send>,
+}
+
+impl Consumer {
+    /// A consumer fed through a bounded channel.
+    pub fn channel<T: Send + 'static>(
+        name: &'static str,
+        tx: std::sync::mpsc::SyncSender<T>,
+        wrap: fn(Vec<Committed>) -> T,
+    ) -> Self {
+        Consumer {
+            name,
+            send: Box::new(move |events| tx.send(wrap(events)).is_ok()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Rows from one contiguous range of one source (a file's bytes, a journal's entries).

@@ -192,7 +192,7 @@ pub struct Detector {
 /// When a committed event was logged, in seconds.
 fn ts(e: &Committed) -> i64 {
     match e {
-        Committed::Failure(e) | Committed::Login(e, _) => e.timestamp.time.timestamp(),
+        Committed::Failure(e, _) | Committed::Login(e, _) => e.timestamp.time.timestamp(),
     }
 }
 
@@ -223,7 +223,7 @@ impl Detector {
         let mut alerts = Vec::new();
         for e in events {
             match e {
-                Committed::Failure(f) => {
+                Committed::Failure(f, _) => {
                     self.memory
                         .failure(f.timestamp.time.timestamp(), f.ip, f.username.as_deref())
                 }
@@ -568,7 +568,7 @@ mod tests {
         let mut d = detector();
         let alerts = d.take(vec![
             Committed::Login(event(1000, "203.0.113.5", "admin"), None),
-            Committed::Failure(event(999, "203.0.113.5", "root")),
+            Committed::Failure(event(999, "203.0.113.5", "root"), None),
         ]);
         // Sorted by time: the failure came first.
         assert_eq!(signals(&alerts), ["address"]);
@@ -593,13 +593,13 @@ mod tests {
     fn a_users_own_typos_are_no_alert_until_there_are_many() {
         let mut d = detector();
         let typo = vec![
-            Committed::Failure(event(1000, "192.0.2.7", "alice")),
-            Committed::Failure(event(1001, "192.0.2.7", "alice")),
+            Committed::Failure(event(1000, "192.0.2.7", "alice"), None),
+            Committed::Failure(event(1001, "192.0.2.7", "alice"), None),
             Committed::Login(event(1002, "192.0.2.7", "alice"), None),
         ];
         assert!(d.take(typo).is_empty());
         let alerts = d.take(vec![
-            Committed::Failure(event(1003, "192.0.2.7", "alice")),
+            Committed::Failure(event(1003, "192.0.2.7", "alice"), None),
             Committed::Login(event(1004, "192.0.2.7", "alice"), None),
         ]);
         assert_eq!(signals(&alerts), ["address"]);
@@ -610,7 +610,7 @@ mod tests {
     fn distributed_attempts_on_a_username_and_networks_are_alerts() {
         let mut d = detector();
         let mut events: Vec<Committed> = (1..=3)
-            .map(|i| Committed::Failure(event(1000 + i, &format!("198.51.100.{i}"), "info")))
+            .map(|i| Committed::Failure(event(1000 + i, &format!("198.51.100.{i}"), "info"), None))
             .collect();
         events.push(Committed::Login(event(1100, "203.0.113.77", "info"), None));
         // Another address of a network that failed.
@@ -624,7 +624,7 @@ mod tests {
         let path = alerts_path(dir.path());
         let mut d = detector();
         let alerts = d.take(vec![
-            Committed::Failure(event(1000, "203.0.113.5", "x")),
+            Committed::Failure(event(1000, "203.0.113.5", "x"), None),
             Committed::Login(event(1001, "203.0.113.5", "=cmd|' /C calc'!A0"), None),
         ]);
         record(&path, &alerts).unwrap();
@@ -641,7 +641,7 @@ mod tests {
         let group = Duration::from_secs(60);
         let mut d = detector();
         let alerts = d.take(vec![
-            Committed::Failure(event(1000, "203.0.113.5", "x")),
+            Committed::Failure(event(1000, "203.0.113.5", "x"), None),
             Committed::Login(event(1001, "203.0.113.5", "evil\r\nBcc: a@b"), None),
         ]);
         let t0 = std::time::Instant::now();

@@ -96,6 +96,8 @@ pub struct Config {
     pub alerts: crate::alerts::AlertSettings,
     /// Where Prometheus metrics are served (`None`: nowhere).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Banning attackers.
+    pub response: crate::respond::ResponseSettings,
 }
 
 /// Why a configuration could not be used.
@@ -216,6 +218,7 @@ impl Config {
                 mail_delay: raw.alerts.mail_delay.0,
             },
             metrics_listen: raw.metrics.listen.parse().ok(),
+            response: crate::respond::ResponseSettings::from_raw(&raw.response),
             raw,
         }
     }

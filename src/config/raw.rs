@@ -25,6 +25,100 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     /// `[metrics]`: Prometheus metrics and a health check over HTTP.
     pub metrics: RawMetrics,
+    /// `[response]`: banning attackers (nftables, a command).
+    pub response: RawResponse,
+}
+
+/// `[response]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawResponse {
+    /// Whether the responder runs at all.
+    pub enabled: bool,
+    /// `ban`, or `log` (a dry run: decisions logged and recorded, nothing blocked).
+    pub mode: crate::respond::Mode,
+    /// IPv6 addresses are banned by this prefix (a host usually has a whole /64).
+    pub ipv6_prefix: u8,
+    /// Repeat offenders' bans double up to this.
+    pub max_ban: DurationStr,
+    /// Addresses and networks never banned (the host's own addresses are added).
+    #[serde(deserialize_with = "networks")]
+    pub ignore: Vec<String>,
+    /// A successful login from an address clears its failures.
+    pub forgive_on_success: bool,
+    /// The ports banned addresses can no longer reach.
+    pub ports: Vec<u16>,
+    /// Active bans at most; beyond it the oldest are lifted.
+    pub max_bans: usize,
+    /// Whether bans go into the nftables sets of `table inet maillogsentinel`.
+    pub nftables: bool,
+    /// A command run for each ban: program and arguments, `{ip}`, `{key}`, `{rule}`,
+    /// `{duration}` (seconds) and `{username}` replaced inside arguments; no shell.
+    pub exec: Vec<String>,
+    /// How long the command may run before it is killed.
+    pub exec_timeout: DurationStr,
+    /// `[[response.rule]]`: when to ban.
+    pub rule: Vec<RawRule>,
+}
+
+impl Default for RawResponse {
+    fn default() -> Self {
+        RawResponse {
+            enabled: false,
+            mode: crate::respond::Mode::Ban,
+            ipv6_prefix: 64,
+            max_ban: DurationStr::secs(7 * 24 * 3600),
+            ignore: Vec::new(),
+            forgive_on_success: true,
+            ports: crate::respond::MAIL_PORTS.to_vec(),
+            max_bans: 100_000,
+            nftables: true,
+            exec: Vec::new(),
+            exec_timeout: DurationStr::secs(10),
+            rule: vec![RawRule::default()],
+        }
+    }
+}
+
+/// `[[response.rule]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Named in logs, the record and `bans`.
+    pub name: String,
+    /// What failures are counted by: `ip`, `net` or `username`.
+    pub key: crate::respond::KeyKind,
+    /// Failures (for `username`: addresses) that make a ban.
+    pub max: u32,
+    /// How far back failures count.
+    pub window: DurationStr,
+    /// How long a first ban lasts.
+    pub ban: DurationStr,
+}
+
+impl Default for RawRule {
+    fn default() -> Self {
+        RawRule {
+            name: "per-address".into(),
+            key: crate::respond::KeyKind::Ip,
+            max: 5,
+            window: DurationStr::secs(600),
+            ban: DurationStr::secs(3600),
+        }
+    }
+}
+
+/// A list of addresses or networks (`"192.0.2.0/24"`, `"2001:db8::1"`), each checked.
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    for s in &list {
+        if crate::respond::parse_net(s).is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is neither an address nor a network: write e.g. \"192.0.2.7\", \"198.51.100.0/24\" or \"2001:db8::/32\""
+            )));
+        }
+    }
+    Ok(list)
 }
 
 /// `[metrics]`

@@ -128,6 +128,7 @@ pub(super) fn validate(raw: &RawConfig, text: &str) -> Vec<String> {
             "is true but [report] to names no recipient: add one, or set mail = false".into(),
         );
     }
+    response(raw, &mut problem);
     if !(1..=4096).contains(&raw.enrich.concurrency) {
         problem(
             "enrich.concurrency",
@@ -347,4 +348,104 @@ pub(super) fn line_of(text: &str, dotted: &str) -> usize {
         }
     }
     0
+}
+
+/// `[response]`: values that parse but cannot work.
+fn response(raw: &RawConfig, problem: &mut dyn FnMut(&str, String)) {
+    const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+    let r = &raw.response;
+    if !(32..=128).contains(&r.ipv6_prefix) {
+        problem(
+            "response.ipv6_prefix",
+            format!(
+                "{} is out of range (32 to 128; 64 bans the /64 a host usually has)",
+                r.ipv6_prefix
+            ),
+        );
+    }
+    if r.max_ban.0 < Duration::from_secs(1) || r.max_ban.0 > YEAR {
+        problem("response.max_ban", "must be between 1s and a year".into());
+    }
+    if r.max_bans == 0 || r.max_bans > 10_000_000 {
+        problem(
+            "response.max_bans",
+            format!("{} is out of range (1 to 10,000,000 bans)", r.max_bans),
+        );
+    }
+    if r.nftables && r.ports.is_empty() {
+        problem(
+            "response.ports",
+            "is empty: list the ports banned addresses may not reach (the default is the mail ports), or set nftables = false".into(),
+        );
+    }
+    if r.ports.contains(&0) {
+        problem("response.ports", "0 is not a port".into());
+    }
+    if let Some(p) = r.exec.first()
+        && !std::path::Path::new(p).is_absolute()
+    {
+        problem(
+            "response.exec",
+            format!("the program {p:?} must be an absolute path (no PATH lookup, no shell)"),
+        );
+    }
+    if r.exec_timeout.0 < Duration::from_millis(100) || r.exec_timeout.0 > Duration::from_secs(600)
+    {
+        problem(
+            "response.exec_timeout",
+            "must be between 100ms and 10m".into(),
+        );
+    }
+    if r.enabled && r.mode == crate::respond::Mode::Ban && !r.nftables && r.exec.is_empty() {
+        problem(
+            "response.nftables",
+            "is false and no exec command is set: nothing would carry a ban out (set nftables = true, an exec command, or mode = \"log\")".into(),
+        );
+    }
+    if r.enabled && r.rule.is_empty() {
+        problem(
+            "response.rule",
+            "no [[response.rule]]: add one, e.g. name = \"per-address\", key = \"ip\", max = 5, window = \"10m\", ban = \"1h\"".into(),
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, rule) in r.rule.iter().enumerate() {
+        let key = format!("response.rule[{}] ({:?})", i + 1, rule.name);
+        let word = !rule.name.is_empty()
+            && rule.name != "manual"
+            && rule
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !word {
+            problem(
+                &key,
+                "name must be a word of letters, digits, '-' and '_' (and not \"manual\", which `maillogsentinel ban` uses)".into(),
+            );
+        }
+        if !names.insert(rule.name.clone()) {
+            problem(&key, "another rule has this name".into());
+        }
+        if rule.max == 0 || rule.max > 1_000_000 {
+            problem(
+                &key,
+                format!("max = {} is out of range (1 to 1,000,000)", rule.max),
+            );
+        }
+        if rule.window.0 < Duration::from_secs(1) || rule.window.0 > YEAR {
+            problem(&key, "window must be between 1s and a year".into());
+        }
+        if rule.ban.0 < Duration::from_secs(1) {
+            problem(&key, "ban must be at least 1s".into());
+        } else if rule.ban.0 > r.max_ban.0 {
+            problem(
+                &key,
+                format!(
+                    "ban ({}) is longer than [response] max_ban ({}): raise max_ban or shorten the ban",
+                    humantime::format_duration(rule.ban.0),
+                    humantime::format_duration(r.max_ban.0)
+                ),
+            );
+        }
+    }
 }

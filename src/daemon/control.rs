@@ -46,6 +46,8 @@ pub enum Request {
     Metrics(oneshot::Sender<String>),
     /// `/health`: whether every actor responds.
     Health(oneshot::Sender<bool>),
+    /// `bans`, `ban`, `unban`: for the responder.
+    Respond(crate::respond::Command),
 }
 
 /// What `status` answers.
@@ -83,6 +85,26 @@ pub struct Status {
     pub last_report: Option<String>,
     /// When the next scheduled report goes (RFC 3339; `None`: no schedule).
     pub next_report: Option<String>,
+    /// The responder (`None`: `[response]` is off).
+    #[serde(default)]
+    pub response: Option<ResponseStatus>,
+}
+
+/// The responder's figures in [`Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseStatus {
+    /// `ban` or `log`.
+    pub mode: String,
+    /// Bans running.
+    pub active: u64,
+    /// Bans decided since start.
+    pub bans: u64,
+    /// Bans whose action failed since start.
+    pub failed: u64,
+    /// Failures of protected addresses (ignored, this host's, not global), never counted.
+    pub spared: u64,
+    /// Addresses forgiven after a successful login since start.
+    pub forgiven: u64,
 }
 
 /// One source in [`Status`].
@@ -168,6 +190,13 @@ pub enum Answer {
     Status(Box<Status>),
     /// To `reload`.
     Reload(ReloadAnswer),
+    /// To `bans`: the bans running, newest first.
+    Bans(Vec<crate::respond::responder::BanView>),
+    /// To `ban` and `unban`: what was done.
+    Done {
+        /// What.
+        message: String,
+    },
     /// The request could not be served.
     Error {
         /// Why.
@@ -386,12 +415,112 @@ async fn ask(word: &str, requests: &mpsc::Sender<Request>) -> Answer {
                 },
             }
         }
-        other => Answer::Error {
-            message: format!(
-                "unknown request {:?}: ask `status` or `reload`",
-                other.chars().take(40).collect::<String>()
-            ),
+        other => match respond_request(other) {
+            Ok(Some((command, answer))) => {
+                if requests.send(Request::Respond(command)).await.is_err() {
+                    return gone();
+                }
+                match tokio::time::timeout(RESPOND_TIMEOUT, answer).await {
+                    Ok(Some(a)) => a,
+                    Ok(None) => gone(),
+                    Err(_) => Answer::Error {
+                        message: format!(
+                            "the responder did not answer within {RESPOND_TIMEOUT:?}; the daemon logs what it did"
+                        ),
+                    },
+                }
+            }
+            Ok(None) => Answer::Error {
+                message: format!(
+                    "unknown request {:?}: ask `status`, `reload`, `bans`, `ban TARGET [SECONDS]` or `unban TARGET|--all`",
+                    other.chars().take(40).collect::<String>()
+                ),
+            },
+            Err(message) => Answer::Error { message },
         },
+    }
+}
+
+/// How long the responder may take to answer (a ban runs nft).
+pub const RESPOND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The answer to a responder request, when it comes.
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Answer>> + Send>>;
+
+/// `bans`, `ban TARGET [SECONDS]`, `unban TARGET|--all` as a command for the responder and
+/// the answer to wait for; `None` for another word.
+fn respond_request(line: &str) -> Result<Option<(crate::respond::Command, Pending)>, String> {
+    use crate::respond::Command;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let target = |w: Option<&&str>| {
+        let w = w.ok_or("say which address or network")?;
+        crate::respond::parse_net(w).ok_or_else(|| {
+            format!(
+                "{:?} is neither an address nor a network",
+                w.chars().take(60).collect::<String>()
+            )
+        })
+    };
+    let done = |rx: oneshot::Receiver<Result<String, String>>| -> Pending {
+        Box::pin(async move {
+            rx.await.ok().map(|r| match r {
+                Ok(message) => Answer::Done { message },
+                Err(message) => Answer::Error { message },
+            })
+        })
+    };
+    match words.as_slice() {
+        ["bans"] => {
+            let (tx, rx) = oneshot::channel();
+            let answer: Pending = Box::pin(async move {
+                rx.await.ok().map(|r| match r {
+                    Ok(list) => Answer::Bans(list),
+                    Err(message) => Answer::Error { message },
+                })
+            });
+            Ok(Some((Command::List(tx), answer)))
+        }
+        ["ban", rest @ ..] if rest.len() <= 2 => {
+            let t = target(rest.first())?;
+            let duration = match rest.get(1) {
+                Some(s) => Some(Duration::from_secs(
+                    s.parse::<u64>()
+                        .map_err(|_| "the length is a number of seconds")?,
+                )),
+                None => None,
+            };
+            let (tx, rx) = oneshot::channel();
+            Ok(Some((
+                Command::Ban {
+                    target: t,
+                    duration,
+                    reply: tx,
+                },
+                done(rx),
+            )))
+        }
+        ["unban", "--all"] => {
+            let (tx, rx) = oneshot::channel();
+            Ok(Some((
+                Command::Unban {
+                    target: None,
+                    reply: tx,
+                },
+                done(rx),
+            )))
+        }
+        ["unban", t] => {
+            let t = target(Some(t))?;
+            let (tx, rx) = oneshot::channel();
+            Ok(Some((
+                Command::Unban {
+                    target: Some(t),
+                    reply: tx,
+                },
+                done(rx),
+            )))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -588,6 +717,17 @@ pub fn render_status(s: &Status) -> String {
     ));
     if let Some(m) = &s.metrics {
         out.push_str(&format!("Metrics: http://{m}/metrics\n"));
+    }
+    if let Some(r) = &s.response {
+        out.push_str(&format!(
+            "Response ({}): {} bans running; since start {} bans ({} failed to apply), {} failures of protected addresses not counted, {} addresses forgiven after a login\n",
+            if r.mode == "log" { "log only" } else { "ban" },
+            r.active,
+            r.bans,
+            r.failed,
+            r.spared,
+            r.forgiven
+        ));
     }
     out
 }

@@ -63,6 +63,9 @@ pub enum DaemonError {
     /// The alerts' state could not be set up.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The responder could not start (nftables, its record).
+    #[error(transparent)]
+    Response(#[from] crate::respond::responder::ResponseError),
     /// The sink failed for good.
     #[error("the sink stopped: {0}")]
     Commit(CommitError),
@@ -133,6 +136,10 @@ struct Running {
     store_name: String,
     /// Where `/metrics` is served.
     metrics_at: Option<std::net::SocketAddr>,
+    /// The responder's queue, for the control socket's requests (`None`: it is off).
+    respond_tx: Option<std::sync::mpsc::SyncSender<crate::respond::responder::Msg>>,
+    /// The responder's figures.
+    respond_figures: Option<Arc<crate::respond::responder::Figures>>,
 }
 
 /// A store opened, where it says to resume, and whether it holds rows.
@@ -278,9 +285,37 @@ pub async fn run(
         path: config.state_dir.clone(),
         source,
     })?;
-    let committer = committer
-        .with_alerts(alerts_tx)
-        .with_retention(config.retention);
+    let mut committer = committer.with_consumer(crate::pipeline::Consumer::channel(
+        "alerts",
+        alerts_tx,
+        |e| e,
+    ));
+    // The responder: another consumer of committed events, when enabled. Its start sets up
+    // nftables and reconciles it with the ban record, before anything new is committed.
+    let responder = if config.response.enabled {
+        let (settings, records, dir) = (
+            config.response.clone(),
+            crate::report::Records::of(&config),
+            config.state_dir.clone(),
+        );
+        let started =
+            tokio::task::spawn_blocking(move || crate::respond::spawn(settings, records, dir))
+                .await
+                .map_err(|_| DaemonError::SinkGone)??;
+        committer = committer.with_consumer(crate::pipeline::Consumer::channel(
+            "responder",
+            started.tx.clone(),
+            crate::respond::responder::Msg::Events,
+        ));
+        Some(started)
+    } else {
+        None
+    };
+    let (respond_tx, respond_figures, respond_join) = match responder {
+        Some(r) => (Some(r.tx), Some(r.figures), Some(r.join)),
+        None => (None, None, None),
+    };
+    let committer = committer.with_retention(config.retention);
     let shared = committer.shared_positions();
     let shared_journals = committer.shared_journals();
     // source -> enrichment -> sink, each hop a bounded channel.
@@ -350,6 +385,8 @@ pub async fn run(
         budget: EventBudget::default(),
         store_name: store_name.clone(),
         metrics_at: None,
+        respond_tx,
+        respond_figures,
     };
     let mut start = first_start_mode(
         first_start,
@@ -487,6 +524,20 @@ pub async fn run(
                 Some(control::Request::Health(reply)) => {
                     let _ = reply.send(running.healthy());
                 }
+                Some(control::Request::Respond(command)) => match &running.respond_tx {
+                    // Off the control loop: the responder's queue may be full for a moment.
+                    Some(tx) => {
+                        let tx = tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = tx.send(crate::respond::responder::Msg::Command(command)) {
+                                if let crate::respond::responder::Msg::Command(c) = e.0 {
+                                    c.refuse("the responder has stopped");
+                                }
+                            }
+                        });
+                    }
+                    None => command.refuse("the responder is off: set [response] enabled = true and restart the daemon"),
+                },
                 Some(control::Request::Reload(reply)) if pending.is_some() => {
                     // Answered by the reload after the one in progress (which read the file
                     // before this request came).
@@ -542,6 +593,7 @@ pub async fn run(
     notify::stopping();
     tracing::info!("stopping: draining the pipeline");
     running.stop_tailers();
+    running.respond_tx = None;
     sink_stop.cancel();
     let deadline = running.config.shutdown_timeout;
     let journal = running.journal.take();
@@ -553,8 +605,12 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || j.join.join()).await;
         }
         let done = done_rx.await;
-        // The sink is gone, so is the alerts' sender: they finish what was committed.
+        // The sink is gone, so is the alerts' sender: they finish what was committed. So does
+        // the responder, once the control loop's sender is dropped too.
         let _ = tokio::task::spawn_blocking(move || alerts_join.join()).await;
+        if let Some(join) = respond_join {
+            let _ = tokio::task::spawn_blocking(move || join.join()).await;
+        }
         done
     };
     tokio::select! {
@@ -1266,6 +1322,17 @@ impl Running {
             },
             outbox,
             metrics: self.metrics_at.map(|a| a.to_string()),
+            response: self
+                .respond_figures
+                .as_ref()
+                .map(|f| control::ResponseStatus {
+                    mode: self.config.response.mode.as_str().into(),
+                    active: f.active.load(Relaxed),
+                    bans: f.bans.load(Relaxed),
+                    failed: f.failed.load(Relaxed),
+                    spared: f.spared.load(Relaxed),
+                    forgiven: f.forgiven.load(Relaxed),
+                }),
             last_commit: rfc3339(self.counters.last_commit_unix.load(Relaxed) as i64),
             last_report: crate::report::state::ReportState::load(&self.config.state_dir)
                 .last_to

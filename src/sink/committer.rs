@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FORGET_AFTER_SECS, FilePosition, JournalPosition, Pos, Positions};
-use crate::pipeline::{Committed, Heartbeat, JournalPos, Position, ToSink};
+use crate::pipeline::{Committed, Consumer, Heartbeat, JournalPos, Position, ToSink};
 use crate::source::fingerprint::Fingerprint;
 use crate::stats::Counters;
 use crate::store::{CrashPoint, Progress, Store, StoreError};
@@ -70,9 +70,10 @@ pub type CommitError = StoreError;
 /// The sink actor.
 pub struct Committer {
     store: Box<dyn Store>,
-    /// The alerts consumer, handed each commit's failures and logins once they are durable.
-    alerts: Option<std::sync::mpsc::SyncSender<Vec<Committed>>>,
-    /// Events for the alerts consumer, waiting for their commit.
+    /// The consumers (alerts, responder), handed each commit's failures and logins once they
+    /// are durable.
+    consumers: Vec<Consumer>,
+    /// Events for the consumers, waiting for their commit.
     pending_events: Vec<Committed>,
     files: BTreeMap<Fingerprint, FileState>,
     journals: BTreeMap<String, JournalState>,
@@ -191,7 +192,7 @@ impl Committer {
             .collect();
         Committer {
             store,
-            alerts: None,
+            consumers: Vec::new(),
             pending_events: Vec::new(),
             files,
             journals: journal_states,
@@ -273,9 +274,9 @@ impl Committer {
         }
     }
 
-    /// Hands each commit's failures and logins to `alerts` once they are durable.
-    pub fn with_alerts(mut self, alerts: std::sync::mpsc::SyncSender<Vec<Committed>>) -> Self {
-        self.alerts = Some(alerts);
+    /// Hands each commit's failures and logins to `consumer` once they are durable.
+    pub fn with_consumer(mut self, consumer: Consumer) -> Self {
+        self.consumers.push(consumer);
         self
     }
 
@@ -381,12 +382,12 @@ impl Committer {
                     self.pending_logins += events.logins.len() as u64;
                     rowless &= events.logins.is_empty();
                 }
-                if self.alerts.is_some() {
+                if !self.consumers.is_empty() {
                     // Enrichment is in failures-then-logins order (empty when it is off).
                     let mut enrichment = b.enrichment.into_iter();
                     for f in b.events.failures {
-                        enrichment.next();
-                        self.pending_events.push(Committed::Failure(f));
+                        self.pending_events
+                            .push(Committed::Failure(f, enrichment.next()));
                     }
                     for l in b.events.logins {
                         self.pending_events
@@ -589,7 +590,7 @@ impl Committer {
             // (Logins with no record kept still reach the alerts, and give their share of the
             // event budget back: nothing of theirs waits for a commit.)
             self.budget.clear();
-            self.hand_to_alerts();
+            self.hand_to_consumers();
             return Ok(());
         }
         let progress = self.progress();
@@ -611,26 +612,37 @@ impl Committer {
         self.pending_logins = 0;
         self.budget.clear();
         self.mark_committed();
-        self.hand_to_alerts();
+        self.hand_to_consumers();
         Ok(())
     }
 
-    /// Gives the committed events to the alerts consumer (waiting when it is behind: its queue
-    /// is bounded, and nothing is dropped).
-    fn hand_to_alerts(&mut self) {
+    /// Gives the committed events to the consumers (waiting when one is behind: their queues
+    /// are bounded, and nothing is dropped).
+    fn hand_to_consumers(&mut self) {
         if self.pending_events.is_empty() {
             return;
         }
         let events = std::mem::take(&mut self.pending_events);
-        if let Some(tx) = &self.alerts {
+        let last = self.consumers.len().saturating_sub(1);
+        let mut events = Some(events);
+        let mut gone = Vec::new();
+        for (i, c) in self.consumers.iter_mut().enumerate() {
+            let batch = if i == last {
+                events.take().unwrap_or_default()
+            } else {
+                events.clone().unwrap_or_default()
+            };
             // Waiting on a consumer is not being stuck (the watchdog knows the difference).
             self.heartbeat.waiting();
-            let sent = tx.send(events);
+            let sent = (c.send)(batch);
             self.heartbeat.beat();
-            if sent.is_err() {
-                tracing::error!("the alerts consumer is gone: no alert can be raised");
-                self.alerts = None;
+            if !sent {
+                tracing::error!("the {} consumer is gone: it gets no more events", c.name);
+                gone.push(i);
             }
+        }
+        for i in gone.into_iter().rev() {
+            self.consumers.remove(i);
         }
     }
 

@@ -1,0 +1,840 @@
+//! The responder's thread: takes each commit's events, decides with the [`Engine`], carries
+//! bans out (nftables, then the command), records them, and answers the control socket's
+//! `bans`, `ban` and `unban`.
+//!
+//! At start, before anything new is committed: the record is read (bans still running, repeat
+//! offenders, forgiven addresses), nftables is set up and reconciled with it (running bans put
+//! back with their time left, elements nobody recorded removed), and the rules' windows are
+//! rebuilt from the store's last window, replaying the bans they made. A failure whose ban the
+//! record lacks (a crash between the commit and the ban) is banned then: after a restart, an
+//! attacker's count is neither forgotten nor banned twice.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::exec::{self, Facts};
+use super::nft::{Nft, NftError};
+use super::record::{Action, Book, Record, RecordError, Row};
+use super::rules::{Decision, Engine};
+use super::{Mode, ResponseSettings};
+use crate::pipeline::Committed;
+
+/// Commits (and commands) queued for the responder.
+pub const QUEUE: usize = 64;
+/// Bans queued for the `exec` command.
+pub const EXEC_QUEUE: usize = 4096;
+
+/// A request from the control socket.
+#[derive(Debug)]
+pub enum Command {
+    /// `bans`: the bans running.
+    List(oneshot::Sender<Result<Vec<BanView>, String>>),
+    /// `ban`: ban an address or network by hand (default length: the first rule's ban).
+    Ban {
+        /// What.
+        target: IpNet,
+        /// For how long.
+        duration: Option<Duration>,
+        /// What happened.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// `unban`: lift a ban (`None`: every ban).
+    Unban {
+        /// What.
+        target: Option<IpNet>,
+        /// What happened.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+impl Command {
+    /// Answers that the request cannot be served, and why.
+    pub fn refuse(self, why: &str) {
+        match self {
+            Command::List(reply) => {
+                let _ = reply.send(Err(why.to_string()));
+            }
+            Command::Ban { reply, .. } | Command::Unban { reply, .. } => {
+                let _ = reply.send(Err(why.to_string()));
+            }
+        }
+    }
+}
+
+/// What the responder's queue carries.
+#[derive(Debug)]
+pub enum Msg {
+    /// One commit's events.
+    Events(Vec<Committed>),
+    /// A request.
+    Command(Command),
+}
+
+/// A running ban, as `maillogsentinel bans` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanView {
+    /// The address or network.
+    pub target: String,
+    /// The rule (`manual` for a ban by hand).
+    pub rule: String,
+    /// When it started, seconds since the epoch.
+    pub started: i64,
+    /// When it ends.
+    pub expires: i64,
+    /// Seconds left.
+    pub remaining_secs: u64,
+    /// The address whose failure made it.
+    pub ip: String,
+    /// The username it tried.
+    pub username: String,
+    /// Country.
+    pub country: String,
+    /// AS number.
+    pub asn: Option<u32>,
+    /// AS organisation.
+    pub as_org: String,
+    /// `ban`, or `log` (decided, not carried out).
+    pub mode: String,
+    /// `ok`, or what went wrong carrying it out.
+    pub outcome: String,
+}
+
+/// The responder's figures, for status and metrics.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Bans running.
+    pub active: AtomicU64,
+    /// Bans decided since start.
+    pub bans: AtomicU64,
+    /// Bans whose action failed (nftables or the command).
+    pub failed: AtomicU64,
+    /// Failures of ignored or non-global addresses (recorded, never banned).
+    pub spared: AtomicU64,
+    /// Addresses forgiven after a successful login.
+    pub forgiven: AtomicU64,
+}
+
+/// Why the responder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// nftables could not be set up.
+    #[error("[response]: {0}")]
+    Nft(#[from] NftError),
+    /// The ban record could not be read or rewritten.
+    #[error("[response]: {0}")]
+    Record(#[from] RecordError),
+    /// The thread could not start.
+    #[error("[response]: cannot start its thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A started responder.
+#[derive(Debug)]
+pub struct Started {
+    /// Its queue (events from the sink, requests from the control socket).
+    pub tx: std::sync::mpsc::SyncSender<Msg>,
+    /// Its thread, which ends once every sender is dropped.
+    pub join: std::thread::JoinHandle<()>,
+    /// Its figures.
+    pub figures: Arc<Figures>,
+}
+
+/// Starts the responder (see the module's documentation for what a start does).
+pub fn spawn(
+    settings: ResponseSettings,
+    records: crate::report::Records,
+    state_dir: PathBuf,
+) -> Result<Started, ResponseError> {
+    let now = chrono::Utc::now().timestamp();
+    let mut r = Responder::new(settings, &state_dir, now)?;
+    r.reconcile(now)?;
+    r.rebuild(&records, &state_dir, now);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(QUEUE);
+    let figures = r.figures.clone();
+    let join = std::thread::Builder::new()
+        .name("responder".into())
+        .spawn(move || r.run(rx))
+        .map_err(ResponseError::Thread)?;
+    Ok(Started { tx, join, figures })
+}
+
+/// A ban the command is run for.
+struct ExecJob {
+    row: Row,
+}
+
+struct Responder {
+    engine: Engine,
+    ignore: Vec<IpNet>,
+    book: Book,
+    record: Arc<Record>,
+    nft: Option<Nft>,
+    exec: Option<(
+        std::sync::mpsc::SyncSender<ExecJob>,
+        std::thread::JoinHandle<()>,
+    )>,
+    figures: Arc<Figures>,
+}
+
+impl Responder {
+    fn new(
+        settings: ResponseSettings,
+        state_dir: &std::path::Path,
+        now: i64,
+    ) -> Result<Self, ResponseError> {
+        let mut ignore = settings.ignore.clone();
+        ignore.extend(super::own_addresses());
+        let record = Arc::new(Record::new(state_dir));
+        let keep = settings.max_ban.max(settings.longest_window()).as_secs() as i64;
+        let book = record.load(now, keep)?;
+        let nft = (settings.mode == Mode::Ban && settings.nftables)
+            .then(|| Nft::new(settings.ipv6_prefix));
+        let exec = (settings.mode == Mode::Ban && !settings.exec.is_empty())
+            .then(|| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<ExecJob>(EXEC_QUEUE);
+                let (template, timeout, record) =
+                    (settings.exec.clone(), settings.exec_timeout, record.clone());
+                std::thread::Builder::new()
+                    .name("response-exec".into())
+                    .spawn(move || run_exec(rx, &template, timeout, &record))
+                    .map(|j| (tx, j))
+            })
+            .transpose()
+            .map_err(ResponseError::Thread)?;
+        Ok(Responder {
+            engine: Engine::new(settings),
+            ignore,
+            book,
+            record,
+            nft,
+            exec,
+            figures: Arc::new(Figures::default()),
+        })
+    }
+
+    fn settings(&self) -> &ResponseSettings {
+        self.engine.settings()
+    }
+
+    /// Sets nftables up and makes its sets hold exactly the running bans.
+    fn reconcile(&mut self, now: i64) -> Result<(), ResponseError> {
+        self.book.expire(now);
+        self.figures
+            .active
+            .store(self.book.active.len() as u64, Relaxed);
+        let Some(nft) = &self.nft else {
+            return Ok(());
+        };
+        nft.setup(&self.settings().ports)?;
+        let present = nft.list()?;
+        let present_set: std::collections::HashSet<IpNet> =
+            present.iter().map(|(t, _)| *t).collect();
+        let add: Vec<(IpNet, Duration)> = self
+            .book
+            .active
+            .values()
+            .filter(|r| r.mode == Mode::Ban && !present_set.contains(&r.target))
+            .map(|r| {
+                (
+                    r.target,
+                    Duration::from_secs((r.expires - now).max(1) as u64),
+                )
+            })
+            .collect();
+        let unknown: Vec<IpNet> = present
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| !self.book.active.get(t).is_some_and(|r| r.mode == Mode::Ban))
+            .collect();
+        nft.apply(&add, &unknown)?;
+        tracing::info!(
+            running = self.book.active.len(),
+            restored = add.len(),
+            removed = unknown.len(),
+            "response: {} bans running ({} put back into nftables, {} elements nobody recorded removed)",
+            self.book.active.len(),
+            add.len(),
+            unknown.len()
+        );
+        Ok(())
+    }
+
+    /// Replays the store's last window through the rules.
+    fn rebuild(&mut self, records: &crate::report::Records, state_dir: &std::path::Path, now: i64) {
+        let from = now - self.settings().longest_window().as_secs() as i64;
+        let mut failures: Vec<(i64, IpAddr, String)> = Vec::new();
+        let read = crate::report::for_each_row(records, state_dir, from, now + 1, &mut |row| {
+            if let Ok(ip) = row.ip.parse::<IpAddr>() {
+                let user = crate::report::summary::unguard(row.username).to_string();
+                failures.push((row.ts, ip, user));
+            }
+        });
+        if let Err(e) = read {
+            tracing::warn!(
+                "response: cannot read the last window's failures back ({e}); the rules count new failures only"
+            );
+            return;
+        }
+        failures.sort_by_key(|f| f.0);
+        let n = failures.len();
+        let mut missed = Vec::new();
+        for (ts, ip, user) in failures {
+            let ip = super::canonical(ip);
+            if self.spared(ip).is_some() || self.book.forgiven.get(&ip).is_some_and(|&t| t >= ts) {
+                continue;
+            }
+            for d in self.engine.failure(
+                ts,
+                ip,
+                Some(&user).filter(|u| !u.is_empty()).map(|u| u.as_str()),
+                now,
+            ) {
+                // Banned (or unbanned by hand) since: the rules start afresh, as they did.
+                if !self.book.decided_since(&d.target, ts)
+                    && !self.book.active.contains_key(&d.target)
+                {
+                    missed.push(d);
+                }
+            }
+        }
+        tracing::info!(
+            failures = n,
+            keys = self.engine.keys(),
+            "response: the last {} of failures counted again",
+            humantime::format_duration(self.settings().longest_window())
+        );
+        if !missed.is_empty() {
+            tracing::warn!(
+                "response: {} bans the record lacks (the daemon stopped before making them) are made now",
+                missed.len()
+            );
+            self.ban(missed, now);
+        }
+    }
+
+    fn run(mut self, rx: std::sync::mpsc::Receiver<Msg>) {
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(Msg::Events(events)) => self.take(events, chrono::Utc::now().timestamp()),
+                Ok(Msg::Command(c)) => self.command(c, chrono::Utc::now().timestamp()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if last_prune.elapsed() >= Duration::from_secs(10) {
+                let now = chrono::Utc::now().timestamp();
+                self.engine.prune(now);
+                self.book.expire(now);
+                self.book
+                    .prune(now - self.settings().max_ban.as_secs() as i64);
+                self.figures
+                    .active
+                    .store(self.book.active.len() as u64, Relaxed);
+                last_prune = std::time::Instant::now();
+            }
+        }
+        if let Some((tx, join)) = self.exec.take() {
+            drop(tx);
+            let _ = join.join();
+        }
+    }
+
+    /// Why `ip`'s failures are not counted, when they are not.
+    fn spared(&self, ip: IpAddr) -> Option<&'static str> {
+        if self.ignore.iter().any(|n| n.contains(&ip)) {
+            return Some("in [response] ignore, or one of this host's addresses");
+        }
+        super::not_bannable(ip)
+    }
+
+    /// One commit's events.
+    fn take(&mut self, mut events: Vec<Committed>, now: i64) {
+        let ts = |e: &Committed| match e {
+            Committed::Failure(e, _) | Committed::Login(e, _) => e.timestamp.time.timestamp(),
+        };
+        events.sort_by_key(|e| (ts(e), matches!(e, Committed::Login(..))));
+        let mut decisions = Vec::new();
+        let mut forgiven = Vec::new();
+        let mut enrichment = std::collections::HashMap::new();
+        for e in events {
+            match e {
+                Committed::Failure(f, enr) => {
+                    let ip = super::canonical(f.ip);
+                    if self.spared(ip).is_some() {
+                        self.figures.spared.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    let found = self.engine.failure(
+                        f.timestamp.time.timestamp(),
+                        ip,
+                        f.username.as_deref(),
+                        now,
+                    );
+                    if !found.is_empty()
+                        && let Some(enr) = enr
+                    {
+                        enrichment.insert(ip, enr);
+                    }
+                    decisions.extend(found);
+                }
+                Committed::Login(l, _) => {
+                    let ip = super::canonical(l.ip);
+                    if self.settings().forgive_on_success
+                        && self.engine.forgive(ip, l.username.as_deref())
+                    {
+                        forgiven.push(Row {
+                            time: now,
+                            action: Action::Forgive,
+                            target: IpNet::from(ip),
+                            rule: String::new(),
+                            duration_secs: 0,
+                            expires: 0,
+                            ip: Some(ip),
+                            username: l.username.as_deref().unwrap_or_default().to_string(),
+                            mode: self.settings().mode,
+                            outcome: "ok".into(),
+                            country: String::new(),
+                            asn: None,
+                            as_org: String::new(),
+                        });
+                        self.figures.forgiven.fetch_add(1, Relaxed);
+                        tracing::info!(
+                            ip = %ip,
+                            "response: {ip} logged in as {}: its failures no longer count",
+                            crate::enrich::printable(l.username.as_deref().unwrap_or("?"))
+                        );
+                    }
+                }
+            }
+        }
+        if !forgiven.is_empty()
+            && let Err(e) = self.record.append(forgiven.iter())
+        {
+            tracing::error!("{e}");
+        }
+        if !decisions.is_empty() {
+            self.ban_enriched(decisions, &enrichment, now);
+        }
+    }
+
+    fn ban(&mut self, decisions: Vec<Decision>, now: i64) {
+        self.ban_enriched(decisions, &Default::default(), now);
+    }
+
+    /// Carries out the rules' decisions: one nftables transaction, one record append.
+    fn ban_enriched(
+        &mut self,
+        decisions: Vec<Decision>,
+        enrichment: &std::collections::HashMap<IpAddr, crate::enrich::Enrichment>,
+        now: i64,
+    ) {
+        let mut rows: Vec<Row> = Vec::new();
+        for d in decisions {
+            if self.book.active.contains_key(&d.target) || rows.iter().any(|r| r.target == d.target)
+            {
+                continue;
+            }
+            if let Some(n) = self.protected_in(&d.target) {
+                tracing::info!(
+                    "response: {} not banned by rule {}: it holds {n}, which is never banned",
+                    d.target,
+                    self.engine.rule(d.rule).name
+                );
+                continue;
+            }
+            let rule = self.engine.rule(d.rule).clone();
+            let duration = self.length(&d.target, rule.ban, now);
+            let e = enrichment.get(&d.ip).cloned().unwrap_or_default();
+            tracing::warn!(
+                ip = %d.ip,
+                target = %d.target,
+                rule = %rule.name,
+                "response: {} {} for {} (rule {}: {} {} in {}; last from {} as {})",
+                if self.settings().mode == Mode::Ban { "banned" } else { "would ban (mode = \"log\")" },
+                d.target,
+                humantime::format_duration(duration),
+                rule.name,
+                d.count,
+                if rule.key == super::KeyKind::Username { "addresses" } else { "failures" },
+                humantime::format_duration(rule.window),
+                d.ip,
+                crate::enrich::printable(d.username.as_deref().unwrap_or("?")),
+            );
+            rows.push(Row {
+                time: now,
+                action: Action::Ban,
+                target: d.target,
+                rule: rule.name.clone(),
+                duration_secs: duration.as_secs(),
+                expires: now + duration.as_secs() as i64,
+                ip: Some(d.ip),
+                username: d.username.unwrap_or_default(),
+                mode: self.settings().mode,
+                outcome: "ok".into(),
+                country: e.country.unwrap_or_default(),
+                asn: e.asn,
+                as_org: e.as_org.unwrap_or_default(),
+            });
+        }
+        self.carry_out(rows, now);
+    }
+
+    /// A ban's length: the rule's, doubled for each ban of the same target within `max_ban`,
+    /// up to `max_ban`.
+    fn length(&self, target: &IpNet, first: Duration, now: i64) -> Duration {
+        let max = self.settings().max_ban;
+        let before = self.book.bans_since(target, now - max.as_secs() as i64);
+        let factor = 1u32.checked_shl(before.min(31) as u32).unwrap_or(u32::MAX);
+        first.saturating_mul(factor).min(max).max(first.min(max))
+    }
+
+    /// The protected address or network inside `target`, if any.
+    fn protected_in(&self, target: &IpNet) -> Option<IpNet> {
+        self.ignore
+            .iter()
+            .find(|n| target.contains(&n.network()) || n.contains(&target.network()))
+            .copied()
+    }
+
+    /// Applies and records bans.
+    fn carry_out(&mut self, mut rows: Vec<Row>, now: i64) {
+        if rows.is_empty() {
+            return;
+        }
+        if let Some(nft) = &self.nft {
+            let add: Vec<(IpNet, Duration)> = rows
+                .iter()
+                .map(|r| (r.target, Duration::from_secs(r.duration_secs)))
+                .collect();
+            if let Err(e) = nft.apply(&add, &[]) {
+                tracing::error!("response: {} bans not carried out: {e}", rows.len());
+                self.figures.failed.fetch_add(rows.len() as u64, Relaxed);
+                for r in &mut rows {
+                    r.outcome = format!("nftables: {e}");
+                }
+            }
+        }
+        self.figures.bans.fetch_add(rows.len() as u64, Relaxed);
+        if let Err(e) = self.record.append(rows.iter()) {
+            tracing::error!("{e}");
+        }
+        for r in &rows {
+            self.book.apply(r, now);
+        }
+        if let Some((tx, _)) = &self.exec {
+            for r in &rows {
+                // Waits when the command is far behind (nothing is dropped).
+                let _ = tx.send(ExecJob { row: r.clone() });
+            }
+        }
+        self.enforce_cap(now);
+        self.figures
+            .active
+            .store(self.book.active.len() as u64, Relaxed);
+    }
+
+    /// Lifts the oldest bans beyond `max_bans`.
+    fn enforce_cap(&mut self, now: i64) {
+        let max = self.settings().max_bans;
+        if self.book.active.len() <= max {
+            return;
+        }
+        let mut all: Vec<(i64, IpNet)> = self
+            .book
+            .active
+            .values()
+            .map(|r| (r.time, r.target))
+            .collect();
+        all.sort();
+        let lift: Vec<IpNet> = all[..all.len() - max].iter().map(|(_, t)| *t).collect();
+        tracing::warn!(
+            "response: more than {max} bans running ([response] max_bans): the {} oldest are lifted",
+            lift.len()
+        );
+        if let Err(e) = self.lift(&lift, "max_bans", now) {
+            tracing::error!("response: cannot lift the oldest bans: {e}");
+        }
+    }
+
+    /// Lifts bans: removed from nftables (those it holds), recorded as unbans.
+    fn lift(&mut self, targets: &[IpNet], why: &str, now: i64) -> Result<(), String> {
+        if let Some(nft) = &self.nft {
+            let present: std::collections::HashSet<IpNet> = nft
+                .list()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect();
+            let del: Vec<IpNet> = targets
+                .iter()
+                .filter(|t| present.contains(t))
+                .copied()
+                .collect();
+            nft.apply(&[], &del).map_err(|e| e.to_string())?;
+        }
+        let rows: Vec<Row> = targets
+            .iter()
+            .map(|t| Row {
+                time: now,
+                action: Action::Unban,
+                target: *t,
+                rule: why.to_string(),
+                duration_secs: 0,
+                expires: 0,
+                ip: None,
+                username: String::new(),
+                mode: self.settings().mode,
+                outcome: "ok".into(),
+                country: String::new(),
+                asn: None,
+                as_org: String::new(),
+            })
+            .collect();
+        self.record.append(rows.iter()).map_err(|e| e.to_string())?;
+        for r in &rows {
+            self.book.apply(r, now);
+            // Its counted failures go too: an unbanned address starts afresh.
+            self.engine.forgive(r.target.network(), None);
+        }
+        self.figures
+            .active
+            .store(self.book.active.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    fn command(&mut self, c: Command, now: i64) {
+        self.book.expire(now);
+        match c {
+            Command::List(reply) => {
+                let _ = reply.send(Ok(views(&self.book, now)));
+            }
+            Command::Ban {
+                target,
+                duration,
+                reply,
+            } => {
+                let answer = self.ban_by_hand(target, duration, now);
+                let _ = reply.send(answer);
+            }
+            Command::Unban { target, reply } => {
+                let targets: Vec<IpNet> = match target {
+                    Some(t) => self
+                        .book
+                        .active
+                        .keys()
+                        .filter(|k| **k == t || t.contains(*k) || k.contains(&t.network()))
+                        .copied()
+                        .collect(),
+                    None => self.book.active.keys().copied().collect(),
+                };
+                let answer = if targets.is_empty() {
+                    Err(match target {
+                        Some(t) => format!("{t} is not banned"),
+                        None => "no ban is running".into(),
+                    })
+                } else {
+                    self.lift(&targets, "manual", now).map(|()| {
+                        let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+                        tracing::warn!("response: unbanned by hand: {}", list.join(", "));
+                        format!("unbanned {}", list.join(", "))
+                    })
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    fn ban_by_hand(
+        &mut self,
+        target: IpNet,
+        duration: Option<Duration>,
+        now: i64,
+    ) -> Result<String, String> {
+        let target = target.trunc();
+        if let Some(why) = super::not_bannable(target.network()) {
+            return Err(format!("{target} is {why}: it is never banned"));
+        }
+        if let Some(n) = self.protected_in(&target) {
+            return Err(format!(
+                "{target} holds {n}, which is never banned ([response] ignore, or this host's own address)"
+            ));
+        }
+        let duration = duration
+            .or_else(|| self.settings().rules.first().map(|r| r.ban))
+            .unwrap_or(Duration::from_secs(3600))
+            .min(self.settings().max_ban);
+        if self.book.active.contains_key(&target) {
+            // A new length: lifted, then banned again.
+            self.lift(&[target], "manual", now)?;
+        }
+        let row = Row {
+            time: now,
+            action: Action::Ban,
+            target,
+            rule: "manual".into(),
+            duration_secs: duration.as_secs(),
+            expires: now + duration.as_secs() as i64,
+            ip: Some(target.network()),
+            username: String::new(),
+            mode: self.settings().mode,
+            outcome: "ok".into(),
+            country: String::new(),
+            asn: None,
+            as_org: String::new(),
+        };
+        self.carry_out(vec![row], now);
+        match self.book.active.get(&target) {
+            Some(r) if r.outcome == "ok" => {
+                tracing::warn!(target = %target, "response: banned by hand: {target} for {}", humantime::format_duration(duration));
+                Ok(format!(
+                    "banned {target} for {}{}",
+                    humantime::format_duration(duration),
+                    if self.settings().mode == Mode::Log {
+                        " (mode = \"log\": recorded, nothing blocked)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+            Some(r) => Err(r.outcome.clone()),
+            None => Err(format!("{target} could not be banned")),
+        }
+    }
+}
+
+/// The running bans of `book` at `now`, newest first.
+pub fn views(book: &Book, now: i64) -> Vec<BanView> {
+    let mut list: Vec<BanView> = book
+        .active
+        .values()
+        .filter(|r| r.expires > now)
+        .map(|r| BanView {
+            target: r.target.to_string(),
+            rule: r.rule.clone(),
+            started: r.time,
+            expires: r.expires,
+            remaining_secs: (r.expires - now).max(0) as u64,
+            ip: r.ip.map(|i| i.to_string()).unwrap_or_default(),
+            username: r.username.clone(),
+            country: r.country.clone(),
+            asn: r.asn,
+            as_org: r.as_org.clone(),
+            mode: r.mode.as_str().into(),
+            outcome: r.outcome.clone(),
+        })
+        .collect();
+    list.sort_by(|a, b| (b.started, &a.target).cmp(&(a.started, &b.target)));
+    list
+}
+
+/// The bans as a table for a terminal (attacker text escaped).
+pub fn render(list: &[BanView]) -> String {
+    if list.is_empty() {
+        return "no ban is running\n".into();
+    }
+    let p = crate::enrich::printable;
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|b| {
+            let left =
+                humantime::format_duration(Duration::from_secs(b.remaining_secs)).to_string();
+            let mut outcome = if b.mode == "log" {
+                "log only".to_string()
+            } else {
+                p(&b.outcome)
+            };
+            outcome.truncate(60);
+            [
+                b.target.clone(),
+                p(&b.rule),
+                left.split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                if b.country.is_empty() {
+                    "-".into()
+                } else {
+                    p(&b.country)
+                },
+                b.asn
+                    .map_or_else(|| "-".into(), |a| format!("AS{a} {}", p(&b.as_org))),
+                if b.username.is_empty() {
+                    "-".into()
+                } else {
+                    p(&b.username)
+                },
+                outcome,
+            ]
+        })
+        .collect();
+    let head = [
+        "TARGET", "RULE", "LEFT", "COUNTRY", "AS", "USERNAME", "OUTCOME",
+    ];
+    let mut widths = head.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count().min(40));
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut l = String::new();
+        for (c, w) in cells.iter().zip(widths) {
+            let c: String = c.chars().take(40).collect();
+            l.push_str(&format!("{c:<w$}  "));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&head.map(String::from));
+    for r in &rows {
+        line(r);
+    }
+    out.push_str(&format!("{} bans running\n", list.len()));
+    out
+}
+
+/// The `exec` command's thread: runs it for each ban, records how it went.
+fn run_exec(
+    rx: std::sync::mpsc::Receiver<ExecJob>,
+    template: &[String],
+    timeout: Duration,
+    record: &Record,
+) {
+    for job in rx {
+        let r = &job.row;
+        let facts = Facts {
+            ip: r
+                .ip
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| r.target.network().to_string()),
+            key: r.target.to_string(),
+            rule: &r.rule,
+            duration: r.duration_secs,
+            username: &r.username,
+        };
+        let outcome = match exec::run(template, &facts, timeout) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                tracing::error!(target = %r.target, "response: the exec command failed: {e}");
+                e
+            }
+        };
+        let row = Row {
+            time: chrono::Utc::now().timestamp(),
+            action: Action::Exec,
+            outcome,
+            ..r.clone()
+        };
+        if let Err(e) = record.append(std::iter::once(&row)) {
+            tracing::error!("{e}");
+        }
+    }
+}
