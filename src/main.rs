@@ -186,7 +186,7 @@ fn run_bans(args: StatusArgs) -> Result<ExitCode, Failure> {
         "bans",
         std::time::Duration::from_secs(35),
     ) {
-        Ok(Answer::Bans(list)) => (list, false),
+        Ok(Answer::Bans { bans }) => (bans, false),
         Ok(Answer::Error { message }) => {
             logging::tell(
                 Level::ERROR,

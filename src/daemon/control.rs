@@ -191,7 +191,10 @@ pub enum Answer {
     /// To `reload`.
     Reload(ReloadAnswer),
     /// To `bans`: the bans running, newest first.
-    Bans(Vec<crate::respond::responder::BanView>),
+    Bans {
+        /// The bans.
+        bans: Vec<crate::respond::responder::BanView>,
+    },
     /// To `ban` and `unban`: what was done.
     Done {
         /// What.
@@ -474,7 +477,7 @@ fn respond_request(line: &str) -> Result<Option<(crate::respond::Command, Pendin
             let (tx, rx) = oneshot::channel();
             let answer: Pending = Box::pin(async move {
                 rx.await.ok().map(|r| match r {
-                    Ok(list) => Answer::Bans(list),
+                    Ok(bans) => Answer::Bans { bans },
                     Err(message) => Answer::Error { message },
                 })
             });
@@ -773,6 +776,40 @@ mod tests {
             Answer::Reload(r) => assert_eq!(r.problems, ["config.toml line 3: bad"]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn every_answer_serialises_and_responder_requests_are_read() {
+        let view = crate::respond::responder::BanView {
+            target: "203.0.113.5/32".into(),
+            rule: "per-address".into(),
+            started: 1,
+            expires: 2,
+            remaining_secs: 1,
+            ip: "203.0.113.5".into(),
+            username: "x".into(),
+            country: "".into(),
+            asn: None,
+            as_org: "".into(),
+            mode: "ban".into(),
+            outcome: "ok".into(),
+        };
+        for a in [
+            Answer::Bans { bans: vec![view] },
+            Answer::Done {
+                message: "banned".into(),
+            },
+        ] {
+            let text = serde_json::to_string(&a).unwrap();
+            let back: Answer = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        }
+        assert!(respond_request("bans").unwrap().is_some());
+        assert!(respond_request("ban 203.0.113.5 60").unwrap().is_some());
+        assert!(respond_request("unban --all").unwrap().is_some());
+        assert!(respond_request("ban example.org").is_err());
+        assert!(respond_request("ban 203.0.113.5 soon").is_err());
+        assert!(respond_request("status2").unwrap().is_none());
     }
 
     #[test]

@@ -230,6 +230,16 @@ impl Responder {
             .active
             .store(self.book.active.len() as u64, Relaxed);
         let Some(nft) = &self.nft else {
+            tracing::info!(
+                running = self.book.active.len(),
+                "response: {} bans running (nftables not used: {})",
+                self.book.active.len(),
+                if self.settings().mode == Mode::Log {
+                    "mode = \"log\""
+                } else {
+                    "nftables = false"
+                }
+            );
             return Ok(());
         };
         nft.setup(&self.settings().ports)?;

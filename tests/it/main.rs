@@ -15,6 +15,7 @@ mod journald;
 mod mmdb;
 mod pg_server;
 mod report;
+mod respond;
 mod scan;
 mod scan_bad_input;
 mod smtp_server;

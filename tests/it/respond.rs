@@ -1,0 +1,576 @@
+//! The responder with real nftables: the daemon runs in a "server" network namespace with our
+//! table and a TCP listener on a mail port; a "client" namespace, joined by a veth pair,
+//! connects from an attacker's address and from an allowlisted one (documentation ranges).
+//! These tests need root (namespaces, nftables); without it, or without `ip` and `nft`, they
+//! say they skipped. The `exec` action needs neither and always runs.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// The server's address on the veth pair.
+const SERVER: &str = "203.0.113.1";
+/// The attacker.
+const ATTACKER: &str = "203.0.113.66";
+/// Another attacker, for counts across a restart.
+const SECOND: &str = "203.0.113.67";
+/// An address in `ignore`.
+const FRIEND: &str = "203.0.113.10";
+/// The mail port the listener serves (and the rule closes).
+const PORT: u16 = 2525;
+
+/// Two namespaces joined by a veth pair, removed when dropped, and a listener in the server's.
+struct Netns {
+    server: String,
+    client: String,
+    listener: Child,
+}
+
+fn sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Netns {
+    /// The namespaces, or why they cannot be made here.
+    fn new(tag: &str) -> Result<Netns, String> {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("they need root (network namespaces and nftables)".into());
+        }
+        if !sh(&["nft", "--version"]) || !sh(&["ip", "-V"]) {
+            return Err("`nft` or `ip` is missing (apt-get install nftables iproute2)".into());
+        }
+        let id = format!("{}{tag}", std::process::id() % 100_000);
+        let (server, client) = (format!("mls-s{id}"), format!("mls-c{id}"));
+        let (vs, vc) = (format!("vs{id}"), format!("vc{id}"));
+        if !sh(&["ip", "netns", "add", &server]) {
+            return Err("`ip netns add` failed (no network namespaces here)".into());
+        }
+        let mut ns = Netns {
+            server: server.clone(),
+            client: client.clone(),
+            listener: Command::new("true").spawn().unwrap(),
+        };
+        let ok = [
+            vec!["ip", "netns", "add", &client],
+            vec![
+                "ip", "link", "add", &vs, "netns", &server, "type", "veth", "peer", "name", &vc,
+                "netns", &client,
+            ],
+            vec![
+                "ip",
+                "-n",
+                &server,
+                "addr",
+                "add",
+                "203.0.113.1/24",
+                "dev",
+                &vs,
+            ],
+            vec![
+                "ip",
+                "-n",
+                &client,
+                "addr",
+                "add",
+                "203.0.113.66/24",
+                "dev",
+                &vc,
+            ],
+            vec![
+                "ip",
+                "-n",
+                &client,
+                "addr",
+                "add",
+                "203.0.113.67/24",
+                "dev",
+                &vc,
+            ],
+            vec![
+                "ip",
+                "-n",
+                &client,
+                "addr",
+                "add",
+                "203.0.113.10/24",
+                "dev",
+                &vc,
+            ],
+            vec!["ip", "-n", &server, "link", "set", &vs, "up"],
+            vec!["ip", "-n", &client, "link", "set", &vc, "up"],
+            vec!["ip", "-n", &server, "link", "set", "lo", "up"],
+        ]
+        .iter()
+        .all(|a| sh(a));
+        if !ok {
+            return Err("the veth pair could not be set up".into());
+        }
+        // A listener on the mail port, accepting for ever.
+        ns.listener = Command::new("ip")
+            .args(["netns", "exec", &server, "python3", "-c"])
+            .arg(format!(
+                "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{SERVER}',{PORT}))\ns.listen(64)\nwhile True:\n  c,_=s.accept(); c.close()\n"
+            ))
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("python3: {e}"))?;
+        // Wait until it answers (from the client side).
+        if !wait_until(Duration::from_secs(10), || ns.connects(FRIEND)) {
+            return Err("the listener never answered".into());
+        }
+        Ok(ns)
+    }
+
+    /// Whether a TCP connection from `source` (in the client namespace) to the listener is
+    /// accepted within a second.
+    fn connects(&self, source: &str) -> bool {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.client,
+            "python3",
+            "-c",
+            &format!(
+                "import socket\nsocket.create_connection(('{SERVER}',{PORT}),timeout=1,source_address=('{source}',0)).close()"
+            ),
+        ])
+    }
+
+    /// The elements of the server's set `set`.
+    fn set(&self, set: &str) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.server,
+                "nft",
+                "list",
+                "set",
+                "inet",
+                "maillogsentinel",
+                set,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The binary, run in the server namespace.
+    fn bin(&self) -> Command {
+        let mut c = isolated(Command::new("ip"));
+        c.args([
+            "netns",
+            "exec",
+            &self.server,
+            env!("CARGO_BIN_EXE_maillogsentinel"),
+        ]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+        sh(&["ip", "netns", "del", &self.server]);
+        sh(&["ip", "netns", "del", &self.client]);
+    }
+}
+
+/// A failure line of `ip` for `user`, logged `ago` seconds before now (RFC 3339: the rules
+/// count failures in their window before now).
+fn fail(ip: &str, user: &str) -> String {
+    format!(
+        "{} mx postfix/submission/smtpd[77]: warning: unknown[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username={user}\n",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+    )
+}
+
+/// A config with the responder on, closing [`PORT`].
+fn config(dir: &Path, log: &Path, response: &str) -> std::path::PathBuf {
+    daemon_config(
+        dir,
+        &[log],
+        &format!(
+            "\n[response]\nenabled = true\nports = [{PORT}]\nignore = [\"{FRIEND}\"]\n{response}\n[[response.rule]]\nname = \"per-address\"\nkey = \"ip\"\nmax = 3\nwindow = \"10m\"\nban = \"1h\"\n"
+        ),
+    )
+}
+
+/// Runs a command of the binary (in the server namespace) and returns its output.
+fn ask(ns: &Netns, cfg: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = ns.bin();
+    c.args(args).args(["-c", cfg.to_str().unwrap()]);
+    c.output().unwrap()
+}
+
+/// Whether the daemon's `n`th start (its log is appended to) has its responder running.
+fn started(d: &Daemon, n: usize) -> bool {
+    wait_until(Duration::from_secs(20), || {
+        d.logged().matches("bans running (").count() >= n
+    })
+}
+
+macro_rules! netns_or_skip {
+    ($tag:expr) => {
+        match Netns::new($tag) {
+            Ok(ns) => ns,
+            Err(why) => {
+                eprintln!("SKIPPED {}: {why}", module_path!());
+                return;
+            }
+        }
+    };
+}
+
+#[test]
+fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() {
+    let ns = netns_or_skip!("a");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = config(dir.path(), &log, "");
+    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+    assert!(started(&d, 1), "{}", d.logged());
+    assert!(ns.connects(ATTACKER));
+
+    // The allowlisted address fails ten times, with a username forged to read like a failure
+    // of another address: neither it nor that address is banned.
+    let forged = "x warning: unknown[203.0.113.77]: SASL LOGIN authentication failed: y";
+    for _ in 0..10 {
+        append(&log, &fail(FRIEND, forged));
+    }
+    // Two failures: below the threshold.
+    append(&log, &(fail(ATTACKER, "a") + &fail(ATTACKER, "b")));
+    assert!(wait_until(Duration::from_secs(10), || csv_rows(
+        &dir.path().join("out.csv")
+    )
+    .len()
+        == 12));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ns.connects(ATTACKER), "banned before the threshold");
+    // The third.
+    append(&log, &fail(ATTACKER, "c"));
+    assert!(
+        wait_until(Duration::from_secs(10), || ns
+            .set("addr4")
+            .contains(ATTACKER)),
+        "{}\n{}",
+        ns.set("addr4"),
+        d.logged()
+    );
+    assert!(!ns.connects(ATTACKER), "the attacker still connects");
+    assert!(ns.connects(FRIEND), "the allowlisted address is locked out");
+    let set = ns.set("addr4");
+    assert!(
+        !set.contains(FRIEND) && !set.contains("203.0.113.77"),
+        "{set}"
+    );
+    assert!(
+        d.logged()
+            .contains("banned 203.0.113.66/32 for 1h (rule per-address: 3 failures in 10m"),
+        "{}",
+        d.logged()
+    );
+
+    // `bans` lists it, as JSON too.
+    let out = ask(&ns, &cfg, &["bans", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["target"], "203.0.113.66/32");
+    assert_eq!(list[0]["rule"], "per-address");
+    assert!(list[0]["remaining_secs"].as_u64().unwrap() > 3500);
+    let text = stdout(&ask(&ns, &cfg, &["bans"]));
+    assert!(
+        text.contains("203.0.113.66/32") && text.contains("1 bans running"),
+        "{text}"
+    );
+
+    // `unban` gives access back.
+    let out = ask(&ns, &cfg, &["unban", ATTACKER]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ns.connects(ATTACKER), "still blocked after unban");
+    // A ban by hand, for two seconds: the kernel lifts it.
+    let out = ask(&ns, &cfg, &["ban", ATTACKER, "--for", "2s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!ns.connects(ATTACKER), "the ban by hand does not hold");
+    assert!(
+        wait_until(Duration::from_secs(6), || ns.connects(ATTACKER)),
+        "the ban did not expire"
+    );
+    // Protected addresses are refused by hand too.
+    let out = ask(&ns, &cfg, &["ban", FRIEND]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("never banned"), "{}", stderr(&out));
+    let out = ask(&ns, &cfg, &["ban", "10.1.2.3"]);
+    assert!(stderr(&out).contains("private"), "{}", stderr(&out));
+    assert_eq!(d.stop(), Some(0));
+
+    // The record has every step.
+    let record = std::fs::read_to_string(dir.path().join("state/bans.csv")).unwrap();
+    let actions: Vec<&str> = record
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(actions, ["ban", "unban", "ban"], "{record}");
+}
+
+#[test]
+fn a_restart_keeps_bans_and_counts_and_log_mode_blocks_nothing() {
+    let ns = netns_or_skip!("b");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = config(dir.path(), &log, "");
+    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+    assert!(started(&d, 1), "{}", d.logged());
+    // One attacker banned, another two failures into its count.
+    append(
+        &log,
+        &(fail(ATTACKER, "a") + &fail(ATTACKER, "a") + &fail(ATTACKER, "a")),
+    );
+    append(&log, &(fail(SECOND, "a") + &fail(SECOND, "a")));
+    assert!(wait_until(Duration::from_secs(10), || csv_rows(
+        &dir.path().join("out.csv")
+    )
+    .len()
+        == 5));
+    assert!(wait_until(Duration::from_secs(10), || ns
+        .set("addr4")
+        .contains(ATTACKER)));
+    assert_eq!(d.stop(), Some(0));
+    // The kernel keeps the ban while the daemon is stopped.
+    assert!(!ns.connects(ATTACKER));
+    // Someone flushes the set (a firewall reload), and adds an element nobody recorded.
+    assert!(sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.server,
+        "nft",
+        "flush",
+        "set",
+        "inet",
+        "maillogsentinel",
+        "addr4"
+    ]));
+    assert!(sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.server,
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "maillogsentinel",
+        "addr4",
+        "{ 198.51.100.99 timeout 1h }"
+    ]));
+    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+    assert!(started(&d, 2), "{}", d.logged());
+    // Reconciled: the recorded ban is back, the unknown element gone.
+    let set = ns.set("addr4");
+    assert!(
+        set.contains(ATTACKER) && !set.contains("198.51.100.99"),
+        "{set}"
+    );
+    assert!(!ns.connects(ATTACKER));
+    // The second attacker's two failures were not forgotten: one more bans it, and the first
+    // is not banned twice.
+    append(&log, &fail(SECOND, "a"));
+    assert!(
+        wait_until(Duration::from_secs(10), || ns.set("addr4").contains(SECOND)),
+        "{}",
+        d.logged()
+    );
+    assert!(!ns.connects(SECOND));
+    assert_eq!(d.stop(), Some(0));
+    let record = std::fs::read_to_string(dir.path().join("state/bans.csv")).unwrap();
+    assert_eq!(
+        record.matches(",ban,203.0.113.66/32,").count(),
+        1,
+        "{record}"
+    );
+
+    // mode = "log": decided and recorded, nothing blocked.
+    assert!(sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.server,
+        "nft",
+        "delete",
+        "table",
+        "inet",
+        "maillogsentinel"
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let cfg = config(dir.path(), &log, "mode = \"log\"\n");
+    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+    assert!(started(&d, 1), "{}", d.logged());
+    append(
+        &log,
+        &(fail(ATTACKER, "a") + &fail(ATTACKER, "a") + &fail(ATTACKER, "a")),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .logged()
+            .contains("would ban (mode = \"log\") 203.0.113.66/32")),
+        "{}",
+        d.logged()
+    );
+    assert!(ns.connects(ATTACKER), "mode = \"log\" blocked");
+    assert!(
+        !sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns.server,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "maillogsentinel"
+        ]),
+        "log mode made a table"
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&ask(&ns, &cfg, &["bans", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["mode"], "log");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn the_exec_action_gets_hostile_usernames_only_as_data() {
+    // No namespace needed: nftables off, a command instead.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    let script = dir.path().join("ban.sh");
+    let args_file = dir.path().join("args");
+    let pwned = dir.path().join("pwned");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done >> {}\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = daemon_config(
+        dir.path(),
+        &[&log],
+        &format!(
+            "\n[response]\nenabled = true\nnftables = false\nexec = [\"{}\", \"{{ip}}\", \"{{key}}\", \"{{rule}}\", \"{{duration}}\", \"user={{username}}\"]\n[[response.rule]]\nname = \"per-address\"\nkey = \"ip\"\nmax = 2\nwindow = \"10m\"\nban = \"1h\"\n",
+            script.display()
+        ),
+    );
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(started(&d, 1), "{}", d.logged());
+    let hostile = format!("$(touch {});`touch {}`", pwned.display(), pwned.display());
+    append(
+        &log,
+        &(fail(ATTACKER, &hostile) + &fail(ATTACKER, &hostile)),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || args_file.exists()),
+        "{}",
+        d.logged()
+    );
+    assert!(wait_until(Duration::from_secs(5), || std::fs::read(
+        &args_file
+    )
+    .unwrap()
+    .iter()
+    .filter(|&&b| b == 0)
+    .count()
+        == 5));
+    let args = std::fs::read(&args_file).unwrap();
+    let args: Vec<String> = args
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            ATTACKER,
+            "203.0.113.66/32",
+            "per-address",
+            "3600",
+            &format!("user={hostile}")
+        ]
+    );
+    assert!(!pwned.exists(), "the username was run as a command");
+    assert_eq!(d.stop(), Some(0));
+    let record = std::fs::read_to_string(dir.path().join("state/bans.csv")).unwrap();
+    assert!(
+        record.contains(",exec,203.0.113.66/32,per-address,"),
+        "{record}"
+    );
+}
+
+#[test]
+fn a_missing_capability_is_a_clear_error_at_start() {
+    // Run as an unprivileged user: nft is refused, and the daemon says what to do.
+    if unsafe { libc::geteuid() } != 0 || !sh(&["nft", "--version"]) {
+        eprintln!(
+            "SKIPPED a_missing_capability_is_a_clear_error_at_start: it needs root (to drop to another user) and nft"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o777),
+    )
+    .unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    std::fs::set_permissions(
+        &log,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+    )
+    .unwrap();
+    let cfg = config(dir.path(), &log, "");
+    std::fs::set_permissions(
+        &cfg,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+    )
+    .unwrap();
+    let mut c = isolated(Command::new("setpriv"));
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+        env!("CARGO_BIN_EXE_maillogsentinel"),
+        "run",
+        "-c",
+        cfg.to_str().unwrap(),
+    ]);
+    let out = c.output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("CAP_NET_ADMIN") && err.contains("mode = \"log\""),
+        "{err}"
+    );
+}
