@@ -118,6 +118,10 @@ pub struct Events {
     pub failures: Vec<AuthEvent>,
     /// Successful logins, in log order: rows of the logins record.
     pub logins: Vec<AuthEvent>,
+    /// For each login, how many failures came before it in the range: the log's order of the
+    /// two, which the consumers need (a failure after a login counts, one before it is
+    /// forgiven) and timestamps cannot give (a second holds many lines).
+    pub logins_after: Vec<u32>,
     /// Failures of the server's own authentication side, or of a relay (for reports).
     pub backend: Vec<crate::parse::BackendFailure>,
     /// Dovecot's verdicts on attempts (for reports).

@@ -55,6 +55,23 @@ pub struct Figures {
     pub healthy: bool,
     /// Rows committed by (service, mechanism, outcome).
     pub by_kind: Vec<(crate::stats::Kind, u64)>,
+    /// The responder's figures (`None`: `[response]` is off).
+    pub response: Option<ResponseFigures>,
+}
+
+/// The responder's part of [`Figures`].
+#[derive(Debug, Clone, Default)]
+pub struct ResponseFigures {
+    /// Bans running.
+    pub active: u64,
+    /// Bans decided since start, by rule.
+    pub by_rule: Vec<(String, u64)>,
+    /// Bans whose action failed.
+    pub failed: u64,
+    /// Failures of protected addresses, not counted.
+    pub spared: u64,
+    /// Addresses forgiven after a login.
+    pub forgiven: u64,
 }
 
 /// The exposition of `f` in Prometheus's text format.
@@ -219,6 +236,37 @@ pub fn exposition(f: &Figures) -> String {
             .inc_by(*n);
     }
     r.register(Box::new(kinds)).expect("registered once");
+    if let Some(resp) = &f.response {
+        gauge(
+            "bans_active",
+            "Bans running (addresses and networks banned now).",
+            resp.active as i64,
+        );
+        counter(
+            "ban_failures_total",
+            "Bans whose action (nftables or the exec command) failed.",
+            resp.failed,
+        );
+        counter(
+            "protected_failures_total",
+            "Failures of addresses never banned (ignored, this host's, not global unicast).",
+            resp.spared,
+        );
+        counter(
+            "forgiven_total",
+            "Addresses whose failures a successful login cleared.",
+            resp.forgiven,
+        );
+        let bans = IntCounterVec::new(
+            Opts::new("bans_total", "Bans decided since start, by rule."),
+            &["rule"],
+        )
+        .expect("valid metric");
+        for (rule, n) in &resp.by_rule {
+            bans.with_label_values(&[rule.as_str()]).inc_by(*n);
+        }
+        r.register(Box::new(bans)).expect("registered once");
+    }
     let info = IntGaugeVec::new(
         Opts::new("build_info", "The program's version."),
         &["version"],
@@ -341,6 +389,10 @@ mod tests {
         let text = exposition(&Figures {
             geoip: vec![("country".into(), true)],
             sources: vec![("following".into(), 1)],
+            response: Some(ResponseFigures {
+                by_rule: vec![("per-address".into(), 2)],
+                ..Default::default()
+            }),
             ..Default::default()
         });
         let dashboard: serde_json::Value =

@@ -529,10 +529,11 @@ pub async fn run(
                     Some(tx) => {
                         let tx = tx.clone();
                         tokio::task::spawn_blocking(move || {
-                            if let Err(e) = tx.send(crate::respond::responder::Msg::Command(command)) {
-                                if let crate::respond::responder::Msg::Command(c) = e.0 {
-                                    c.refuse("the responder has stopped");
-                                }
+                            if let Err(std::sync::mpsc::SendError(
+                                crate::respond::responder::Msg::Command(c),
+                            )) = tx.send(crate::respond::responder::Msg::Command(command))
+                            {
+                                c.refuse("the responder has stopped");
                             }
                         });
                     }
@@ -986,6 +987,12 @@ impl Running {
         // SIGHUP also picks up databases replaced on disk.
         let enricher = self.enricher.clone();
         let _ = tokio::task::spawn_blocking(move || enricher.refresh_geo(true)).await;
+        if new.response != self.config.response {
+            note("[response] changes only at restart (the responder sets nftables up and reconciles it with its record when it starts); the running settings stay until then".into());
+            changes.retain(|c| !c.starts_with("response."));
+            new.response = self.config.response.clone();
+            new.raw.response = self.config.raw.response.clone();
+        }
         if new.metrics_listen != self.config.metrics_listen {
             note("metrics.listen changes only at restart".into());
             changes.retain(|c| !c.starts_with("metrics.listen"));
@@ -1402,6 +1409,22 @@ impl Running {
                 .iter()
                 .map(|(k, n)| (k.clone(), *n))
                 .collect(),
+            response: self
+                .respond_figures
+                .as_ref()
+                .map(|f| metrics::ResponseFigures {
+                    active: f.active.load(Relaxed),
+                    by_rule: f
+                        .by_rule
+                        .lock()
+                        .expect("figures lock")
+                        .iter()
+                        .map(|(k, n)| (k.clone(), *n))
+                        .collect(),
+                    failed: f.failed.load(Relaxed),
+                    spared: f.spared.load(Relaxed),
+                    forgiven: f.forgiven.load(Relaxed),
+                }),
         }
     }
 }

@@ -39,7 +39,7 @@ pub enum NftError {
     },
     /// The process may not change the firewall.
     #[error(
-        "nft: {message}: the daemon lacks CAP_NET_ADMIN. Install the drop-in that grants it (cp /usr/share/doc/maillogsentinel/response.conf /etc/systemd/system/maillogsentinel.service.d/ && systemctl daemon-reload && systemctl restart maillogsentinel), run it as root, or set [response] mode = \"log\" to only log decisions"
+        "nft: {message}: the daemon lacks CAP_NET_ADMIN. Install the drop-in that grants it (mkdir -p /etc/systemd/system/maillogsentinel.service.d && cp /usr/share/maillogsentinel/response.conf /etc/systemd/system/maillogsentinel.service.d/ && systemctl daemon-reload && systemctl restart maillogsentinel), run it as root, or set [response] mode = \"log\" to only log decisions"
     )]
     NotPermitted {
         /// What nft said.

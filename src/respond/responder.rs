@@ -119,6 +119,8 @@ pub struct Figures {
     pub spared: AtomicU64,
     /// Addresses forgiven after a successful login.
     pub forgiven: AtomicU64,
+    /// Bans decided since start, by rule (names from the configuration, and `manual`).
+    pub by_rule: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Why the responder could not start.
@@ -366,10 +368,11 @@ impl Responder {
 
     /// One commit's events.
     fn take(&mut self, mut events: Vec<Committed>, now: i64) {
-        let ts = |e: &Committed| match e {
-            Committed::Failure(e, _) | Committed::Login(e, _) => e.timestamp.time.timestamp(),
-        };
-        events.sort_by_key(|e| (ts(e), matches!(e, Committed::Login(..))));
+        // In time order across sources; a stable sort on the full timestamp keeps the log's
+        // order within a second (a login between failures of one second stays between them).
+        events.sort_by_key(|e| match e {
+            Committed::Failure(e, _) | Committed::Login(e, _) => e.timestamp.time,
+        });
         let mut decisions = Vec::new();
         let mut forgiven = Vec::new();
         let mut enrichment = std::collections::HashMap::new();
@@ -532,6 +535,12 @@ impl Responder {
             }
         }
         self.figures.bans.fetch_add(rows.len() as u64, Relaxed);
+        {
+            let mut by_rule = self.figures.by_rule.lock().expect("figures lock");
+            for r in &rows {
+                *by_rule.entry(r.rule.clone()).or_default() += 1;
+            }
+        }
         if let Err(e) = self.record.append(rows.iter()) {
             tracing::error!("{e}");
         }

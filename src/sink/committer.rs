@@ -385,14 +385,31 @@ impl Committer {
                 if !self.consumers.is_empty() {
                     // Enrichment is in failures-then-logins order (empty when it is off).
                     let mut enrichment = b.enrichment.into_iter();
-                    for f in b.events.failures {
-                        self.pending_events
-                            .push(Committed::Failure(f, enrichment.next()));
+                    let failures: Vec<Committed> = b
+                        .events
+                        .failures
+                        .into_iter()
+                        .map(|f| Committed::Failure(f, enrichment.next()))
+                        .collect();
+                    let logins: Vec<(u32, Committed)> = b
+                        .events
+                        .logins
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            let after = b.events.logins_after.get(i).copied().unwrap_or(u32::MAX);
+                            (after, Committed::Login(l, enrichment.next()))
+                        })
+                        .collect();
+                    // Back in log order: each login after the failures logged before it.
+                    let mut logins = logins.into_iter().peekable();
+                    for (i, f) in failures.into_iter().enumerate() {
+                        while let Some((_, l)) = logins.next_if(|(after, _)| *after as usize <= i) {
+                            self.pending_events.push(l);
+                        }
+                        self.pending_events.push(f);
                     }
-                    for l in b.events.logins {
-                        self.pending_events
-                            .push(Committed::Login(l, enrichment.next()));
-                    }
+                    self.pending_events.extend(logins.map(|(_, l)| l));
                 }
                 // The rows' share of the event budget is given back once they are committed.
                 self.budget.extend(b.budget);

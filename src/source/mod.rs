@@ -54,6 +54,8 @@ pub(crate) fn collect(
             if crate::ratelimit::resolved(BACKEND_PROBLEM) {
                 tracing::info!(at = %at, "resolved: logins succeed again after auth-backend failures");
             }
+            let before = events.failures.len() as u32;
+            events.logins_after.extend(std::iter::repeat_n(before, n));
             events.logins.extend(std::iter::repeat_n(l, n))
         }
         Parsed::Counted(c) => stats.count(c, n as u64),

@@ -188,9 +188,27 @@ impl Drop for Netns {
 /// A failure line of `ip` for `user`, logged `ago` seconds before now (RFC 3339: the rules
 /// count failures in their window before now).
 fn fail(ip: &str, user: &str) -> String {
+    fail_at(&now(), ip, user)
+}
+
+/// Now, as a log's RFC 3339 stamp.
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        .to_string()
+}
+
+/// A failure line stamped `stamp`.
+fn fail_at(stamp: &str, ip: &str, user: &str) -> String {
     format!(
-        "{} mx postfix/submission/smtpd[77]: warning: unknown[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username={user}\n",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+        "{stamp} mx postfix/submission/smtpd[77]: warning: unknown[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username={user}\n"
+    )
+}
+
+/// A successful Dovecot login of `user` from `ip`, stamped `stamp`.
+fn login_at(stamp: &str, ip: &str, user: &str) -> String {
+    format!(
+        "{stamp} mx dovecot: imap-login: Login: user=<{user}>, method=PLAIN, rip={ip}, lip={SERVER}, mpid=1, session=<s>\n"
     )
 }
 
@@ -295,6 +313,10 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
         text.contains("203.0.113.66/32") && text.contains("1 bans running"),
         "{text}"
     );
+    let status: serde_json::Value =
+        serde_json::from_slice(&ask(&ns, &cfg, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["response"]["active"], 1, "{status}");
+    assert_eq!(status["response"]["spared"], 10, "{status}");
 
     // `unban` gives access back.
     let out = ask(&ns, &cfg, &["unban", ATTACKER]);
@@ -314,6 +336,38 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
     assert!(stderr(&out).contains("never banned"), "{}", stderr(&out));
     let out = ask(&ns, &cfg, &["ban", "10.1.2.3"]);
     assert!(stderr(&out).contains("private"), "{}", stderr(&out));
+
+    // Forgiveness: two failures, a successful login, then failures start from zero (without
+    // it, the third failure, a3, would ban; with it, a5 does). All in one second: the log's
+    // order, not the timestamps, says the login came between.
+    let t = now();
+    append(
+        &log,
+        &[
+            fail_at(&t, SECOND, "a1"),
+            fail_at(&t, SECOND, "a2"),
+            login_at(&t, SECOND, "alice"),
+            fail_at(&t, SECOND, "a3"),
+            fail_at(&t, SECOND, "a4"),
+            fail_at(&t, SECOND, "a5"),
+        ]
+        .concat(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .logged()
+            .contains("last from 203.0.113.67")),
+        "{}",
+        d.logged()
+    );
+    assert!(ns.set("addr4").contains(SECOND));
+    let logged = d.logged();
+    assert!(logged.contains("last from 203.0.113.67 as a5)"), "{logged}");
+    assert!(!logged.contains("as a3)"), "{logged}");
+    assert!(
+        logged.contains("203.0.113.67 logged in as alice: its failures no longer count"),
+        "{logged}"
+    );
     assert_eq!(d.stop(), Some(0));
 
     // The record has every step.
@@ -323,7 +377,11 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
         .skip(1)
         .map(|l| l.split(',').nth(1).unwrap())
         .collect();
-    assert_eq!(actions, ["ban", "unban", "ban"], "{record}");
+    assert_eq!(
+        actions,
+        ["ban", "unban", "ban", "forgive", "ban"],
+        "{record}"
+    );
 }
 
 #[test]
@@ -573,4 +631,55 @@ fn a_missing_capability_is_a_clear_error_at_start() {
         err.contains("CAP_NET_ADMIN") && err.contains("mode = \"log\""),
         "{err}"
     );
+}
+
+#[test]
+fn with_exactly_the_capability_the_drop_in_grants_the_daemon_bans() {
+    // What packaging/response.conf gives the service: another user, no new privileges, and
+    // CAP_NET_ADMIN alone, ambient (so that `nft`, its child, has it too).
+    let ns = netns_or_skip!("c");
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(
+            p,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m),
+        )
+        .unwrap()
+    };
+    mode(dir.path(), 0o777);
+    let log = dir.path().join("mail.log");
+    append(&log, &noise(0));
+    mode(&log, 0o644);
+    let cfg = config(dir.path(), &log, "");
+    mode(&cfg, 0o644);
+    let mut c = isolated(Command::new("ip"));
+    c.args([
+        "netns",
+        "exec",
+        &ns.server,
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all,+net_admin",
+        "--ambient-caps=-all,+net_admin",
+        "--bounding-set=-all,+net_admin",
+        "--no-new-privs",
+        env!("CARGO_BIN_EXE_maillogsentinel"),
+    ]);
+    let d = Daemon::start_with(c, &cfg, dir.path());
+    assert!(started(&d, 1), "{}", d.logged());
+    append(
+        &log,
+        &(fail(ATTACKER, "a") + &fail(ATTACKER, "a") + &fail(ATTACKER, "a")),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || ns
+            .set("addr4")
+            .contains(ATTACKER)),
+        "{}",
+        d.logged()
+    );
+    assert!(!ns.connects(ATTACKER));
+    assert_eq!(d.stop(), Some(0));
 }
