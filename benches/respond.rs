@@ -52,7 +52,10 @@ struct Ns(String);
 impl Ns {
     fn new(name: &str) -> Ns {
         let n = format!("{name}{}", std::process::id());
-        assert!(sh(&["ip", "netns", "add", &n]), "ip netns add (run as root)");
+        assert!(
+            sh(&["ip", "netns", "add", &n]),
+            "ip netns add (run as root)"
+        );
         assert!(sh(&["ip", "-n", &n, "link", "set", "lo", "up"]));
         Ns(n)
     }
@@ -236,7 +239,10 @@ fn maillogsentinel(ns: &Ns, attackers: usize, burst_n: usize, active: usize) {
         .unwrap_or_default()
         .contains("bans running (")
     {
-        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the daemon did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let (mut mon, rx) = monitor(ns);
@@ -324,7 +330,10 @@ fn fail2ban(ns: &Ns, attackers: usize) {
         .unwrap_or_default()
         .contains("Jail 'postfix-sasl' started")
     {
-        assert!(started.elapsed() < Duration::from_secs(60), "fail2ban did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fail2ban did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (mut mon, rx) = monitor(ns);
@@ -332,7 +341,11 @@ fn fail2ban(ns: &Ns, attackers: usize) {
     report("fail2ban", &lat, missed);
     let pid = server.id();
     let (rss, _) = peak::rss_kib(pid);
-    println!("fail2ban with {} bans running: RSS {:.1} MiB", lat.len(), rss as f64 / 1024.0);
+    println!(
+        "fail2ban with {} bans running: RSS {:.1} MiB",
+        lat.len(),
+        rss as f64 / 1024.0
+    );
     let _ = mon.kill();
     let _ = mon.wait();
     sh(&["kill", "-TERM", &pid.to_string()]);
@@ -350,17 +363,31 @@ fn nft_cost(ns: &Ns) {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        c.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         assert!(c.wait().unwrap().success());
         t.elapsed()
     };
     run("add table inet costbench\nadd set inet costbench s { type ipv4_addr; flags timeout; }\n");
     let mut one: Vec<Duration> = (0..200)
-        .map(|i| run(&format!("add element inet costbench s {{ {} timeout 3600s }}\n", addr(i))))
+        .map(|i| {
+            run(&format!(
+                "add element inet costbench s {{ {} timeout 3600s }}\n",
+                addr(i)
+            ))
+        })
         .collect();
     one.sort();
-    let many: Vec<String> = (1000..11_000).map(|i| format!("{} timeout 3600s", addr(i))).collect();
-    let t = run(&format!("add element inet costbench s {{ {} }}\n", many.join(", ")));
+    let many: Vec<String> = (1000..11_000)
+        .map(|i| format!("{} timeout 3600s", addr(i)))
+        .collect();
+    let t = run(&format!(
+        "add element inet costbench s {{ {} }}\n",
+        many.join(", ")
+    ));
     run("delete table inet costbench\n");
     println!(
         "nft -f - (one process per transaction): 1 element p50 {:.2} ms, p99 {:.2} ms; 10,000 elements in one {:.1} ms",
@@ -404,7 +431,9 @@ fn main() {
             let ns = Ns::new("f2bbench");
             fail2ban(&ns, attackers);
         } else {
-            println!("fail2ban: skipped (not installed: apt-get install fail2ban python3-pyinotify)");
+            println!(
+                "fail2ban: skipped (not installed: apt-get install fail2ban python3-pyinotify)"
+            );
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct RawResponse {
     pub exec: Vec<String>,
     /// How long the command may run before it is killed.
     pub exec_timeout: DurationStr,
+    /// Share bans with every daemon of the fleet (the PostgreSQL store).
+    pub share: bool,
     /// `[[response.rule]]`: when to ban.
     pub rule: Vec<RawRule>,
 }
@@ -75,6 +77,7 @@ impl Default for RawResponse {
             nftables: true,
             exec: Vec::new(),
             exec_timeout: DurationStr::secs(10),
+            share: false,
             rule: vec![RawRule::default()],
         }
     }

@@ -402,6 +402,12 @@ fn response(raw: &RawConfig, problem: &mut dyn FnMut(&str, String)) {
             "is false and no exec command is set: nothing would carry a ban out (set nftables = true, an exec command, or mode = \"log\")".into(),
         );
     }
+    if r.share && raw.output.store != crate::store::StoreKind::Postgres {
+        problem(
+            "response.share",
+            "shares bans through PostgreSQL: set [output] store = \"postgres\" (and postgres = ...), or share = false".into(),
+        );
+    }
     if r.enabled && r.rule.is_empty() {
         problem(
             "response.rule",

@@ -298,10 +298,15 @@ pub async fn run(
             crate::report::Records::of(&config),
             config.state_dir.clone(),
         );
-        let started =
-            tokio::task::spawn_blocking(move || crate::respond::spawn(settings, records, dir))
-                .await
-                .map_err(|_| DaemonError::SinkGone)??;
+        let fleet = config
+            .postgres
+            .clone()
+            .filter(|_| config.response.share && config.store == crate::store::StoreKind::Postgres);
+        let started = tokio::task::spawn_blocking(move || {
+            crate::respond::spawn(settings, records, dir, fleet)
+        })
+        .await
+        .map_err(|_| DaemonError::SinkGone)??;
         committer = committer.with_consumer(crate::pipeline::Consumer::channel(
             "responder",
             started.tx.clone(),

@@ -18,6 +18,7 @@
 //! postmaster's own network, never an attacker on the internet); a network holding either.
 
 pub mod exec;
+pub mod fleet;
 pub mod nft;
 pub mod record;
 pub mod responder;
@@ -110,6 +111,8 @@ pub struct ResponseSettings {
     pub exec: Vec<String>,
     /// Its time limit.
     pub exec_timeout: Duration,
+    /// Share bans with the fleet through the PostgreSQL store.
+    pub share: bool,
 }
 
 impl ResponseSettings {
@@ -138,6 +141,7 @@ impl ResponseSettings {
             nftables: raw.nftables,
             exec: raw.exec.clone(),
             exec_timeout: raw.exec_timeout.0,
+            share: raw.share,
         }
     }
 

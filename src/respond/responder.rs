@@ -148,16 +148,21 @@ pub struct Started {
     pub figures: Arc<Figures>,
 }
 
-/// Starts the responder (see the module's documentation for what a start does).
+/// Starts the responder (see the module's documentation for what a start does); `fleet` is the
+/// PostgreSQL database its bans are shared through (`[response] share`).
 pub fn spawn(
     settings: ResponseSettings,
     records: crate::report::Records,
     state_dir: PathBuf,
+    fleet: Option<crate::store::postgres::PgSettings>,
 ) -> Result<Started, ResponseError> {
     let now = chrono::Utc::now().timestamp();
     let mut r = Responder::new(settings, &state_dir, now)?;
     r.reconcile(now)?;
     r.rebuild(&records, &state_dir, now);
+    if let Some(pg) = fleet {
+        r.join_fleet(pg, now).map_err(ResponseError::Thread)?;
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(QUEUE);
     let figures = r.figures.clone();
     let join = std::thread::Builder::new()
@@ -172,7 +177,16 @@ struct ExecJob {
     row: Row,
 }
 
+/// The responder's part in a fleet.
+struct FleetLink {
+    publisher: super::fleet::Publisher,
+    rx: std::sync::mpsc::Receiver<Vec<super::fleet::FleetRow>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
 struct Responder {
+    fleet: Option<FleetLink>,
     engine: Engine,
     ignore: Vec<IpNet>,
     book: Book,
@@ -211,6 +225,7 @@ impl Responder {
             .transpose()
             .map_err(ResponseError::Thread)?;
         Ok(Responder {
+            fleet: None,
             engine: Engine::new(settings),
             ignore,
             book,
@@ -331,14 +346,137 @@ impl Responder {
         }
     }
 
+    /// Joins the fleet: applies the others' running bans, then listens for new ones.
+    fn join_fleet(
+        &mut self,
+        pg: crate::store::postgres::PgSettings,
+        now: i64,
+    ) -> std::io::Result<()> {
+        let keep = self.settings().max_ban;
+        let after = match super::fleet::start(&pg, keep) {
+            Ok((last, rows)) => {
+                let n = rows.len();
+                self.apply_fleet(rows, now);
+                tracing::info!(
+                    decisions = n,
+                    "response: sharing bans with the fleet (PostgreSQL, instance {})",
+                    pg.instance
+                );
+                last
+            }
+            Err(e) => {
+                tracing::error!(
+                    "response: cannot read the fleet's bans at start ({e}); they are applied once the database answers"
+                );
+                0
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let join = super::fleet::listen(pg.clone(), after, tx, stop.clone())?;
+        self.fleet = Some(FleetLink {
+            publisher: super::fleet::Publisher::new(pg),
+            rx,
+            stop,
+            join: Some(join),
+        });
+        Ok(())
+    }
+
+    /// Applies other daemons' decisions under this one's rules (ignore list, own addresses,
+    /// mode); bans that ended or already run are skipped.
+    fn apply_fleet(&mut self, rows: Vec<super::fleet::FleetRow>, now: i64) {
+        let mut bans: Vec<Row> = Vec::new();
+        for fr in rows {
+            let r = fr.row;
+            match r.action {
+                Action::Ban => {
+                    if r.expires <= now
+                        || self.book.active.contains_key(&r.target)
+                        || bans.iter().any(|b| b.target == r.target)
+                    {
+                        continue;
+                    }
+                    if let Some(why) = super::not_bannable(r.target.network()) {
+                        tracing::info!(
+                            "response: {} banned by {} is {why}: not banned here",
+                            r.target,
+                            fr.instance
+                        );
+                        continue;
+                    }
+                    if let Some(n) = self.protected_in(&r.target) {
+                        tracing::info!(
+                            "response: {} banned by {} holds {n}, never banned here",
+                            r.target,
+                            fr.instance
+                        );
+                        continue;
+                    }
+                    bans.push(Row {
+                        time: now,
+                        rule: format!("{}@{}", r.rule, fr.instance),
+                        duration_secs: (r.expires - now) as u64,
+                        mode: self.settings().mode,
+                        outcome: "ok".into(),
+                        ..r
+                    });
+                }
+                Action::Unban => {
+                    let lifted: Vec<IpNet> = bans
+                        .iter()
+                        .map(|b| b.target)
+                        .filter(|t| *t == r.target)
+                        .collect();
+                    bans.retain(|b| b.target != r.target);
+                    if lifted.is_empty() && self.book.active.contains_key(&r.target) {
+                        let why = format!("{}@{}", r.rule, fr.instance);
+                        if let Err(e) = self.lift(&[r.target], &why, now) {
+                            tracing::error!("response: cannot lift {}: {e}", r.target);
+                        }
+                    }
+                }
+                Action::Forgive | Action::Exec => {}
+            }
+        }
+        if !bans.is_empty() {
+            let list: Vec<String> = bans.iter().take(5).map(|b| b.target.to_string()).collect();
+            tracing::warn!(
+                "response: {} bans from the fleet applied ({}{})",
+                bans.len(),
+                list.join(", "),
+                if bans.len() > 5 { ", ..." } else { "" }
+            );
+            self.carry_out(bans, now);
+        }
+    }
+
     fn run(mut self, rx: std::sync::mpsc::Receiver<Msg>) {
         let mut last_prune = std::time::Instant::now();
+        // In a fleet, the others' bans are looked for ten times a second.
+        let wait = if self.fleet.is_some() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
         loop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
+            let now = chrono::Utc::now().timestamp();
+            let from_fleet: Vec<_> = self
+                .fleet
+                .as_ref()
+                .map(|f| f.rx.try_iter().flatten().collect())
+                .unwrap_or_default();
+            if !from_fleet.is_empty() {
+                self.apply_fleet(from_fleet, now);
+            }
+            match rx.recv_timeout(wait) {
                 Ok(Msg::Events(events)) => self.take(events, chrono::Utc::now().timestamp()),
                 Ok(Msg::Command(c)) => self.command(c, chrono::Utc::now().timestamp()),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if let Some(f) = &mut self.fleet {
+                f.publisher.flush();
             }
             if last_prune.elapsed() >= Duration::from_secs(10) {
                 let now = chrono::Utc::now().timestamp();
@@ -355,6 +493,13 @@ impl Responder {
         if let Some((tx, join)) = self.exec.take() {
             drop(tx);
             let _ = join.join();
+        }
+        if let Some(mut f) = self.fleet.take() {
+            f.publisher.flush();
+            f.stop.store(true, Relaxed);
+            if let Some(j) = f.join.take() {
+                let _ = j.join();
+            }
         }
     }
 
@@ -547,6 +692,18 @@ impl Responder {
         for r in &rows {
             self.book.apply(r, now);
         }
+        if let Some(f) = &mut self.fleet {
+            // This daemon's own decisions (not those the fleet sent: their rule names the
+            // instance) go to the others.
+            let own: Vec<Row> = rows
+                .iter()
+                .filter(|r| !r.rule.contains('@'))
+                .cloned()
+                .collect();
+            if !own.is_empty() {
+                f.publisher.publish(&own);
+            }
+        }
         if let Some((tx, _)) = &self.exec {
             for r in &rows {
                 // Waits when the command is far behind (nothing is dropped).
@@ -607,7 +764,8 @@ impl Responder {
                 rule: why.to_string(),
                 duration_secs: 0,
                 expires: 0,
-                ip: None,
+                // A host's address is named, so that `purge --ip` finds its unbans too.
+                ip: (t.prefix_len() == t.max_prefix_len()).then(|| t.network()),
                 username: String::new(),
                 mode: self.settings().mode,
                 outcome: "ok".into(),
@@ -617,6 +775,12 @@ impl Responder {
             })
             .collect();
         self.record.append(rows.iter()).map_err(|e| e.to_string())?;
+        if why == "manual"
+            && let Some(f) = &mut self.fleet
+        {
+            // An unban by hand lifts the ban everywhere.
+            f.publisher.publish(&rows);
+        }
         for r in &rows {
             self.book.apply(r, now);
             // Its counted failures go too: an unbanned address starts afresh.

@@ -848,6 +848,25 @@ impl Store for PostgresStore {
                 }
             }
         }
+        // The fleet's ban decisions name addresses and usernames too (`[response] share`).
+        let bans = super::batch_delete(
+            "bans",
+            &conds.join(" AND ").replace("timestamp <", "time <"),
+        );
+        let mut in_bans = 0;
+        loop {
+            let deleted = client.execute(&bans, &refs).map_err(pg_err(
+                &settings,
+                "cannot delete the ban decisions to purge",
+            ))?;
+            in_bans += deleted;
+            if deleted == 0 {
+                break;
+            }
+        }
+        if in_bans > 0 {
+            tracing::info!("purge: {in_bans} rows of the fleet's ban decisions deleted");
+        }
         Ok((counts[0], counts[1]))
     }
 

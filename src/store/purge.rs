@@ -269,6 +269,15 @@ pub fn purge_state_files(state_dir: &Path, who: &Purge) -> io::Result<StatePurge
                 header: false,
             },
         ),
+        (
+            crate::respond::record::FILE_NAME,
+            Columns {
+                ts: 0,
+                ip: Some(6),
+                username: Some(7),
+                header: true,
+            },
+        ),
     ];
     let mut done = Vec::new();
     for (name, cols) in files {

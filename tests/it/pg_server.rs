@@ -282,6 +282,16 @@ impl PgCluster {
         )
     }
 
+    /// The URL of database `name` through the server's Unix socket (reachable from another
+    /// network namespace, where 127.0.0.1 is not this one's).
+    pub fn socket_url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{name}?host={}&port={}&sslmode=disable",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
     /// A client to database `name`.
     pub fn client(&self, name: &str) -> postgres::Client {
         postgres::Client::connect(

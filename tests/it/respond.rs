@@ -683,3 +683,102 @@ fn with_exactly_the_capability_the_drop_in_grants_the_daemon_bans() {
     assert!(!ns.connects(ATTACKER));
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
+    // Two mail servers, each in a namespace of its own with its daemon and nftables, sharing
+    // one PostgreSQL database (through its Unix socket).
+    let Some(pg) = crate::pg_server::PgCluster::start() else {
+        eprintln!(
+            "SKIPPED a_ban_decided_on_one_server_is_applied_by_the_whole_fleet: no PostgreSQL"
+        );
+        return;
+    };
+    let mx1 = netns_or_skip!("d");
+    let mx2 = netns_or_skip!("e");
+    let db = pg.create_db("fleet");
+    let _ = db;
+    let url = pg.socket_url("fleet");
+    let start = |ns: &Netns, name: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        append(&log, &noise(0));
+        let cfg = config(dir.path(), &log, "share = true\n");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+            "[output]\n",
+            &format!(
+                "[output]\nstore = \"postgres\"\npostgres = \"{url}\"\ninstance = \"{name}\"\n"
+            ),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+        assert!(
+            wait_until(Duration::from_secs(30), || d
+                .logged()
+                .contains("sharing bans with the fleet")),
+            "{}",
+            d.logged()
+        );
+        (dir, log, cfg, d)
+    };
+    let (_d1, log1, cfg1, d1) = start(&mx1, "mx1");
+    let (_d2, _log2, _cfg2, d2) = start(&mx2, "mx2");
+
+    // An attack on mx1: mx2 bans the address too, and says where the ban came from.
+    append(
+        &log1,
+        &(fail(ATTACKER, "a") + &fail(ATTACKER, "b") + &fail(ATTACKER, "c")),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || mx1
+            .set("addr4")
+            .contains(ATTACKER)),
+        "{}",
+        d1.logged()
+    );
+    let t = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || mx2
+            .set("addr4")
+            .contains(ATTACKER)),
+        "mx2 never applied mx1's ban\n{}\n{}",
+        d1.logged(),
+        d2.logged()
+    );
+    eprintln!("mx2 applied mx1's ban {:?} after mx1 did", t.elapsed());
+    assert!(!mx2.connects(ATTACKER));
+    assert!(
+        wait_until(Duration::from_secs(5), || d2
+            .logged()
+            .contains("bans from the fleet applied (203.0.113.66/32)")),
+        "{}",
+        d2.logged()
+    );
+    let rows: i64 = pg
+        .client("fleet")
+        .query_one("SELECT count(*) FROM bans WHERE instance = 'mx1' AND action = 'ban' AND target = '203.0.113.66/32'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // mx2 did not send it back.
+    let echoed: i64 = pg
+        .client("fleet")
+        .query_one("SELECT count(*) FROM bans WHERE instance = 'mx2'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(echoed, 0);
+
+    // An unban by hand on mx1 lifts it on mx2.
+    let out = ask(&mx1, &cfg1, &["unban", ATTACKER]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(15), || !mx2
+            .set("addr4")
+            .contains(ATTACKER)),
+        "{}",
+        d2.logged()
+    );
+    assert!(mx2.connects(ATTACKER));
+    assert_eq!(d1.stop(), Some(0));
+    assert_eq!(d2.stop(), Some(0));
+}

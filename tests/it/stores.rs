@@ -488,7 +488,7 @@ fn two_mail_servers_record_into_one_postgresql_database_at_once() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("schema version: 2 (0 migration(s) pending)")
+        text.contains("schema version: 3 (0 migration(s) pending)")
             && text.contains("events: 84 rows"),
         "{text}"
     );
