@@ -92,6 +92,37 @@ pub fn host(config: &Config, smtp: bool, runtime: &tokio::runtime::Runtime) -> V
     if let Some(mail) = &config.report_mail {
         out.extend(smtp_server(&mail.transport, smtp));
     }
+    out.extend(response(&config.response));
+    out
+}
+
+/// `[response]`: whether this user can change nftables, and whether the command can run.
+fn response(r: &crate::respond::ResponseSettings) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !r.enabled || r.mode == crate::respond::Mode::Log {
+        return out;
+    }
+    if r.nftables {
+        out.push(match crate::respond::nft::Nft::new(r.ipv6_prefix).probe() {
+            Ok(()) => Finding::ok("nftables can be changed by this user ([response])".into()),
+            Err(e) => Finding::problem(e.to_string()),
+        });
+    }
+    if let Some(program) = r.exec.first() {
+        use std::os::unix::fs::PermissionsExt;
+        let p = Path::new(program);
+        out.push(match std::fs::metadata(p) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Finding::ok(format!(
+                "the [response] exec command {} is there",
+                p.display()
+            )),
+            Ok(_) => Finding::problem(format!(
+                "the [response] exec command {} is not an executable file (chmod +x it)",
+                p.display()
+            )),
+            Err(e) => Finding::problem(format!("the [response] exec command {}: {e}", p.display())),
+        });
+    }
     out
 }
 

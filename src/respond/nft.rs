@@ -158,6 +158,12 @@ impl Nft {
         self.run(&s)
     }
 
+    /// Whether nftables can be read and changed here (`nft list tables` needs the same
+    /// capability as a change).
+    pub fn probe(&self) -> Result<(), NftError> {
+        self.output(&["list", "tables"]).map(drop)
+    }
+
     /// Every element of our sets, with its time left.
     pub fn list(&self) -> Result<Vec<(IpNet, Duration)>, NftError> {
         let mut out = Vec::new();

@@ -631,6 +631,29 @@ fn a_missing_capability_is_a_clear_error_at_start() {
         err.contains("CAP_NET_ADMIN") && err.contains("mode = \"log\""),
         "{err}"
     );
+    // `check` says so too, before any start.
+    let mut c = isolated(Command::new("setpriv"));
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+        env!("CARGO_BIN_EXE_maillogsentinel"),
+        "check",
+        "-c",
+        cfg.to_str().unwrap(),
+    ]);
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let all = stdout(&out) + &stderr(&out);
+    assert!(all.contains("lacks CAP_NET_ADMIN"), "{all}");
 }
 
 #[test]
