@@ -81,6 +81,28 @@ pub struct Row {
     pub as_org: String,
 }
 
+impl Row {
+    /// A row of `action` on `target` at `time`, with nothing else known yet (`ok`, no length,
+    /// no address, no enrichment): the fields that matter are set by the caller.
+    pub fn new(time: i64, action: Action, target: IpNet, rule: &str, mode: super::Mode) -> Row {
+        Row {
+            time,
+            action,
+            target,
+            rule: rule.to_string(),
+            duration_secs: 0,
+            expires: 0,
+            ip: None,
+            username: String::new(),
+            mode,
+            outcome: "ok".into(),
+            country: String::new(),
+            asn: None,
+            as_org: String::new(),
+        }
+    }
+}
+
 /// What the record says now.
 #[derive(Debug, Default)]
 pub struct Book {

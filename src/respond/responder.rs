@@ -548,19 +548,15 @@ impl Responder {
                         && self.engine.forgive(ip, l.username.as_deref())
                     {
                         forgiven.push(Row {
-                            time: now,
-                            action: Action::Forgive,
-                            target: IpNet::from(ip),
-                            rule: String::new(),
-                            duration_secs: 0,
-                            expires: 0,
                             ip: Some(ip),
                             username: l.username.as_deref().unwrap_or_default().to_string(),
-                            mode: self.settings().mode,
-                            outcome: "ok".into(),
-                            country: String::new(),
-                            asn: None,
-                            as_org: String::new(),
+                            ..Row::new(
+                                now,
+                                Action::Forgive,
+                                IpNet::from(ip),
+                                "",
+                                self.settings().mode,
+                            )
                         });
                         self.figures.forgiven.fetch_add(1, Relaxed);
                         tracing::info!(
@@ -758,20 +754,9 @@ impl Responder {
         let rows: Vec<Row> = targets
             .iter()
             .map(|t| Row {
-                time: now,
-                action: Action::Unban,
-                target: *t,
-                rule: why.to_string(),
-                duration_secs: 0,
-                expires: 0,
                 // A host's address is named, so that `purge --ip` finds its unbans too.
                 ip: (t.prefix_len() == t.max_prefix_len()).then(|| t.network()),
-                username: String::new(),
-                mode: self.settings().mode,
-                outcome: "ok".into(),
-                country: String::new(),
-                asn: None,
-                as_org: String::new(),
+                ..Row::new(now, Action::Unban, *t, why, self.settings().mode)
             })
             .collect();
         self.record.append(rows.iter()).map_err(|e| e.to_string())?;
@@ -858,19 +843,10 @@ impl Responder {
             self.lift(&[target], "manual", now)?;
         }
         let row = Row {
-            time: now,
-            action: Action::Ban,
-            target,
-            rule: "manual".into(),
             duration_secs: duration.as_secs(),
             expires: now + duration.as_secs() as i64,
             ip: Some(target.network()),
-            username: String::new(),
-            mode: self.settings().mode,
-            outcome: "ok".into(),
-            country: String::new(),
-            asn: None,
-            as_org: String::new(),
+            ..Row::new(now, Action::Ban, target, "manual", self.settings().mode)
         };
         self.carry_out(vec![row], now);
         match self.book.active.get(&target) {

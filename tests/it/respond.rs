@@ -231,6 +231,30 @@ fn ask(ns: &Netns, cfg: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// Whether the daemon's `n`th start (its log is appended to) has its responder running.
+/// Sets a path's mode.
+fn chmod(p: &Path, m: u32) {
+    std::fs::set_permissions(
+        p,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m),
+    )
+    .unwrap()
+}
+
+/// The binary as `nobody` with no capability, running `args`.
+fn as_nobody(args: &[&str]) -> std::process::Output {
+    let mut c = isolated(Command::new("setpriv"));
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--",
+    ])
+    .arg(env!("CARGO_BIN_EXE_maillogsentinel"))
+    .args(args);
+    c.output().unwrap()
+}
+
 fn started(d: &Daemon, n: usize) -> bool {
     wait_until(Duration::from_secs(20), || {
         d.logged().matches("bans running (").count() >= n
@@ -594,37 +618,13 @@ fn a_missing_capability_is_a_clear_error_at_start() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o777),
-    )
-    .unwrap();
+    chmod(dir.path(), 0o777);
     let log = dir.path().join("mail.log");
     append(&log, &noise(0));
-    std::fs::set_permissions(
-        &log,
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
-    )
-    .unwrap();
+    chmod(&log, 0o644);
     let cfg = config(dir.path(), &log, "");
-    std::fs::set_permissions(
-        &cfg,
-        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
-    )
-    .unwrap();
-    let mut c = isolated(Command::new("setpriv"));
-    c.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--",
-        env!("CARGO_BIN_EXE_maillogsentinel"),
-        "run",
-        "-c",
-        cfg.to_str().unwrap(),
-    ]);
-    let out = c.output().unwrap();
+    chmod(&cfg, 0o644);
+    let out = as_nobody(&["run", "-c", cfg.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
     let err = stderr(&out);
     assert!(
@@ -632,27 +632,9 @@ fn a_missing_capability_is_a_clear_error_at_start() {
         "{err}"
     );
     // `check` says so too, before any start.
-    let mut c = isolated(Command::new("setpriv"));
-    c.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--",
-        env!("CARGO_BIN_EXE_maillogsentinel"),
-        "check",
-        "-c",
-        cfg.to_str().unwrap(),
-    ]);
-    let out = c.output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = as_nobody(&["check", "-c", cfg.to_str().unwrap()]);
     let all = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("lacks CAP_NET_ADMIN"), "{all}");
 }
 
@@ -662,19 +644,12 @@ fn with_exactly_the_capability_the_drop_in_grants_the_daemon_bans() {
     // CAP_NET_ADMIN alone, ambient (so that `nft`, its child, has it too).
     let ns = netns_or_skip!("c");
     let dir = tempfile::tempdir().unwrap();
-    let mode = |p: &Path, m: u32| {
-        std::fs::set_permissions(
-            p,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m),
-        )
-        .unwrap()
-    };
-    mode(dir.path(), 0o777);
+    chmod(dir.path(), 0o777);
     let log = dir.path().join("mail.log");
     append(&log, &noise(0));
-    mode(&log, 0o644);
+    chmod(&log, 0o644);
     let cfg = config(dir.path(), &log, "");
-    mode(&cfg, 0o644);
+    chmod(&cfg, 0o644);
     let mut c = isolated(Command::new("ip"));
     c.args([
         "netns",
