@@ -432,10 +432,16 @@ fn response(raw: &RawConfig, problem: &mut dyn FnMut(&str, String)) {
         if !names.insert(rule.name.clone()) {
             problem(&key, "another rule has this name".into());
         }
-        if rule.max == 0 || rule.max > 1_000_000 {
+        let most = if rule.key == crate::respond::KeyKind::Username {
+            // A username keeps this many addresses: one more could never be counted.
+            crate::respond::rules::MAX_ADDRESSES_PER_USERNAME as u32 - 1
+        } else {
+            1_000_000
+        };
+        if rule.max == 0 || rule.max > most {
             problem(
                 &key,
-                format!("max = {} is out of range (1 to 1,000,000)", rule.max),
+                format!("max = {} is out of range (1 to {most})", rule.max),
             );
         }
         if rule.window.0 < Duration::from_secs(1) || rule.window.0 > YEAR {

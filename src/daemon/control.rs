@@ -488,7 +488,9 @@ fn respond_request(line: &str) -> Result<Option<(crate::respond::Command, Pendin
             let duration = match rest.get(1) {
                 Some(s) => Some(Duration::from_secs(
                     s.parse::<u64>()
-                        .map_err(|_| "the length is a number of seconds")?,
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or("the length is a number of seconds, at least 1")?,
                 )),
                 None => None,
             };

@@ -46,47 +46,110 @@ fn action_word(a: Action) -> &'static str {
     }
 }
 
-/// Writes this daemon's decisions to the table.
-pub struct Publisher {
+/// Writes this daemon's decisions to the table, on a thread of its own: a database slow to
+/// answer, or to refuse a connection, never holds the responder (nor, behind it, the commits).
+#[derive(Debug)]
+pub struct Sharer {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Row>>>,
+    join: Option<std::thread::JoinHandle<()>>,
+    /// Decisions not shared because too many were waiting.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Sharer {
+    /// Starts the thread.
+    pub fn start(settings: PgSettings) -> std::io::Result<Sharer> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(1024);
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = dropped.clone();
+        let join = std::thread::Builder::new()
+            .name("response-share".into())
+            .spawn(move || {
+                let mut p = Publisher {
+                    settings,
+                    client: None,
+                    pending: Vec::new(),
+                    failing: false,
+                    next_try: Instant::now(),
+                };
+                loop {
+                    match rx.recv_timeout(Duration::from_secs(1)) {
+                        Ok(rows) => p.pending.extend(rows),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            // A last write if the database is there; no new connection.
+                            if p.client.is_some() {
+                                p.flush();
+                            }
+                            if !p.pending.is_empty() {
+                                tracing::warn!(
+                                    "response: {} bans not shared with the fleet (the database was down when the daemon stopped)",
+                                    p.pending.len()
+                                );
+                            }
+                            return;
+                        }
+                    }
+                    if p.pending.len() > MAX_PENDING {
+                        let over = p.pending.len() - MAX_PENDING;
+                        p.pending.drain(..over);
+                        counted.fetch_add(over as u64, Relaxed);
+                        tracing::warn!(
+                            "response: the fleet's database has been down too long: {over} bans not shared (the oldest)"
+                        );
+                    }
+                    p.flush();
+                }
+            })?;
+        Ok(Sharer {
+            tx: Some(tx),
+            join: Some(join),
+            dropped,
+        })
+    }
+
+    /// Hands decisions to the thread (never waits: when 1,024 batches wait already, these are
+    /// counted and dropped, and said).
+    pub fn publish(&self, rows: Vec<Row>) {
+        let n = rows.len() as u64;
+        if let Some(tx) = &self.tx
+            && tx.try_send(rows).is_err()
+        {
+            let all = self.dropped.fetch_add(n, Relaxed) + n;
+            if crate::ratelimit::allow("fleet queue full") {
+                tracing::warn!(
+                    "response: the fleet's queue is full: {n} bans not shared ({all} in all)"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Sharer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+/// The sharing thread's state.
+struct Publisher {
     settings: PgSettings,
     client: Option<postgres::Client>,
     /// Decisions not written yet.
     pending: Vec<Row>,
-    /// Decisions dropped because too many were waiting.
-    pub dropped: u64,
     failing: bool,
+    /// While the database fails: not before this.
+    next_try: Instant,
 }
 
 impl Publisher {
-    /// A publisher (it connects when it first has something to write).
-    pub fn new(settings: PgSettings) -> Self {
-        Publisher {
-            settings,
-            client: None,
-            pending: Vec::new(),
-            dropped: 0,
-            failing: false,
-        }
-    }
-
-    /// Queues `rows` and writes what is queued.
-    pub fn publish(&mut self, rows: &[Row]) {
-        self.pending.extend(rows.iter().cloned());
-        if self.pending.len() > MAX_PENDING {
-            let over = self.pending.len() - MAX_PENDING;
-            self.pending.drain(..over);
-            self.dropped += over as u64;
-            tracing::warn!(
-                "response: the fleet's database has been down too long: {over} bans not shared (the oldest; {} in all)",
-                self.dropped
-            );
-        }
-        self.flush();
-    }
-
-    /// Writes what is queued, in one transaction with its notification.
-    pub fn flush(&mut self) {
-        if self.pending.is_empty() {
+    /// Writes what is queued, in one transaction with its notification (while the database
+    /// fails, at most every [`POLL`]).
+    fn flush(&mut self) {
+        if self.pending.is_empty() || Instant::now() < self.next_try {
             return;
         }
         match self.write() {
@@ -99,9 +162,10 @@ impl Publisher {
             }
             Err(e) => {
                 self.client = None;
+                self.next_try = Instant::now() + POLL;
                 if !self.failing {
                     tracing::error!(
-                        "response: cannot share bans with the fleet ({e}); they wait and are sent when the database is back"
+                        "response: cannot share bans with the fleet ({e}); they wait and are sent when the database answers"
                     );
                     self.failing = true;
                 }
@@ -299,16 +363,13 @@ pub fn start(settings: &PgSettings, keep: Duration) -> Result<(i64, Vec<FleetRow
     // order: a ban, then maybe its unban).
     let mut running = Vec::new();
     let mut after = 0;
-    loop {
+    while after < last {
         let page = read_since(&mut client, &settings.instance, after).map_err(|e| e.to_string())?;
-        match page.last() {
-            Some(r) if r.id <= last => after = r.id,
-            _ => break,
-        }
-        running.extend(page.into_iter().filter(|r| r.id <= last));
-        if after >= last {
+        let Some(end) = page.last().map(|r| r.id) else {
             break;
-        }
+        };
+        running.extend(page.into_iter().filter(|r| r.id <= last));
+        after = end;
     }
     Ok((last, running))
 }

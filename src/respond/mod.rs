@@ -175,7 +175,49 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .map(|n| n.trunc())
         .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| s.parse::<IpAddr>().ok().map(|a| IpNet::from(canonical(a))))
+}
+
+/// The ranges that are not global unicast (see [`not_bannable`]), as networks: a ban wider
+/// than an address must not cover any of them.
+const NOT_GLOBAL: [(&str, &str); 14] = [
+    ("0.0.0.0/8", "unspecified"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.168.0.0/16", "private"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/3", "not global unicast"),
+    ("4000::/2", "not global unicast"),
+    ("8000::/1", "not global unicast"),
+    ("fc00::/7", "unique local"),
+    ("fe80::/10", "link-local"),
+];
+
+/// Why a ban of `target` (an address or a network) may not be made, when it may not: its
+/// address is not global unicast, or the network holds a range that is not.
+pub fn not_bannable_net(target: &IpNet) -> Option<String> {
+    if let Some(why) = not_bannable(target.network()) {
+        return Some(why.to_string());
+    }
+    NOT_GLOBAL.iter().find_map(|(net, why)| {
+        let n: IpNet = net.parse().expect("valid constant");
+        (target.contains(&n.network()) || n.contains(&target.network()))
+            .then(|| format!("a network holding {net} ({why})"))
+    })
+}
+
+/// Whether a ban of `target` fits the nftables sets: an address, or a network of a length
+/// the rules ban (IPv4 /24; IPv6 `ipv6_prefix` or /48). Elements of one interval set may not
+/// overlap, so each set holds one length.
+pub fn fits(target: &IpNet, ipv6_prefix: u8) -> bool {
+    match target {
+        IpNet::V4(n) => matches!(n.prefix_len(), 32 | 24),
+        IpNet::V6(n) => n.prefix_len() == 48 || n.prefix_len() == ipv6_prefix,
+    }
 }
 
 /// The address as its own family: an IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) is the IPv4
@@ -309,5 +351,18 @@ mod tests {
         );
         assert_eq!(parse_net("::1").unwrap().to_string(), "::1/128");
         assert!(parse_net("example.org").is_none());
+        assert_eq!(
+            parse_net("::ffff:203.0.113.9").unwrap().to_string(),
+            "203.0.113.9/32"
+        );
+        let n = |s: &str| not_bannable_net(&s.parse().unwrap());
+        assert!(n("8.0.0.0/5").unwrap().contains("10.0.0.0/8"));
+        assert!(n("2000::/2").is_some());
+        assert_eq!(n("2001:db8::/32"), None);
+        assert_eq!(n("203.0.113.0/24"), None);
+        assert!(fits(&"203.0.113.0/24".parse().unwrap(), 64));
+        assert!(!fits(&"203.0.112.0/23".parse().unwrap(), 64));
+        assert!(fits(&"2001:db8:1:2::/64".parse().unwrap(), 64));
+        assert!(!fits(&"2001:db8:1:2::/56".parse().unwrap(), 64));
     }
 }

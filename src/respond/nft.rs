@@ -24,6 +24,9 @@ use ipnet::IpNet;
 /// Our table's name (family `inet`).
 pub const TABLE: &str = "maillogsentinel";
 
+/// Our sets: IPv4 addresses, IPv4 /24 networks, IPv6 addresses (by `ipv6_prefix`), IPv6 /48.
+pub const SETS: [&str; 4] = ["addr4", "net4", "addr6", "net6"];
+
 /// Why nftables could not be changed or read.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -123,19 +126,23 @@ impl Nft {
         self.run(&s)
     }
 
-    /// Adds `add` (each with its time left) and removes `delete`, in one transaction. Elements
-    /// to remove must be there (nft refuses the whole change otherwise): take them from
-    /// [`Nft::list`].
-    pub fn apply(&self, add: &[(IpNet, Duration)], delete: &[IpNet]) -> Result<(), NftError> {
+    /// Adds `add` (each with its time left) and removes `delete` (each from the set
+    /// [`Nft::list`] found it in), in one transaction. Elements to remove must be there (nft
+    /// refuses the whole change otherwise): take them from a fresh [`Nft::list`].
+    pub fn apply(
+        &self,
+        add: &[(IpNet, Duration)],
+        delete: &[(&'static str, IpNet)],
+    ) -> Result<(), NftError> {
         if add.is_empty() && delete.is_empty() {
             return Ok(());
         }
         let mut s = String::with_capacity(64 + 48 * (add.len() + delete.len()));
-        for set in ["addr4", "net4", "addr6", "net6"] {
+        for set in SETS {
             let dels: Vec<String> = delete
                 .iter()
-                .filter(|t| self.set_of(t) == set)
-                .map(|t| self.element(t))
+                .filter(|(s, _)| *s == set)
+                .map(|(_, t)| self.element(t))
                 .collect();
             if !dels.is_empty() {
                 s.push_str(&format!(
@@ -164,12 +171,12 @@ impl Nft {
         self.output(&["list", "tables"]).map(drop)
     }
 
-    /// Every element of our sets, with its time left.
-    pub fn list(&self) -> Result<Vec<(IpNet, Duration)>, NftError> {
+    /// Every element of our sets: its set, and its time left.
+    pub fn list(&self) -> Result<Vec<(&'static str, IpNet, Duration)>, NftError> {
         let mut out = Vec::new();
-        for set in ["addr4", "net4", "addr6", "net6"] {
+        for set in SETS {
             let json = self.output(&["-j", "list", "set", "inet", TABLE, set])?;
-            out.extend(parse_listing(&json)?);
+            out.extend(parse_listing(&json)?.into_iter().map(|(t, d)| (set, t, d)));
         }
         Ok(out)
     }

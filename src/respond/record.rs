@@ -106,13 +106,15 @@ impl Row {
 /// What the record says now.
 #[derive(Debug, Default)]
 pub struct Book {
-    /// Bans not ended nor lifted, by target.
+    /// Bans not ended nor lifted, by target (those carried out: a ban nftables refused is
+    /// recorded, not running).
     pub active: HashMap<IpNet, Row>,
-    /// When each target was banned or unbanned, oldest first (repeat offenders; a restart's
-    /// replay).
-    pub history: HashMap<IpNet, Vec<(i64, Action)>>,
-    /// When each address was last forgiven.
-    pub forgiven: HashMap<IpAddr, i64>,
+    /// When each target was banned (until when) or unbanned, oldest first (repeat offenders;
+    /// a restart's replay).
+    pub history: HashMap<IpNet, Vec<(i64, i64, Action)>>,
+    /// Successful logins that forgave failures: (time logged, address, username), oldest
+    /// first (a restart's replay forgives again where it happened).
+    pub forgiven: Vec<(i64, IpAddr, String)>,
 }
 
 impl Book {
@@ -120,24 +122,26 @@ impl Book {
     pub fn apply(&mut self, row: &Row, now: i64) {
         match row.action {
             Action::Ban => {
-                if row.expires > now {
+                if row.expires > now && row.outcome == "ok" {
                     self.active.insert(row.target, row.clone());
                 }
-                self.history
-                    .entry(row.target)
-                    .or_default()
-                    .push((row.time, Action::Ban));
+                self.history.entry(row.target).or_default().push((
+                    row.time,
+                    row.expires,
+                    Action::Ban,
+                ));
             }
             Action::Unban => {
                 self.active.remove(&row.target);
-                self.history
-                    .entry(row.target)
-                    .or_default()
-                    .push((row.time, Action::Unban));
+                self.history.entry(row.target).or_default().push((
+                    row.time,
+                    row.time,
+                    Action::Unban,
+                ));
             }
             Action::Forgive => {
                 if let Some(ip) = row.ip {
-                    self.forgiven.insert(ip, row.time);
+                    self.forgiven.push((row.time, ip, row.username.clone()));
                 }
             }
             Action::Exec => {}
@@ -155,25 +159,31 @@ impl Book {
     pub fn bans_since(&self, target: &IpNet, since: i64) -> usize {
         self.history.get(target).map_or(0, |h| {
             h.iter()
-                .filter(|(t, a)| *a == Action::Ban && *t > since)
+                .filter(|(t, _, a)| *a == Action::Ban && *t > since)
                 .count()
         })
     }
 
-    /// Whether `target` was banned or unbanned at or after `ts`.
+    /// Whether `target` was banned or unbanned at or after `ts`, or banned then.
     pub fn decided_since(&self, target: &IpNet, ts: i64) -> bool {
-        self.history
-            .get(target)
-            .is_some_and(|h| h.iter().any(|(t, _)| *t >= ts))
+        self.history.get(target).is_some_and(|h| {
+            h.iter()
+                .any(|(t, until, a)| *t >= ts || (*a == Action::Ban && *t <= ts && ts < *until))
+        })
+    }
+
+    /// The running ban of `target` at `now`, if any.
+    pub fn running(&self, target: &IpNet, now: i64) -> Option<&Row> {
+        self.active.get(target).filter(|r| r.expires > now)
     }
 
     /// Forgets history older than `from`.
     pub fn prune(&mut self, from: i64) {
         self.history.retain(|_, h| {
-            h.retain(|(t, _)| *t >= from);
+            h.retain(|(t, until, _)| *t >= from || *until >= from);
             !h.is_empty()
         });
-        self.forgiven.retain(|_, t| *t >= from);
+        self.forgiven.retain(|(t, _, _)| *t >= from);
     }
 }
 
@@ -187,10 +197,11 @@ pub struct RecordError {
     pub message: String,
 }
 
-/// The record's file.
+/// The record's file (appended to by the responder and the `exec` thread: one at a time).
 #[derive(Debug)]
 pub struct Record {
     path: PathBuf,
+    lock: std::sync::Mutex<()>,
 }
 
 impl Record {
@@ -198,6 +209,7 @@ impl Record {
     pub fn new(state_dir: &Path) -> Self {
         Record {
             path: state_dir.join(FILE_NAME),
+            lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -261,6 +273,7 @@ impl Record {
 
     /// Appends rows, synced before it returns.
     pub fn append<'a>(&self, rows: impl Iterator<Item = &'a Row>) -> Result<(), RecordError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         write_rows(&self.path, rows, !self.path.exists()).map_err(|e| self.err(e))
     }
 }
@@ -423,6 +436,27 @@ mod tests {
         // The file holds the neutralised text.
         let text = std::fs::read_to_string(rec.path()).unwrap();
         assert!(text.contains("'=cmd"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_during_a_ban_was_decided_and_a_refused_ban_is_not_running() {
+        let mut book = Book::default();
+        let t: IpNet = "203.0.113.5/32".parse().unwrap();
+        book.apply(&ban(100, "203.0.113.5/32", 100), 150);
+        assert!(book.decided_since(&t, 150), "inside the ban");
+        assert!(book.decided_since(&t, 90), "banned after");
+        assert!(!book.decided_since(&t, 250), "after it ended");
+        let refused = Row {
+            outcome: "nftables: Error".into(),
+            ..ban(300, "203.0.113.6/32", 100)
+        };
+        book.apply(&refused, 310);
+        assert!(
+            book.running(&"203.0.113.6/32".parse().unwrap(), 310)
+                .is_none()
+        );
+        assert!(book.running(&t, 199).is_some());
+        assert!(book.running(&t, 200).is_none());
     }
 
     #[test]

@@ -159,10 +159,11 @@ pub fn spawn(
     let now = chrono::Utc::now().timestamp();
     let mut r = Responder::new(settings, &state_dir, now)?;
     r.reconcile(now)?;
-    r.rebuild(&records, &state_dir, now);
+    // The fleet first: bans the rebuild finds missing are then shared too.
     if let Some(pg) = fleet {
         r.join_fleet(pg, now).map_err(ResponseError::Thread)?;
     }
+    r.rebuild(&records, &state_dir, now);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(QUEUE);
     let figures = r.figures.clone();
     let join = std::thread::Builder::new()
@@ -179,13 +180,15 @@ struct ExecJob {
 
 /// The responder's part in a fleet.
 struct FleetLink {
-    publisher: super::fleet::Publisher,
+    publisher: super::fleet::Sharer,
     rx: std::sync::mpsc::Receiver<Vec<super::fleet::FleetRow>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     join: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Responder {
+    /// Set when the daemon stops: the command is not run for bans still queued.
+    exec_stop: Arc<std::sync::atomic::AtomicBool>,
     fleet: Option<FleetLink>,
     engine: Engine,
     ignore: Vec<IpNet>,
@@ -210,21 +213,27 @@ impl Responder {
         let record = Arc::new(Record::new(state_dir));
         let keep = settings.max_ban.max(settings.longest_window()).as_secs() as i64;
         let book = record.load(now, keep)?;
+        let exec_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let nft = (settings.mode == Mode::Ban && settings.nftables)
             .then(|| Nft::new(settings.ipv6_prefix));
         let exec = (settings.mode == Mode::Ban && !settings.exec.is_empty())
             .then(|| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<ExecJob>(EXEC_QUEUE);
-                let (template, timeout, record) =
-                    (settings.exec.clone(), settings.exec_timeout, record.clone());
+                let (template, timeout, record, stop) = (
+                    settings.exec.clone(),
+                    settings.exec_timeout,
+                    record.clone(),
+                    exec_stop.clone(),
+                );
                 std::thread::Builder::new()
                     .name("response-exec".into())
-                    .spawn(move || run_exec(rx, &template, timeout, &record))
+                    .spawn(move || run_exec(rx, &template, timeout, &record, &stop))
                     .map(|j| (tx, j))
             })
             .transpose()
             .map_err(ResponseError::Thread)?;
         Ok(Responder {
+            exec_stop,
             fleet: None,
             engine: Engine::new(settings),
             ignore,
@@ -243,6 +252,11 @@ impl Responder {
     /// Sets nftables up and makes its sets hold exactly the running bans.
     fn reconcile(&mut self, now: i64) -> Result<(), ResponseError> {
         self.book.expire(now);
+        if self.settings().mode == Mode::Ban {
+            // Decisions of a dry run were never carried out: they must not keep those
+            // addresses from a real ban now.
+            self.book.active.retain(|_, r| r.mode == Mode::Ban);
+        }
         self.figures
             .active
             .store(self.book.active.len() as u64, Relaxed);
@@ -262,7 +276,7 @@ impl Responder {
         nft.setup(&self.settings().ports)?;
         let present = nft.list()?;
         let present_set: std::collections::HashSet<IpNet> =
-            present.iter().map(|(t, _)| *t).collect();
+            present.iter().map(|(_, t, _)| *t).collect();
         let add: Vec<(IpNet, Duration)> = self
             .book
             .active
@@ -275,12 +289,16 @@ impl Responder {
                 )
             })
             .collect();
-        let unknown: Vec<IpNet> = present
+        let unknown: Vec<(&'static str, IpNet)> = present
             .iter()
-            .map(|(t, _)| *t)
-            .filter(|t| !self.book.active.get(t).is_some_and(|r| r.mode == Mode::Ban))
+            .map(|(set, t, _)| (*set, *t))
+            .filter(|(_, t)| !self.book.active.get(t).is_some_and(|r| r.mode == Mode::Ban))
             .collect();
-        nft.apply(&add, &unknown)?;
+        nft.apply(&add, &[])?;
+        if let Err(e) = nft.apply(&[], &unknown) {
+            // (One may have expired since the listing: harmless, it is gone either way.)
+            tracing::warn!("response: cannot remove elements nobody recorded: {e}");
+        }
         tracing::info!(
             running = self.book.active.len(),
             restored = add.len(),
@@ -312,9 +330,16 @@ impl Responder {
         failures.sort_by_key(|f| f.0);
         let n = failures.len();
         let mut missed = Vec::new();
+        // The forgiving logins, replayed where they happened among the failures.
+        let mut forgiven = std::mem::take(&mut self.book.forgiven);
+        forgiven.sort_by_key(|f| f.0);
+        let mut logins = forgiven.iter().peekable();
         for (ts, ip, user) in failures {
+            while let Some((t, a, u)) = logins.next_if(|l| l.0 < ts) {
+                self.engine.forgive(*a, Some(u.as_str()), *t);
+            }
             let ip = super::canonical(ip);
-            if self.spared(ip).is_some() || self.book.forgiven.get(&ip).is_some_and(|&t| t >= ts) {
+            if self.spared(ip).is_some() {
                 continue;
             }
             for d in self.engine.failure(
@@ -331,6 +356,10 @@ impl Responder {
                 }
             }
         }
+        for (t, a, u) in logins {
+            self.engine.forgive(*a, Some(u.as_str()), *t);
+        }
+        self.book.forgiven = forgiven;
         tracing::info!(
             failures = n,
             keys = self.engine.keys(),
@@ -375,7 +404,7 @@ impl Responder {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let join = super::fleet::listen(pg.clone(), after, tx, stop.clone())?;
         self.fleet = Some(FleetLink {
-            publisher: super::fleet::Publisher::new(pg),
+            publisher: super::fleet::Sharer::start(pg)?,
             rx,
             stop,
             join: Some(join),
@@ -392,12 +421,23 @@ impl Responder {
             match r.action {
                 Action::Ban => {
                     if r.expires <= now
-                        || self.book.active.contains_key(&r.target)
+                        || r.mode == Mode::Log
+                        || self.book.running(&r.target, now).is_some()
                         || bans.iter().any(|b| b.target == r.target)
+                        // Lifted here (by hand) since it was decided there.
+                        || self.book.decided_since(&r.target, r.time + 1)
                     {
                         continue;
                     }
-                    if let Some(why) = super::not_bannable(r.target.network()) {
+                    if !super::fits(&r.target, self.settings().ipv6_prefix) {
+                        tracing::info!(
+                            "response: {} banned by {} is a network length this daemon does not ban (ipv6_prefix differs?): not banned here",
+                            r.target,
+                            fr.instance
+                        );
+                        continue;
+                    }
+                    if let Some(why) = super::not_bannable_net(&r.target) {
                         tracing::info!(
                             "response: {} banned by {} is {why}: not banned here",
                             r.target,
@@ -429,7 +469,12 @@ impl Responder {
                         .filter(|t| *t == r.target)
                         .collect();
                     bans.retain(|b| b.target != r.target);
-                    if lifted.is_empty() && self.book.active.contains_key(&r.target) {
+                    // Only a ban older than the unban: one this daemon made since stays.
+                    let older = self
+                        .book
+                        .running(&r.target, now)
+                        .is_some_and(|b| b.time <= r.time);
+                    if lifted.is_empty() && older {
                         let why = format!("{}@{}", r.rule, fr.instance);
                         if let Err(e) = self.lift(&[r.target], &why, now) {
                             tracing::error!("response: cannot lift {}: {e}", r.target);
@@ -475,9 +520,6 @@ impl Responder {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            if let Some(f) = &mut self.fleet {
-                f.publisher.flush();
-            }
             if last_prune.elapsed() >= Duration::from_secs(10) {
                 let now = chrono::Utc::now().timestamp();
                 self.engine.prune(now);
@@ -490,16 +532,26 @@ impl Responder {
                 last_prune = std::time::Instant::now();
             }
         }
-        if let Some((tx, join)) = self.exec.take() {
-            drop(tx);
-            let _ = join.join();
-        }
-        if let Some(mut f) = self.fleet.take() {
-            f.publisher.flush();
-            f.stop.store(true, Relaxed);
-            if let Some(j) = f.join.take() {
+        // The fleet first: its listener may wait on a full queue, which dropping the
+        // receiver frees.
+        if let Some(f) = self.fleet.take() {
+            let FleetLink {
+                publisher,
+                rx,
+                stop,
+                join,
+            } = f;
+            stop.store(true, Relaxed);
+            drop(rx);
+            drop(publisher);
+            if let Some(j) = join {
                 let _ = j.join();
             }
+        }
+        if let Some((tx, join)) = self.exec.take() {
+            self.exec_stop.store(true, Relaxed);
+            drop(tx);
+            let _ = join.join();
         }
     }
 
@@ -544,14 +596,15 @@ impl Responder {
                 }
                 Committed::Login(l, _) => {
                     let ip = super::canonical(l.ip);
+                    let at = l.timestamp.time.timestamp();
                     if self.settings().forgive_on_success
-                        && self.engine.forgive(ip, l.username.as_deref())
+                        && self.engine.forgive(ip, l.username.as_deref(), at)
                     {
                         forgiven.push(Row {
                             ip: Some(ip),
                             username: l.username.as_deref().unwrap_or_default().to_string(),
                             ..Row::new(
-                                now,
+                                at,
                                 Action::Forgive,
                                 IpNet::from(ip),
                                 "",
@@ -591,7 +644,8 @@ impl Responder {
     ) {
         let mut rows: Vec<Row> = Vec::new();
         for d in decisions {
-            if self.book.active.contains_key(&d.target) || rows.iter().any(|r| r.target == d.target)
+            if self.book.running(&d.target, now).is_some()
+                || rows.iter().any(|r| r.target == d.target)
             {
                 continue;
             }
@@ -668,11 +722,24 @@ impl Responder {
                 .map(|r| (r.target, Duration::from_secs(r.duration_secs)))
                 .collect();
             if let Err(e) = nft.apply(&add, &[]) {
-                tracing::error!("response: {} bans not carried out: {e}", rows.len());
-                self.figures.failed.fetch_add(rows.len() as u64, Relaxed);
-                for r in &mut rows {
-                    r.outcome = format!("nftables: {e}");
+                // One element nft refuses fails the whole transaction: each is tried alone,
+                // so that the others are carried out.
+                let results: Vec<Result<(), NftError>> = if add.len() > 1 {
+                    add.iter()
+                        .map(|a| nft.apply(std::slice::from_ref(a), &[]))
+                        .collect()
+                } else {
+                    vec![Err(e)]
+                };
+                let mut failed = 0;
+                for (r, result) in rows.iter_mut().zip(results) {
+                    if let Err(e) = result {
+                        tracing::error!("response: {} not banned: {e}", r.target);
+                        r.outcome = format!("nftables: {e}");
+                        failed += 1;
+                    }
                 }
+                self.figures.failed.fetch_add(failed, Relaxed);
             }
         }
         self.figures.bans.fetch_add(rows.len() as u64, Relaxed);
@@ -688,22 +755,45 @@ impl Responder {
         for r in &rows {
             self.book.apply(r, now);
         }
-        if let Some(f) = &mut self.fleet {
+        if let Some(f) = self
+            .fleet
+            .as_mut()
+            .filter(|_| self.engine.settings().mode == Mode::Ban)
+        {
             // This daemon's own decisions (not those the fleet sent: their rule names the
-            // instance) go to the others.
+            // instance) go to the others; a dry run's stay here.
             let own: Vec<Row> = rows
                 .iter()
                 .filter(|r| !r.rule.contains('@'))
                 .cloned()
                 .collect();
             if !own.is_empty() {
-                f.publisher.publish(&own);
+                f.publisher.publish(own);
             }
         }
         if let Some((tx, _)) = &self.exec {
+            let mut skipped = Vec::new();
             for r in &rows {
-                // Waits when the command is far behind (nothing is dropped).
-                let _ = tx.send(ExecJob { row: r.clone() });
+                // Never waits on a slow command: a ban it cannot take now is recorded as not
+                // run (and said), not queued without bound.
+                if tx.try_send(ExecJob { row: r.clone() }).is_err() {
+                    skipped.push(Row {
+                        action: Action::Exec,
+                        outcome: format!("not run: {EXEC_QUEUE} bans already wait for the command"),
+                        ..r.clone()
+                    });
+                }
+            }
+            if !skipped.is_empty() {
+                tracing::error!(
+                    "response: the exec command is far behind: not run for {} bans (see {})",
+                    skipped.len(),
+                    self.record.path().display()
+                );
+                self.figures.failed.fetch_add(skipped.len() as u64, Relaxed);
+                if let Err(e) = self.record.append(skipped.iter()) {
+                    tracing::error!("{e}");
+                }
             }
         }
         self.enforce_cap(now);
@@ -738,16 +828,13 @@ impl Responder {
     /// Lifts bans: removed from nftables (those it holds), recorded as unbans.
     fn lift(&mut self, targets: &[IpNet], why: &str, now: i64) -> Result<(), String> {
         if let Some(nft) = &self.nft {
-            let present: std::collections::HashSet<IpNet> = nft
+            let wanted: std::collections::HashSet<&IpNet> = targets.iter().collect();
+            let del: Vec<(&'static str, IpNet)> = nft
                 .list()
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .map(|(t, _)| t)
-                .collect();
-            let del: Vec<IpNet> = targets
-                .iter()
-                .filter(|t| present.contains(t))
-                .copied()
+                .filter(|(_, t, _)| wanted.contains(t))
+                .map(|(set, t, _)| (set, t))
                 .collect();
             nft.apply(&[], &del).map_err(|e| e.to_string())?;
         }
@@ -761,15 +848,16 @@ impl Responder {
             .collect();
         self.record.append(rows.iter()).map_err(|e| e.to_string())?;
         if why == "manual"
+            && self.engine.settings().mode == Mode::Ban
             && let Some(f) = &mut self.fleet
         {
             // An unban by hand lifts the ban everywhere.
-            f.publisher.publish(&rows);
+            f.publisher.publish(rows.clone());
         }
         for r in &rows {
             self.book.apply(r, now);
             // Its counted failures go too: an unbanned address starts afresh.
-            self.engine.forgive(r.target.network(), None);
+            self.engine.forgive(r.target.network(), None, now);
         }
         self.figures
             .active
@@ -826,8 +914,14 @@ impl Responder {
         now: i64,
     ) -> Result<String, String> {
         let target = target.trunc();
-        if let Some(why) = super::not_bannable(target.network()) {
+        if let Some(why) = super::not_bannable_net(&target) {
             return Err(format!("{target} is {why}: it is never banned"));
+        }
+        let p = self.settings().ipv6_prefix;
+        if !super::fits(&target, p) {
+            return Err(format!(
+                "{target}: ban an address, an IPv4 /24 or an IPv6 /{p} or /48 (the lengths the rules ban: one set per length)"
+            ));
         }
         if let Some(n) = self.protected_in(&target) {
             return Err(format!(
@@ -904,12 +998,11 @@ pub fn render(list: &[BanView]) -> String {
         .map(|b| {
             let left =
                 humantime::format_duration(Duration::from_secs(b.remaining_secs)).to_string();
-            let mut outcome = if b.mode == "log" {
+            let outcome: String = if b.mode == "log" {
                 "log only".to_string()
             } else {
-                p(&b.outcome)
+                p(&b.outcome).chars().take(60).collect()
             };
-            outcome.truncate(60);
             [
                 b.target.clone(),
                 p(&b.rule),
@@ -966,9 +1059,23 @@ fn run_exec(
     template: &[String],
     timeout: Duration,
     record: &Record,
+    stop: &std::sync::atomic::AtomicBool,
 ) {
     for job in rx {
         let r = &job.row;
+        if stop.load(Relaxed) {
+            // The daemon is stopping: what is queued is recorded, not run (each could take
+            // exec_timeout, past the stop's deadline).
+            let row = Row {
+                action: Action::Exec,
+                outcome: "not run: the daemon stopped first".into(),
+                ..r.clone()
+            };
+            if let Err(e) = record.append(std::iter::once(&row)) {
+                tracing::error!("{e}");
+            }
+            continue;
+        }
         let facts = Facts {
             ip: r
                 .ip

@@ -39,10 +39,28 @@ pub struct Decision {
 
 #[derive(Debug, Default)]
 struct RuleState {
-    /// `ip` and `net` rules: the latest failures of each key, oldest first (time, address).
-    keys: HashMap<IpNet, VecDeque<(i64, IpAddr)>>,
+    /// `ip` and `net` rules: the latest failures of each key, oldest first (time, address,
+    /// [`user_key`] of the username tried).
+    keys: HashMap<IpNet, VecDeque<(i64, IpAddr, u64)>>,
     /// `username` rules: each username's failing addresses (as targets) and when each last failed.
     users: HashMap<String, HashMap<IpNet, i64>>,
+    /// `username` rules: the addresses each username logged in from, and when (its owner's:
+    /// their failures for it are typos, never a ban by this rule).
+    trusted: HashMap<String, HashMap<IpNet, i64>>,
+}
+
+/// A username as failures remember it: a hash of its ASCII-lowercased bytes (0: none logged,
+/// which any login from the address forgives, as it cannot be told apart).
+fn user_key(username: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    match username.filter(|u| !u.is_empty()) {
+        None => 0,
+        Some(u) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            u.to_ascii_lowercase().hash(&mut h);
+            h.finish().max(1)
+        }
+    }
 }
 
 /// Every rule's windows.
@@ -99,10 +117,11 @@ impl Engine {
                         continue;
                     }
                     let q = st.keys.entry(target).or_default();
-                    while q.front().is_some_and(|&(t, _)| t <= ts - window) {
-                        q.pop_front();
-                    }
-                    q.push_back((ts, ip));
+                    q.push_back((ts, ip, user_key(username)));
+                    // The window ends at the newest failure (one read late from another
+                    // source may be older than those before it).
+                    let newest = q.iter().map(|e| e.0).max().unwrap_or(ts);
+                    q.retain(|&(t, _, _)| t > newest - window);
                     while q.len() > rule.max as usize {
                         q.pop_front();
                     }
@@ -124,11 +143,23 @@ impl Engine {
                     let Some(user) = username.filter(|u| !u.is_empty()) else {
                         continue;
                     };
+                    // One account whatever the case its name is typed in.
+                    let user = user.to_ascii_lowercase();
+                    let user = user.as_str();
                     if !st.users.contains_key(user) && st.users.len() >= MAX_KEYS {
                         self.not_counted += 1;
                         continue;
                     }
                     let target = self.settings.target(KeyKind::Ip, ip);
+                    let owner = st
+                        .trusted
+                        .get(user)
+                        .and_then(|a| a.get(&target))
+                        .is_some_and(|&t| t > ts - window);
+                    if owner {
+                        // Where this username logged in from: its owner mistyping.
+                        continue;
+                    }
                     let addrs = st.users.entry(user.to_string()).or_default();
                     addrs.retain(|_, &mut t| t > ts - window);
                     if addrs.len() >= MAX_ADDRESSES_PER_USERNAME && !addrs.contains_key(&target) {
@@ -159,10 +190,14 @@ impl Engine {
         out
     }
 
-    /// A successful login from `ip` (as `username`): its failures no longer count, in every
-    /// rule (in a network's count too, and in the username's addresses). Whether it had any.
-    pub fn forgive(&mut self, ip: IpAddr, username: Option<&str>) -> bool {
+    /// A successful login from `ip` as `username`, logged at `ts`: the address's failures for
+    /// that username (and those with no username logged) no longer count, in every rule (in a
+    /// network's count too); for a `username` rule the address becomes the owner's until the
+    /// window passes. Failures for other usernames still count: an attacker with one account of
+    /// their own cannot log in to wipe their guesses at others. Whether it had any.
+    pub fn forgive(&mut self, ip: IpAddr, username: Option<&str>, ts: i64) -> bool {
         let ip = super::canonical(ip);
+        let who = user_key(username);
         let mut had = false;
         for (i, rule) in self.settings.rules.iter().enumerate() {
             let st = &mut self.state[i];
@@ -171,7 +206,7 @@ impl Engine {
                     let target = self.settings.target(rule.key, ip);
                     if let Some(q) = st.keys.get_mut(&target) {
                         let before = q.len();
-                        q.retain(|&(_, a)| a != ip);
+                        q.retain(|&(_, a, u)| !(a == ip && (u == who || u == 0)));
                         had |= q.len() != before;
                         if q.is_empty() {
                             st.keys.remove(&target);
@@ -180,8 +215,18 @@ impl Engine {
                 }
                 KeyKind::Username => {
                     let target = self.settings.target(KeyKind::Ip, ip);
-                    if let Some(addrs) = username.and_then(|u| st.users.get_mut(u)) {
-                        had |= addrs.remove(&target).is_some();
+                    if let Some(u) = username.filter(|u| !u.is_empty()) {
+                        let u = u.to_ascii_lowercase();
+                        let u = u.as_str();
+                        if let Some(addrs) = st.users.get_mut(u) {
+                            had |= addrs.remove(&target).is_some();
+                        }
+                        if st.trusted.contains_key(u) || st.trusted.len() < MAX_KEYS {
+                            let t = st.trusted.entry(u.to_string()).or_default();
+                            if t.len() < MAX_ADDRESSES_PER_USERNAME || t.contains_key(&target) {
+                                t.insert(target, ts);
+                            }
+                        }
                     }
                 }
             }
@@ -193,12 +238,13 @@ impl Engine {
     pub fn prune(&mut self, now: i64) {
         for (rule, st) in self.settings.rules.iter().zip(&mut self.state) {
             let from = now - rule.window.as_secs() as i64;
-            st.keys
-                .retain(|_, q| q.back().is_some_and(|&(t, _)| t > from));
-            st.users.retain(|_, a| {
-                a.retain(|_, &mut t| t > from);
-                !a.is_empty()
-            });
+            st.keys.retain(|_, q| q.iter().any(|&(t, _, _)| t > from));
+            for map in [&mut st.users, &mut st.trusted] {
+                map.retain(|_, a| {
+                    a.retain(|_, &mut t| t > from);
+                    !a.is_empty()
+                });
+            }
         }
     }
 
@@ -336,8 +382,11 @@ mod tests {
         let phone = ip("203.0.113.5");
         assert!(e.failure(NOW, phone, Some("alice"), NOW).is_empty());
         assert!(e.failure(NOW, phone, Some("alice"), NOW).is_empty());
-        assert!(e.forgive(phone, Some("alice")));
-        assert!(!e.forgive(phone, Some("alice")), "nothing left to forgive");
+        assert!(e.forgive(phone, Some("Alice"), NOW));
+        assert!(
+            !e.forgive(phone, Some("alice"), NOW),
+            "nothing left to forgive"
+        );
         // Two more failures: not a ban (the first two were forgiven), and the username rule
         // counts one address, not two.
         assert!(e.failure(NOW, phone, Some("alice"), NOW).is_empty());
@@ -347,6 +396,48 @@ mod tests {
         let d = e.failure(NOW, ip("203.0.113.6"), None, NOW);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].target.to_string(), "203.0.113.0/24");
+    }
+
+    #[test]
+    fn a_login_forgives_only_its_own_username_so_an_attacker_with_an_account_is_still_banned() {
+        let mut e = Engine::new(settings(vec![rule(KeyKind::Ip, 3)]));
+        let a = ip("203.0.113.9");
+        assert!(e.failure(NOW, a, Some("alice"), NOW).is_empty());
+        assert!(e.failure(NOW, a, Some("bob"), NOW).is_empty());
+        // The attacker logs in to an account of their own: the guesses stay.
+        assert!(!e.forgive(a, Some("mallory"), NOW));
+        assert_eq!(e.failure(NOW, a, Some("carol"), NOW).len(), 1);
+        // Failures with no username logged are forgiven by any login.
+        assert!(e.failure(NOW, a, None, NOW).is_empty());
+        assert!(e.forgive(a, Some("mallory"), NOW));
+    }
+
+    #[test]
+    fn a_username_under_attack_does_not_ban_its_owner_s_address() {
+        let mut e = Engine::new(settings(vec![rule(KeyKind::Username, 2)]));
+        let home = ip("198.51.100.77");
+        assert!(e.failure(NOW - 5, home, Some("alice"), NOW).is_empty());
+        e.forgive(home, Some("alice"), NOW - 4);
+        for i in 1..=2 {
+            e.failure(NOW, ip(&format!("203.0.113.{i}")), Some("alice"), NOW);
+        }
+        // alice mistypes at home while her username is under attack: not banned...
+        assert!(e.failure(NOW, home, Some("alice"), NOW).is_empty());
+        // ...while another address is.
+        assert_eq!(
+            e.failure(NOW, ip("203.0.113.3"), Some("alice"), NOW).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failure_read_late_does_not_widen_the_window() {
+        let mut e = Engine::new(settings(vec![rule(KeyKind::Ip, 3)]));
+        let a = ip("203.0.113.5");
+        assert!(e.failure(NOW, a, None, NOW).is_empty());
+        assert!(e.failure(NOW + 1, a, None, NOW + 1).is_empty());
+        // From a source read late, 20 minutes older: outside the window of the others.
+        assert!(e.failure(NOW - 1200, a, None, NOW + 1).is_empty());
     }
 
     #[test]
