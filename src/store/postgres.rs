@@ -246,6 +246,13 @@ pub fn connect(settings: &PgSettings) -> Result<Client, StoreError> {
         config.password(text.lines().next().unwrap_or_default());
     }
     config.connect_timeout(CONNECT_TIMEOUT);
+    // A connection the network silently lost (a server rebooted, a NAT forgot it) is found
+    // within about a minute, instead of a write or a LISTEN waiting on it for ever.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
     config.application_name("maillogsentinel");
     config.ssl_mode(match mode {
         SslMode::Disable => postgres::config::SslMode::Disable,
