@@ -293,46 +293,31 @@ pub fn rebuild(
 /// Appends alerts to `state_dir/alerts.csv` (created with a header, mode 0640). Attacker text is
 /// neutralised for spreadsheets like the records'.
 pub fn record(path: &Path, alerts: &[Alert]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let new = !path.exists();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)?;
-    let mut w = ::csv::WriterBuilder::new()
-        .terminator(::csv::Terminator::CRLF)
-        .from_writer(file);
-    if new {
-        w.write_record(ALERT_COLUMNS)
-            .map_err(std::io::Error::other)?;
-    }
-    let n = crate::sink::csv::neutralise;
-    for a in alerts {
-        let l = &a.login;
-        let e = a.enrichment.clone().unwrap_or_default();
-        w.write_record([
-            l.timestamp.to_rfc3339().as_str(),
-            &n(&l.server),
-            &n(&l.service),
-            &l.ip.to_string(),
-            &n(l.username.as_deref().unwrap_or("")),
-            &n(&l.mechanism),
-            &a.signal_names(),
-            &a.seen.address_failures.to_string(),
-            &a.seen.username_addresses.to_string(),
-            &memory::network_name(l.ip),
-            &a.seen.network_failures.to_string(),
-            &n(e.country.as_deref().unwrap_or("")),
-            &e.asn.map(|a| a.to_string()).unwrap_or_default(),
-            &n(e.as_org.as_deref().unwrap_or("")),
-        ])
-        .map_err(std::io::Error::other)?;
-    }
-    let mut file = w.into_inner().map_err(|e| e.into_error())?;
-    file.flush()?;
-    file.sync_data()
+    let n = |s: &str| crate::sink::csv::neutralise(s).into_owned();
+    crate::state::append_csv(
+        path,
+        &ALERT_COLUMNS,
+        alerts.iter().map(|a| {
+            let l = &a.login;
+            let e = a.enrichment.clone().unwrap_or_default();
+            [
+                l.timestamp.to_rfc3339(),
+                n(&l.server),
+                n(&l.service),
+                l.ip.to_string(),
+                n(l.username.as_deref().unwrap_or("")),
+                n(&l.mechanism),
+                a.signal_names(),
+                a.seen.address_failures.to_string(),
+                a.seen.username_addresses.to_string(),
+                memory::network_name(l.ip),
+                a.seen.network_failures.to_string(),
+                n(e.country.as_deref().unwrap_or("")),
+                e.asn.map(|a| a.to_string()).unwrap_or_default(),
+                n(e.as_org.as_deref().unwrap_or("")),
+            ]
+        }),
+    )
 }
 
 /// Where the alert record is kept.

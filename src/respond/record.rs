@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -265,7 +264,7 @@ impl Record {
         if kept.len() < rows.len() || bad > 0 {
             let tmp = self.path.with_extension("csv.tmp");
             let _ = std::fs::remove_file(&tmp);
-            write_rows(&tmp, kept.into_iter(), true).map_err(|e| self.err(e))?;
+            write_rows(&tmp, kept.into_iter()).map_err(|e| self.err(e))?;
             std::fs::rename(&tmp, &self.path).map_err(|e| self.err(e))?;
         }
         Ok(book)
@@ -274,62 +273,48 @@ impl Record {
     /// Appends rows, synced before it returns.
     pub fn append<'a>(&self, rows: impl Iterator<Item = &'a Row>) -> Result<(), RecordError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        write_rows(&self.path, rows, !self.path.exists()).map_err(|e| self.err(e))
+        write_rows(&self.path, rows).map_err(|e| self.err(e))
     }
 }
 
-fn write_rows<'a>(
-    path: &Path,
-    rows: impl Iterator<Item = &'a Row>,
-    header: bool,
-) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)?;
-    let mut w = ::csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(std::io::BufWriter::new(file));
-    if header {
-        w.write_record(COLUMNS).map_err(std::io::Error::other)?;
-    }
-    let n = crate::sink::csv::neutralise;
+fn write_rows<'a>(path: &Path, rows: impl Iterator<Item = &'a Row>) -> std::io::Result<()> {
+    let n = |s: &str| crate::sink::csv::neutralise(s).into_owned();
     let time = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default()
     };
-    for r in rows {
-        w.write_record([
-            time(r.time).as_str(),
-            match r.action {
-                Action::Ban => "ban",
-                Action::Unban => "unban",
-                Action::Forgive => "forgive",
-                Action::Exec => "exec",
-            },
-            &r.target.to_string(),
-            &n(&r.rule),
-            &r.duration_secs.to_string(),
-            &if r.expires > 0 {
-                time(r.expires)
-            } else {
-                String::new()
-            },
-            &r.ip.map(|i| i.to_string()).unwrap_or_default(),
-            &n(&r.username),
-            r.mode.as_str(),
-            &n(&r.outcome),
-            &n(&r.country),
-            &r.asn.map(|a| a.to_string()).unwrap_or_default(),
-            &n(&r.as_org),
-        ])
-        .map_err(std::io::Error::other)?;
-    }
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    let file = file.into_inner().map_err(|e| e.into_error())?;
-    file.sync_data()
+    crate::state::append_csv(
+        path,
+        &COLUMNS,
+        rows.map(|r| {
+            [
+                time(r.time),
+                match r.action {
+                    Action::Ban => "ban",
+                    Action::Unban => "unban",
+                    Action::Forgive => "forgive",
+                    Action::Exec => "exec",
+                }
+                .to_string(),
+                r.target.to_string(),
+                n(&r.rule),
+                r.duration_secs.to_string(),
+                if r.expires > 0 {
+                    time(r.expires)
+                } else {
+                    String::new()
+                },
+                r.ip.map(|i| i.to_string()).unwrap_or_default(),
+                n(&r.username),
+                r.mode.as_str().to_string(),
+                n(&r.outcome),
+                n(&r.country),
+                r.asn.map(|a| a.to_string()).unwrap_or_default(),
+                n(&r.as_org),
+            ]
+        }),
+    )
 }
 
 /// A row as the file holds it.

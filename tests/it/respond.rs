@@ -223,6 +223,42 @@ fn config(dir: &Path, log: &Path, response: &str) -> std::path::PathBuf {
     )
 }
 
+/// A test's directory: a log holding one line that is no failure, and a config with the
+/// responder on (`response`: more `[response]` keys), readable by anyone when `open` (for a
+/// daemon run as another user).
+struct Setup {
+    dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+}
+
+impl Setup {
+    fn new(response: &str, open: bool) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("mail.log");
+        append(&log, &noise(0));
+        let cfg = config(dir.path(), &log, response);
+        if open {
+            chmod(dir.path(), 0o777);
+            chmod(&log, 0o644);
+            chmod(&cfg, 0o644);
+        }
+        Setup { dir, log, cfg }
+    }
+
+    /// The daemon started in `ns`, its responder running.
+    fn start(&self, ns: &Netns) -> Daemon {
+        let d = Daemon::start_with(ns.bin(), &self.cfg, self.dir.path());
+        assert!(started(&d, 1), "{}", d.logged());
+        d
+    }
+}
+
+/// `n` failures of `ip` for `user`, now.
+fn fails(ip: &str, user: &str, n: usize) -> String {
+    (0..n).map(|_| fail(ip, user)).collect()
+}
+
 /// Runs a command of the binary (in the server namespace) and returns its output.
 fn ask(ns: &Netns, cfg: &Path, args: &[&str]) -> std::process::Output {
     let mut c = ns.bin();
@@ -276,22 +312,19 @@ macro_rules! netns_or_skip {
 #[test]
 fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() {
     let ns = netns_or_skip!("a");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &noise(0));
-    let cfg = config(dir.path(), &log, "");
-    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
-    assert!(started(&d, 1), "{}", d.logged());
+    let t = Setup::new("", false);
+    let (dir, log, cfg) = (&t.dir, &t.log, &t.cfg);
+    let d = t.start(&ns);
     assert!(ns.connects(ATTACKER));
 
     // The allowlisted address fails ten times, with a username forged to read like a failure
     // of another address: neither it nor that address is banned.
     let forged = "x warning: unknown[203.0.113.77]: SASL LOGIN authentication failed: y";
     for _ in 0..10 {
-        append(&log, &fail(FRIEND, forged));
+        append(log, &fail(FRIEND, forged));
     }
     // Two failures: below the threshold.
-    append(&log, &(fail(ATTACKER, "a") + &fail(ATTACKER, "b")));
+    append(log, &(fail(ATTACKER, "a") + &fail(ATTACKER, "b")));
     assert!(wait_until(Duration::from_secs(10), || csv_rows(
         &dir.path().join("out.csv")
     )
@@ -300,7 +333,7 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
     std::thread::sleep(Duration::from_millis(300));
     assert!(ns.connects(ATTACKER), "banned before the threshold");
     // The third.
-    append(&log, &fail(ATTACKER, "c"));
+    append(log, &fail(ATTACKER, "c"));
     assert!(
         wait_until(Duration::from_secs(10), || ns
             .set("addr4")
@@ -324,7 +357,7 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
     );
 
     // `bans` lists it, as JSON too.
-    let out = ask(&ns, &cfg, &["bans", "--json"]);
+    let out = ask(&ns, cfg, &["bans", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
     let list = list.as_array().unwrap();
@@ -332,22 +365,22 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
     assert_eq!(list[0]["target"], "203.0.113.66/32");
     assert_eq!(list[0]["rule"], "per-address");
     assert!(list[0]["remaining_secs"].as_u64().unwrap() > 3500);
-    let text = stdout(&ask(&ns, &cfg, &["bans"]));
+    let text = stdout(&ask(&ns, cfg, &["bans"]));
     assert!(
         text.contains("203.0.113.66/32") && text.contains("1 bans running"),
         "{text}"
     );
     let status: serde_json::Value =
-        serde_json::from_slice(&ask(&ns, &cfg, &["status", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ask(&ns, cfg, &["status", "--json"]).stdout).unwrap();
     assert_eq!(status["response"]["active"], 1, "{status}");
     assert_eq!(status["response"]["spared"], 10, "{status}");
 
     // `unban` gives access back.
-    let out = ask(&ns, &cfg, &["unban", ATTACKER]);
+    let out = ask(&ns, cfg, &["unban", ATTACKER]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(ns.connects(ATTACKER), "still blocked after unban");
     // A ban by hand, for two seconds: the kernel lifts it.
-    let out = ask(&ns, &cfg, &["ban", ATTACKER, "--for", "2s"]);
+    let out = ask(&ns, cfg, &["ban", ATTACKER, "--for", "2s"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!ns.connects(ATTACKER), "the ban by hand does not hold");
     assert!(
@@ -355,10 +388,10 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
         "the ban did not expire"
     );
     // Protected addresses are refused by hand too.
-    let out = ask(&ns, &cfg, &["ban", FRIEND]);
+    let out = ask(&ns, cfg, &["ban", FRIEND]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("never banned"), "{}", stderr(&out));
-    let out = ask(&ns, &cfg, &["ban", "10.1.2.3"]);
+    let out = ask(&ns, cfg, &["ban", "10.1.2.3"]);
     assert!(stderr(&out).contains("private"), "{}", stderr(&out));
 
     // Forgiveness: two failures for alice, her successful login, then her failures start from
@@ -367,7 +400,7 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
     // between.
     let t = now();
     append(
-        &log,
+        log,
         &[
             fail_at(&t, SECOND, "alice"),
             fail_at(&t, SECOND, "alice"),
@@ -412,18 +445,12 @@ fn an_attacker_is_banned_after_the_threshold_and_an_allowlisted_address_never() 
 #[test]
 fn a_restart_keeps_bans_and_counts_and_log_mode_blocks_nothing() {
     let ns = netns_or_skip!("b");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &noise(0));
-    let cfg = config(dir.path(), &log, "");
-    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
-    assert!(started(&d, 1), "{}", d.logged());
+    let t = Setup::new("", false);
+    let (dir, log, cfg) = (&t.dir, &t.log, &t.cfg);
+    let d = t.start(&ns);
     // One attacker banned, another two failures into its count.
-    append(
-        &log,
-        &(fail(ATTACKER, "a") + &fail(ATTACKER, "a") + &fail(ATTACKER, "a")),
-    );
-    append(&log, &(fail(SECOND, "a") + &fail(SECOND, "a")));
+    append(log, &fails(ATTACKER, "a", 3));
+    append(log, &fails(SECOND, "a", 2));
     assert!(wait_until(Duration::from_secs(10), || csv_rows(
         &dir.path().join("out.csv")
     )
@@ -461,7 +488,7 @@ fn a_restart_keeps_bans_and_counts_and_log_mode_blocks_nothing() {
         "addr4",
         "{ 198.51.100.99 timeout 1h }"
     ]));
-    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
     assert!(started(&d, 2), "{}", d.logged());
     // Reconciled: the recorded ban is back, the unknown element gone.
     let set = ns.set("addr4");
@@ -472,7 +499,7 @@ fn a_restart_keeps_bans_and_counts_and_log_mode_blocks_nothing() {
     assert!(!ns.connects(ATTACKER));
     // The second attacker's two failures were not forgotten: one more bans it, and the first
     // is not banned twice.
-    append(&log, &fail(SECOND, "a"));
+    append(log, &fail(SECOND, "a"));
     assert!(
         wait_until(Duration::from_secs(10), || ns.set("addr4").contains(SECOND)),
         "{}",
@@ -499,16 +526,10 @@ fn a_restart_keeps_bans_and_counts_and_log_mode_blocks_nothing() {
         "inet",
         "maillogsentinel"
     ]));
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("mail.log");
-    append(&log, &noise(0));
-    let cfg = config(dir.path(), &log, "mode = \"log\"\n");
-    let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
-    assert!(started(&d, 1), "{}", d.logged());
-    append(
-        &log,
-        &(fail(ATTACKER, "a") + &fail(ATTACKER, "a") + &fail(ATTACKER, "a")),
-    );
+    let t = Setup::new("mode = \"log\"\n", false);
+    let (log, cfg) = (&t.log, &t.cfg);
+    let d = t.start(&ns);
+    append(log, &fails(ATTACKER, "a", 3));
     assert!(
         wait_until(Duration::from_secs(10), || d
             .logged()
@@ -532,7 +553,7 @@ fn a_restart_keeps_bans_and_counts_and_log_mode_blocks_nothing() {
         "log mode made a table"
     );
     let list: serde_json::Value =
-        serde_json::from_slice(&ask(&ns, &cfg, &["bans", "--json"]).stdout).unwrap();
+        serde_json::from_slice(&ask(&ns, cfg, &["bans", "--json"]).stdout).unwrap();
     assert_eq!(list[0]["mode"], "log");
     assert_eq!(d.stop(), Some(0));
 }
@@ -618,13 +639,8 @@ fn a_missing_capability_is_a_clear_error_at_start() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    chmod(dir.path(), 0o777);
-    let log = dir.path().join("mail.log");
-    append(&log, &noise(0));
-    chmod(&log, 0o644);
-    let cfg = config(dir.path(), &log, "");
-    chmod(&cfg, 0o644);
+    let t = Setup::new("", true);
+    let cfg = &t.cfg;
     let out = as_nobody(&["run", "-c", cfg.to_str().unwrap()]);
     assert_ne!(out.status.code(), Some(0));
     let err = stderr(&out);
@@ -644,13 +660,8 @@ fn with_exactly_the_capability_the_drop_in_grants_the_daemon_bans() {
     // What packaging/response.conf gives the service: another user, no new privileges, and
     // CAP_NET_ADMIN alone, ambient (so that `nft`, its child, has it too).
     let ns = netns_or_skip!("c");
-    let dir = tempfile::tempdir().unwrap();
-    chmod(dir.path(), 0o777);
-    let log = dir.path().join("mail.log");
-    append(&log, &noise(0));
-    chmod(&log, 0o644);
-    let cfg = config(dir.path(), &log, "");
-    chmod(&cfg, 0o644);
+    let t = Setup::new("", true);
+    let (dir, log, cfg) = (&t.dir, &t.log, &t.cfg);
     let mut c = isolated(Command::new("ip"));
     c.args([
         "netns",
@@ -666,12 +677,9 @@ fn with_exactly_the_capability_the_drop_in_grants_the_daemon_bans() {
         "--no-new-privs",
         env!("CARGO_BIN_EXE_maillogsentinel"),
     ]);
-    let d = Daemon::start_with(c, &cfg, dir.path());
+    let d = Daemon::start_with(c, cfg, dir.path());
     assert!(started(&d, 1), "{}", d.logged());
-    append(
-        &log,
-        &(fail(ATTACKER, "a") + &fail(ATTACKER, "a") + &fail(ATTACKER, "a")),
-    );
+    append(log, &fails(ATTACKER, "a", 3));
     assert!(
         wait_until(Duration::from_secs(10), || ns
             .set("addr4")
@@ -699,18 +707,15 @@ fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
     let _ = db;
     let url = pg.socket_url("fleet");
     let start = |ns: &Netns, name: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("mail.log");
-        append(&log, &noise(0));
-        let cfg = config(dir.path(), &log, "share = true\n");
-        let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        let t = Setup::new("share = true\n", false);
+        let text = std::fs::read_to_string(&t.cfg).unwrap().replace(
             "[output]\n",
             &format!(
                 "[output]\nstore = \"postgres\"\npostgres = \"{url}\"\ninstance = \"{name}\"\n"
             ),
         );
-        std::fs::write(&cfg, text).unwrap();
-        let d = Daemon::start_with(ns.bin(), &cfg, dir.path());
+        std::fs::write(&t.cfg, text).unwrap();
+        let d = Daemon::start_with(ns.bin(), &t.cfg, t.dir.path());
         assert!(
             wait_until(Duration::from_secs(30), || d
                 .logged()
@@ -718,16 +723,13 @@ fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
             "{}",
             d.logged()
         );
-        (dir, log, cfg, d)
+        (t, d)
     };
-    let (_d1, log1, cfg1, d1) = start(&mx1, "mx1");
-    let (_d2, _log2, _cfg2, d2) = start(&mx2, "mx2");
+    let (t1, d1) = start(&mx1, "mx1");
+    let (_t2, d2) = start(&mx2, "mx2");
 
     // An attack on mx1: mx2 bans the address too, and says where the ban came from.
-    append(
-        &log1,
-        &(fail(ATTACKER, "a") + &fail(ATTACKER, "b") + &fail(ATTACKER, "c")),
-    );
+    append(&t1.log, &fails(ATTACKER, "a", 3));
     assert!(
         wait_until(Duration::from_secs(10), || mx1
             .set("addr4")
@@ -768,7 +770,7 @@ fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
     assert_eq!(echoed, 0);
 
     // An unban by hand on mx1 lifts it on mx2.
-    let out = ask(&mx1, &cfg1, &["unban", ATTACKER]);
+    let out = ask(&mx1, &t1.cfg, &["unban", ATTACKER]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         wait_until(Duration::from_secs(15), || !mx2
