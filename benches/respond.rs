@@ -237,7 +237,7 @@ fn maillogsentinel(ns: &Ns, attackers: usize, burst_n: usize, active: usize) {
     let started = Instant::now();
     while !std::fs::read_to_string(dir.join("daemon.log"))
         .unwrap_or_default()
-        .contains("bans running (")
+        .contains(" running files=")
     {
         assert!(
             started.elapsed() < Duration::from_secs(30),

@@ -266,7 +266,6 @@ fn ask(ns: &Netns, cfg: &Path, args: &[&str]) -> std::process::Output {
     c.output().unwrap()
 }
 
-/// Whether the daemon's `n`th start (its log is appended to) has its responder running.
 /// Sets a path's mode.
 fn chmod(p: &Path, m: u32) {
     std::fs::set_permissions(
@@ -291,9 +290,11 @@ fn as_nobody(args: &[&str]) -> std::process::Output {
     c.output().unwrap()
 }
 
+/// Whether the daemon's `n`th start (its log is appended to) is complete: the line that ends a
+/// start comes after the responder set nftables up, joined the fleet and replayed the window.
 fn started(d: &Daemon, n: usize) -> bool {
-    wait_until(Duration::from_secs(20), || {
-        d.logged().matches("bans running (").count() >= n
+    wait_until(Duration::from_secs(30), || {
+        d.logged().matches(" running files=").count() >= n
     })
 }
 
@@ -716,10 +717,9 @@ fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
         );
         std::fs::write(&t.cfg, text).unwrap();
         let d = Daemon::start_with(ns.bin(), &t.cfg, t.dir.path());
+        assert!(started(&d, 1), "{}", d.logged());
         assert!(
-            wait_until(Duration::from_secs(30), || d
-                .logged()
-                .contains("sharing bans with the fleet")),
+            d.logged().contains("sharing bans with the fleet"),
             "{}",
             d.logged()
         );
