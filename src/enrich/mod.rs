@@ -74,11 +74,14 @@ pub fn describe(ip: IpAddr, e: &Enrichment) -> String {
     )
 }
 
-/// Text with control characters shown as escapes (`\u{1b}`), safe to print on a terminal.
+/// Text with control characters and bidirectional formatting characters shown as escapes
+/// (`\u{1b}`, `\u{202e}`), safe to print on a terminal: neither can move the cursor, colour the
+/// screen or make attacker text read backwards over the columns beside it.
 pub fn printable(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            let bidi = matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
@@ -280,6 +283,14 @@ impl Enricher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_controls_and_bidirectional_overrides() {
+        assert_eq!(printable("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(printable("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(printable("x\u{2067}y\u{2069}"), "x\\u{2067}y\\u{2069}");
+        assert_eq!(printable("müller 李"), "müller 李");
+    }
 
     #[test]
     fn describe_escapes_attacker_text_for_the_terminal() {
