@@ -56,22 +56,7 @@ pub struct Figures {
     /// Rows committed by (service, mechanism, outcome).
     pub by_kind: Vec<(crate::stats::Kind, u64)>,
     /// The responder's figures (`None`: `[response]` is off).
-    pub response: Option<ResponseFigures>,
-}
-
-/// The responder's part of [`Figures`].
-#[derive(Debug, Clone, Default)]
-pub struct ResponseFigures {
-    /// Bans running.
-    pub active: u64,
-    /// Bans decided since start, by rule.
-    pub by_rule: Vec<(String, u64)>,
-    /// Bans whose action failed.
-    pub failed: u64,
-    /// Failures of protected addresses, not counted.
-    pub spared: u64,
-    /// Addresses forgiven after a login.
-    pub forgiven: u64,
+    pub response: Option<crate::respond::responder::FiguresSnapshot>,
 }
 
 /// The exposition of `f` in Prometheus's text format.
@@ -389,7 +374,7 @@ mod tests {
         let text = exposition(&Figures {
             geoip: vec![("country".into(), true)],
             sources: vec![("following".into(), 1)],
-            response: Some(ResponseFigures {
+            response: Some(crate::respond::responder::FiguresSnapshot {
                 by_rule: vec![("per-address".into(), 2)],
                 ..Default::default()
             }),

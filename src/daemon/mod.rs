@@ -1334,17 +1334,17 @@ impl Running {
             },
             outbox,
             metrics: self.metrics_at.map(|a| a.to_string()),
-            response: self
-                .respond_figures
-                .as_ref()
-                .map(|f| control::ResponseStatus {
+            response: self.respond_figures.as_ref().map(|f| {
+                let f = f.snapshot();
+                control::ResponseStatus {
                     mode: self.config.response.mode.as_str().into(),
-                    active: f.active.load(Relaxed),
-                    bans: f.bans.load(Relaxed),
-                    failed: f.failed.load(Relaxed),
-                    spared: f.spared.load(Relaxed),
-                    forgiven: f.forgiven.load(Relaxed),
-                }),
+                    active: f.active,
+                    bans: f.bans,
+                    failed: f.failed,
+                    spared: f.spared,
+                    forgiven: f.forgiven,
+                }
+            }),
             last_commit: rfc3339(self.counters.last_commit_unix.load(Relaxed) as i64),
             last_report: crate::report::state::ReportState::load(&self.config.state_dir)
                 .last_to
@@ -1414,22 +1414,7 @@ impl Running {
                 .iter()
                 .map(|(k, n)| (k.clone(), *n))
                 .collect(),
-            response: self
-                .respond_figures
-                .as_ref()
-                .map(|f| metrics::ResponseFigures {
-                    active: f.active.load(Relaxed),
-                    by_rule: f
-                        .by_rule
-                        .lock()
-                        .expect("figures lock")
-                        .iter()
-                        .map(|(k, n)| (k.clone(), *n))
-                        .collect(),
-                    failed: f.failed.load(Relaxed),
-                    spared: f.spared.load(Relaxed),
-                    forgiven: f.forgiven.load(Relaxed),
-                }),
+            response: self.respond_figures.as_ref().map(|f| f.snapshot()),
         }
     }
 }

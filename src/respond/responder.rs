@@ -123,6 +123,43 @@ pub struct Figures {
     pub by_rule: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
+/// The responder's figures at one moment (for status and metrics).
+#[derive(Debug, Clone, Default)]
+pub struct FiguresSnapshot {
+    /// Bans running.
+    pub active: u64,
+    /// Bans decided since start.
+    pub bans: u64,
+    /// Bans decided since start, by rule.
+    pub by_rule: Vec<(String, u64)>,
+    /// Bans whose action failed.
+    pub failed: u64,
+    /// Failures of protected addresses, not counted.
+    pub spared: u64,
+    /// Addresses forgiven after a login.
+    pub forgiven: u64,
+}
+
+impl Figures {
+    /// The figures now.
+    pub fn snapshot(&self) -> FiguresSnapshot {
+        FiguresSnapshot {
+            active: self.active.load(Relaxed),
+            bans: self.bans.load(Relaxed),
+            by_rule: self
+                .by_rule
+                .lock()
+                .expect("figures lock")
+                .iter()
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
+            failed: self.failed.load(Relaxed),
+            spared: self.spared.load(Relaxed),
+            forgiven: self.forgiven.load(Relaxed),
+        }
+    }
+}
+
 /// Why the responder could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponseError {
