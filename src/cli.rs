@@ -4,15 +4,43 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Watches a Postfix mail log, records every failed SASL login with who attacked, and reports
-/// on it.
+/// Catches brute-force mail logins in Postfix and Dovecot logs, reports them, bans them.
+///
+/// `maillogsentinel run` is the daemon (the systemd unit maillogsentinel.service). It follows
+/// the mail log (files across rotation, or the journal), records every failed SASL, IMAP and
+/// POP3 login with the attacker's address, reverse DNS (forward-confirmed), country and AS in
+/// the store (a CSV by default, SQLite or PostgreSQL), mails reports and alerts, and with
+/// [response] bans attackers in nftables. The other commands ask it (status, reload, bans),
+/// read the store (report), or work beside it (scan, import, check).
 #[derive(Debug, Parser)]
-#[command(name = "maillogsentinel", version, about, propagate_version = true)]
+#[command(
+    name = "maillogsentinel",
+    version,
+    about,
+    long_about,
+    propagate_version = true,
+    after_long_help = AFTER_HELP
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Where things are, and how the daemon is driven: the end of `--help` and of the man page.
+const AFTER_HELP: &str = "\
+Files:
+  /etc/maillogsentinel/config.toml    the configuration (-c another); `check` validates it
+  /var/lib/maillogsentinel/           the state directory: records, checkpoints, GeoIP databases
+  /run/maillogsentinel/control.sock   the control socket (status, reload, bans)
+
+Signals (to the daemon):
+  SIGHUP   reload the configuration (as `maillogsentinel reload`)
+  SIGUSR1  send the report now
+  SIGTERM  drain what was read, record it, and stop
+
+Its log: journalctl -u maillogsentinel (warnings and worse: -p warning).
+Documentation: /usr/share/doc/maillogsentinel/ (operations.md, use-cases.md).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -52,6 +80,35 @@ pub enum Command {
     Ban(BanArgs),
     /// Lift a ban (or every ban) by hand, through the running daemon.
     Unban(UnbanArgs),
+    /// Write the man pages or a shell's completions, generated from this definition (what
+    /// the package build runs; like `rg --generate`).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// `generate`
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to write.
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Where: a directory for `man` (one page per command), a file for a completion
+    /// (default: standard output).
+    #[arg(value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+/// What `generate` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Generated {
+    /// The man pages: maillogsentinel(1) and one per subcommand (maillogsentinel-scan(1), ...).
+    Man,
+    /// bash's completion script.
+    CompleteBash,
+    /// zsh's completion function.
+    CompleteZsh,
+    /// fish's completions.
+    CompleteFish,
 }
 
 /// `ban`
@@ -118,6 +175,11 @@ pub struct CheckArgs {
     /// Also connect to the SMTP server and say EHLO (nothing is sent).
     #[arg(long)]
     pub smtp: bool,
+    /// What the service runs before each start (ExecStartPre): print only the problems, as
+    /// warnings in its log; fail (exit 2) only for an invalid configuration, since the daemon
+    /// waits for a missing log and retries what it cannot write.
+    #[arg(long, conflicts_with = "user")]
+    pub pre_start: bool,
 }
 
 /// `status`

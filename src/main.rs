@@ -3,14 +3,14 @@
 //! written, 2 usage or configuration error).
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
-    CheckArgs, Cli, Command, ConfigArg, DbCommand, Format, GeoipCommand, ImportArgs, LookupArgs,
-    MigrateArgs, PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
+    CheckArgs, Cli, Command, ConfigArg, DbCommand, Format, GenerateArgs, Generated, GeoipCommand,
+    ImportArgs, LookupArgs, MigrateArgs, PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             let target = args.target.clone().unwrap_or_else(|| "--all".into());
             run_respond(&args.config, &target, &format!("unban {target}"))
         }
+        Command::Generate(args) => run_generate(args),
     };
     match outcome {
         Ok(code) => code,
@@ -681,6 +682,15 @@ fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
         return check_as(user, &args);
     }
     let config = load_config(&args.config)?;
+    if args.pre_start {
+        let runtime = runtime()?;
+        for f in maillogsentinel::check::host(&config, args.smtp, &runtime) {
+            if !f.ok {
+                logging::tell(Level::WARN, &f.text);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("# configuration OK: {}", config.origin);
     // Which sources a start would read now, and why.
     let choice = config.journal.choose(&config.files);
@@ -929,6 +939,115 @@ fn create_parent(csv: &Path) -> anyhow::Result<()> {
 /// An error and its causes on one line, each cause said once: the library's errors already
 /// name their cause in their own message (`checkpoint PATH: No such file or directory`), so
 /// a cause whose text the line already holds is not repeated.
+/// maillogsentinel(1): clap_mangen's sections, with FILES, SIGNALS, EXIT STATUS and SEE ALSO
+/// written as man pages have them (the same text ends `--help`, in plain lines).
+fn main_man_page(cli: clap::Command) -> std::io::Result<Vec<u8>> {
+    use clap_mangen::roff::{Roff, bold, roman};
+    let cli = cli.after_long_help(None::<&'static str>);
+    let man = clap_mangen::Man::new(cli);
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    man.render_subcommands_section(&mut out)?;
+    let mut roff = Roff::new();
+    let item = |roff: &mut Roff, term: &str, text: &str| {
+        roff.control("TP", [])
+            .text([bold(term)])
+            .text([roman(text)]);
+    };
+    roff.control("SH", ["FILES"]);
+    item(
+        &mut roff,
+        "/etc/maillogsentinel/config.toml",
+        "The configuration (-c names another). `maillogsentinel check` validates it.",
+    );
+    item(
+        &mut roff,
+        "/var/lib/maillogsentinel/",
+        "The state directory: the records, the checkpoints, the GeoIP databases.",
+    );
+    item(
+        &mut roff,
+        "/run/maillogsentinel/control.sock",
+        "The control socket, through which status, reload, bans, ban and unban ask the daemon.",
+    );
+    roff.control("SH", ["SIGNALS"]);
+    item(
+        &mut roff,
+        "SIGHUP",
+        "Reload the configuration, as `maillogsentinel reload`.",
+    );
+    item(&mut roff, "SIGUSR1", "Send the report now.");
+    item(&mut roff, "SIGTERM", "Record what was read, then stop.");
+    roff.control("SH", ["EXIT STATUS"]);
+    item(&mut roff, "0", "Success.");
+    item(
+        &mut roff,
+        "1",
+        "A runtime failure, or problems `check` found on the host.",
+    );
+    item(&mut roff, "2", "A usage error or an invalid configuration.");
+    item(&mut roff, "3", "`status`: the daemon is not running.");
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([roman(
+        "journalctl -u maillogsentinel (its log), systemctl(1), nft(8), \
+         /usr/share/doc/maillogsentinel/operations.md and use-cases.md",
+    )]);
+    roff.to_writer(&mut out)?;
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// `generate`: the man pages and completions from the CLI definition itself, so that they
+/// always say what this build accepts.
+fn run_generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut cli = Cli::command();
+    let shell = match args.what {
+        Generated::Man => {
+            let dir = args.out.unwrap_or_else(|| PathBuf::from("."));
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| clap_mangen::generate_to(cli.clone(), &dir))
+                .and_then(|_| std::fs::write(dir.join("maillogsentinel.1"), main_man_page(cli)?))
+                .map_err(|e| {
+                    Failure::Runtime(anyhow::anyhow!(
+                        "cannot write the man pages into {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Generated::CompleteBash => Shell::Bash,
+        Generated::CompleteZsh => Shell::Zsh,
+        Generated::CompleteFish => Shell::Fish,
+    };
+    let name = cli.get_name().to_string();
+    // Made in memory, then written: clap_complete panics on a write error (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cli, name, &mut script);
+    let written = match &args.out {
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&script)
+        }
+        Some(path) => std::fs::write(path, &script),
+    };
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot write the completions to {}: {e}",
+            args.out
+                .as_ref()
+                .map_or("standard output".into(), |p| p.display().to_string())
+        ))),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}
+
 fn describe(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {

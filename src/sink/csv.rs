@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::enrich::Enrichment;
 use crate::parse::AuthEvent;
 
-/// The columns, in order. Part of the public interface: documented in the README.
+/// The columns, in order. Part of the public interface: documented in docs/guide.md.
 pub const COLUMNS: [&str; 13] = [
     "timestamp",
     "server",

@@ -277,3 +277,67 @@ fn check_as_the_service_user_says_what_it_cannot_read() {
     );
     assert!(out.contains("cannot be created in"), "{out}");
 }
+
+#[test]
+fn pre_start_check_warns_about_the_host_and_fails_only_on_an_invalid_configuration() {
+    // What the unit's ExecStartPre runs: a missing log is said (the daemon waits for it), an
+    // invalid configuration keeps the daemon from starting.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(NO_ENRICH);
+    std::fs::write(&cfg, text).unwrap();
+    let o = run(&["check", "--pre-start", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "", "only problems are said, on stderr");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{}/mail.log does not exist", dir.path().display())),
+        "{err}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[sources]\nmax_line_bytes = 12\n").unwrap();
+    let o = run(&["check", "--pre-start", "-c", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max_line_bytes"), "{}", stderr(&o));
+}
+
+#[test]
+fn man_pages_and_completions_are_generated_from_the_command_line_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man");
+    let o = run(&["generate", "man", man.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(man.join("maillogsentinel.1")).unwrap();
+    for section in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH FILES",
+        ".SH SIGNALS",
+        ".SH \"EXIT STATUS\"",
+    ] {
+        assert!(
+            page.contains(section),
+            "no {section} in maillogsentinel(1):\n{page}"
+        );
+    }
+    // One page per subcommand, with its options; the hidden `generate` has none.
+    let scan = std::fs::read_to_string(man.join("maillogsentinel-scan.1")).unwrap();
+    assert!(scan.contains("no\\-enrich"), "{scan}");
+    assert!(man.join("maillogsentinel-geoip-update.1").exists());
+    assert!(!man.join("maillogsentinel-generate.1").exists());
+    for (what, expect) in [
+        ("complete-bash", "complete -F _maillogsentinel"),
+        ("complete-zsh", "#compdef maillogsentinel"),
+        ("complete-fish", "complete -c maillogsentinel"),
+    ] {
+        let o = run(&["generate", what]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains(expect), "{what}:\n{text}");
+        assert!(
+            text.contains("report"),
+            "{what} does not complete subcommands"
+        );
+    }
+}

@@ -207,7 +207,7 @@ fn a_batch_lost_in_a_crash_is_read_again_when_the_output_was_moved_or_grew() {
         );
         let mut want = vec!["u2", "u3"];
         if case == "moved away" {
-            // As the README advises for archiving.
+            // As docs/guide.md advises for archiving.
             std::fs::rename(&out, dir.path().join("out.csv.1")).unwrap();
         } else {
             // Longer than recorded: the checkpoint's "after" length says nothing about this file.
