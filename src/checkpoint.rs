@@ -114,7 +114,10 @@ pub struct Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// Reading or writing failed.
-    #[error("checkpoint {path}: {source}")]
+    #[error(
+        "checkpoint {path}: {source}{}",
+        crate::state::access_hint(path, source)
+    )]
     Io {
         /// The checkpoint file.
         path: PathBuf,

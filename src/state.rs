@@ -59,3 +59,83 @@ where
     file.flush()?;
     file.sync_data()
 }
+
+/// What to do about a permission error on `path`: which user needs access and the command that
+/// gives it, as text to append to the error (empty for any other error). Said at print time,
+/// from the file's owner and this process's user, so that it names who actually differs (a
+/// record `scan` left as root, a state directory copied by hand).
+pub fn access_hint(path: &Path, error: &std::io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if error.kind() != std::io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    // The file itself, or the nearest directory above it that exists (creating a file needs
+    // its directory).
+    let Some((at, meta)) = path
+        .ancestors()
+        .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)))
+    else {
+        return String::new();
+    };
+    let dir = if meta.is_dir() {
+        at
+    } else {
+        at.parent().unwrap_or(at)
+    };
+    let me = nix::unistd::Uid::effective();
+    let name = |uid: u32| {
+        nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {uid}"), |u| u.name)
+    };
+    let user = name(me.as_raw());
+    if meta.uid() != me.as_raw() {
+        format!(
+            " ({} belongs to {}, and this runs as {user}: `sudo chown -R {user}: {}`)",
+            at.display(),
+            name(meta.uid()),
+            dir.display()
+        )
+    } else {
+        format!(
+            " ({} belongs to {user}, but its mode {:o} does not let it: `chmod u+rw{} {}`)",
+            at.display(),
+            meta.mode() & 0o7777,
+            if meta.is_dir() { "x" } else { "" },
+            at.display()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_permission_error_gets_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(access_hint(dir.path(), &e), "");
+    }
+
+    #[test]
+    fn a_permission_error_names_the_owner_and_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("intrusions.csv");
+        std::fs::write(&file, "").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let hint = access_hint(&file, &e);
+        // This process owns the file: its mode is what stands in the way.
+        assert!(hint.contains("mode 440"), "{hint}");
+        assert!(
+            hint.contains(&format!("chmod u+rw {}", file.display())),
+            "{hint}"
+        );
+        // A file not there yet: its directory is what must be writable.
+        let hint = access_hint(&dir.path().join("new.csv"), &e);
+        assert!(hint.contains("chmod u+rwx"), "{hint}");
+    }
+}

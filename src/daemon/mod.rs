@@ -282,6 +282,7 @@ pub async fn run(
     .await
     .map_err(|_| DaemonError::SinkGone)?
     .map_err(|source| SinkError::Io {
+        op: "start the alerts record in",
         path: config.state_dir.clone(),
         source,
     })?;

@@ -41,10 +41,15 @@ pub const FILE_MODE: u32 = 0o640;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Opening, reading or writing the file failed.
-    #[error("{path}: {source}")]
+    #[error(
+        "{path}: cannot {op}: {source}{}",
+        crate::state::access_hint(path, source)
+    )]
     Io {
         /// The CSV file.
         path: PathBuf,
+        /// What was being done to it ("open for appending", "append to", ...).
+        op: &'static str,
         /// What the system said.
         source: io::Error,
     },
@@ -254,6 +259,7 @@ impl CsvFile {
     /// their own. The file is locked (`flock`) while open, so two writers never interleave rows.
     pub fn open_append(path: &Path) -> Result<Self, SinkError> {
         let io_err = |source| SinkError::Io {
+            op: "open for appending",
             path: path.to_path_buf(),
             source,
         };
@@ -323,6 +329,7 @@ impl CsvFile {
             Output::Stdout(s) => s.write_all(bytes),
         };
         r.map_err(|source| SinkError::Io {
+            op: "append to",
             path: self.path.clone(),
             source,
         })?;
@@ -341,6 +348,7 @@ impl CsvFile {
             Output::Stdout(s) => s.flush(),
         };
         r.map_err(|source| SinkError::Io {
+            op: "sync",
             path: self.path.clone(),
             source,
         })
@@ -350,6 +358,7 @@ impl CsvFile {
     pub fn truncate_to(&mut self, len: u64) -> Result<(), SinkError> {
         if let Output::File { file: f, .. } = &self.out {
             f.set_len(len).map_err(|source| SinkError::Io {
+                op: "cut back",
                 path: self.path.clone(),
                 source,
             })?;
@@ -490,6 +499,7 @@ fn check_header(file: &mut File, path: &Path) -> Result<(), SinkError> {
     file.seek(SeekFrom::Start(0))
         .and_then(|_| read_up_to(file, &mut head))
         .map_err(|source| SinkError::Io {
+            op: "read the header of",
             path: path.to_path_buf(),
             source,
         })

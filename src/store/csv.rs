@@ -71,6 +71,7 @@ pub struct CsvStore {
 fn cut_back(path: &Path, len: u64) -> Result<(), SinkError> {
     let io = |source| SinkError::Io {
         path: path.to_path_buf(),
+        op: "cut back",
         source,
     };
     let f = std::fs::OpenOptions::new()
@@ -359,7 +360,13 @@ impl Store for CsvStore {
         }
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| StoreError::Sink(SinkError::Io { path, source })
+            move |source| {
+                StoreError::Sink(SinkError::Io {
+                    path,
+                    op: "append to",
+                    source,
+                })
+            }
         };
         let path = self.failures.csv.path().to_path_buf();
         let failures = rewrite_csv(&path, RECORD_COLUMNS, who).map_err(io(&path))?;

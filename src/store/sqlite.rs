@@ -187,6 +187,7 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
         .open(path)
     {
         return Err(StoreError::Sink(crate::sink::SinkError::Io {
+            op: "open",
             path: path.to_path_buf(),
             source: e,
         }));

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
@@ -649,4 +650,62 @@ fn a_csv_replaced_by_a_directory_is_retried_then_a_new_one_started() {
     );
     assert_eq!(d.stop(), Some(0));
     drop(dir);
+}
+
+#[test]
+fn a_record_root_left_behind_is_named_once_with_who_needs_it_and_the_fix() {
+    // `scan` run as root before the service existed leaves a root-owned record; the service
+    // user's daemon must say what to do, not "Permission denied: Permission denied".
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (it runs the daemon as nobody on a record root owns)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    for sub in ["state", "out"] {
+        let d = dir.path().join(sub);
+        std::fs::create_dir(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(nobody.uid.as_raw()), None).unwrap();
+    }
+    let record = dir.path().join("out/intrusions.csv");
+    std::fs::write(&record, HEADER).unwrap();
+    std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o644)).unwrap();
+    append(&dir.path().join("mail.log"), &attack("alice"));
+    std::fs::set_permissions(
+        dir.path().join("mail.log"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let cfg = config_in(dir.path());
+    append(&cfg, NO_ENRICH);
+    let mut c = isolated(Command::new("timeout"));
+    c.args([
+        "20",
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+    ])
+    .arg(env!("CARGO_BIN_EXE_maillogsentinel"))
+    .args(["run", "-c", cfg.to_str().unwrap()]);
+    let o = c.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("Permission denied").count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: cannot open for appending: Permission denied",
+            record.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "belongs to root, and this runs as nobody: `sudo chown -R nobody: {}`",
+            dir.path().join("out").display()
+        )),
+        "{err}"
+    );
 }
