@@ -80,10 +80,25 @@ pub enum Command {
     Ban(BanArgs),
     /// Lift a ban (or every ban) by hand, through the running daemon.
     Unban(UnbanArgs),
+    /// Rewrite a Postfix/Dovecot log so it can be shared in a bug report: addresses, host
+    /// names, usernames and mail addresses replaced consistently, every line's form kept (so
+    /// `scan` finds the same events in it).
+    Anonymize(AnonymizeArgs),
     /// Write the man pages or a shell's completions, generated from this definition (what
     /// the package build runs; like `rg --generate`).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// `anonymize`
+#[derive(Debug, Args)]
+pub struct AnonymizeArgs {
+    /// The log to read: plain or gzip, `-` for standard input.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// Where to write it (`-` for standard output); an existing file is refused.
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
 }
 
 /// `generate`

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod alerts;
+pub mod anonymize;
 pub mod check;
 pub mod checkpoint;
 pub mod cli;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser as _;
 use maillogsentinel::cli::{
-    CheckArgs, Cli, Command, ConfigArg, DbCommand, Format, GenerateArgs, Generated, GeoipCommand,
-    ImportArgs, LookupArgs, MigrateArgs, PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
+    AnonymizeArgs, CheckArgs, Cli, Command, ConfigArg, DbCommand, Format, GenerateArgs, Generated,
+    GeoipCommand, ImportArgs, LookupArgs, MigrateArgs, PurgeArgs, ReportArgs, ScanArgs, StatusArgs,
 };
 use maillogsentinel::config::Config;
 use maillogsentinel::daemon;
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             run_respond(&args.config, &target, &format!("unban {target}"))
         }
         Command::Generate(args) => run_generate(args),
+        Command::Anonymize(args) => run_anonymize(args),
     };
     match outcome {
         Ok(code) => code,
@@ -939,6 +940,87 @@ fn create_parent(csv: &Path) -> anyhow::Result<()> {
 /// An error and its causes on one line, each cause said once: the library's errors already
 /// name their cause in their own message (`checkpoint PATH: No such file or directory`), so
 /// a cause whose text the line already holds is not repeated.
+/// `anonymize IN OUT`: the log rewritten, and what was done on standard error.
+fn run_anonymize(args: AnonymizeArgs) -> Result<ExitCode, Failure> {
+    use maillogsentinel::anonymize::{self, Anonymizer};
+    let input = maillogsentinel::source::input::open(&args.input).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "{}: cannot read: {e}",
+            args.input.display()
+        ))
+    })?;
+    let mut anonymizer = Anonymizer::new().map_err(|_| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot draw a random secret from the system"
+        ))
+    })?;
+    let modified = input.modified;
+    let reader = std::io::BufReader::with_capacity(1 << 16, input);
+    let out_name = args.output.display().to_string();
+    let summary = if args.output == Path::new("-") {
+        anonymize::run(&mut anonymizer, reader, std::io::stdout().lock())
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&args.output)
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    " (choose another name: an existing file is never overwritten)"
+                } else {
+                    ""
+                };
+                Failure::Runtime(anyhow::anyhow!("{out_name}: cannot create: {e}{hint}"))
+            })?;
+        let written = anonymize::run(
+            &mut anonymizer,
+            reader,
+            std::io::BufWriter::with_capacity(1 << 16, &file),
+        );
+        // The input's modification time places yearless syslog timestamps: `scan` gives the
+        // output's lines the years it gives the input's.
+        if let (Ok(_), Some(t)) = (&written, modified) {
+            let _ = file.set_modified(t);
+        }
+        written
+    }
+    .map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "anonymizing {} into {out_name}: {e}",
+            args.input.display()
+        ))
+    })?;
+    logging::tell(
+        Level::INFO,
+        &format!(
+            "anonymized {} lines into {out_name}: {} IPv4 and {} IPv6 addresses, {} host names, {} usernames replaced (with a secret drawn for this run and kept nowhere)",
+            summary.written, summary.ipv4, summary.ipv6, summary.hosts, summary.users
+        ),
+    );
+    if summary.beyond_documentation {
+        logging::tell(
+            Level::WARN,
+            "more IPv4 addresses than the documentation ranges hold (762): the rest are in 198.18.0.0/15",
+        );
+    }
+    if summary.left_out > 0 {
+        logging::tell(
+            Level::WARN,
+            &format!(
+                "{} line(s) left out (lines {:?}{}): rewritten, they would not have been recorded as the original; please say so in the bug report",
+                summary.left_out,
+                summary.left_out_lines,
+                if summary.left_out > summary.left_out_lines.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// maillogsentinel(1): clap_mangen's sections, with FILES, SIGNALS, EXIT STATUS and SEE ALSO
 /// written as man pages have them (the same text ends `--help`, in plain lines).
 fn main_man_page(cli: clap::Command) -> std::io::Result<Vec<u8>> {

@@ -426,6 +426,16 @@ pub fn parse_line(line: &[u8], years: &YearContext, local: &[u8]) -> ParsedLine 
     }
 }
 
+/// Where the syslog host field is in `line` (a byte range), or `None` when the line has no
+/// header this parser knows or names no host (Dovecot's own log file): what `anonymize`
+/// replaces of the header, so that the rest of it stays byte for byte.
+pub fn header_host(line: &[u8], years: &YearContext) -> Option<std::ops::Range<usize>> {
+    let entry = header::split(line, years, b"")?;
+    let start = (entry.host.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    let end = start + entry.host.len();
+    (!entry.host.is_empty() && end <= line.len()).then_some(start..end)
+}
+
 /// A line without a header this parser knows: maybe a failure in a line form nobody told us
 /// about. Say so rather than lose it.
 fn unplaced(line: &[u8]) -> Parsed {

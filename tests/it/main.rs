@@ -1,5 +1,6 @@
 //! Integration tests: one test crate (one link step) driving the real binary.
 
+mod anonymize;
 mod check;
 mod control;
 mod daemon;

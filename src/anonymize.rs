@@ -1,0 +1,562 @@
+//! `maillogsentinel anonymize`: a mail log made safe to share in a bug report.
+//!
+//! Addresses, host names, usernames and mail addresses are replaced, consistently within a run:
+//! each is keyed through HMAC-SHA-256 with a secret drawn for the run (and never written), so
+//! the same input always gives the same output within the run, and nothing in the output leads
+//! back to the input without the secret. IPv4 addresses become addresses of the documentation
+//! ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24: 762 of them, each given once, never
+//! to itself; past that, the benchmarking range 198.18.0.0/15, and the summary says so), IPv6 addresses become
+//! addresses of 2001:db8::/32 (addresses of one /64 stay in one /64), loopback and unspecified
+//! addresses stay. Everything else in a line stays byte for byte, so its form is kept.
+//!
+//! The original tool's anonymizer broke the format it wrote. This one checks each line: it
+//! parses the original and the rewritten line and compares what `scan` would record (the same
+//! kind of line, the same time, service, mechanism, and the replaced address, username, server
+//! and client name). A line that does not match is left out of the output and counted, never
+//! written half-anonymized.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex::bytes::Regex;
+
+use crate::parse::{self, AuthEvent, Parsed, ParsedLine, YearContext};
+
+/// How a run went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Lines read.
+    pub lines: u64,
+    /// Lines written (all but those left out).
+    pub written: u64,
+    /// Lines left out: their rewritten form would not have been recorded as the original
+    /// (their line numbers, the first few, are in `left_out_lines`).
+    pub left_out: u64,
+    /// The first lines left out (1-based).
+    pub left_out_lines: Vec<u64>,
+    /// Distinct IPv4 addresses replaced.
+    pub ipv4: usize,
+    /// Distinct IPv6 addresses replaced.
+    pub ipv6: usize,
+    /// Distinct host names replaced.
+    pub hosts: usize,
+    /// Distinct usernames (and mail address local parts) replaced.
+    pub users: usize,
+    /// More IPv4 addresses than the documentation ranges hold: the rest went to 198.18.0.0/15.
+    pub beyond_documentation: bool,
+}
+
+/// The documentation ranges (RFC 5737), without their network and broadcast addresses.
+const DOC_V4: [[u8; 3]; 3] = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+const DOC_V4_SLOTS: u32 = 3 * 254;
+/// RFC 2544's benchmarking range, 198.18.0.0/15, for the addresses past the 762 above.
+const BENCH_V4_SLOTS: u32 = 1 << 17;
+
+/// Replaces what identifies people and hosts in log lines; one per run.
+pub struct Anonymizer {
+    key: ring::hmac::Key,
+    years: YearContext,
+    v4: HashMap<Ipv4Addr, Ipv4Addr>,
+    v4_taken: HashSet<Ipv4Addr>,
+    v6: HashMap<Ipv6Addr, Ipv6Addr>,
+    hosts: HashMap<Vec<u8>, String>,
+    users: HashMap<Vec<u8>, String>,
+    summary: Summary,
+}
+
+impl Anonymizer {
+    /// With a secret drawn from the system's random source.
+    pub fn new() -> Result<Self, ring::error::Unspecified> {
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)?;
+        Ok(Self::with_key(key))
+    }
+
+    /// With a given key (tests: a fixed key gives a fixed output).
+    pub fn with_key(key: ring::hmac::Key) -> Self {
+        Anonymizer {
+            key,
+            // Only the header's shape matters here: both forms of a line are placed alike.
+            years: YearContext::at_naive(chrono::NaiveDateTime::default()),
+            v4: HashMap::new(),
+            v4_taken: HashSet::new(),
+            v6: HashMap::new(),
+            hosts: HashMap::new(),
+            users: HashMap::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn summary(&self) -> Summary {
+        let mut s = self.summary.clone();
+        s.ipv4 = self.v4.len();
+        s.ipv6 = self.v6.len();
+        s.hosts = self.hosts.len();
+        s.users = self.users.len();
+        s
+    }
+
+    fn mac(&self, kind: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut ctx = ring::hmac::Context::with_key(&self.key);
+        ctx.update(kind);
+        ctx.update(&[0]);
+        ctx.update(data);
+        let mut out = [0; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    fn tag(&self, kind: &[u8], data: &[u8]) -> String {
+        let m = self.mac(kind, data);
+        m[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A username (or a mail address given as one).
+    fn user(&mut self, name: &[u8]) -> String {
+        if name.is_empty() {
+            return String::new();
+        }
+        if let Some(at) = memchr::memrchr(b'@', name)
+            && at > 0
+            && at + 1 < name.len()
+        {
+            let local = self.user(&name[..at]);
+            let domain = self.host(&name[at + 1..]);
+            return format!("{local}@{domain}");
+        }
+        if let Some(u) = self.users.get(name) {
+            return u.clone();
+        }
+        let u = format!("user-{}", self.tag(b"user", name));
+        self.users.insert(name.to_vec(), u.clone());
+        u
+    }
+
+    /// A host name: `h` and a tag, under `.example` when it had a domain.
+    fn host(&mut self, name: &[u8]) -> String {
+        if name.is_empty() {
+            return String::new();
+        }
+        let lower = name.to_ascii_lowercase();
+        if let Some(h) = self.hosts.get(&lower) {
+            return h.clone();
+        }
+        let tag = self.tag(b"host", &lower);
+        let h = if lower.contains(&b'.') {
+            format!("h{tag}.example")
+        } else {
+            format!("h{tag}")
+        };
+        self.hosts.insert(lower, h.clone());
+        h
+    }
+
+    /// An address: loopback and unspecified stay, IPv4-mapped IPv6 keeps its form.
+    pub fn ip(&mut self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => IpAddr::V4(self.v4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V6(self.v4(v4).to_ipv6_mapped()),
+                None => IpAddr::V6(self.v6(v6)),
+            },
+        }
+    }
+
+    fn v4(&mut self, ip: Ipv4Addr) -> Ipv4Addr {
+        if ip.is_loopback() || ip.is_unspecified() {
+            return ip;
+        }
+        if let Some(a) = self.v4.get(&ip) {
+            return *a;
+        }
+        let m = self.mac(b"ipv4", &ip.octets());
+        let start = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
+        let doc = |i: u32| {
+            let [a, b, c] = DOC_V4[(i / 254) as usize];
+            Ipv4Addr::new(a, b, c, (i % 254 + 1) as u8)
+        };
+        let bench = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
+        let free = (0..DOC_V4_SLOTS)
+            .map(|k| doc((start + k) % DOC_V4_SLOTS))
+            .find(|a| !self.v4_taken.contains(a) && *a != ip)
+            .or_else(|| {
+                self.summary.beyond_documentation = true;
+                (0..BENCH_V4_SLOTS)
+                    .map(|k| bench((start + k) % BENCH_V4_SLOTS))
+                    .find(|a| !self.v4_taken.contains(a) && *a != ip)
+            })
+            // Past 131,834 distinct addresses, two may share one (still consistent).
+            .unwrap_or_else(|| bench(start % BENCH_V4_SLOTS));
+        self.v4_taken.insert(free);
+        self.v4.insert(ip, free);
+        free
+    }
+
+    fn v6(&mut self, ip: Ipv6Addr) -> Ipv6Addr {
+        if ip.is_loopback() || ip.is_unspecified() {
+            return ip;
+        }
+        if let Some(a) = self.v6.get(&ip) {
+            return *a;
+        }
+        let o = ip.octets();
+        // The /64 and the interface separately, so that one network stays one network.
+        let net = self.mac(b"ipv6-net", &o[..8]);
+        let host = self.mac(b"ipv6-host", &o);
+        let mut out = [0u8; 16];
+        out[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        out[4..8].copy_from_slice(&net[..4]);
+        out[8..].copy_from_slice(&host[..8]);
+        let a = Ipv6Addr::from(out);
+        self.v6.insert(ip, a);
+        a
+    }
+
+    /// Rewrites one line (without its newline), or `None` when the rewritten line would not
+    /// be recorded as the original is (it is then left out, and counted).
+    pub fn line(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        let original = parse::parse_line(line, &self.years, b"");
+        let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+        let body = match parse::header_host(line, &self.years) {
+            Some(r) => {
+                let host = self.host(&line[r.clone()]);
+                let body = r.end;
+                edits.push((r, host));
+                body
+            }
+            None => 0,
+        };
+        // The username the parser reads, wherever it stands as a field of its own.
+        if let Some(user) = username_of(&original.parsed)
+            && !user.is_empty()
+        {
+            for r in delimited(&line[body..], user.as_bytes()) {
+                let u = self.user(user.as_bytes());
+                edits.push((r.start + body..r.end + body, u));
+            }
+        }
+        let text = &line[body..];
+        for c in FIELDS.captures_iter(text) {
+            // (Postfix writes `(unavailable)` for a username it did not get: not a name.)
+            let value = (1..=3).find_map(|i| c.get(i));
+            if let Some(m) = value.filter(|m| !m.is_empty() && m.as_bytes() != b"(unavailable)") {
+                let u = self.user(m.as_bytes());
+                edits.push((m.start() + body..m.end() + body, u));
+            }
+        }
+        for m in MAIL.find_iter(text) {
+            let u = self.user(m.as_bytes());
+            edits.push((m.start() + body..m.end() + body, u));
+        }
+        for m in IPV4.find_iter(text) {
+            if !bounded(text, m.start(), m.end(), b".") {
+                continue;
+            }
+            if let Some(ip) = parse_str::<Ipv4Addr>(m.as_bytes()) {
+                let a = self.v4(ip).to_string();
+                edits.push((m.start() + body..m.end() + body, a));
+            }
+        }
+        for m in IPV6.find_iter(text) {
+            if !bounded(text, m.start(), m.end(), b":.") {
+                continue;
+            }
+            if let Some(ip) = parse_str::<Ipv6Addr>(m.as_bytes()) {
+                let a = self.ip(IpAddr::V6(ip)).to_string();
+                edits.push((m.start() + body..m.end() + body, a));
+            }
+        }
+        for m in HOST.find_iter(text) {
+            if !bounded(text, m.start(), m.end(), b".@-") {
+                continue;
+            }
+            let h = self.host(m.as_bytes());
+            edits.push((m.start() + body..m.end() + body, h));
+        }
+        let out = apply(line, edits);
+        let rewritten = parse::parse_line(&out, &self.years, b"");
+        self.recorded_alike(&original, &rewritten).then_some(out)
+    }
+
+    /// Whether `scan` records the rewritten line (`new`) as it records the original (`old`),
+    /// with the replacements.
+    fn recorded_alike(&mut self, old: &ParsedLine, new: &ParsedLine) -> bool {
+        if (old.count, old.capped) != (new.count, new.capped) {
+            return false;
+        }
+        match (&old.parsed, &new.parsed) {
+            (Parsed::Failure(a), Parsed::Failure(b)) | (Parsed::Login(a), Parsed::Login(b)) => {
+                self.event(a) == *b
+            }
+            (Parsed::Verdict(a), Parsed::Verdict(b)) => {
+                let mut a = a.clone();
+                a.ip = self.ip(a.ip);
+                a.username = self.user(a.username.as_bytes());
+                a == *b
+            }
+            // Its reason may name the server it could not reach: the kind and time are kept.
+            (Parsed::Backend(a), Parsed::Backend(b)) => {
+                a.timestamp == b.timestamp
+                    && a.service == b.service
+                    && a.kind.as_str() == b.kind.as_str()
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    fn event(&mut self, e: &AuthEvent) -> AuthEvent {
+        let mut e = e.clone();
+        e.server = self.host(e.server.as_bytes()).into();
+        e.ip = match e.ip {
+            // The parser gives IPv4-mapped addresses as IPv4: so does their replacement.
+            IpAddr::V4(v4) => IpAddr::V4(self.v4(v4)),
+            other => self.ip(other),
+        };
+        e.username = e.username.as_ref().map(|u| self.user(u.as_bytes()).into());
+        e.client_hostname = e
+            .client_hostname
+            .as_ref()
+            .map(|h| self.host(h.as_bytes()).into());
+        e
+    }
+}
+
+/// Reads `input` line by line and writes the anonymized lines to `output`.
+pub fn run(
+    anonymizer: &mut Anonymizer,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> io::Result<Summary> {
+    let mut input = input;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        anonymizer.summary.lines += 1;
+        let (line, end): (&[u8], &[u8]) = match buf.strip_suffix(b"\n") {
+            Some(l) => (l, b"\n"),
+            None => (&buf, b""),
+        };
+        match anonymizer.line(line) {
+            Some(out) => {
+                output.write_all(&out)?;
+                output.write_all(end)?;
+                anonymizer.summary.written += 1;
+            }
+            None => {
+                anonymizer.summary.left_out += 1;
+                if anonymizer.summary.left_out_lines.len() < 10 {
+                    let n = anonymizer.summary.lines;
+                    anonymizer.summary.left_out_lines.push(n);
+                }
+            }
+        }
+    }
+    output.flush()?;
+    Ok(anonymizer.summary())
+}
+
+fn username_of(p: &Parsed) -> Option<&str> {
+    match p {
+        Parsed::Failure(e) | Parsed::Login(e) => e.username.as_deref(),
+        Parsed::Verdict(v) => Some(&v.username),
+        _ => None,
+    }
+}
+
+/// Fields that hold a username whatever the line: Postfix's `sasl_username=` (to the end of
+/// the line, or a following `, sasl_sender=`), Dovecot's `user=<...>` and `pam(USER,`.
+static FIELDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"sasl_username=(.*?)(?:, sasl_sender=|\r?$)|user=<([^>]*)>|\bpam\(([^,)]*),")
+        .expect("a valid pattern")
+});
+static MAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+").expect("a valid pattern")
+});
+static IPV4: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}").expect("a valid pattern"));
+static IPV6: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})?")
+        .expect("a valid pattern")
+});
+/// A name of two labels or more whose last is a word (`mail.example.org`, not `2.0.0`).
+static HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}",
+    )
+    .expect("a valid pattern")
+});
+
+fn parse_str<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Whether `text[start..end]` is a token of its own: not part of a longer word or of a
+/// longer dotted or colon'd run (`also` are the separators that would continue it).
+fn bounded(text: &[u8], start: usize, end: usize, also: &[u8]) -> bool {
+    let joins = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || also.contains(&b);
+    let before = start.checked_sub(1).map(|i| text[i]);
+    let after = text.get(end).copied();
+    !before.is_some_and(joins) && !after.is_some_and(joins)
+}
+
+/// Where `needle` stands in `text` as a value of its own: after `=`, `<`, `(`, `[`, `,` or a
+/// space, and before `>`, `)`, `]`, `,`, a space or the end.
+fn delimited<'a>(text: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = Range<usize>> + 'a {
+    memchr::memmem::find_iter(text, needle).filter_map(move |at| {
+        let end = at + needle.len();
+        let before = at.checked_sub(1).map(|i| text[i]);
+        let after = text.get(end).copied();
+        let opens = before.is_none_or(|b| b"=<([, ".contains(&b));
+        let closes = after.is_none_or(|b| b">)], \r".contains(&b));
+        (opens && closes).then_some(at..end)
+    })
+}
+
+/// Applies edits, given in order of precedence (the header, the parsed username, the username
+/// fields, mail addresses, addresses, host names): one that overlaps an edit before it is
+/// dropped, so `sasl_username=info@example.org` is one username, not a mail address
+/// `sasl_username=info@...`.
+fn apply(line: &[u8], edits: Vec<(Range<usize>, String)>) -> Vec<u8> {
+    let mut kept: Vec<(Range<usize>, String)> = Vec::with_capacity(edits.len());
+    for (r, with) in edits {
+        if kept
+            .iter()
+            .all(|(k, _)| r.end <= k.start || k.end <= r.start)
+        {
+            kept.push((r, with));
+        }
+    }
+    kept.sort_by_key(|(r, _)| r.start);
+    let mut out = Vec::with_capacity(line.len() + 32);
+    let mut at = 0;
+    for (r, with) in kept {
+        out.extend_from_slice(&line[at..r.start]);
+        out.extend_from_slice(with.as_bytes());
+        at = r.end;
+    }
+    out.extend_from_slice(&line[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed() -> Anonymizer {
+        Anonymizer::with_key(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test key"))
+    }
+
+    fn line(a: &mut Anonymizer, l: &str) -> String {
+        String::from_utf8(a.line(l.as_bytes()).expect("kept")).unwrap()
+    }
+
+    #[test]
+    fn the_same_input_gets_the_same_replacement_and_loopback_stays() {
+        let mut a = fixed();
+        let l = "Nov 22 08:00:01 mx postfix/smtpd[1]: warning: host.example.net[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=alice@example.org";
+        let one = line(&mut a, l);
+        assert_eq!(one, line(&mut a, l));
+        for gone in [
+            "203.0.113.7",
+            "host.example.net",
+            "alice",
+            "example.org",
+            " mx ",
+        ] {
+            assert!(!one.contains(gone), "{gone} in {one}");
+        }
+        // The form is kept: only the replaced spans differ.
+        assert!(one.contains(" postfix/smtpd[1]: warning: h"), "{one}");
+        assert!(
+            one.contains("]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=user-"),
+            "{one}"
+        );
+        assert_eq!(
+            a.ip("127.0.0.1".parse().unwrap()),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            a.ip("::1".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv4_goes_to_the_documentation_ranges_once_each_and_ipv6_keeps_its_networks() {
+        let mut a = fixed();
+        let mut seen = HashSet::new();
+        for i in 0..762u32 {
+            let ip = Ipv4Addr::from(0x0a00_0000 + i);
+            let IpAddr::V4(new) = a.ip(IpAddr::V4(ip)) else {
+                panic!()
+            };
+            let o = new.octets();
+            assert!(
+                DOC_V4.contains(&[o[0], o[1], o[2]]) && o[3] != 0 && o[3] != 255,
+                "{new}"
+            );
+            assert!(seen.insert(new), "{new} given twice");
+        }
+        assert!(!a.summary().beyond_documentation);
+        let IpAddr::V4(next) = a.ip("10.9.9.9".parse().unwrap()) else {
+            panic!()
+        };
+        assert!(
+            next.octets()[0] == 198 && next.octets()[1] & 0xfe == 18,
+            "{next} is not in 198.18.0.0/15"
+        );
+        assert!(a.summary().beyond_documentation);
+        let x = a.ip("2a01:4f8:1:2::10".parse().unwrap());
+        let y = a.ip("2a01:4f8:1:2::20".parse().unwrap());
+        let z = a.ip("2a01:4f8:1:3::10".parse().unwrap());
+        let seg = |ip: IpAddr| match ip {
+            IpAddr::V6(v) => v.segments(),
+            IpAddr::V4(_) => panic!(),
+        };
+        assert_eq!(seg(x)[..2], [0x2001, 0x0db8]);
+        assert_eq!(seg(x)[..4], seg(y)[..4], "one /64 stays one /64");
+        assert_ne!(seg(x)[..4], seg(z)[..4]);
+        assert_ne!(x, y);
+        // IPv4-mapped IPv6 keeps its form, with the IPv4 address's replacement.
+        let IpAddr::V4(v4) = a.ip("192.168.1.1".parse().unwrap()) else {
+            panic!()
+        };
+        assert_eq!(
+            a.ip("::ffff:192.168.1.1".parse().unwrap()),
+            IpAddr::V6(v4.to_ipv6_mapped())
+        );
+    }
+
+    #[test]
+    fn a_username_field_is_one_name_even_when_it_looks_like_an_address() {
+        let mut a = fixed();
+        let out = apply(
+            b"sasl_username=info@example.org",
+            vec![(14..30, "U".into()), (0..30, "MAIL".into())],
+        );
+        assert_eq!(out, b"sasl_username=U");
+        // Postfix's placeholder for a username it did not get is not a name.
+        let l = "Nov 22 08:02:12 mx postfix/smtpd[3]: warning: unknown[198.51.100.23]: SASL PLAIN authentication failed: x, sasl_username=(unavailable)";
+        assert!(line(&mut a, l).ends_with("sasl_username=(unavailable)"));
+    }
+
+    #[test]
+    fn version_numbers_and_times_are_not_addresses() {
+        let mut a = fixed();
+        let l = "Nov 22 08:00:00 mx dovecot[9]: master: Dovecot v2.3.19.1 (9f4e7bf1e6) starting up at 10:00:00 for TLSv1.3";
+        let out = line(&mut a, l);
+        assert!(
+            out.ends_with(
+                "master: Dovecot v2.3.19.1 (9f4e7bf1e6) starting up at 10:00:00 for TLSv1.3"
+            ),
+            "{out}"
+        );
+    }
+}

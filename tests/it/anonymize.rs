@@ -1,0 +1,171 @@
+//! `anonymize`: every fixture rewritten, then scanned: the same events, with every address,
+//! username, server and client name replaced consistently, and none of the originals left.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::support::*;
+
+const LOGS: [&str; 6] = [
+    "mail.log",
+    "dovecot.log",
+    "forms.log",
+    "iso.log",
+    "dst.log",
+    "newyear.log",
+];
+
+/// `scan --no-enrich` of a file: the failure rows and the login rows, as fields.
+fn scanned(path: &std::path::Path) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let dir = path.parent().unwrap();
+    let logins = dir.join(format!(
+        "{}.logins.csv",
+        path.file_name().unwrap().to_str().unwrap()
+    ));
+    let o = run(&[
+        "scan",
+        "--no-enrich",
+        "-o",
+        "-",
+        "--logins",
+        logins.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let login_rows = rows(&std::fs::read_to_string(&logins).unwrap());
+    (rows(&stdout(&o)), login_rows)
+}
+
+/// Column numbers of the CSV.
+const TIMESTAMP: usize = 0;
+const SERVER: usize = 1;
+const SERVICE: usize = 2;
+const IP: usize = 3;
+const USERNAME: usize = 4;
+const MECHANISM: usize = 5;
+const REASON: usize = 6;
+const CLIENT: usize = 7;
+
+/// Each value of one column maps to exactly one value of the other, both ways.
+fn one_to_one(
+    pairs: &mut HashMap<String, String>,
+    back: &mut HashMap<String, String>,
+    a: &str,
+    b: &str,
+) {
+    let f = pairs.entry(a.to_owned()).or_insert_with(|| b.to_owned());
+    assert_eq!(f, b, "{a} was replaced by both {f} and {b}");
+    let r = back.entry(b.to_owned()).or_insert_with(|| a.to_owned());
+    assert_eq!(r, a, "{b} stands for both {r} and {a}");
+}
+
+#[test]
+fn every_fixture_keeps_its_events_with_everything_identifying_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in LOGS {
+        // Consistent within a run (each file is one, with a secret of its own).
+        let mut maps: Vec<(HashMap<String, String>, HashMap<String, String>)> =
+            (0..4).map(|_| Default::default()).collect();
+        let input = fixture_copy(dir.path(), name);
+        let output = dir.path().join(format!("anon-{name}"));
+        let o = run(&[
+            "anonymize",
+            input.to_str().unwrap(),
+            output.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("left out"), "{name}: {}", stderr(&o));
+        let original = std::fs::read_to_string(&input).unwrap();
+        let shared = std::fs::read_to_string(&output).unwrap();
+        assert_eq!(original.lines().count(), shared.lines().count(), "{name}");
+        let (fails_in, logins_in) = scanned(&input);
+        let (fails_out, logins_out) = scanned(&output);
+        assert_eq!(fails_in.len(), fails_out.len(), "{name}: failures");
+        assert_eq!(logins_in.len(), logins_out.len(), "{name}: logins");
+        assert!(
+            !fails_in.is_empty() || !logins_in.is_empty(),
+            "{name} has no events"
+        );
+        for (a, b) in fails_in
+            .iter()
+            .zip(&fails_out)
+            .chain(logins_in.iter().zip(&logins_out))
+        {
+            for col in [TIMESTAMP, SERVICE, MECHANISM, REASON] {
+                assert_eq!(a[col], b[col], "{name}: column {col} changed");
+            }
+            for (k, col) in [SERVER, IP, USERNAME, CLIENT].into_iter().enumerate() {
+                let (fwd, back) = &mut maps[k];
+                one_to_one(fwd, back, &a[col], &b[col]);
+            }
+            let ip: IpAddr = a[IP].parse().unwrap();
+            let new: IpAddr = b[IP].parse().unwrap();
+            if !ip.is_loopback() {
+                let doc = match new {
+                    IpAddr::V4(v) => {
+                        let o = v.octets();
+                        [[192, 0, 2], [198, 51, 100], [203, 0, 113]].contains(&[o[0], o[1], o[2]])
+                    }
+                    IpAddr::V6(v) => v.segments()[..2] == [0x2001, 0x0db8],
+                };
+                assert!(
+                    doc,
+                    "{name}: {ip} became {new}, not a documentation address"
+                );
+            }
+            // What identified someone is nowhere in the shared file. (The fixtures' addresses
+            // are documentation addresses already, so one may come back as the replacement of
+            // another: an address itself is only never kept.)
+            if !ip.is_loopback() {
+                assert_ne!(a[IP], b[IP], "{name}: an address was kept");
+            }
+            // A username may be any text, also words of the log's own ("authentication
+            // failed"): what must be gone is where it stood as a name.
+            for col in [USERNAME, CLIENT] {
+                // (The record escapes a value a spreadsheet would run with a leading quote.)
+                let v = a[col].strip_prefix('\'').unwrap_or(&a[col]);
+                if v.len() >= 3 && v != "unknown" {
+                    assert!(
+                        shared.matches(v).count() < original.matches(v).count(),
+                        "{name}: {v} is still in the output where it was"
+                    );
+                }
+            }
+            assert!(
+                b[USERNAME].is_empty() || b[USERNAME].starts_with("user-"),
+                "{name}: {:?}",
+                b[USERNAME]
+            );
+        }
+    }
+}
+
+#[test]
+fn each_run_draws_its_own_secret_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture_copy(dir.path(), "mail.log");
+    let out = |n: &str| {
+        let p = dir.path().join(n);
+        let o = run(&["anonymize", input.to_str().unwrap(), p.to_str().unwrap()]);
+        (o, p)
+    };
+    let (o, first) = out("a.log");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, second) = out("b.log");
+    assert_ne!(
+        std::fs::read_to_string(&first).unwrap(),
+        std::fs::read_to_string(&second).unwrap(),
+        "two runs gave the same replacements: the secret is not random"
+    );
+    let before = std::fs::read(&first).unwrap();
+    let (o, _) = out("a.log");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("never overwritten"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&first).unwrap(), before);
+}
