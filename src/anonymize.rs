@@ -45,15 +45,28 @@ pub struct Summary {
     pub hosts: usize,
     /// Distinct usernames (and mail address local parts) replaced.
     pub users: usize,
-    /// More IPv4 addresses than the documentation ranges hold: the rest went to 198.18.0.0/15.
+    /// More IPv4 addresses than the documentation ranges hold: the next went to 198.18.0.0/15.
     pub beyond_documentation: bool,
+    /// More than that range holds too: the rest went to 240.0.0.0/4.
+    pub beyond_benchmarking: bool,
 }
 
 /// The documentation ranges (RFC 5737), without their network and broadcast addresses.
 const DOC_V4: [[u8; 3]; 3] = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
-const DOC_V4_SLOTS: u32 = 3 * 254;
-/// RFC 2544's benchmarking range, 198.18.0.0/15, for the addresses past the 762 above.
-const BENCH_V4_SLOTS: u32 = 1 << 17;
+
+/// Where IPv4 replacements come from, in order, each `(slots, the nth address)`: the
+/// documentation ranges (762), then RFC 2544's benchmarking range 198.18.0.0/15 (131,072),
+/// then 240.0.0.0/4, reserved and never routed (268 million), so that every address of even
+/// a large log gets one of its own.
+#[allow(clippy::type_complexity)]
+const V4_TIERS: [(u32, fn(u32) -> Ipv4Addr); 3] = [
+    (3 * 254, |i| {
+        let [a, b, c] = DOC_V4[(i / 254) as usize];
+        Ipv4Addr::new(a, b, c, (i % 254 + 1) as u8)
+    }),
+    (1 << 17, |i| Ipv4Addr::from(0xc612_0000 + i)),
+    ((1 << 28) - 1, |i| Ipv4Addr::from(0xf000_0000 + i)),
+];
 
 /// Replaces what identifies people and hosts in log lines; one per run.
 pub struct Anonymizer {
@@ -61,6 +74,7 @@ pub struct Anonymizer {
     years: YearContext,
     v4: HashMap<Ipv4Addr, Ipv4Addr>,
     v4_taken: HashSet<Ipv4Addr>,
+    v4_used: [u32; 3],
     v6: HashMap<Ipv6Addr, Ipv6Addr>,
     hosts: HashMap<Vec<u8>, String>,
     users: HashMap<Vec<u8>, String>,
@@ -83,6 +97,7 @@ impl Anonymizer {
             years: YearContext::at_naive(chrono::NaiveDateTime::default()),
             v4: HashMap::new(),
             v4_taken: HashSet::new(),
+            v4_used: [0; 3],
             v6: HashMap::new(),
             hosts: HashMap::new(),
             users: HashMap::new(),
@@ -175,22 +190,25 @@ impl Anonymizer {
         }
         let m = self.mac(b"ipv4", &ip.octets());
         let start = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
-        let doc = |i: u32| {
-            let [a, b, c] = DOC_V4[(i / 254) as usize];
-            Ipv4Addr::new(a, b, c, (i % 254 + 1) as u8)
-        };
-        let bench = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
-        let free = (0..DOC_V4_SLOTS)
-            .map(|k| doc((start + k) % DOC_V4_SLOTS))
-            .find(|a| !self.v4_taken.contains(a) && *a != ip)
-            .or_else(|| {
-                self.summary.beyond_documentation = true;
-                (0..BENCH_V4_SLOTS)
-                    .map(|k| bench((start + k) % BENCH_V4_SLOTS))
-                    .find(|a| !self.v4_taken.contains(a) && *a != ip)
-            })
-            // Past 131,834 distinct addresses, two may share one (still consistent).
-            .unwrap_or_else(|| bench(start % BENCH_V4_SLOTS));
+        // The first range with room, probed from a keyed start; a full range is skipped at
+        // once (counted), so that a log of a million addresses costs no more per address.
+        let mut free = None;
+        for (tier, &(slots, at)) in V4_TIERS.iter().enumerate() {
+            if self.v4_used[tier] >= slots {
+                continue;
+            }
+            free = (0..slots)
+                .map(|k| at((start % slots + k) % slots))
+                .find(|a| !self.v4_taken.contains(a) && *a != ip);
+            if free.is_some() {
+                self.v4_used[tier] += 1;
+                self.summary.beyond_documentation |= tier >= 1;
+                self.summary.beyond_benchmarking |= tier >= 2;
+                break;
+            }
+        }
+        // Past 268 million distinct addresses, two may share one (still consistent).
+        let free = free.unwrap_or_else(|| (V4_TIERS[2].1)(start % V4_TIERS[2].0));
         self.v4_taken.insert(free);
         self.v4.insert(ip, free);
         free

@@ -1000,7 +1000,11 @@ fn run_anonymize(args: AnonymizeArgs) -> Result<ExitCode, Failure> {
     if summary.beyond_documentation {
         logging::tell(
             Level::WARN,
-            "more IPv4 addresses than the documentation ranges hold (762): the rest are in 198.18.0.0/15",
+            if summary.beyond_benchmarking {
+                "more IPv4 addresses than the documentation ranges hold (762): the next 131,072 are in 198.18.0.0/15 (benchmarking), the rest in 240.0.0.0/4 (reserved)"
+            } else {
+                "more IPv4 addresses than the documentation ranges hold (762): the rest are in 198.18.0.0/15 (benchmarking)"
+            },
         );
     }
     if summary.left_out > 0 {

@@ -169,3 +169,70 @@ fn each_run_draws_its_own_secret_and_never_overwrites() {
     assert!(stderr(&o).contains("never overwritten"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&first).unwrap(), before);
 }
+
+#[path = "../../benches/support/loggen.rs"]
+#[allow(dead_code)]
+mod loggen;
+
+#[test]
+fn the_benchmark_log_keeps_its_events() {
+    // The generator the benchmarks use (Postfix and Dovecot, thousands of addresses, IPv6 and
+    // hostile usernames), 2 MB of it: the same failures, logins and counted lines, row by row.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bench.log");
+    let spec = loggen::Spec {
+        bytes: 2_000_000,
+        failures_per_10k: 1500,
+        attacker_ips: 0,
+        seed: 7,
+        dovecot: true,
+    };
+    let generated = loggen::generate(&spec, &mut std::fs::File::create(&input).unwrap()).unwrap();
+    set_mtime(&input, fixture_mtime());
+    let output = dir.path().join("shared.log");
+    let o = run(&[
+        "anonymize",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("left out"), "{}", stderr(&o));
+    let (fails_in, logins_in) = scanned(&input);
+    let (fails_out, logins_out) = scanned(&output);
+    assert_eq!(fails_in.len() as u64, generated.failures);
+    assert_eq!(logins_in.len() as u64, generated.logins);
+    assert_eq!(fails_out.len(), fails_in.len());
+    assert_eq!(logins_out.len(), logins_in.len());
+    let mut maps: Vec<(HashMap<String, String>, HashMap<String, String>)> =
+        (0..4).map(|_| Default::default()).collect();
+    for (a, b) in fails_in
+        .iter()
+        .zip(&fails_out)
+        .chain(logins_in.iter().zip(&logins_out))
+    {
+        for col in [TIMESTAMP, SERVICE, MECHANISM, REASON] {
+            assert_eq!(a[col], b[col], "column {col} changed");
+        }
+        for (k, col) in [SERVER, IP, USERNAME, CLIENT].into_iter().enumerate() {
+            let (fwd, back) = &mut maps[k];
+            one_to_one(fwd, back, &a[col], &b[col]);
+        }
+    }
+    // The other lines too: scan's counts of what is not a row are the same.
+    let counts = |p: &std::path::Path| {
+        let o = run(&[
+            "scan",
+            "--no-enrich",
+            "-o",
+            "/dev/null",
+            p.to_str().unwrap(),
+        ]);
+        let err = stderr(&o);
+        let at = err.find("scanned: ").expect("a summary");
+        let summary = &err[at..];
+        // Without the byte count, which the replacements change.
+        let (lines, rest) = summary.split_once(" lines (").unwrap();
+        format!("{lines} {}", rest.split_once(" bytes), ").unwrap().1)
+    };
+    assert_eq!(counts(&input), counts(&output));
+}
