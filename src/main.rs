@@ -1025,6 +1025,51 @@ fn run_anonymize(args: AnonymizeArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The sections of maillogsentinel(1) clap does not know: each a list of terms and texts.
+#[allow(clippy::type_complexity)]
+const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "FILES",
+        &[
+            (
+                "/etc/maillogsentinel/config.toml",
+                "The configuration (-c names another). `maillogsentinel check` validates it.",
+            ),
+            (
+                "/var/lib/maillogsentinel/",
+                "The state directory: the records, the checkpoints, the GeoIP databases.",
+            ),
+            (
+                "/run/maillogsentinel/control.sock",
+                "The control socket, through which status, reload, bans, ban and unban ask the daemon.",
+            ),
+        ],
+    ),
+    (
+        "SIGNALS",
+        &[
+            (
+                "SIGHUP",
+                "Reload the configuration, as `maillogsentinel reload`.",
+            ),
+            ("SIGUSR1", "Send the report now."),
+            ("SIGTERM", "Record what was read, then stop."),
+        ],
+    ),
+    (
+        "EXIT STATUS",
+        &[
+            ("0", "Success."),
+            (
+                "1",
+                "A runtime failure, or problems `check` found on the host.",
+            ),
+            ("2", "A usage error or an invalid configuration."),
+            ("3", "`status`: the daemon is not running."),
+        ],
+    ),
+];
+
 /// maillogsentinel(1): clap_mangen's sections, with FILES, SIGNALS, EXIT STATUS and SEE ALSO
 /// written as man pages have them (the same text ends `--help`, in plain lines).
 fn main_man_page(cli: clap::Command) -> std::io::Result<Vec<u8>> {
@@ -1039,44 +1084,14 @@ fn main_man_page(cli: clap::Command) -> std::io::Result<Vec<u8>> {
     man.render_options_section(&mut out)?;
     man.render_subcommands_section(&mut out)?;
     let mut roff = Roff::new();
-    let item = |roff: &mut Roff, term: &str, text: &str| {
-        roff.control("TP", [])
-            .text([bold(term)])
-            .text([roman(text)]);
-    };
-    roff.control("SH", ["FILES"]);
-    item(
-        &mut roff,
-        "/etc/maillogsentinel/config.toml",
-        "The configuration (-c names another). `maillogsentinel check` validates it.",
-    );
-    item(
-        &mut roff,
-        "/var/lib/maillogsentinel/",
-        "The state directory: the records, the checkpoints, the GeoIP databases.",
-    );
-    item(
-        &mut roff,
-        "/run/maillogsentinel/control.sock",
-        "The control socket, through which status, reload, bans, ban and unban ask the daemon.",
-    );
-    roff.control("SH", ["SIGNALS"]);
-    item(
-        &mut roff,
-        "SIGHUP",
-        "Reload the configuration, as `maillogsentinel reload`.",
-    );
-    item(&mut roff, "SIGUSR1", "Send the report now.");
-    item(&mut roff, "SIGTERM", "Record what was read, then stop.");
-    roff.control("SH", ["EXIT STATUS"]);
-    item(&mut roff, "0", "Success.");
-    item(
-        &mut roff,
-        "1",
-        "A runtime failure, or problems `check` found on the host.",
-    );
-    item(&mut roff, "2", "A usage error or an invalid configuration.");
-    item(&mut roff, "3", "`status`: the daemon is not running.");
+    for (section, items) in MAN_SECTIONS {
+        roff.control("SH", [*section]);
+        for (term, text) in *items {
+            roff.control("TP", [])
+                .text([bold(*term)])
+                .text([roman(*text)]);
+        }
+    }
     roff.control("SH", ["SEE ALSO"]);
     roff.text([roman(
         "journalctl -u maillogsentinel (its log), systemctl(1), nft(8), \

@@ -65,13 +65,39 @@ fn one_to_one(
     assert_eq!(r, a, "{b} stands for both {r} and {a}");
 }
 
+/// The rows of the original and of the anonymized file, paired: as many of each, the columns
+/// nothing identifies unchanged, and the others replaced one to one.
+fn paired<'a>(
+    name: &str,
+    original: &'a (Vec<Vec<String>>, Vec<Vec<String>>),
+    shared: &'a (Vec<Vec<String>>, Vec<Vec<String>>),
+) -> Vec<(&'a Vec<String>, &'a Vec<String>)> {
+    assert_eq!(original.0.len(), shared.0.len(), "{name}: failures");
+    assert_eq!(original.1.len(), shared.1.len(), "{name}: logins");
+    let mut maps: Vec<(HashMap<String, String>, HashMap<String, String>)> =
+        (0..4).map(|_| Default::default()).collect();
+    let pairs: Vec<_> = original
+        .0
+        .iter()
+        .zip(&shared.0)
+        .chain(original.1.iter().zip(&shared.1))
+        .collect();
+    for (a, b) in &pairs {
+        for col in [TIMESTAMP, SERVICE, MECHANISM, REASON] {
+            assert_eq!(a[col], b[col], "{name}: column {col} changed");
+        }
+        for (k, col) in [SERVER, IP, USERNAME, CLIENT].into_iter().enumerate() {
+            let (fwd, back) = &mut maps[k];
+            one_to_one(fwd, back, &a[col], &b[col]);
+        }
+    }
+    pairs
+}
+
 #[test]
 fn every_fixture_keeps_its_events_with_everything_identifying_replaced() {
     let dir = tempfile::tempdir().unwrap();
     for name in LOGS {
-        // Consistent within a run (each file is one, with a secret of its own).
-        let mut maps: Vec<(HashMap<String, String>, HashMap<String, String>)> =
-            (0..4).map(|_| Default::default()).collect();
         let input = fixture_copy(dir.path(), name);
         let output = dir.path().join(format!("anon-{name}"));
         let o = run(&[
@@ -84,26 +110,13 @@ fn every_fixture_keeps_its_events_with_everything_identifying_replaced() {
         let original = std::fs::read_to_string(&input).unwrap();
         let shared = std::fs::read_to_string(&output).unwrap();
         assert_eq!(original.lines().count(), shared.lines().count(), "{name}");
-        let (fails_in, logins_in) = scanned(&input);
-        let (fails_out, logins_out) = scanned(&output);
-        assert_eq!(fails_in.len(), fails_out.len(), "{name}: failures");
-        assert_eq!(logins_in.len(), logins_out.len(), "{name}: logins");
+        // Consistent within a run (each file is one, with a secret of its own).
+        let (rows_in, rows_out) = (scanned(&input), scanned(&output));
         assert!(
-            !fails_in.is_empty() || !logins_in.is_empty(),
+            !rows_in.0.is_empty() || !rows_in.1.is_empty(),
             "{name} has no events"
         );
-        for (a, b) in fails_in
-            .iter()
-            .zip(&fails_out)
-            .chain(logins_in.iter().zip(&logins_out))
-        {
-            for col in [TIMESTAMP, SERVICE, MECHANISM, REASON] {
-                assert_eq!(a[col], b[col], "{name}: column {col} changed");
-            }
-            for (k, col) in [SERVER, IP, USERNAME, CLIENT].into_iter().enumerate() {
-                let (fwd, back) = &mut maps[k];
-                one_to_one(fwd, back, &a[col], &b[col]);
-            }
+        for (a, b) in paired(name, &rows_in, &rows_out) {
             let ip: IpAddr = a[IP].parse().unwrap();
             let new: IpAddr = b[IP].parse().unwrap();
             if !ip.is_loopback() {
@@ -197,27 +210,10 @@ fn the_benchmark_log_keeps_its_events() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("left out"), "{}", stderr(&o));
-    let (fails_in, logins_in) = scanned(&input);
-    let (fails_out, logins_out) = scanned(&output);
-    assert_eq!(fails_in.len() as u64, generated.failures);
-    assert_eq!(logins_in.len() as u64, generated.logins);
-    assert_eq!(fails_out.len(), fails_in.len());
-    assert_eq!(logins_out.len(), logins_in.len());
-    let mut maps: Vec<(HashMap<String, String>, HashMap<String, String>)> =
-        (0..4).map(|_| Default::default()).collect();
-    for (a, b) in fails_in
-        .iter()
-        .zip(&fails_out)
-        .chain(logins_in.iter().zip(&logins_out))
-    {
-        for col in [TIMESTAMP, SERVICE, MECHANISM, REASON] {
-            assert_eq!(a[col], b[col], "column {col} changed");
-        }
-        for (k, col) in [SERVER, IP, USERNAME, CLIENT].into_iter().enumerate() {
-            let (fwd, back) = &mut maps[k];
-            one_to_one(fwd, back, &a[col], &b[col]);
-        }
-    }
+    let (rows_in, rows_out) = (scanned(&input), scanned(&output));
+    assert_eq!(rows_in.0.len() as u64, generated.failures);
+    assert_eq!(rows_in.1.len() as u64, generated.logins);
+    paired("the benchmark log", &rows_in, &rows_out);
     // The other lines too: scan's counts of what is not a row are the same.
     let counts = |p: &std::path::Path| {
         let o = run(&[
