@@ -127,7 +127,8 @@ impl Anonymizer {
 
     fn tag(&self, kind: &[u8], data: &[u8]) -> String {
         let m = self.mac(kind, data);
-        m[..4].iter().map(|b| format!("{b:02x}")).collect()
+        // 48 bits: two of a million names share one by chance once in about 500 runs.
+        m[..6].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// A username (or a mail address given as one).
@@ -238,66 +239,113 @@ impl Anonymizer {
     /// be recorded as the original is (it is then left out, and counted).
     pub fn line(&mut self, line: &[u8]) -> Option<Vec<u8>> {
         let original = parse::parse_line(line, &self.years, b"");
-        let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-        let body = match parse::header_host(line, &self.years) {
-            Some(r) => {
-                let host = self.host(&line[r.clone()]);
-                let body = r.end;
-                edits.push((r, host));
-                body
-            }
-            None => 0,
-        };
-        // The username the parser reads, wherever it stands as a field of its own.
-        if let Some(user) = username_of(&original.parsed)
-            && !user.is_empty()
-        {
-            for r in delimited(&line[body..], user.as_bytes()) {
-                let u = self.user(user.as_bytes());
-                edits.push((r.start + body..r.end + body, u));
-            }
+        // What to replace, in order of precedence (see `apply`); replacements are made only
+        // for the edits kept.
+        let mut edits: Vec<(Range<usize>, Repl)> = Vec::new();
+        let mut body = 0;
+        let mut server: &[u8] = b"";
+        if let Some(r) = parse::header_host(line, &self.years) {
+            body = r.end;
+            server = &line[r.clone()];
+            edits.push((r, Repl::Host));
         }
         let text = &line[body..];
-        for c in FIELDS.captures_iter(text) {
-            // (Postfix writes `(unavailable)` for a username it did not get: not a name.)
-            let value = (1..=3).find_map(|i| c.get(i));
-            if let Some(m) = value.filter(|m| !m.is_empty() && m.as_bytes() != b"(unavailable)") {
-                let u = self.user(m.as_bytes());
-                edits.push((m.start() + body..m.end() + body, u));
+        let at = |r: Range<usize>| r.start + body..r.end + body;
+        // The username the parser reads, and the server's name, wherever they stand as a
+        // value of their own.
+        if let Some(user) = username_of(&original.parsed).filter(|u| !u.is_empty()) {
+            edits.extend(delimited(text, user.as_bytes()).map(|r| (at(r), Repl::User)));
+        }
+        if !server.is_empty() {
+            edits.extend(delimited(text, server).map(|r| (at(r), Repl::Host)));
+        }
+        for (pattern, repls) in FIELDS.iter() {
+            for c in pattern.captures_iter(text) {
+                for (m, repl) in c.iter().skip(1).zip(repls.iter()) {
+                    // (Postfix writes `(unavailable)` for a username it did not get: not a
+                    // name; all digits in `name(...)` are a process id.)
+                    if let Some(m) = m.filter(|m| {
+                        !m.is_empty()
+                            && m.as_bytes() != b"(unavailable)"
+                            && !m.as_bytes().iter().all(u8::is_ascii_digit)
+                    }) {
+                        edits.push((at(m.range()), *repl));
+                    }
+                }
             }
         }
         for m in MAIL.find_iter(text) {
-            let u = self.user(m.as_bytes());
-            edits.push((m.start() + body..m.end() + body, u));
+            edits.push((at(m.range()), Repl::User));
         }
+        edits.extend(ipv6_in(text).into_iter().map(|r| (at(r), Repl::Ip)));
         for m in IPV4.find_iter(text) {
-            if !bounded(text, m.start(), m.end(), b".") {
-                continue;
-            }
-            if let Some(ip) = parse_str::<Ipv4Addr>(m.as_bytes()) {
-                let a = self.v4(ip).to_string();
-                edits.push((m.start() + body..m.end() + body, a));
-            }
-        }
-        for m in IPV6.find_iter(text) {
-            if !bounded(text, m.start(), m.end(), b":.") {
-                continue;
-            }
-            if let Some(ip) = parse_str::<Ipv6Addr>(m.as_bytes()) {
-                let a = self.ip(IpAddr::V6(ip)).to_string();
-                edits.push((m.start() + body..m.end() + body, a));
+            if ipv4_bounded(text, m.start(), m.end()) {
+                edits.push((at(m.range()), Repl::Ip));
             }
         }
         for m in HOST.find_iter(text) {
-            if !bounded(text, m.start(), m.end(), b".@-") {
-                continue;
+            if bounded(text, m.start(), m.end(), b".@-") {
+                edits.push((at(m.range()), Repl::Host));
             }
-            let h = self.host(m.as_bytes());
-            edits.push((m.start() + body..m.end() + body, h));
         }
-        let out = apply(line, edits);
+        let out = self.apply(line, edits);
         let rewritten = parse::parse_line(&out, &self.years, b"");
         self.recorded_alike(&original, &rewritten).then_some(out)
+    }
+
+    /// Applies edits, given in order of precedence (the header, the parsed username, the
+    /// server's name, the fields, mail addresses, addresses, host names): one that overlaps an
+    /// edit before it is dropped, so `sasl_username=info@example.org` is one username, not a
+    /// mail address `sasl_username=info@...`.
+    fn apply(&mut self, line: &[u8], edits: Vec<(Range<usize>, Repl)>) -> Vec<u8> {
+        let mut kept: Vec<(Range<usize>, Repl)> = Vec::with_capacity(edits.len());
+        for (r, repl) in edits {
+            if kept
+                .iter()
+                .all(|(k, _)| r.end <= k.start || k.end <= r.start)
+            {
+                kept.push((r, repl));
+            }
+        }
+        kept.sort_by_key(|(r, _)| r.start);
+        let mut out = Vec::with_capacity(line.len() + 32);
+        let mut at = 0;
+        for (r, repl) in kept {
+            out.extend_from_slice(&line[at..r.start]);
+            let was = &line[r.clone()];
+            let with = match repl {
+                Repl::User => self.user(was),
+                Repl::Host => self.host(was),
+                Repl::Session => self.session(was),
+                Repl::Ip => match parse_str::<IpAddr>(was) {
+                    Some(ip) => self.ip(ip).to_string(),
+                    None => String::from_utf8_lossy(was).into_owned(),
+                },
+            };
+            out.extend_from_slice(with.as_bytes());
+            at = r.end;
+        }
+        out.extend_from_slice(&line[at..]);
+        out
+    }
+
+    /// A Dovecot session id: base64 of a time, the client's port and its address, so it is
+    /// replaced whole, by keyed base64 of the same length.
+    fn session(&self, was: &[u8]) -> String {
+        const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::with_capacity(was.len());
+        let mut block = 0u32;
+        while out.len() < was.len() {
+            let m = self.mac(b"session", &[was, &block.to_be_bytes()].concat());
+            for b in m {
+                if out.len() == was.len() {
+                    break;
+                }
+                out.push(B64[(b & 63) as usize] as char);
+            }
+            block += 1;
+        }
+        out
     }
 
     /// Whether `scan` records the rewritten line (`new`) as it records the original (`old`),
@@ -388,21 +436,39 @@ fn username_of(p: &Parsed) -> Option<&str> {
     }
 }
 
-/// Fields that hold a username whatever the line: Postfix's `sasl_username=` (to the end of
-/// the line, or a following `, sasl_sender=`), Dovecot's `user=<...>` and `pam(USER,`.
-static FIELDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"sasl_username=(.*?)(?:, sasl_sender=|\r?$)|user=<([^>]*)>|\bpam\(([^,)]*),")
-        .expect("a valid pattern")
+/// Values that name someone whatever the line, each pattern with what its groups are:
+/// Postfix's `sasl_username=` (to the end of the line, or a following `, sasl_sender=`),
+/// `sasl_sender=`, the envelope's `from=<...>`, `to=<...>`, `orig_to=<...>`, any `<LOCAL@HOST>`,
+/// the client's `helo=<...>`; Dovecot's `user=<...>`, a process's `imap(USER)`,
+/// `pam(USER,...)`, `passwd-file(USER,...)`, and its session ids (`session=<...>`, `<SESSION>`
+/// after a process's name), which carry the client's address and port.
+#[allow(clippy::type_complexity)]
+static FIELDS: LazyLock<Vec<(Regex, &'static [Repl])>> = LazyLock::new(|| {
+    let r = |p: &str| Regex::new(p).expect("a valid pattern");
+    vec![
+        (
+            r(r"sasl_username=(.*?)(?:, sasl_sender=|\r?$)"),
+            &[Repl::User],
+        ),
+        (r(r"sasl_sender=([^,\s]*)"), &[Repl::User]),
+        (r(r"\b(?:from|to|orig_to)=<([^>]*)>"), &[Repl::User]),
+        (r(r"<([^<>@\s]+@[^<>@\s]+)>"), &[Repl::User]),
+        (r(r"\bhelo=<([^>\[]*)>"), &[Repl::Host]),
+        (r(r"\buser=<([^>]*)>"), &[Repl::User]),
+        (r(r"session=<([^>]*)>"), &[Repl::Session]),
+        (
+            r(
+                r"\b[a-z][a-z0-9_-]*\(([^,()<>]+)(?:,[^,()]*,<([A-Za-z0-9+/]+)>\)|\)<\d+><([A-Za-z0-9+/]+)>|,|\))",
+            ),
+            &[Repl::User, Repl::Session, Repl::Session],
+        ),
+    ]
 });
 static MAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9._%+=-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+").expect("a valid pattern")
 });
 static IPV4: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}").expect("a valid pattern"));
-static IPV6: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})?")
-        .expect("a valid pattern")
-});
 /// A name of two labels or more whose last is a word (`mail.example.org`, not `2.0.0`).
 static HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -410,6 +476,71 @@ static HOST: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("a valid pattern")
 });
+
+/// What an edit puts in place of the text it covers.
+#[derive(Debug, Clone, Copy)]
+enum Repl {
+    User,
+    Host,
+    Ip,
+    Session,
+}
+
+/// The IPv6 addresses in `text`: each run of hex digits, colons and dots, trimmed of the `:`
+/// and `.` that end a sentence or a field (`2001:db8::1: address not listed`), and of a word
+/// before a colon that is no part of it (`IPv6:2001:db8::1`, `smtp:2001:db8::1`).
+fn ipv6_in(text: &[u8]) -> Vec<Range<usize>> {
+    let part = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if !part(text[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && part(text[i]) {
+            i += 1;
+        }
+        let mut end = i;
+        while end > start && matches!(text[end - 1], b':' | b'.') {
+            end -= 1;
+        }
+        // Where the run starts inside a word (`IPv6:`, `smtp:`), only from after a colon.
+        let inside_word =
+            start > 0 && (text[start - 1].is_ascii_alphanumeric() || text[start - 1] == b'_');
+        let mut from = start;
+        loop {
+            let candidate = &text[from..end];
+            let valid = (!inside_word || from > start)
+                && candidate.iter().filter(|&&b| b == b':').count() >= 2
+                && parse_str::<Ipv6Addr>(candidate).is_some();
+            if valid {
+                found.push(from..end);
+                break;
+            }
+            match memchr::memchr(b':', &text[from..end]) {
+                Some(c) if from + c + 1 < end => from += c + 1,
+                _ => break,
+            }
+        }
+    }
+    found
+}
+
+/// An IPv4 address as a token of its own: not inside a longer number or dotted run (a
+/// version such as `v2.3.19.1`), but it may end a sentence.
+fn ipv4_bounded(text: &[u8], start: usize, end: usize) -> bool {
+    let before = start.checked_sub(1).map(|i| text[i]);
+    let joins_before = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+    let after = text.get(end).copied();
+    let continues = match after {
+        Some(b'.') => text.get(end + 1).is_some_and(u8::is_ascii_alphanumeric),
+        Some(b) => b.is_ascii_alphanumeric() || b == b'_',
+        None => false,
+    };
+    !before.is_some_and(joins_before) && !continues
+}
 
 fn parse_str<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
     std::str::from_utf8(b).ok()?.parse().ok()
@@ -435,32 +566,6 @@ fn delimited<'a>(text: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = Range
         let closes = after.is_none_or(|b| b">)], \r".contains(&b));
         (opens && closes).then_some(at..end)
     })
-}
-
-/// Applies edits, given in order of precedence (the header, the parsed username, the username
-/// fields, mail addresses, addresses, host names): one that overlaps an edit before it is
-/// dropped, so `sasl_username=info@example.org` is one username, not a mail address
-/// `sasl_username=info@...`.
-fn apply(line: &[u8], edits: Vec<(Range<usize>, String)>) -> Vec<u8> {
-    let mut kept: Vec<(Range<usize>, String)> = Vec::with_capacity(edits.len());
-    for (r, with) in edits {
-        if kept
-            .iter()
-            .all(|(k, _)| r.end <= k.start || k.end <= r.start)
-        {
-            kept.push((r, with));
-        }
-    }
-    kept.sort_by_key(|(r, _)| r.start);
-    let mut out = Vec::with_capacity(line.len() + 32);
-    let mut at = 0;
-    for (r, with) in kept {
-        out.extend_from_slice(&line[at..r.start]);
-        out.extend_from_slice(with.as_bytes());
-        at = r.end;
-    }
-    out.extend_from_slice(&line[at..]);
-    out
 }
 
 #[cfg(test)]
@@ -555,11 +660,11 @@ mod tests {
     #[test]
     fn a_username_field_is_one_name_even_when_it_looks_like_an_address() {
         let mut a = fixed();
-        let out = apply(
+        let out = a.apply(
             b"sasl_username=info@example.org",
-            vec![(14..30, "U".into()), (0..30, "MAIL".into())],
+            vec![(14..30, Repl::User), (0..30, Repl::User)],
         );
-        assert_eq!(out, b"sasl_username=U");
+        assert!(out.starts_with(b"sasl_username=user-"), "{out:?}");
         // Postfix's placeholder for a username it did not get is not a name.
         let l = "Nov 22 08:02:12 mx postfix/smtpd[3]: warning: unknown[198.51.100.23]: SASL PLAIN authentication failed: x, sasl_username=(unavailable)";
         assert!(line(&mut a, l).ends_with("sasl_username=(unavailable)"));

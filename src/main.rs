@@ -388,6 +388,11 @@ fn run_import(args: ImportArgs) -> Result<ExitCode, Failure> {
             store::csv::IMPORT_NEEDS_A_DATABASE
         )));
     }
+    // Root importing into the service's database would leave it root's (an events.db the
+    // daemon could not open): run as the state directory's owner, as `scan` does.
+    if let Some(outcome) = as_state_owner(&config.state_dir) {
+        return outcome;
+    }
     let mut store = store::open(&config).map_err(|e| Failure::Runtime(e.into()))?;
     let mut failed = 0;
     for path in &args.files {

@@ -62,49 +62,62 @@ where
 
 /// What to do about a permission error on `path`: which user needs access and the command that
 /// gives it, as text to append to the error (empty for any other error). Said at print time,
-/// from the file's owner and this process's user, so that it names who actually differs (a
-/// record `scan` left as root, a state directory copied by hand).
+/// from the owners on disk and this process's user, so that it names who actually differs (a
+/// record `scan` left as root, a state directory copied by hand). It never proposes giving a
+/// file of another service user away: that user should run the command instead.
 pub fn access_hint(path: &Path, error: &std::io::Error) -> String {
     use std::os::unix::fs::MetadataExt;
     if error.kind() != std::io::ErrorKind::PermissionDenied {
         return String::new();
     }
-    // The file itself, or the nearest directory above it that exists (creating a file needs
-    // its directory).
-    let Some((at, meta)) = path
-        .ancestors()
-        .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)))
-    else {
-        return String::new();
-    };
-    let dir = if meta.is_dir() {
-        at
-    } else {
-        at.parent().unwrap_or(at)
-    };
-    let me = nix::unistd::Uid::effective();
     let name = |uid: u32| {
         nix::unistd::User::from_uid(uid.into())
             .ok()
             .flatten()
             .map_or_else(|| format!("uid {uid}"), |u| u.name)
     };
-    let user = name(me.as_raw());
-    if meta.uid() != me.as_raw() {
-        format!(
-            " ({} belongs to {}, and this runs as {user}: `sudo chown -R {user}: {}`)",
-            at.display(),
-            name(meta.uid()),
-            dir.display()
-        )
-    } else {
-        format!(
-            " ({} belongs to {user}, but its mode {:o} does not let it: `chmod u+rw{} {}`)",
+    let me = nix::unistd::Uid::effective().as_raw();
+    let user = name(me);
+    // The file itself, or else the directory it would be created in.
+    let (at, meta) = match std::fs::metadata(path) {
+        Ok(m) => (path, m),
+        Err(_) => {
+            let Some(dir) = path.parent() else {
+                return String::new();
+            };
+            match std::fs::metadata(dir) {
+                Ok(m) => (dir, m),
+                Err(_) => {
+                    return format!(
+                        " ({} does not exist: create it for {user} with `sudo install -d -o {user} -m 0750 {}`)",
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+            }
+        }
+    };
+    let what = if meta.is_dir() { "directory" } else { "file" };
+    match meta.uid() {
+        owner if owner == me => format!(
+            " ({} is {user}'s, but its mode {:o} does not let it: `chmod u+rw{} {}`)",
             at.display(),
             meta.mode() & 0o7777,
             if meta.is_dir() { "x" } else { "" },
             at.display()
-        )
+        ),
+        0 => format!(
+            " (the {what} {} belongs to root, and this runs as {user}: `sudo chown {user}: {}`)",
+            at.display(),
+            at.display()
+        ),
+        owner => {
+            let owner = name(owner);
+            format!(
+                " (the {what} {} belongs to {owner}, and this runs as {user}: run the command as {owner}, `sudo -u {owner} maillogsentinel ...`)",
+                at.display()
+            )
+        }
     }
 }
 

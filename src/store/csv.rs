@@ -363,7 +363,7 @@ impl Store for CsvStore {
             move |source| {
                 StoreError::Sink(SinkError::Io {
                     path,
-                    op: "append to",
+                    op: "rewrite (purge)",
                     source,
                 })
             }

@@ -36,8 +36,10 @@ if dpkg -s maillogsentinel >/dev/null 2>&1 || [ -e "$STATE" ] || [ -e /etc/maill
   skip "maillogsentinel (or its user, state or configuration) is already on this machine, and this test would purge it"
 fi
 
+MADE_POLICY=""
 cleanup() {
   set +e
+  [ -n "$MADE_POLICY" ] && rm -f /usr/sbin/policy-rc.d
   [ -f "$WORK/config.example.toml" ] && cp "$WORK/config.example.toml" "$EXAMPLE"
   rm -f "$NODOC"
   if [ -n "$INSTALLED_BY_US" ]; then
@@ -48,6 +50,12 @@ cleanup() {
 trap cleanup EXIT
 rm -rf "$WORK"
 mkdir -p "$WORK"
+
+# The package starts its service where systemd runs; this test runs the daemon itself, so the
+# service is kept from starting (as Debian's policy-rc.d allows) while it runs.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && MADE_POLICY=1
+fi
 
 # --- the tools ----------------------------------------------------------------------------
 need=()
@@ -63,6 +71,7 @@ cargo deb --version >/dev/null 2>&1 || cargo install --locked --quiet cargo-deb
 # --- build: this tree, and a rebuild with a changed default --------------------------------------
 say "build"
 cd "$ROOT"
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 DEB1=$(bash packaging/build-deb --output "$WORK/maillogsentinel_1.deb")
 cp "$EXAMPLE" "$WORK/config.example.toml"
 sed -i 's/^stats_interval = "15m"$/stats_interval = "30m"/' "$EXAMPLE"
@@ -82,7 +91,8 @@ echo "lintian: no errors, no warnings"
 
 say "systemd-analyze security --offline=true"
 for unit in maillogsentinel.service maillogsentinel-geoip-update.service; do
-  line=$(systemd-analyze security --offline=true "$ROOT/packaging/$unit" 2>&1 | grep 'Overall exposure level')
+  line=$(systemd-analyze security --offline=true "$ROOT/packaging/$unit" 2>&1 | grep 'Overall exposure level') \
+    || fail "systemd-analyze security gave no score for $unit"
   echo "$line"
   score=$(echo "$line" | sed -E 's/.*: ([0-9]+\.[0-9]+) .*/\1/')
   awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "$unit scores $score, above 2.0"
@@ -90,10 +100,10 @@ done
 
 # --- 1. scan as root first, then install ------------------------------------------------------------
 say "scan as root before installing, then dpkg -i"
-mkdir -p "$STATE"
-"$ROOT/target/release/maillogsentinel" scan --no-enrich "$ROOT/tests/data/mail.log" 2>&1 | tail -n 1
-[ "$(stat -c %U "$STATE/intrusions.csv")" = root ] || fail "the scan did not leave a root-owned record"
 INSTALLED_BY_US=1
+mkdir -p "$STATE"
+"$TARGET/release/maillogsentinel" scan --no-enrich "$ROOT/tests/data/mail.log" 2>&1 | tail -n 1
+[ "$(stat -c %U "$STATE/intrusions.csv")" = root ] || fail "the scan did not leave a root-owned record"
 dpkg -i "$DEB1"
 getent passwd maillogsentinel >/dev/null || fail "no user maillogsentinel"
 groups=$(id -nG maillogsentinel)
@@ -128,6 +138,7 @@ grep -q "^# ok: the intrusion record $STATE/intrusions.csv is writable" "$WORK/c
   || fail "check: the service user cannot write the record the root scan left"
 
 say "the daemon, as the service user, on what the root scan left"
+rm -f "$STATE/checkpoint.json"   # so that the one looked at below is the daemon's own
 set +e
 timeout -s TERM 3 setpriv --reuid=maillogsentinel --regid=maillogsentinel --init-groups \
   /usr/bin/maillogsentinel run > "$WORK/run.txt" 2>&1

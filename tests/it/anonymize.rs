@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use crate::support::*;
 
-const LOGS: [&str; 6] = [
+const LOGS: [&str; 7] = [
+    "anonymize.log",
     "mail.log",
     "dovecot.log",
     "forms.log",
@@ -231,4 +232,66 @@ fn the_benchmark_log_keeps_its_events() {
         format!("{lines} {}", rest.split_once(" bytes), ").unwrap().1)
     };
     assert_eq!(counts(&input), counts(&output));
+}
+
+#[test]
+fn nothing_that_identifies_someone_survives_in_any_form() {
+    // tests/data/anonymize.log holds real-looking data in the forms a log carries it: a host
+    // in the header, in `helo=` and `<root@mx1>`, IPv6 after `IPv6:` and `smtp:` and before a
+    // colon, IPv4 ending a sentence, mail addresses in the envelope and `sasl_sender=`,
+    // Dovecot's `imap(user)` and session ids (which encode the client's address).
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture_copy(dir.path(), "anonymize.log");
+    let output = dir.path().join("shared.log");
+    let o = run(&[
+        "anonymize",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shared = std::fs::read_to_string(&output).unwrap();
+    for secret in [
+        "85.214.132.117",
+        "93.184.216.34",
+        "10.1.2.3",
+        "2a01:4f8:c17:1b2::5",
+        "corp-secret",
+        "partner-firm",
+        "evil-isp",
+        "home-net",
+        "example-dsl",
+        "alice.smith",
+        "bob.jones",
+        "carol",
+        "dave.w",
+        "erin.k",
+        "frank",
+        "grace",
+        "JOHNS-PC",
+        "root@",
+        "mx1",
+        "Rm9vQmFyQmF6UXV4",
+        "Zm9vYmFyYmF6cXV4",
+        "QmF6UXV4Rm9vQmFy",
+    ] {
+        assert!(!shared.contains(secret), "{secret} survived:\n{shared}");
+    }
+    // The form survives: every line, its program, and a session id as long as before.
+    assert_eq!(shared.lines().count(), 13, "{shared}");
+    assert!(
+        shared.contains(" dovecot: imap-login: Login: user=<user-"),
+        "{shared}"
+    );
+    assert!(
+        shared.contains("lost connection after AUTH from unknown[IPv6:2001:db8:"),
+        "{shared}"
+    );
+    let session = shared
+        .split("session=<")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap();
+    assert_eq!(session.len(), "Rm9vQmFyQmF6UXV4".len(), "{shared}");
 }

@@ -703,8 +703,9 @@ fn a_record_root_left_behind_is_named_once_with_who_needs_it_and_the_fix() {
     );
     assert!(
         err.contains(&format!(
-            "belongs to root, and this runs as nobody: `sudo chown -R nobody: {}`",
-            dir.path().join("out").display()
+            "(the file {} belongs to root, and this runs as nobody: `sudo chown nobody: {}`)",
+            record.display(),
+            record.display()
         )),
         "{err}"
     );
