@@ -66,6 +66,18 @@ fn one_to_one(
     assert_eq!(r, a, "{b} stands for both {r} and {a}");
 }
 
+/// `anonymize INPUT OUTPUT`, which must succeed with every line kept.
+fn anonymized(input: &std::path::Path, output: &std::path::Path) {
+    let o = run(&[
+        "anonymize",
+        input.to_str().unwrap(),
+        output.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{}: {err}", input.display());
+    assert!(!err.contains("left out"), "{}: {err}", input.display());
+}
+
 /// The rows of the original and of the anonymized file, paired: as many of each, the columns
 /// nothing identifies unchanged, and the others replaced one to one.
 fn paired<'a>(
@@ -101,13 +113,7 @@ fn every_fixture_keeps_its_events_with_everything_identifying_replaced() {
     for name in LOGS {
         let input = fixture_copy(dir.path(), name);
         let output = dir.path().join(format!("anon-{name}"));
-        let o = run(&[
-            "anonymize",
-            input.to_str().unwrap(),
-            output.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        assert!(!stderr(&o).contains("left out"), "{name}: {}", stderr(&o));
+        anonymized(&input, &output);
         let original = std::fs::read_to_string(&input).unwrap();
         let shared = std::fs::read_to_string(&output).unwrap();
         assert_eq!(original.lines().count(), shared.lines().count(), "{name}");
@@ -204,13 +210,7 @@ fn the_benchmark_log_keeps_its_events() {
     let generated = loggen::generate(&spec, &mut std::fs::File::create(&input).unwrap()).unwrap();
     set_mtime(&input, fixture_mtime());
     let output = dir.path().join("shared.log");
-    let o = run(&[
-        "anonymize",
-        input.to_str().unwrap(),
-        output.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("left out"), "{}", stderr(&o));
+    anonymized(&input, &output);
     let (rows_in, rows_out) = (scanned(&input), scanned(&output));
     assert_eq!(rows_in.0.len() as u64, generated.failures);
     assert_eq!(rows_in.1.len() as u64, generated.logins);
@@ -243,12 +243,7 @@ fn nothing_that_identifies_someone_survives_in_any_form() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture_copy(dir.path(), "anonymize.log");
     let output = dir.path().join("shared.log");
-    let o = run(&[
-        "anonymize",
-        input.to_str().unwrap(),
-        output.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    anonymized(&input, &output);
     let shared = std::fs::read_to_string(&output).unwrap();
     for secret in [
         "85.214.132.117",
