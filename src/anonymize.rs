@@ -1,12 +1,13 @@
 //! `maillogsentinel anonymize`: a mail log made safe to share in a bug report.
 //!
-//! Addresses, host names, usernames and mail addresses are replaced, consistently within a run:
+//! Addresses, host names, usernames, mail addresses and Dovecot's session ids (which encode
+//! the client's address) are replaced, consistently within a run:
 //! each is keyed through HMAC-SHA-256 with a secret drawn for the run (and never written), so
-//! the same input always gives the same output within the run, and nothing in the output leads
-//! back to the input without the secret. IPv4 addresses become addresses of the documentation
+//! the same input always gives the same output within the run, and no replacement can be turned
+//! back into what it replaced without the secret. IPv4 addresses become addresses of the documentation
 //! ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24: 762 of them, each given once, never
-//! to itself; past that, the benchmarking range 198.18.0.0/15, and the summary says so), IPv6 addresses become
-//! addresses of 2001:db8::/32 (addresses of one /64 stay in one /64), loopback and unspecified
+//! to itself; past that, 198.18.0.0/15 and then 240.0.0.0/4, and the summary says so), IPv6
+//! addresses become addresses of 2001:db8::/32 (addresses of one /64 stay in one /64), loopback and unspecified
 //! addresses stay. Everything else in a line stays byte for byte, so its form is kept.
 //!
 //! The original tool's anonymizer broke the format it wrote. This one checks each line: it
@@ -377,11 +378,8 @@ impl Anonymizer {
     fn event(&mut self, e: &AuthEvent) -> AuthEvent {
         let mut e = e.clone();
         e.server = self.host(e.server.as_bytes()).into();
-        e.ip = match e.ip {
-            // The parser gives IPv4-mapped addresses as IPv4: so does their replacement.
-            IpAddr::V4(v4) => IpAddr::V4(self.v4(v4)),
-            other => self.ip(other),
-        };
+        // (The parser gives IPv4-mapped addresses as IPv4, and `ip` maps IPv4 to IPv4.)
+        e.ip = self.ip(e.ip);
         e.username = e.username.as_ref().map(|u| self.user(u.as_bytes()).into());
         e.client_hostname = e
             .client_hostname
