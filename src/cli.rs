@@ -258,11 +258,11 @@ pub enum GeoipCommand {
 /// Output formats of `report --print`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Aligned tables (colour on a terminal).
+    /// Aligned tables (colour on a terminal): the verdict and the overview first.
     Text,
-    /// The HTML the mail carries.
+    /// The HTML the mail carries, with the chart inline: one file that stands alone.
     Html,
-    /// JSON, for scripts.
+    /// JSON, for scripts (docs/report-json.md).
     Json,
 }
 
@@ -289,9 +289,18 @@ pub struct ReportArgs {
     /// outbox, which the daemon retries).
     #[arg(long)]
     pub send: bool,
-    /// Format of --print.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    /// Format of --print [default: text]. The mail always carries text, HTML and the chart.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Every table and every row in the text report (by default it fits a 50-line terminal:
+    /// the verdict, the overview, who logged in after failing, the top addresses and
+    /// usernames).
+    #[arg(long)]
+    pub full: bool,
+    /// Print straight to the terminal, not through a pager ($PAGER, else `less`, used when
+    /// stdout is a terminal, as git does).
+    #[arg(long)]
+    pub no_pager: bool,
     /// Only this server's rows (the `server` column: the host name its log lines carry), for
     /// a database a fleet shares [default: every server's].
     #[arg(long, value_name = "NAME", value_parser = server_name)]

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod enrich;
+pub mod pager;
 pub mod parse;
 pub mod pipeline;
 pub mod ratelimit;

@@ -575,6 +575,13 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
         ),
         _ => (state.default_window(now), true),
     };
+    if args.send && !args.print && args.format.is_some() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--format chooses what --print prints, and --send alone prints nothing: add --print to \
+             see the report as well, or leave --format out (the mail always carries the text, \
+             the HTML and the chart)"
+        )));
+    }
     if !default_window && window.to <= window.from {
         return Err(Failure::Usage(anyhow::anyhow!(
             "the window is empty: --from must be before --to"
@@ -592,12 +599,27 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
     )
     .map_err(|e| Failure::Runtime(e.into()))?;
     if args.print || !args.send {
-        let out = match args.format {
-            Format::Text => report::render::text(&built.summary, std::io::stdout().is_terminal()),
-            Format::Html => report::render::html(&built.summary, false),
+        let tty = std::io::stdout().is_terminal();
+        let out = match args.format.unwrap_or(Format::Text) {
+            Format::Text => report::render::text(&built.summary, tty, args.full),
+            Format::Html => {
+                let png = report::chart::png(&built.summary);
+                report::render::html(
+                    &built.summary,
+                    png.as_deref().map(|png| report::render::ChartImage {
+                        src: report::render::ChartSrc::Png(png),
+                        size: report::chart::SIZE,
+                        alt: report::chart::alt_text(&built.summary),
+                    }),
+                )
+            }
             Format::Json => report::render::json(&built.summary),
         };
-        print!("{out}");
+        if tty && !args.no_pager && args.format.unwrap_or(Format::Text) == Format::Text {
+            maillogsentinel::pager::show(&out);
+        } else {
+            print!("{out}");
+        }
     }
     if args.send {
         let Some(mail) = &config.report_mail else {

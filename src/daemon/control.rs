@@ -77,6 +77,9 @@ pub struct Status {
     pub enrichment: EnrichmentStatus,
     /// Reports waiting in the outbox to be sent.
     pub outbox: usize,
+    /// Mails the server refused for good (5xx), kept in `outbox/failed/`, not retried.
+    #[serde(default)]
+    pub outbox_refused: usize,
     /// Where `/metrics` is served (`None`: nowhere).
     pub metrics: Option<String>,
     /// When rows or positions were last committed (RFC 3339; `None`: not since start).
@@ -720,6 +723,12 @@ pub fn render_status(s: &Status) -> String {
         s.next_report.as_deref().unwrap_or("not scheduled"),
         s.outbox
     ));
+    if s.outbox_refused > 0 {
+        out.push_str(&format!(
+            "REFUSED: {} mail(s) refused for good by the mail server (5xx), kept in outbox/failed/ and not retried: see the log and the .json beside each\n",
+            s.outbox_refused
+        ));
+    }
     if let Some(m) = &s.metrics {
         out.push_str(&format!("Metrics: http://{m}/metrics\n"));
     }

@@ -720,6 +720,7 @@ fn reporter_settings(config: &Config) -> crate::report::reporter::ReporterSettin
         mail: config.report_mail.clone(),
         records: crate::report::Records::of(config),
         state_dir: config.state_dir.clone(),
+        this_host: config.server.clone(),
         retry: config.report_retry,
     }
 }
@@ -918,9 +919,15 @@ impl Running {
                 missing.join(", ")
             ));
         }
-        let outbox = outbox_count(&self.config.state_dir);
+        let (outbox, refused) = crate::report::mail::outbox_counts(&self.config.state_dir);
         if outbox > 0 {
             out.push(format!("{outbox} report(s) waiting in the outbox"));
+        }
+        if refused > 0 {
+            out.push(format!(
+                "{refused} mail(s) refused for good by the mail server, kept in {} (not retried: read why in the .json beside each, fix [report], then resend or delete them)",
+                crate::report::mail::failed_dir(&self.config.state_dir).display()
+            ));
         }
         out
     }
@@ -1293,7 +1300,7 @@ impl Running {
                 last_read: last.and_then(rfc3339),
             });
         }
-        let outbox = outbox_count(&self.config.state_dir);
+        let (outbox, outbox_refused) = crate::report::mail::outbox_counts(&self.config.state_dir);
         control::Status {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -1334,6 +1341,7 @@ impl Running {
                     .collect(),
             },
             outbox,
+            outbox_refused,
             metrics: self.metrics_at.map(|a| a.to_string()),
             response: self.respond_figures.as_ref().map(|f| {
                 let f = f.snapshot();
@@ -1519,11 +1527,7 @@ fn rfc3339(secs: i64) -> Option<String> {
 
 /// Reports waiting in the outbox to be sent.
 fn outbox_count(state_dir: &Path) -> usize {
-    std::fs::read_dir(state_dir.join("outbox")).map_or(0, |d| {
-        d.flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .count()
-    })
+    crate::report::mail::outbox_counts(state_dir).0
 }
 
 /// Binds the control socket and serves it on a task of its own. Without it the daemon still

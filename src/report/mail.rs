@@ -1,15 +1,19 @@
 //! The report as an email (lettre): a plain-text part and an HTML part with the tables and an
 //! inline chart, and the window's rows attached as CSV (gzip over 1 MB). Sent over SMTP (none,
 //! STARTTLS or TLS, optional login) or through the local sendmail binary. A report that cannot
-//! be sent waits in `state_dir/outbox` and is retried until it goes.
+//! be sent waits in `state_dir/outbox` and is retried until it goes; one the server refuses
+//! for good (a 5xx reply: unknown recipient, policy) is never retried, since the same message
+//! would be refused again: it moves to `outbox/failed/`, which `status` and the log name.
 //!
-//! Nothing an attacker controls goes into a header: the subject holds only counts and dates,
-//! and lettre encodes every header value itself.
+//! Every mail carries `Message-ID`, `Date`, `Auto-Submitted: auto-generated` (RFC 3834: no
+//! vacation responder answers it) and `X-Auto-Response-Suppress: All` (the same for
+//! Exchange). Nothing an attacker controls goes into a header: the subject is the verdict
+//! (counts and server names), and lettre encodes every header value itself.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -70,6 +74,10 @@ pub enum MailError {
     /// Sending failed (it is kept in the outbox when there is one).
     #[error("cannot send the report mail: {0}")]
     Send(String),
+    /// The server refused the message for good (a 5xx reply): sending it again would not
+    /// help.
+    #[error("the mail server refused the report mail for good: {0}")]
+    Refused(String),
     /// The outbox could not be written or read.
     #[error("outbox {path}: {message}")]
     Outbox {
@@ -80,24 +88,95 @@ pub enum MailError {
     },
 }
 
-/// The subject line: counts and dates only.
-pub fn subject(prefix: &str, report: &Report) -> String {
-    let s = &report.summary;
-    let day = s.from.get(..16).unwrap_or(&s.from).replace('T', " ");
-    let to = s.to.get(..16).unwrap_or(&s.to).replace('T', " ");
+/// `Auto-Submitted: auto-generated` (RFC 3834): the mail is made by a program, so vacation
+/// responders and other automatic replies leave it alone, and filters can tell.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".into())
+    }
+}
+
+/// `X-Auto-Response-Suppress: All`: Microsoft Exchange's way of saying the same (no
+/// out-of-office, no read receipt, no auto-reply).
+#[derive(Debug, Clone, Copy)]
+pub struct AutoResponseSuppress;
+
+impl Header for AutoResponseSuppress {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Auto-Response-Suppress")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoResponseSuppress)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "All".into())
+    }
+}
+
+/// A new `Message-ID` in the sender's domain: `<maillogsentinel.TIME.RANDOM@DOMAIN>`.
+pub fn message_id(from: &Mailbox) -> String {
+    use ring::rand::SecureRandom as _;
+    let mut r = [0u8; 12];
+    // Uniqueness, not secrecy: the time and the process id make it unique without the random
+    // part too.
+    let _ = ring::rand::SystemRandom::new().fill(&mut r);
+    let random: String = r.iter().map(|b| format!("{b:02x}")).collect();
     format!(
-        "{prefix} {} failed logins from {} addresses ({day} to {to})",
-        s.totals.attempts, s.totals.distinct_ips
+        "<maillogsentinel.{}.{}.{random}@{}>",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id(),
+        from.email.domain()
     )
-    .trim()
-    .to_string()
+}
+
+/// A message builder with the headers every mail of ours carries: From, To, Subject,
+/// Message-ID, Date, Auto-Submitted, X-Auto-Response-Suppress.
+fn builder(settings: &MailSettings, subject: &str) -> lettre::message::MessageBuilder {
+    let mut b = Message::builder()
+        .from(settings.from.clone())
+        .subject(subject)
+        .message_id(Some(message_id(&settings.from)))
+        .date_now()
+        .header(AutoSubmitted)
+        .header(AutoResponseSuppress);
+    for to in &settings.to {
+        b = b.to(to.clone());
+    }
+    b
+}
+
+/// The subject line: the prefix and the verdict (counts and server names only).
+pub fn subject(prefix: &str, report: &Report) -> String {
+    format!("{prefix} {}", report.summary.verdict)
+        .trim()
+        .to_string()
 }
 
 /// Builds the mail.
 pub fn build(settings: &MailSettings, report: &Report) -> Result<Message, MailError> {
-    let text = render::text(&report.summary, false);
-    let png = chart::per_hour_png(&report.summary.per_hour);
-    let html = render::html(&report.summary, png.is_some());
+    let text = render::text(&report.summary, false, false);
+    let png = chart::png(&report.summary);
+    let html = render::html(
+        &report.summary,
+        png.as_ref().map(|_| render::ChartImage {
+            src: render::ChartSrc::Cid,
+            size: chart::SIZE,
+            alt: chart::alt_text(&report.summary),
+        }),
+    );
     let mut related = MultiPart::related().singlepart(SinglePart::html(html));
     if let Some(png) = png {
         related = related.singlepart(
@@ -120,13 +199,7 @@ pub fn build(settings: &MailSettings, report: &Report) -> Result<Message, MailEr
                 .body(a.bytes.clone(), ContentType::parse(ctype).expect("valid")),
         );
     }
-    let mut builder = Message::builder()
-        .from(settings.from.clone())
-        .subject(subject(&settings.subject_prefix, report));
-    for to in &settings.to {
-        builder = builder.to(to.clone());
-    }
-    builder
+    builder(settings, &subject(&settings.subject_prefix, report))
         .multipart(mixed)
         .map_err(|e| MailError::Build(e.to_string()))
 }
@@ -146,7 +219,13 @@ pub fn send_raw(
         Transport::Smtp { .. } => smtp_transport(&settings.transport)?
             .send_raw(envelope, raw)
             .map(|_| ())
-            .map_err(|e| err(&e)),
+            .map_err(|e| {
+                if e.is_permanent() {
+                    MailError::Refused(e.to_string())
+                } else {
+                    err(&e)
+                }
+            }),
     }
 }
 
@@ -189,10 +268,51 @@ struct Queued {
     to: Vec<String>,
     /// Attempts so far.
     attempts: u32,
+    /// Why the server refused it for good (in `outbox/failed/` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
 }
 
 fn outbox_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("outbox")
+}
+
+/// Where messages the server refused for good are kept (never retried).
+pub fn failed_dir(state_dir: &Path) -> PathBuf {
+    outbox_dir(state_dir).join("failed")
+}
+
+/// Messages in the outbox: (waiting to be retried, refused for good).
+pub fn outbox_counts(state_dir: &Path) -> (usize, usize) {
+    let emls = |dir: PathBuf| {
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+    };
+    (emls(outbox_dir(state_dir)), emls(failed_dir(state_dir)))
+}
+
+/// Moves a queued message (`meta` and its `.eml`) into `outbox/failed/` with the reason the
+/// server gave; returns where the message is now.
+fn mark_failed(meta: &Path, q: &mut Queued, reason: &str) -> std::io::Result<PathBuf> {
+    let dir = meta
+        .parent()
+        .map(|p| p.join("failed"))
+        .unwrap_or_else(|| PathBuf::from("failed"));
+    std::fs::create_dir_all(&dir)?;
+    let eml = meta.with_extension("eml");
+    let name = |p: &Path| dir.join(p.file_name().unwrap_or_default());
+    q.refused = Some(reason.to_string());
+    crate::checkpoint::replace_file(
+        &name(meta),
+        &serde_json::to_vec(q).expect("serialisable"),
+        false,
+    )?;
+    std::fs::rename(&eml, name(&eml))?;
+    std::fs::remove_file(meta)?;
+    Ok(name(&eml))
 }
 
 /// Puts a message in the outbox (`NAME.eml` and `NAME.json` with its envelope).
@@ -213,6 +333,7 @@ pub fn queue(state_dir: &Path, message: &Message) -> Result<PathBuf, MailError> 
         from: env.from().map(|a| a.to_string()),
         to: env.to().iter().map(|a| a.to_string()).collect(),
         attempts: 0,
+        refused: None,
     };
     let eml = dir.join(format!("{name}.eml"));
     let meta = dir.join(format!("{name}.json"));
@@ -255,6 +376,19 @@ pub fn flush_outbox(state_dir: &Path, settings: &MailSettings) -> (usize, usize)
                 let _ = std::fs::remove_file(&eml);
                 sent += 1;
             }
+            Err(MailError::Refused(why)) => {
+                q.attempts += 1;
+                match mark_failed(&meta, &mut q, &why) {
+                    Ok(kept) => tracing::error!(
+                        message = %kept.display(),
+                        "the mail server refused a queued report for good, so it will not be retried: {why}"
+                    ),
+                    Err(e) => tracing::error!(
+                        message = %eml.display(),
+                        "the mail server refused a queued report for good ({why}), and it cannot be moved to outbox/failed: {e}"
+                    ),
+                }
+            }
             Err(e) => {
                 q.attempts += 1;
                 let _ = crate::checkpoint::replace_file(
@@ -278,13 +412,7 @@ pub fn send_text(
     body: &str,
     state_dir: Option<&Path>,
 ) -> Result<(), MailError> {
-    let mut builder = Message::builder()
-        .from(settings.from.clone())
-        .subject(subject);
-    for to in &settings.to {
-        builder = builder.to(to.clone());
-    }
-    let message = builder
+    let message = builder(settings, subject)
         .singlepart(SinglePart::plain(body.to_string()))
         .map_err(|e| MailError::Build(e.to_string()))?;
     deliver(settings, &message, state_dir)
@@ -311,6 +439,33 @@ fn deliver(
     let raw = message.formatted();
     match send_raw(settings, message.envelope(), &raw) {
         Ok(()) => Ok(()),
+        Err(MailError::Refused(why)) => match state_dir {
+            // Kept, as failed: the postmaster can read what it said and resend it by hand.
+            Some(dir) => {
+                let eml = queue(dir, message)?;
+                let meta = eml.with_extension("json");
+                let mut q = Queued {
+                    from: message.envelope().from().map(|a| a.to_string()),
+                    to: message
+                        .envelope()
+                        .to()
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect(),
+                    attempts: 1,
+                    refused: None,
+                };
+                let kept = mark_failed(&meta, &mut q, &why).map_err(|e| MailError::Outbox {
+                    path: meta.clone(),
+                    message: e.to_string(),
+                })?;
+                Err(MailError::Refused(format!(
+                    "{why}; not retried (the same mail would be refused again): kept in {}; fix [report] to/from or the server's policy",
+                    kept.display()
+                )))
+            }
+            None => Err(MailError::Refused(why)),
+        },
         Err(e) => match state_dir {
             Some(dir) => {
                 let path = queue(dir, message)?;

@@ -229,6 +229,7 @@ pub fn build(
         }
     }?;
     report.summary.server = scope.server.map(str::to_string);
+    report.summary.verdict = render::verdict(&report.summary, scope.this_host);
     Ok(report)
 }
 
@@ -263,12 +264,42 @@ fn build_sql(
 /// The sections read from the daemon's state files, whatever the store.
 fn state_sections(state_dir: &Path, window: Window, scope: Scope<'_>, summary: &mut Summary) {
     summary.logins_after_failures = logins_after_failures(state_dir, window, scope);
+    summary.logins_watched = crate::state::path(state_dir, crate::state::ALERTS_CSV).exists();
     if scope.covers_this_host() {
         let (n, reasons) = backend_failures(state_dir, window);
         summary.backend_failures = n;
         summary.backend_reasons = reasons;
         verdicts(state_dir, window, summary);
+        summary.bans = bans(state_dir, window);
     }
+}
+
+/// The responder's bans in the window, from its record (`None` when it never ran).
+fn bans(state_dir: &Path, w: Window) -> Option<summary::BanCounts> {
+    use crate::respond::record::{Action, Record};
+    let record = Record::new(state_dir);
+    if !record.path().exists() {
+        return None;
+    }
+    let mut counts = summary::BanCounts::default();
+    match record.read() {
+        Ok((rows, _)) => {
+            for r in rows
+                .iter()
+                .filter(|r| r.action == Action::Ban && r.time >= w.from && r.time < w.to)
+            {
+                if r.mode == crate::respond::Mode::Log {
+                    counts.logged += 1;
+                } else if r.outcome == "ok" {
+                    counts.applied += 1;
+                } else {
+                    counts.failed += 1;
+                }
+            }
+        }
+        Err(e) => tracing::warn!("{e}"),
+    }
+    Some(counts)
 }
 
 /// Builds the report for `window` from `csv`, using (and extending) the index in `state_dir`.
@@ -467,10 +498,6 @@ fn logins_after_failures(
         }
         let get = |i: usize| summary::unguard(r.get(i).unwrap_or_default()).to_string();
         let num = |i: usize| r.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let asn = match (get(12), get(13)) {
-            (a, _) if a.is_empty() => String::new(),
-            (a, org) => format!("AS{a} {org}").trim_end().to_string(),
-        };
         out.push(summary::LoginAfterFailures {
             time: get(0),
             ip: get(3),
@@ -479,7 +506,8 @@ fn logins_after_failures(
             address_failures: num(7),
             username_addresses: num(8),
             country: get(11),
-            asn,
+            asn: get(12).parse().ok(),
+            as_org: get(13),
         });
     }
     out.sort_by(|a, b| a.time.cmp(&b.time));
@@ -562,13 +590,8 @@ fn new_origins_from(
                 username: user.to_string(),
                 ip: row.ip.to_string(),
                 country: row.country.to_string(),
-                asn: if row.asn.is_empty() {
-                    String::new()
-                } else {
-                    format!("AS{} {}", row.asn, summary::unguard(row.as_org))
-                        .trim_end()
-                        .to_string()
-                },
+                asn: row.asn.parse().ok(),
+                as_org: summary::unguard(row.as_org).to_string(),
                 new: match (new_country, new_asn) {
                     (true, true) => "country+AS",
                     (true, false) => "country",
@@ -706,6 +729,7 @@ fn scan_window(
                 .collect();
             let row = Row {
                 ts,
+                server: &owned[1],
                 service: &owned[2],
                 ip: &owned[3],
                 username: &owned[4],

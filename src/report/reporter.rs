@@ -30,6 +30,9 @@ pub struct ReporterSettings {
     pub records: super::Records,
     /// Where the report state, index and outbox live.
     pub state_dir: PathBuf,
+    /// This host's name (`[sources] server`): the verdict names it when the window holds
+    /// no failure to name a server by.
+    pub this_host: String,
     /// First wait before the outbox is tried again (doubling up to [`MAX_RETRY`]).
     pub retry: Duration,
 }
@@ -60,9 +63,17 @@ pub fn mail_delivery() -> Deliver {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mail = s.mail.as_ref().ok_or("no recipients")?;
-                let report =
-                    super::build(&s.records, &s.state_dir, w, true, super::Scope::default())
-                        .map_err(|e| e.to_string())?;
+                let report = super::build(
+                    &s.records,
+                    &s.state_dir,
+                    w,
+                    true,
+                    super::Scope {
+                        server: None,
+                        this_host: &s.this_host,
+                    },
+                )
+                .map_err(|e| e.to_string())?;
                 super::mail::send(mail, &report, Some(&s.state_dir)).map_err(|e| e.to_string())
             })
             .await
@@ -124,8 +135,9 @@ pub async fn run(
     }
 }
 
+/// Whether mails wait in the outbox to be retried (not those refused for good).
 fn outbox_waiting(s: &ReporterSettings) -> bool {
-    std::fs::read_dir(s.state_dir.join("outbox")).is_ok_and(|mut d| d.next().is_some())
+    super::mail::outbox_counts(&s.state_dir).0 > 0
 }
 
 /// Makes one report for the time since the last one; returns whether one now waits in the
@@ -202,6 +214,7 @@ mod tests {
                 logins: None,
             },
             state_dir: dir.path().to_path_buf(),
+            this_host: "mx".into(),
             retry: Duration::from_secs(30),
         };
         let (_stx, srx) = watch::channel(settings);

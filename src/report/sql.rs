@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::summary::{self, Count, IpLine, NewOrigin, PrefixLine, Row, Summary, Totals, UserLine};
+use super::summary::{
+    self, AsLine, Count, HourCount, IpLine, NewOrigin, PrefixLine, Row, Summary, Totals, UserLine,
+};
 use super::{ORIGIN_HISTORY_SECS, ReportError, Window};
 
 /// One value of a result row.
@@ -328,8 +330,11 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
             .unwrap_or_default()
     };
     let mut s = Summary {
+        schema: summary::SCHEMA,
         from: rfc(w.from),
         to: rfc(w.to),
+        from_ts: w.from,
+        to_ts: w.to,
         totals: totals(db, w)?,
         previous: totals(db, prev)?,
         csv_bytes: bytes,
@@ -353,7 +358,7 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
         &format!(
             "SELECT {ip} AS k, COUNT(*) AS c, {order} AS o, \
              MIN(CASE WHEN reverse_dns != '' THEN id END), MIN(CASE WHEN country != '' THEN id END), \
-             MIN(CASE WHEN asn IS NOT NULL THEN id END) \
+             MIN(CASE WHEN asn IS NOT NULL THEN id END), MIN(CASE WHEN dns_status != '' THEN id END) \
              FROM events WHERE {win} GROUP BY ip ORDER BY c DESC, o LIMIT {n}",
             ip = d.ip_text,
             order = d.ip_order,
@@ -363,20 +368,17 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     )?;
     let mut ids: Vec<i64> = top_ips
         .iter()
-        .flat_map(|r| [&r[3], &r[4], &r[5]])
+        .flat_map(|r| [&r[3], &r[4], &r[5], &r[6]])
         .filter(|c| **c != Cell::Null)
         .map(Cell::int)
         .collect();
-    let by_id = rows_by_id(db, "reverse_dns, country, asn", &ids)?;
+    let by_id = rows_by_id(db, "reverse_dns, country, asn, dns_status", &ids)?;
     let ip_texts: Vec<String> = top_ips.iter().map(|r| r[0].text().to_string()).collect();
     let ip_params: Vec<Param<'_>> = ip_texts.iter().map(|t| Param::Text(t)).collect();
     let previous = counts_in(db, "ip", &ip_params, prev)?;
     // The organisations of the ASes shown (the top addresses' and the top table's).
     let mut asns: Vec<(i64, u64)> = asn_rows.iter().map(|&(n, c, _)| (n, c)).collect();
-    asns.sort_by(|(na, ca), (nb, cb)| {
-        cb.cmp(ca)
-            .then_with(|| format!("AS{na} ").cmp(&format!("AS{nb} ")))
-    });
+    asns.sort_by(|(na, ca), (nb, cb)| cb.cmp(ca).then(na.cmp(nb)));
     asns.truncate(summary::TOP);
     let ip_asns: Vec<i64> = top_ips
         .iter()
@@ -407,11 +409,18 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     for r in &top_ips {
         let ip = canonical_ip(r[0].text().to_string());
         let asn = cell(&r[5], 2).map(Cell::int);
+        // The status of the row that gave the name, else of the first row that had one (as
+        // the CSV's aggregator keeps it).
+        let dns_status = cell(&r[3], 3)
+            .or_else(|| cell(&r[6], 3))
+            .map_or("", Cell::text)
+            .to_string();
         s.top_ips.push(IpLine {
             previous: previous.get(&ip).copied().unwrap_or(0),
             reverse_dns: cell(&r[3], 0).map_or("", Cell::text).to_string(),
+            dns_status,
             country: cell(&r[4], 1).map_or("", Cell::text).to_string(),
-            asn: asn.map(|n| n.to_string()).unwrap_or_default(),
+            asn: asn.and_then(|n| u32::try_from(n).ok()),
             as_org: asn.and_then(|n| orgs.get(&n)).cloned().unwrap_or_default(),
             count: r[1].int() as u64,
             ip,
@@ -443,10 +452,17 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     };
     s.top_usernames = users("c DESC", "")?;
     s.distributed = users("i DESC, a DESC", "HAVING COUNT(DISTINCT ip) > 1")?;
-    let names: Vec<String> = s.top_usernames.iter().map(|u| u.username.clone()).collect();
+    let mut names: Vec<String> = s
+        .top_usernames
+        .iter()
+        .chain(&s.distributed)
+        .map(|u| u.username.clone())
+        .collect();
+    names.sort();
+    names.dedup();
     let params: Vec<Param<'_>> = names.iter().map(|n| Param::Text(n)).collect();
     let previous = counts_in(db, "username", &params, prev)?;
-    for u in &mut s.top_usernames {
+    for u in s.top_usernames.iter_mut().chain(&mut s.distributed) {
         u.previous = previous.get(&u.username).copied().unwrap_or(0);
     }
     s.top_countries = top(db, "country", true, w, summary::TOP)?;
@@ -456,25 +472,35 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     for c in &mut s.top_countries {
         c.previous = Some(previous.get(&c.key).copied().unwrap_or(0));
     }
-    // Autonomous systems: ordered as their labels `AS<n> <org>` are, which the number decides
-    // (`AS64 ` before `AS645 `); named as first seen in the window.
+    // Autonomous systems: most attempts first, ties by number; named as first seen in the
+    // window.
     let params: Vec<Param<'_>> = asns.iter().map(|(n, _)| Param::Int(*n)).collect();
     let previous = counts_in(db, "asn", &params, prev)?;
     for (n, count) in asns {
-        let org = orgs.get(&n).map_or("", String::as_str);
-        s.top_asns.push(Count {
-            key: format!("AS{n} {org}").trim_end().to_string(),
+        s.top_asns.push(AsLine {
+            asn: u32::try_from(n).unwrap_or(0),
+            org: orgs.get(&n).cloned().unwrap_or_default(),
             count,
-            previous: Some(previous.get(&n.to_string()).copied().unwrap_or(0)),
+            previous: previous.get(&n.to_string()).copied().unwrap_or(0),
         });
     }
+    // Host names: confirmed ones only (see `summary::confirmed_host`); the unconfirmed
+    // reverse DNS names apart.
     s.top_hosts = top(
         db,
-        "CASE WHEN reverse_dns != '' THEN reverse_dns ELSE client_hostname END",
+        "CASE WHEN reverse_dns != '' AND dns_status = 'ok' THEN reverse_dns ELSE client_hostname END",
         true,
         w,
         summary::TOP,
     )?;
+    s.unconfirmed_names = top(
+        db,
+        "CASE WHEN dns_status = 'mismatch' THEN reverse_dns ELSE '' END",
+        true,
+        w,
+        summary::TOP,
+    )?;
+    s.servers = top(db, "server", false, w, summary::MAX_SERVERS)?;
     s.ipv6_prefixes = ipv6_prefixes(db, w)?;
     // Every hour of the window, also those without attempts.
     let hours: HashMap<i64, u64> = db
@@ -493,10 +519,10 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
         .map(|i| first_hour + i * 3600)
         .take_while(|h| *h < w.to)
         .take(24 * 366)
-        .map(|h| Count {
-            key: rfc(h),
+        .map(|h| HourCount {
+            start: rfc(h),
+            ts: h,
             count: hours.get(&h).copied().unwrap_or(0),
-            previous: None,
         })
         .collect();
     // Addresses not seen in the previous window (NOT IN: the previous window's addresses are
@@ -595,7 +621,7 @@ pub fn for_each_row(
 ) -> Result<(), ReportError> {
     let d = *db.dialect();
     let sql = format!(
-        "SELECT {epoch}, service, {ip}, username, mechanism, client_hostname, reverse_dns, dns_status, country, {asn}, as_org FROM {table} WHERE {win} ORDER BY timestamp, id",
+        "SELECT {epoch}, service, {ip}, username, mechanism, client_hostname, reverse_dns, dns_status, country, {asn}, as_org, server FROM {table} WHERE {win} ORDER BY timestamp, id",
         epoch = d.epoch(),
         ip = d.ip_text,
         asn = d.asn_text,
@@ -619,6 +645,7 @@ pub fn for_each_row(
             country: &neutralise(r[8].text()),
             asn: r[9].text(),
             as_org: &neutralise(r[10].text()),
+            server: &neutralise(r[11].text()),
         };
         on_row(&row);
     })

@@ -1,4 +1,8 @@
 //! The figures of a report, computed from the window's rows in one pass.
+//!
+//! [`Summary`] is also the JSON report (`report --format json`), so its fields are data:
+//! numbers as numbers, keys apart from display strings, a [`SCHEMA`] version that changes
+//! whenever a field changes meaning (docs/report-json.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -8,11 +12,20 @@ use serde::Serialize;
 /// Rows listed in each "top" table.
 pub const TOP: usize = 10;
 
+/// Servers listed in a report (a fleet's database may hold many).
+pub const MAX_SERVERS: usize = 1000;
+
+/// The JSON report's schema version (docs/report-json.md). Version 1 was the unversioned
+/// output before it: `asn` as text, `top_asns[].key` a display string, hours in `key`.
+pub const SCHEMA: u32 = 2;
+
 /// One CSV row as a report reads it (the columns it uses), borrowed from the CSV reader.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Row<'a> {
     /// Seconds since the epoch.
     pub ts: i64,
+    /// The mail server that logged it.
+    pub server: &'a str,
     /// Client address.
     pub ip: &'a str,
     /// Username tried ("" when none was logged).
@@ -86,14 +99,61 @@ pub struct IpLine {
     pub count: u64,
     /// Attempts in the previous period.
     pub previous: u64,
-    /// Reverse DNS name.
+    /// Reverse DNS name, as the PTR record gave it: a claim unless `dns_status` is `ok`.
     pub reverse_dns: String,
+    /// What the reverse lookup found: `ok` (the name resolves back to the address),
+    /// `mismatch` (it does not: the name is unconfirmed, possibly spoofed), `nxdomain`,
+    /// `timeout`, `servfail`, `error`, `disabled`; "" when the row was not enriched.
+    pub dns_status: String,
     /// Country.
     pub country: String,
     /// AS number.
-    pub asn: String,
+    pub asn: Option<u32>,
     /// AS organisation.
     pub as_org: String,
+}
+
+impl IpLine {
+    /// Whether the reverse DNS name is confirmed (resolves back to the address).
+    pub fn name_confirmed(&self) -> bool {
+        self.dns_status == "ok"
+    }
+}
+
+/// An autonomous system and its attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AsLine {
+    /// The AS number.
+    pub asn: u32,
+    /// Its organisation, as first seen in the window.
+    pub org: String,
+    /// Attempts.
+    pub count: u64,
+    /// Attempts in the previous period.
+    pub previous: u64,
+}
+
+/// Attempts in one hour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HourCount {
+    /// Start of the hour (RFC 3339, local time).
+    pub start: String,
+    /// The same, seconds since the epoch (for the chart and the labels; not in the JSON).
+    #[serde(skip)]
+    pub ts: i64,
+    /// Failed logins.
+    pub count: u64,
+}
+
+/// The responder's decisions in the window (from `state_dir/bans.csv`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BanCounts {
+    /// Bans carried out.
+    pub applied: u64,
+    /// Bans decided in `mode = "log"` (dry run: nothing blocked).
+    pub logged: u64,
+    /// Bans that could not be carried out (nftables refused).
+    pub failed: u64,
 }
 
 /// A targeted username and how widely it was attacked.
@@ -128,8 +188,10 @@ pub struct LoginAfterFailures {
     pub username_addresses: u64,
     /// Country code.
     pub country: String,
-    /// `AS123 Org`, or "".
-    pub asn: String,
+    /// AS number.
+    pub asn: Option<u32>,
+    /// AS organisation.
+    pub as_org: String,
 }
 
 /// A username that logged in from a country or AS not seen for it before.
@@ -143,8 +205,10 @@ pub struct NewOrigin {
     pub ip: String,
     /// Country code ("" when unknown).
     pub country: String,
-    /// `AS123 Org`, or "".
-    pub asn: String,
+    /// AS number.
+    pub asn: Option<u32>,
+    /// AS organisation.
+    pub as_org: String,
     /// What is new: `country`, `AS` or `country+AS`.
     pub new: String,
 }
@@ -163,10 +227,22 @@ pub struct PrefixLine {
 /// Everything a report shows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The report in one line: server(s), failures and change, addresses and new ones,
+    /// logins after failures, bans, backend outages (filled by `report::build`).
+    pub verdict: String,
     /// Window start (RFC 3339).
     pub from: String,
     /// Window end (exclusive).
     pub to: String,
+    /// Window start, seconds since the epoch.
+    pub from_ts: i64,
+    /// Window end, seconds since the epoch.
+    pub to_ts: i64,
+    /// The servers whose failures are in the window, most first (the record's `server`
+    /// column).
+    pub servers: Vec<Count>,
     /// This window's totals.
     pub totals: Totals,
     /// The previous window of the same length.
@@ -180,14 +256,19 @@ pub struct Summary {
     pub distributed: Vec<UserLine>,
     /// Top countries.
     pub top_countries: Vec<Count>,
-    /// Top autonomous systems (`AS123 Org`).
-    pub top_asns: Vec<Count>,
-    /// Top client hostnames (reverse DNS, else the name Postfix logged).
+    /// Top autonomous systems.
+    pub top_asns: Vec<AsLine>,
+    /// Top client host names: confirmed names only (a reverse DNS name that resolves back
+    /// to the address, or the name Postfix logged, which Postfix confirms the same way).
     pub top_hosts: Vec<Count>,
+    /// Reverse DNS names that do not resolve back to the address that claimed them
+    /// (`dns_status` `mismatch`): anyone can publish such a PTR record, so these are claims,
+    /// never the host's name.
+    pub unconfirmed_names: Vec<Count>,
     /// IPv6 attackers grouped by /64.
     pub ipv6_prefixes: Vec<PrefixLine>,
-    /// Attempts per hour (start of the hour, RFC 3339), every hour of the window.
-    pub per_hour: Vec<Count>,
+    /// Attempts per hour, every hour of the window.
+    pub per_hour: Vec<HourCount>,
     /// Addresses not seen in the previous window (how many, and the first few).
     pub new_ips: u64,
     /// Up to 20 of them, busiest first.
@@ -212,6 +293,12 @@ pub struct Summary {
     pub backend_reasons: Vec<Count>,
     /// Successful logins after failed logins in the window (the daemon's alerts), oldest first.
     pub logins_after_failures: Vec<LoginAfterFailures>,
+    /// Whether logins are watched (the daemon keeps `alerts.csv`): without it, "no login
+    /// after failures" would be a guess.
+    pub logins_watched: bool,
+    /// The responder's bans in the window; absent when it never ran (no `bans.csv`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bans: Option<BanCounts>,
     /// Logins in the window from a country or AS not seen for that username in the 30 days
     /// before it (usernames with logins in those 30 days only).
     pub new_origins: Vec<NewOrigin>,
@@ -227,11 +314,51 @@ pub struct Summary {
 #[derive(Default)]
 struct IpAgg {
     count: u64,
+    dns_status: Option<DnsWord>,
     /// Kept small: a window may hold a million addresses. The country is shared between
     /// addresses, the AS organisation is kept once per AS (in `asns`).
     reverse_dns: Option<Box<str>>,
     country: Option<std::sync::Arc<str>>,
     asn: Option<u32>,
+}
+
+/// A `dns_status` word, kept as a byte (a window may hold a million addresses).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct DnsWord(u8);
+
+const DNS_WORDS: [&str; 7] = [
+    "ok", "nxdomain", "timeout", "servfail", "error", "mismatch", "disabled",
+];
+
+impl DnsWord {
+    fn of(s: &str) -> Option<DnsWord> {
+        DNS_WORDS
+            .iter()
+            .position(|w| *w == s)
+            .map(|i| DnsWord(i as u8))
+    }
+
+    fn as_str(self) -> &'static str {
+        DNS_WORDS[self.0 as usize]
+    }
+}
+
+/// The client's host name, confirmed: the reverse DNS name when it resolves back to the
+/// address (`ok`), else the name Postfix logged (Postfix logs `unknown` for a name that does
+/// not resolve back, and the parser leaves that out).
+pub fn confirmed_host<'a>(r: &Row<'a>) -> Option<&'a str> {
+    let rdns = unguard(r.reverse_dns);
+    if !rdns.is_empty() && r.dns_status == "ok" {
+        return Some(rdns);
+    }
+    let logged = unguard(r.client_hostname);
+    (!logged.is_empty()).then_some(logged)
+}
+
+/// The reverse DNS name a row's address claims without it resolving back (`mismatch`).
+pub fn unconfirmed_name<'a>(r: &Row<'a>) -> Option<&'a str> {
+    let rdns = unguard(r.reverse_dns);
+    (!rdns.is_empty() && r.dns_status == "mismatch").then_some(rdns)
 }
 
 /// `entry` without allocating the key when it is already there.
@@ -273,6 +400,8 @@ pub struct Aggregator {
     /// AS number -> (attempts, organisation as first seen).
     asns: HashMap<u32, (u64, String)>,
     hosts: HashMap<String, u64>,
+    unconfirmed: HashMap<String, u64>,
+    servers: HashMap<String, u64>,
     /// /64 prefix -> (attempts, addresses).
     v6: HashMap<u64, (u64, HashSet<IpAddr>)>,
     hours: BTreeMap<i64, u64>,
@@ -318,6 +447,9 @@ impl Aggregator {
     /// Adds one row.
     pub fn add(&mut self, r: &Row<'_>) {
         self.attempts += 1;
+        if !self.light {
+            bump(&mut self.servers, unguard(r.server));
+        }
         let username = unguard(r.username);
         // The sink writes valid addresses; a row edited by hand into something else still
         // counts as an attempt.
@@ -335,7 +467,11 @@ impl Aggregator {
         let ip = self.ips.entry(addr).or_default();
         ip.count += 1;
         if ip.reverse_dns.is_none() && !r.reverse_dns.is_empty() {
+            // The name with its status: the first row that had a name says both.
             ip.reverse_dns = Some(unguard(r.reverse_dns).into());
+            ip.dns_status = DnsWord::of(r.dns_status);
+        } else if ip.dns_status.is_none() && ip.reverse_dns.is_none() {
+            ip.dns_status = DnsWord::of(r.dns_status);
         }
         if ip.country.is_none() {
             ip.country = country;
@@ -359,14 +495,13 @@ impl Aggregator {
                 .or_insert_with(|| (0, unguard(r.as_org).to_string()));
             e.0 += 1;
         }
-        let host = if !r.reverse_dns.is_empty() {
-            unguard(r.reverse_dns)
-        } else {
-            unguard(r.client_hostname)
-        };
-        if !host.is_empty() {
+        if let Some(host) = confirmed_host(r) {
             bump(&mut self.hosts, host);
         }
+        if let Some(name) = unconfirmed_name(r) {
+            bump(&mut self.unconfirmed, name);
+        }
+
         if let IpAddr::V6(v6) = addr {
             let e = self.v6.entry((u128::from(v6) >> 64) as u64).or_default();
             e.0 += 1;
@@ -457,8 +592,11 @@ impl Aggregator {
                 count: a.count,
                 previous: 0,
                 reverse_dns: a.reverse_dns.map(String::from).unwrap_or_default(),
+                dns_status: a
+                    .dns_status
+                    .map_or(String::new(), |w| w.as_str().to_string()),
                 country: a.country.map(|c| c.to_string()).unwrap_or_default(),
-                asn: a.asn.map(|n| n.to_string()).unwrap_or_default(),
+                asn: a.asn,
                 as_org: a
                     .asn
                     .and_then(|n| asns.get(&n))
@@ -509,29 +647,41 @@ impl Aggregator {
             .map(|i| first_hour + i * 3600)
             .take_while(|h| *h < to)
             .take(24 * 366)
-            .map(|h| Count {
-                key: rfc(h),
+            .map(|h| HourCount {
+                start: rfc(h),
+                ts: h,
                 count: self.hours.get(&h).copied().unwrap_or(0),
-                previous: None,
             })
             .collect();
+        let mut top_asns: Vec<AsLine> = self
+            .asns
+            .into_iter()
+            .map(|(asn, (count, org))| AsLine {
+                asn,
+                org,
+                count,
+                previous: 0,
+            })
+            .collect();
+        top_asns.sort_by(|a, b| b.count.cmp(&a.count).then(a.asn.cmp(&b.asn)));
+        top_asns.truncate(TOP);
         Summary {
+            schema: SCHEMA,
+            verdict: String::new(),
             from: rfc(from),
             to: rfc(to),
+            from_ts: from,
+            to_ts: to,
+            servers: top(self.servers, MAX_SERVERS),
             totals,
             previous: previous.totals(),
             top_ips: ips,
             top_usernames,
             distributed,
             top_countries: top(self.countries, TOP),
-            top_asns: top(
-                self.asns
-                    .into_iter()
-                    .map(|(n, (count, org))| (format!("AS{n} {org}").trim_end().to_string(), count))
-                    .collect(),
-                TOP,
-            ),
+            top_asns,
             top_hosts: top(self.hosts, TOP),
+            unconfirmed_names: top(self.unconfirmed, TOP),
             ipv6_prefixes: v6,
             per_hour,
             new_ips: new_count,
@@ -545,6 +695,8 @@ impl Aggregator {
             backend_failures: 0,
             backend_reasons: Vec::new(),
             logins_after_failures: Vec::new(),
+            logins_watched: false,
+            bans: None,
             new_origins: Vec::new(),
             known_user_attempts: 0,
             unknown_user_attempts: 0,
@@ -575,15 +727,11 @@ impl Watch {
             users: s
                 .top_usernames
                 .iter()
+                .chain(&s.distributed)
                 .map(|u| (u.username.clone(), 0))
                 .collect(),
             countries: s.top_countries.iter().map(|c| (c.key.clone(), 0)).collect(),
-            asns: s
-                .top_asns
-                .iter()
-                .filter_map(|c| asn_of_key(&c.key))
-                .map(|n| (n, 0))
-                .collect(),
+            asns: s.top_asns.iter().map(|a| (a.asn, 0)).collect(),
         }
     }
 
@@ -628,26 +776,16 @@ impl Watch {
                     .copied()
                     .unwrap_or(0);
         }
-        for u in &mut s.top_usernames {
+        for u in s.top_usernames.iter_mut().chain(&mut s.distributed) {
             u.previous = self.users.get(&u.username).copied().unwrap_or(0);
         }
         for c in &mut s.top_countries {
             c.previous = Some(self.countries.get(&c.key).copied().unwrap_or(0));
         }
-        for c in &mut s.top_asns {
-            c.previous = Some(
-                asn_of_key(&c.key)
-                    .and_then(|n| self.asns.get(&n))
-                    .copied()
-                    .unwrap_or(0),
-            );
+        for a in &mut s.top_asns {
+            a.previous = self.asns.get(&a.asn).copied().unwrap_or(0);
         }
     }
-}
-
-/// `AS64500 Example` -> 64500.
-fn asn_of_key(key: &str) -> Option<u32> {
-    key.strip_prefix("AS")?.split(' ').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -726,7 +864,10 @@ mod tests {
                 addresses: 2
             }
         );
-        assert_eq!(s.top_asns[0].key, "AS64500 Org");
+        assert_eq!(
+            (s.top_asns[0].asn, s.top_asns[0].org.as_str()),
+            (64500, "Org")
+        );
         assert_eq!(s.per_hour.len(), 1);
         let mut watch = Watch::of(&s);
         before.iter().for_each(|r| watch.add(r));
@@ -737,6 +878,6 @@ mod tests {
         assert_eq!((fr.count, fr.previous), (2, Some(1)));
         let de = s.top_countries.iter().find(|c| c.key == "DE").unwrap();
         assert_eq!(de.previous, Some(0));
-        assert_eq!(s.top_asns[0].previous, Some(1));
+        assert_eq!(s.top_asns[0].previous, 1);
     }
 }
