@@ -656,7 +656,8 @@ fn text_table(t: &Table, limit: usize, b: &str, r: &str, out: &mut String) {
                 .enumerate()
                 .map(|(i, c)| {
                     let c = printable(c);
-                    if t.numeric[i] {
+                    // Numbers and the overview's own labels whole; values cut.
+                    if t.numeric[i] || t.kind == Kind::Overview {
                         c
                     } else {
                         fit(&c, CELL_COLUMNS)

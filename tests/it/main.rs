@@ -16,6 +16,7 @@ mod journald;
 mod mmdb;
 mod pg_server;
 mod report;
+mod report_day;
 mod respond;
 mod scan;
 mod scan_bad_input;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 
+use crate::report_day;
 use crate::smtp_server::{SmtpServer, free_port};
 use crate::support::*;
 
@@ -121,7 +122,7 @@ fn print_text_and_json_for_a_window() {
 #[test]
 fn send_mails_text_html_chart_and_rows_with_attacker_text_escaped() {
     let dir = tempfile::tempdir().unwrap();
-    let smtp = SmtpServer::start_on(dir.path(), free_port());
+    let smtp = SmtpServer::start(dir.path());
     let (log, cfg) = setup(dir.path(), smtp.port, "");
     scan_into_csv(&cfg, &log);
     let o = run(&[
@@ -265,7 +266,7 @@ fn smtp_down_then_up_delivers_the_report_once() {
 #[test]
 fn sigusr1_mails_a_report_of_the_time_since_the_last_one() {
     let dir = tempfile::tempdir().unwrap();
-    let smtp = SmtpServer::start_on(dir.path(), free_port());
+    let smtp = SmtpServer::start(dir.path());
     let (_log, cfg) = setup(dir.path(), smtp.port, "schedule = \"\"");
     // The first report starts where the last one ended; without a last one it would cover the
     // last 24 h of the wall clock, so this test would pass only on the fixture's day. A state
@@ -357,7 +358,7 @@ fn sigusr1_mails_a_report_of_the_time_since_the_last_one() {
 #[test]
 fn a_compromise_alert_is_mailed_with_no_attacker_text_in_its_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let smtp = SmtpServer::start_on(dir.path(), free_port());
+    let smtp = SmtpServer::start(dir.path());
     let (log, cfg) = setup(dir.path(), smtp.port, "\n[alerts]\nmail_delay = \"1s\"\n");
     std::fs::write(&log, noise(0)).unwrap();
     let now = chrono::Utc::now();
@@ -527,4 +528,267 @@ fn logins_after_failures_come_first_and_new_origins_are_listed() {
     let text = stdout(&o);
     let first = text.lines().nth(3).unwrap_or_default();
     assert!(first.starts_with("Logins after failures"), "{text}");
+}
+
+/// `report` over a day with two spoofed reverse DNS names, in the three formats.
+fn day_report(cfg: &Path, format: &str, extra: &[&str]) -> String {
+    let c = cfg.to_str().unwrap();
+    let mut args = vec![
+        "report",
+        "-c",
+        c,
+        "--from",
+        report_day::FROM,
+        "--to",
+        report_day::TO,
+        "--format",
+        format,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn spoofed_reverse_dns_is_marked_unconfirmed_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = report_day::setup(dir.path(), 1);
+    let v: serde_json::Value = serde_json::from_str(&day_report(&cfg, "json", &[])).unwrap();
+    assert_eq!(v["schema"], 2);
+    assert_eq!(
+        v["verdict"],
+        "mx1.example.org: 297 failed logins (+12% on the previous 24 h) from 40 addresses \
+         (30 new); no auth-backend outage"
+    );
+    let top = &v["top_ips"][0];
+    assert_eq!(
+        (&top["ip"], &top["count"], &top["previous"]),
+        (&"192.0.2.10".into(), &30.into(), &0.into())
+    );
+    assert_eq!(top["reverse_dns"], "smtp.office365.com");
+    assert_eq!(top["dns_status"], "mismatch");
+    assert_eq!(
+        (&top["asn"], &top["as_org"]),
+        (&7552.into(), &"Viettel Group".into())
+    );
+    assert_eq!(v["top_ips"][2]["dns_status"], "ok");
+    // Never counted as a host's name; listed apart, as claims.
+    let hosts: Vec<&str> = v["top_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["key"].as_str().unwrap())
+        .collect();
+    assert!(!hosts.is_empty());
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h.ends_with(".a-rather-long-provider-name.example.net")),
+        "{hosts:?}"
+    );
+    let claims: Vec<(&str, u64)> = v["unconfirmed_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["key"].as_str().unwrap(), h["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        claims,
+        [("smtp.office365.com", 30), ("mail.google.com", 25)]
+    );
+    // Numbers as numbers, keys apart from display strings, previous periods filled in.
+    let asn = &v["top_asns"][0];
+    assert!(
+        asn["asn"].is_u64() && asn["org"].is_string() && asn["previous"].is_u64(),
+        "{asn}"
+    );
+    assert!(
+        v["distributed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["previous"].as_u64() > Some(0)),
+        "{}",
+        v["distributed"]
+    );
+    assert_eq!(v["per_hour"].as_array().unwrap().len(), 24);
+    assert!(v["per_hour"][0]["start"].is_string() && v["per_hour"][0]["count"].is_u64());
+
+    for (format, extra) in [
+        ("text", &[][..]),
+        ("text", &["--full"][..]),
+        ("html", &[][..]),
+    ] {
+        let out = day_report(&cfg, format, extra);
+        assert!(
+            out.contains("smtp.office365.com (unconfirmed)"),
+            "{format} {extra:?}: {out}"
+        );
+        assert!(
+            out.contains("mail.google.com (unconfirmed)"),
+            "{format} {extra:?}"
+        );
+        if format == "text" {
+            assert_eq!(out.lines().next(), v["verdict"].as_str(), "verdict first");
+        }
+    }
+    // The full text's host table holds no spoofed name.
+    let full = day_report(&cfg, "text", &["--full"]);
+    let hosts_table: String = full
+        .split("\n\n")
+        .find(|t| t.starts_with("Top client hosts"))
+        .unwrap()
+        .to_string();
+    assert!(
+        !hosts_table.contains("office365") && !hosts_table.contains("google"),
+        "{hosts_table}"
+    );
+}
+
+#[test]
+fn the_terminal_report_fits_fifty_lines_and_measures_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = report_day::setup(dir.path(), 1);
+    let short = day_report(&cfg, "text", &[]);
+    let lines: Vec<&str> = short.lines().collect();
+    assert!(lines.len() <= 50, "{} lines:\n{short}", lines.len());
+    assert_eq!(
+        lines[3], "Overview",
+        "the overview right after the verdict: {short}"
+    );
+    assert!(short.contains("maillogsentinel report --full"), "{short}");
+    // Every line of the usernames table is as wide as its header, whatever the script: the
+    // Japanese username is two columns a character, the long one is cut.
+    let full = day_report(&cfg, "text", &["--full"]);
+    let table: Vec<&str> = full
+        .lines()
+        .skip_while(|l| *l != "Top usernames")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(table.iter().any(|l| l.contains("管理者")), "{full}");
+    assert!(table.iter().any(|l| l.contains("webmaster🔥")), "{full}");
+    assert!(table.iter().any(|l| l.contains("…")), "{full}");
+    // The last column (ASNs) ends at the same terminal column on every row.
+    let width = |l: &str| unicode_width::UnicodeWidthStr::width(l);
+    let header = width(table[0]);
+    for l in &table[1..] {
+        assert_eq!(width(l), header, "{l:?} in\n{}", table.join("\n"));
+    }
+    assert!(full.lines().count() > 50 && full.contains("Top countries"));
+}
+
+#[test]
+fn format_with_send_alone_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = report_day::setup(dir.path(), 1);
+    let o = run(&[
+        "report",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--since",
+        "1d",
+        "--send",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("add --print"), "{}", stderr(&o));
+}
+
+/// The `.eml` files in a directory.
+fn emls(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .count()
+    })
+}
+
+#[test]
+fn a_permanent_refusal_is_kept_as_failed_and_never_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let refusing = SmtpServer::start_refusing(dir.path());
+    let cfg = report_day::setup(dir.path(), refusing.port);
+    std::fs::write(dir.path().join("mail.log"), "").unwrap();
+    let c = cfg.to_str().unwrap();
+    let send = || {
+        run(&[
+            "report",
+            "-c",
+            c,
+            "--from",
+            report_day::FROM,
+            "--to",
+            report_day::TO,
+            "--send",
+        ])
+    };
+    // Refused at once: said, kept as failed, not queued for retries.
+    let o = send();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("refused the report mail for good")
+            && err.contains("(550): 5.1.1")
+            && err.contains("not retried")
+            && err.contains("outbox/failed/"),
+        "{err}"
+    );
+    assert_eq!(refusing.refused(), ["postmaster@example.org"]);
+    let (outbox, failed) = (
+        dir.path().join("state/outbox"),
+        dir.path().join("state/outbox/failed"),
+    );
+    assert_eq!((emls(&outbox), emls(&failed)), (0, 1));
+    let meta = std::fs::read_dir(&failed)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .unwrap()
+        .path();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+    assert!(
+        meta["refused"].as_str().unwrap().contains("User unknown"),
+        "{meta}"
+    );
+
+    // Queued while the server was down, then refused when the daemon retries: moved to
+    // failed after that one attempt, never tried again.
+    drop(refusing);
+    let port = free_port();
+    let cfg2 = report_day::setup(dir.path(), port);
+    assert_eq!(cfg2, cfg);
+    let o = send();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("to be retried"), "{}", stderr(&o));
+    assert_eq!(emls(&outbox), 1);
+    // (The new server appends to the same list: the first refusal is on it.)
+    let refusing = SmtpServer::start_refusing_on(dir.path(), port);
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(30), || refusing.refused().len() == 2),
+        "{}",
+        d.logged()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .logged()
+            .contains("refused a queued report for good")),
+        "{}",
+        d.logged()
+    );
+    // Retries come every second (`retry = "1s"`, doubling): three would have come by now.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(refusing.refused().len(), 2, "retried: {}", d.logged());
+    assert_eq!((emls(&outbox), emls(&failed)), (0, 2));
+    let o = run(&["status", "-c", c]);
+    assert!(
+        stdout(&o).contains("REFUSED: 2 mail(s) refused for good"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(d.stop(), Some(0));
 }

@@ -6,9 +6,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
-
-use crate::support::wait_until;
 
 /// The Python that has aiosmtpd.
 fn python() -> &'static Path {
@@ -55,7 +52,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running aiosmtpd delivering into a Maildir; stopped when dropped.
+/// The server: aiosmtpd's `Controller` (which binds before `start()` returns, and raises
+/// when the port is taken) with its Maildir handler, or one refusing every recipient for good
+/// (a 550, as Postfix says "User unknown"), writing each refused recipient to a file so that
+/// the tests can count the attempts. It prints `ready` once it listens.
+const SERVER: &str = r#"
+import sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+mode, port, maildir = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class Refuse:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        with open(maildir + ".refused", "a") as f:
+            f.write(address + "\n")
+        return "550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox table" % address
+handler = Mailbox(maildir) if mode == "deliver" else Refuse()
+c = Controller(handler, hostname="127.0.0.1", port=port)
+try:
+    c.start()
+except Exception as e:
+    print("error", e, flush=True)
+    sys.exit(1)
+print("ready", flush=True)
+threading.Event().wait()
+"#;
+
+/// A running aiosmtpd delivering into a Maildir (or refusing); stopped when dropped.
 pub struct SmtpServer {
     /// Its port.
     pub port: u16,
@@ -65,33 +87,73 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts a server on `port` delivering into `dir/maildir`.
+    /// Starts a server delivering into `dir/maildir` on a free port.
+    pub fn start(dir: &Path) -> SmtpServer {
+        Self::start_free(dir, "deliver")
+    }
+
+    /// Starts a server that refuses every recipient for good (550), on a free port.
+    pub fn start_refusing(dir: &Path) -> SmtpServer {
+        Self::start_free(dir, "refuse")
+    }
+
+    fn start_free(dir: &Path, mode: &str) -> SmtpServer {
+        // A port found free may be taken by another test before the server binds it: then
+        // another one.
+        for _ in 0..10 {
+            if let Some(s) = Self::try_start(dir, free_port(), mode) {
+                return s;
+            }
+        }
+        panic!("aiosmtpd could not listen on any of 10 free ports");
+    }
+
+    /// Starts a server on `port` delivering into `dir/maildir` (the port must be free).
     pub fn start_on(dir: &Path, port: u16) -> SmtpServer {
+        Self::try_start(dir, port, "deliver")
+            .unwrap_or_else(|| panic!("aiosmtpd did not listen on {port}"))
+    }
+
+    /// Starts a server on `port` refusing every recipient for good (the port must be free).
+    pub fn start_refusing_on(dir: &Path, port: u16) -> SmtpServer {
+        Self::try_start(dir, port, "refuse")
+            .unwrap_or_else(|| panic!("aiosmtpd did not listen on {port}"))
+    }
+
+    fn try_start(dir: &Path, port: u16, mode: &str) -> Option<SmtpServer> {
+        use std::io::BufRead as _;
         let maildir = dir.join("maildir");
-        let child = Command::new(python())
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
+        let mut child = Command::new(python())
+            .args(["-c", SERVER, mode, &port.to_string()])
             .arg(&maildir)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("aiosmtpd starts");
-        let up = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "aiosmtpd did not listen on {port}");
-        SmtpServer {
+        let mut line = String::new();
+        let out = child.stdout.take().expect("piped");
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        Some(SmtpServer {
             port,
             maildir,
             child,
-        }
+        })
+    }
+
+    /// Recipients the refusing server refused so far (one per attempt).
+    pub fn refused(&self) -> Vec<String> {
+        let mut p = self.maildir.clone().into_os_string();
+        p.push(".refused");
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The messages delivered so far, raw.
