@@ -820,9 +820,37 @@ const MAX_WIDTH: u32 = 760;
 const STYLE: &str = "body{margin:0;padding:0;background:#fff}\
 .w{max-width:760px;margin:0 auto;padding:12px}\
 table{border-collapse:collapse;width:100%}\
-td,th{padding:3px 6px;vertical-align:top;overflow-wrap:anywhere;word-break:break-word}\
+td,th{padding:3px 6px;vertical-align:top}\
 img{max-width:100%;height:auto}\
 @media (max-width:600px){.opt{display:none}.w{padding:8px}td,th{padding:2px 4px}}";
+
+/// Columns of free text (attacker text among it): they may break anywhere, so that a
+/// 200-character name wraps instead of widening the page. Other columns break only at
+/// spaces and inside IPv6 addresses, numbers not at all.
+const FREE_TEXT: [&str; 9] = [
+    "",
+    "reverse DNS",
+    "username",
+    "AS",
+    "host",
+    "name claimed",
+    "reason",
+    "mechanism",
+    "service",
+];
+
+/// A cell's text for HTML: escaped, with a break opportunity (`<wbr>`) after each `:` and
+/// `/` (an IPv6 address or prefix is 39 characters without a space).
+fn html_breakable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        out.push_str(&html_escape(c.encode_utf8(&mut [0; 4])));
+        if matches!(c, ':' | '/') {
+            out.push_str("<wbr>");
+        }
+    }
+    out
+}
 
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
@@ -889,13 +917,22 @@ fn html_table(t: &Table, out: &mut String) {
         out.push_str("<p style=\"margin:0;color:#555\">(none)</p>");
         return;
     }
-    let cell = "padding:3px 6px;vertical-align:top;overflow-wrap:anywhere;word-break:break-word";
+    let cell = "padding:3px 6px;vertical-align:top";
     let class = |i: usize| if t.optional[i] { " class=\"opt\"" } else { "" };
+    let wrap = |i: usize| {
+        if t.numeric[i] {
+            ";white-space:nowrap"
+        } else if FREE_TEXT.contains(&t.headers[i]) {
+            ";overflow-wrap:anywhere"
+        } else {
+            ""
+        }
+    };
     out.push_str("<table style=\"border-collapse:collapse;width:100%\"><tr>");
     for (i, h) in t.headers.iter().enumerate() {
         let align = if t.numeric[i] { "right" } else { "left" };
         out.push_str(&format!(
-            "<th{} style=\"text-align:{align};border-bottom:1px solid #999;{cell}\">{}</th>",
+            "<th{} style=\"text-align:{align};border-bottom:1px solid #999;{cell};white-space:nowrap\">{}</th>",
             class(i),
             html_escape(h)
         ));
@@ -910,10 +947,15 @@ fn html_table(t: &Table, out: &mut String) {
         out.push_str("<tr>");
         for (i, c) in row.iter().enumerate() {
             let align = if t.numeric[i] { "right" } else { "left" };
-            out.push_str(&format!(
-                "<td{} style=\"text-align:{align};{cell}{shade}\">{}</td>",
-                class(i),
+            let text = if t.numeric[i] || FREE_TEXT.contains(&t.headers[i]) {
                 html_escape(c)
+            } else {
+                html_breakable(c)
+            };
+            out.push_str(&format!(
+                "<td{} style=\"text-align:{align};{cell}{}{shade}\">{text}</td>",
+                class(i),
+                wrap(i)
             ));
         }
         out.push_str("</tr>");

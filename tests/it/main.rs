@@ -1,6 +1,7 @@
 //! Integration tests: one test crate (one link step) driving the real binary.
 
 mod anonymize;
+mod browser;
 mod check;
 mod control;
 mod daemon;
