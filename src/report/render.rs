@@ -746,7 +746,7 @@ pub fn text(s: &Summary, colour: bool, full: bool) -> String {
             .as_ref()
             .map_or(String::new(), |n| format!(", server {} only", printable(n))),
         record_name(s),
-        s.csv_bytes
+        s.record_bytes
     ));
     let all = tables(s);
     let mut left = 0;
@@ -886,7 +886,7 @@ pub fn html(s: &Summary, chart: Option<ChartImage<'_>>) -> String {
             .as_ref()
             .map_or(String::new(), |n| format!(", server {} only", html_escape(n))),
         html_escape(record_name(s)),
-        s.csv_bytes
+        s.record_bytes
     ));
     if let Some(c) = chart {
         let src = match c.src {

@@ -337,7 +337,7 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
         to_ts: w.to,
         totals: totals(db, w)?,
         previous: totals(db, prev)?,
-        csv_bytes: bytes,
+        record_bytes: bytes,
         ..Summary::default()
     };
     // Autonomous systems: counts, and the first row naming each (its organisation as first

@@ -280,7 +280,7 @@ pub struct Summary {
     /// Services attacked.
     pub services: Vec<Count>,
     /// Size of the record, bytes (the CSV file, or the database file).
-    pub csv_bytes: u64,
+    pub record_bytes: u64,
     /// Which store the record is in (`CSV`, `SQLite`).
     pub record: String,
     /// The one server reported on (`report --server`); absent: every server in the record.
@@ -689,7 +689,7 @@ impl Aggregator {
             dns_status: top(self.dns_status, 16),
             mechanisms: top(self.mechanisms, TOP),
             services: top(self.services, TOP),
-            csv_bytes,
+            record_bytes: csv_bytes,
             record: "CSV".into(),
             server: None,
             backend_failures: 0,

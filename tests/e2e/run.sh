@@ -295,7 +295,8 @@ mail_with() { # the first delivered mail whose subject matches, waiting up to 20
 alert_mail=$(mail_with '\[e2e\] 1 possible compromise')
 [ -n "$alert_mail" ] || fail "no alert mail in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
 python3 -c 'import email, sys; print(email.message_from_binary_file(open(sys.argv[1], "rb")).get_payload(decode=True).decode())' "$alert_mail" \
-  | grep -q '"alice@e2e.test" logged in from 127.0.0.1 (postfix/smtpd) after 1 failed logins' || fail "the alert mail does not name the login"
+  | grep '"alice@e2e.test" logged in from 127.0.0.1 (postfix/smtpd) after 1 failed logins' >/dev/null \
+  || fail "the alert mail does not name the login"
 echo "logins record: 1 row; alert: $(grep -m1 '^Subject:' "$alert_mail")"
 grep -q 'Relay access denied' "$LOG" || fail "no relay reject in the log"
 
@@ -326,18 +327,23 @@ say "report on SIGUSR1"
 # A report covers [last report, now) to the second: let the last attack's second pass.
 sleep 1.5
 kill -USR1 "$DAEMON_PID"
-report=$(mail_with '\[e2e\] [0-9]* failed logins')
+report=$(mail_with '\[e2e\] [^:]*: [0-9]* failed logins')
 [ -n "$report" ] || fail "no report in $mailbox: $(tail -5 "$WORK/log/daemon.log")"
-subject=$(grep -m1 '^Subject:' "$report")
+subject=$(python3 -c 'import email, email.policy, sys
+print(email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)["Subject"])' "$report")
 echo "$subject"
 total=$(csv_rows)
-echo "$subject" | grep -q "\[e2e\] $total failed logins" || fail "report subject does not say $total failed logins"
+# The subject is the verdict: the server(s), the failures, the addresses, the login after failures.
+echo "$subject" | grep -q "\[e2e\] [^:]*: $total failed logins (" || fail "report subject does not say $total failed logins"
+echo "$subject" | grep -q "1 login after failures" || fail "report subject does not tell of the login after failures"
+grep -q '^Auto-Submitted: auto-generated' "$report" || fail "no Auto-Submitted header"
 grep -q 'Content-ID: <chart>' "$report" || fail "no inline chart"
 python3 -c '
 import email, sys
 m = email.message_from_binary_file(open(sys.argv[1], "rb"))
 print(next(p for p in m.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode())' "$report" \
-  | grep -A3 '^Logins after failures' | grep -q '127.0.0.1 .*alice@e2e.test' || fail "the report does not list the login after failures first"
+  | grep -A3 '^Logins after failures' | grep '127.0.0.1 .*alice@e2e.test' >/dev/null \
+  || fail "the report does not list the login after failures first"
 grep -q '^Content-Disposition: attachment' "$report" && grep -q 'intrusions-.*\.csv' "$report" || fail "no CSV attachment"
 
 # --- 9b. IMAP and POP3 brute force against Dovecot (its own log file) ---------------------------------------

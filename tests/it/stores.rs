@@ -292,10 +292,10 @@ fn reports_say_what_reports_from_the_csv_say(dir: &Path, db: &Db<'_>, record: &s
     let mut from_csv = report_json(&csv_cfg);
     let mut from_db = report_json(&db_cfg);
     assert_eq!(from_db["record"], record);
-    assert!(from_db["csv_bytes"].as_u64().unwrap() > 0);
+    assert!(from_db["record_bytes"].as_u64().unwrap() > 0);
     for v in [&mut from_csv, &mut from_db] {
         let o = v.as_object_mut().unwrap();
-        o.remove("csv_bytes");
+        o.remove("record_bytes");
         o.remove("record");
     }
     assert!(from_csv["totals"]["attempts"].as_u64().unwrap() > 10);
@@ -842,7 +842,7 @@ fn import_of_this_programs_csv_gives_the_same_report() {
     let mut b = report_json(&db_cfg);
     for v in [&mut a, &mut b] {
         let o = v.as_object_mut().unwrap();
-        o.remove("csv_bytes");
+        o.remove("record_bytes");
         o.remove("record");
     }
     assert_eq!(a, b);
