@@ -3,8 +3,9 @@
 //! command line, as for git), with `LESS=FRX` unless `LESS` is set: quit at once when the
 //! text fits one screen, pass the bold headings through, leave the text on the screen.
 //!
-//! An empty setting or `cat` means no pager; a pager that cannot be started is not an error,
-//! the text is printed instead.
+//! An empty setting or `cat` means no pager; a pager that cannot be started (or that the
+//! shell cannot find: exit 126 or 127) is not an error, the text is printed instead.
+//! `LESSSECURE=1` is set: a report run through sudo must not open a shell from `less`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -30,7 +31,10 @@ pub fn show(text: &str) {
         return;
     };
     let mut c = Command::new("sh");
-    c.arg("-c").arg(&cmd).stdin(Stdio::piped());
+    c.arg("-c")
+        .arg(&cmd)
+        .stdin(Stdio::piped())
+        .env("LESSSECURE", "1");
     if std::env::var_os("LESS").is_none() {
         c.env("LESS", "FRX");
     }
@@ -42,7 +46,13 @@ pub fn show(text: &str) {
         // The reader may quit before the end (`q` in less): a broken pipe is no error.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let _ = child.wait();
+    // The shell ran, but not the pager (not installed, not executable).
+    if child
+        .wait()
+        .is_ok_and(|s| matches!(s.code(), Some(126 | 127)))
+    {
+        print!("{text}");
+    }
 }
 
 #[cfg(test)]

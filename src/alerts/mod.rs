@@ -417,6 +417,9 @@ pub fn spawn(
     std::sync::mpsc::SyncSender<Vec<Committed>>,
     std::thread::JoinHandle<()>,
 )> {
+    // The record exists from the first start (its header only, until an alert): reports
+    // tell "no login after failures" from "logins not watched" by it.
+    record(&alerts_path(&state_dir), &[])?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Committed>>(QUEUE);
     let mut detector = Detector::new(settings.clone());
     let now = chrono::Utc::now().timestamp();

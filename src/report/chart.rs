@@ -190,7 +190,8 @@ fn draw(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(48)
-        .build_cartesian_2d((0..n as i32).into_segmented(), 0u64..top)?;
+        // (A discrete range holds both ends: `0..n - 1` is n slots.)
+        .build_cartesian_2d((0..n as i32 - 1).into_segmented(), 0u64..top)?;
     // Every label when they fit, else every second, third... one.
     let step = n.div_ceil(24).max(1);
     let label = |v: &SegmentValue<i32>| match v {
@@ -217,15 +218,19 @@ fn draw(
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 13))
         .draw()?;
+    // A pixel between bars while they are wide enough to spare it (a year's days are not).
+    let gap = u32::from(n <= 120);
     chart.draw_series(buckets.iter().enumerate().map(|(i, b)| {
+        let right = if i + 1 == n {
+            SegmentValue::Last
+        } else {
+            SegmentValue::Exact(i as i32 + 1)
+        };
         let mut r = Rectangle::new(
-            [
-                (SegmentValue::Exact(i as i32), 0),
-                (SegmentValue::Exact(i as i32 + 1), b.count),
-            ],
+            [(SegmentValue::Exact(i as i32), 0), (right, b.count)],
             BAR.filled(),
         );
-        r.set_margin(0, 0, 1, 1);
+        r.set_margin(0, 0, gap, gap);
         r
     }))?;
     // The peak (the first, when several hours tie), its value above its bar.

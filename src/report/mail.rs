@@ -167,7 +167,8 @@ pub fn subject(prefix: &str, report: &Report) -> String {
 
 /// Builds the mail.
 pub fn build(settings: &MailSettings, report: &Report) -> Result<Message, MailError> {
-    let text = render::text(&report.summary, false, false);
+    // The whole report: a reader of the plain part cannot run `--full` for the same window.
+    let text = render::text(&report.summary, false, true);
     let png = chart::png(&report.summary);
     let html = render::html(
         &report.summary,
@@ -220,13 +221,26 @@ pub fn send_raw(
             .send_raw(envelope, raw)
             .map(|_| ())
             .map_err(|e| {
-                if e.is_permanent() {
+                if refuses_the_message(&e) {
                     MailError::Refused(e.to_string())
                 } else {
                     err(&e)
                 }
             }),
     }
+}
+
+/// Whether an SMTP error refuses this message for good: a permanent reply about the
+/// message itself (550 to 554: mailbox unavailable or unknown, policy, storage, transaction
+/// failed). Other permanent replies are about the setup (535 wrong password, 530 STARTTLS or
+/// login required, 500-504 a command refused) and apply to every message alike: those stay
+/// queued and are retried, so that fixing the configuration delivers them.
+pub fn refuses_the_message(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_permanent()
+        && e.status().is_some_and(|code| {
+            let n: u16 = code.into();
+            (550..=554).contains(&n)
+        })
 }
 
 /// The SMTP client `transport` describes (an error for sendmail, which has none).
@@ -282,16 +296,29 @@ pub fn failed_dir(state_dir: &Path) -> PathBuf {
     outbox_dir(state_dir).join("failed")
 }
 
-/// Messages in the outbox: (waiting to be retried, refused for good).
+/// Messages in the outbox: (waiting to be retried, refused for good). A refused message
+/// that could not be moved to `failed/` yet counts as refused.
 pub fn outbox_counts(state_dir: &Path) -> (usize, usize) {
-    let emls = |dir: PathBuf| {
-        std::fs::read_dir(dir).map_or(0, |d| {
+    let emls = |dir: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(dir).map_or(Vec::new(), |d| {
             d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                .count()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
         })
     };
-    (emls(outbox_dir(state_dir)), emls(failed_dir(state_dir)))
+    let refused = |eml: &PathBuf| {
+        std::fs::read(eml.with_extension("json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice::<Queued>(&m).ok())
+            .is_some_and(|q| q.refused.is_some())
+    };
+    let (stuck, waiting): (Vec<PathBuf>, Vec<PathBuf>) =
+        emls(outbox_dir(state_dir)).into_iter().partition(refused);
+    (
+        waiting.len(),
+        stuck.len() + emls(failed_dir(state_dir)).len(),
+    )
 }
 
 /// Moves a queued message (`meta` and its `.eml`) into `outbox/failed/` with the reason the
@@ -304,7 +331,9 @@ fn mark_failed(meta: &Path, q: &mut Queued, reason: &str) -> std::io::Result<Pat
     std::fs::create_dir_all(&dir)?;
     let eml = meta.with_extension("eml");
     let name = |p: &Path| dir.join(p.file_name().unwrap_or_default());
-    q.refused = Some(reason.to_string());
+    if !reason.is_empty() {
+        q.refused = Some(reason.to_string());
+    }
     crate::checkpoint::replace_file(
         &name(meta),
         &serde_json::to_vec(q).expect("serialisable"),
@@ -317,12 +346,17 @@ fn mark_failed(meta: &Path, q: &mut Queued, reason: &str) -> std::io::Result<Pat
 
 /// Puts a message in the outbox (`NAME.eml` and `NAME.json` with its envelope).
 pub fn queue(state_dir: &Path, message: &Message) -> Result<PathBuf, MailError> {
-    let dir = outbox_dir(state_dir);
+    store(&outbox_dir(state_dir), message, None)
+}
+
+/// Writes a message and its envelope into `dir`; `refused` is the server's answer for one
+/// refused for good (kept in `outbox/failed/`).
+fn store(dir: &Path, message: &Message, refused: Option<&str>) -> Result<PathBuf, MailError> {
     let err = |p: &Path, e: &dyn std::fmt::Display| MailError::Outbox {
         path: p.to_path_buf(),
         message: e.to_string(),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| err(&dir, &e))?;
+    std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
     let name = format!(
         "{}-{}",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"),
@@ -332,8 +366,8 @@ pub fn queue(state_dir: &Path, message: &Message) -> Result<PathBuf, MailError> 
     let q = Queued {
         from: env.from().map(|a| a.to_string()),
         to: env.to().iter().map(|a| a.to_string()).collect(),
-        attempts: 0,
-        refused: None,
+        attempts: u32::from(refused.is_some()),
+        refused: refused.map(str::to_string),
     };
     let eml = dir.join(format!("{name}.eml"));
     let meta = dir.join(format!("{name}.json"));
@@ -365,6 +399,11 @@ pub fn flush_outbox(state_dir: &Path, settings: &MailSettings) -> (usize, usize)
         let Ok(mut q) = serde_json::from_slice::<Queued>(&m) else {
             continue;
         };
+        if q.refused.is_some() {
+            // Refused for good before, and not moved yet: never sent again.
+            let _ = mark_failed(&meta, &mut q, "");
+            continue;
+        }
         let to: Vec<Address> = q.to.iter().filter_map(|a| a.parse().ok()).collect();
         let from = q.from.as_deref().and_then(|a| a.parse().ok());
         let Ok(envelope) = lettre::address::Envelope::new(from, to) else {
@@ -378,6 +417,13 @@ pub fn flush_outbox(state_dir: &Path, settings: &MailSettings) -> (usize, usize)
             }
             Err(MailError::Refused(why)) => {
                 q.attempts += 1;
+                // Said in place first: should the move fail, it is still never retried.
+                q.refused = Some(why.clone());
+                let _ = crate::checkpoint::replace_file(
+                    &meta,
+                    &serde_json::to_vec(&q).expect("serialisable"),
+                    false,
+                );
                 match mark_failed(&meta, &mut q, &why) {
                     Ok(kept) => tracing::error!(
                         message = %kept.display(),
@@ -440,24 +486,11 @@ fn deliver(
     match send_raw(settings, message.envelope(), &raw) {
         Ok(()) => Ok(()),
         Err(MailError::Refused(why)) => match state_dir {
-            // Kept, as failed: the postmaster can read what it said and resend it by hand.
+            // Kept, as failed (never in the outbox, where a retry could pick it up): the
+            // postmaster can read what the server said and resend it by hand.
             Some(dir) => {
-                let eml = queue(dir, message)?;
-                let meta = eml.with_extension("json");
-                let mut q = Queued {
-                    from: message.envelope().from().map(|a| a.to_string()),
-                    to: message
-                        .envelope()
-                        .to()
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect(),
-                    attempts: 1,
-                    refused: None,
-                };
-                let kept = mark_failed(&meta, &mut q, &why).map_err(|e| MailError::Outbox {
-                    path: meta.clone(),
-                    message: e.to_string(),
+                let kept = store(&failed_dir(dir), message, Some(&why)).map_err(|e| {
+                    MailError::Refused(format!("{why}; and it cannot be kept: {e}"))
                 })?;
                 Err(MailError::Refused(format!(
                     "{why}; not retried (the same mail would be refused again): kept in {}; fix [report] to/from or the server's policy",

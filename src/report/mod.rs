@@ -264,10 +264,12 @@ fn build_sql(
 /// The sections read from the daemon's state files, whatever the store.
 fn state_sections(state_dir: &Path, window: Window, scope: Scope<'_>, summary: &mut Summary) {
     summary.logins_after_failures = logins_after_failures(state_dir, window, scope);
+    // The daemon creates the alerts record at its first start.
     summary.logins_watched = crate::state::path(state_dir, crate::state::ALERTS_CSV).exists();
     if scope.covers_this_host() {
         let (n, reasons) = backend_failures(state_dir, window);
         summary.backend_failures = n;
+        summary.backend_watched = true;
         summary.backend_reasons = reasons;
         verdicts(state_dir, window, summary);
         summary.bans = bans(state_dir, window);
@@ -297,7 +299,11 @@ fn bans(state_dir: &Path, w: Window) -> Option<summary::BanCounts> {
                 }
             }
         }
-        Err(e) => tracing::warn!("{e}"),
+        Err(e) => {
+            // Not "0 bans": not known.
+            tracing::warn!("{e}");
+            return None;
+        }
     }
     Some(counts)
 }

@@ -171,13 +171,21 @@ pub fn verdict(s: &Summary, this_host: &str) -> String {
     if let Some(b) = s.bans {
         out.push_str(&format!("; {}", bans_words(&b)));
     }
+    // The backend record is this host's: say so when the report names other servers.
+    let only_here = s.server.as_deref().unwrap_or(this_host) == this_host
+        && s.servers.iter().all(|c| c.key == this_host);
+    let here = if only_here {
+        String::new()
+    } else {
+        format!(" on {}", server_word(this_host))
+    };
     if s.backend_failures > 0 {
         out.push_str(&format!(
-            "; auth backend failed {}",
+            "; auth backend failed {}{here}",
             plural(s.backend_failures, "time", "times")
         ));
-    } else {
-        out.push_str("; no auth-backend outage");
+    } else if s.backend_watched {
+        out.push_str(&format!("; no auth-backend outage{here}"));
     }
     out
 }
@@ -204,11 +212,17 @@ pub fn window_words(s: &Summary) -> String {
     let (Some(a), Some(b)) = (local(s.from_ts), local(s.to_ts)) else {
         return format!("{} to {}", s.from, s.to);
     };
+    let (za, zb) = (a.format("%:z").to_string(), b.format("%:z").to_string());
+    let zone = if za == zb {
+        format!("UTC{zb}")
+    } else {
+        // Across a change of daylight saving time.
+        format!("UTC{za} to UTC{zb}")
+    };
     format!(
-        "{} to {} (UTC{})",
+        "{} to {} ({zone})",
         a.format("%Y-%m-%d %H:%M"),
-        b.format("%Y-%m-%d %H:%M"),
-        b.format("%:z")
+        b.format("%Y-%m-%d %H:%M")
     )
 }
 
@@ -231,14 +245,14 @@ pub fn hours_need_day(s: &Summary) -> bool {
     s.to_ts - s.from_ts > 86_400
 }
 
-/// A reverse DNS name as shown: marked when it does not resolve back to the address.
+/// A reverse DNS name as shown: marked unless it is known to resolve back to the address.
 pub fn shown_name(line: &IpLine) -> String {
     if line.reverse_dns.is_empty() {
         "-".into()
-    } else if line.name_confirmed() || line.dns_status.is_empty() {
+    } else if line.name_confirmed() {
         line.reverse_dns.clone()
     } else {
-        format!("{} (unconfirmed)", line.reverse_dns)
+        format!("{}{UNCONFIRMED}", line.reverse_dns)
     }
 }
 
@@ -607,13 +621,15 @@ pub fn tables(s: &Summary) -> Vec<Table> {
 /// Longest text cell on a terminal, in display columns (longer values end with `…`).
 pub const CELL_COLUMNS: usize = 40;
 
-/// Rows of each table in the short terminal report.
-const SHORT_ROWS: [(Kind, usize); 4] = [
-    (Kind::Compromise, 5),
-    (Kind::Overview, usize::MAX),
-    (Kind::Addresses, 10),
-    (Kind::Usernames, 5),
-];
+/// The same in the short report, which also leaves out the optional columns: its lines stay
+/// within about 100 columns.
+pub const SHORT_CELL_COLUMNS: usize = 36;
+
+/// Lines of the short terminal report at most.
+pub const SHORT_LINES: usize = 50;
+
+/// The mark of a reverse DNS name that does not resolve back.
+const UNCONFIRMED: &str = " (unconfirmed)";
 
 /// Display width of `s` in terminal columns (a CJK character or an emoji is two).
 pub fn columns(s: &str) -> usize {
@@ -639,38 +655,86 @@ pub fn fit(s: &str, max: usize) -> String {
     out
 }
 
-/// One table as aligned text, at most `limit` rows (a line says how many more there are).
-fn text_table(t: &Table, limit: usize, b: &str, r: &str, out: &mut String) {
+/// Like [`fit`], but an `(unconfirmed)` mark at the end is kept whole: the name is cut, never
+/// the warning.
+fn fit_cell(s: &str, max: usize) -> String {
+    match s.strip_suffix(UNCONFIRMED) {
+        Some(name) if columns(s) > max => {
+            fit(name, max.saturating_sub(UNCONFIRMED.len())) + UNCONFIRMED
+        }
+        _ => fit(s, max),
+    }
+}
+
+/// How a table is shown on a terminal.
+#[derive(Clone, Copy)]
+struct TextStyle<'a> {
+    /// Rows at most (a line says how many more there are).
+    limit: usize,
+    /// Longest text cell.
+    cell: usize,
+    /// Whether the optional columns are left out.
+    narrow: bool,
+    /// Bold on and off (empty without colour).
+    bold: (&'a str, &'a str),
+}
+
+/// Terminal width the short report is made for (its tables fit; a longer verdict wraps).
+const SCREEN_COLUMNS: usize = 100;
+
+/// Lines `text` takes on a [`SCREEN_COLUMNS`]-wide terminal.
+fn screen_lines(text: &str) -> usize {
+    text.lines()
+        .map(|l| columns(l).div_ceil(SCREEN_COLUMNS).max(1))
+        .sum()
+}
+
+/// Lines a table takes on a terminal with `limit` rows shown.
+fn table_lines(t: &Table, limit: usize) -> usize {
+    if t.rows.is_empty() {
+        return 3;
+    }
+    3 + t.rows.len().min(limit) + usize::from(t.rows.len() > limit)
+}
+
+/// One table as aligned text.
+fn text_table(t: &Table, style: TextStyle<'_>, out: &mut String) {
+    let (b, r) = style.bold;
     out.push('\n');
     out.push_str(&format!("{b}{}{r}\n", t.title));
     if t.rows.is_empty() {
         out.push_str("  (none)\n");
         return;
     }
+    let shown: Vec<usize> = (0..t.headers.len())
+        .filter(|i| !(style.narrow && t.optional[*i]))
+        .collect();
     let cells: Vec<Vec<String>> = t
         .rows
         .iter()
-        .take(limit)
+        .take(style.limit)
         .map(|row| {
-            row.iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let c = printable(c);
+            shown
+                .iter()
+                .map(|&i| {
+                    let c = printable(&row[i]);
                     // Numbers and the overview's own labels whole; values cut.
                     if t.numeric[i] || t.kind == Kind::Overview {
                         c
                     } else {
-                        fit(&c, CELL_COLUMNS)
+                        fit_cell(&c, style.cell)
                     }
                 })
                 .collect()
         })
         .collect();
-    let widths: Vec<usize> = (0..t.headers.len())
-        .map(|i| {
+    let widths: Vec<usize> = shown
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
             cells
                 .iter()
-                .map(|row| columns(&row[i]))
+                .map(|row| columns(&row[k]))
                 .chain(std::iter::once(t.headers[i].len()))
                 .max()
                 .unwrap_or(0)
@@ -678,28 +742,31 @@ fn text_table(t: &Table, limit: usize, b: &str, r: &str, out: &mut String) {
         .collect();
     let line = |row: &[String]| {
         let mut l = String::from(" ");
-        for (i, c) in row.iter().enumerate() {
-            let pad = widths[i].saturating_sub(columns(c));
+        for (k, c) in row.iter().enumerate() {
+            let pad = widths[k].saturating_sub(columns(c));
             l.push(' ');
-            if t.numeric[i] {
+            if t.numeric[shown[k]] {
                 l.push_str(&" ".repeat(pad));
                 l.push_str(c);
             } else {
                 l.push_str(c);
-                if i + 1 < row.len() {
+                if k + 1 < row.len() {
                     l.push_str(&" ".repeat(pad));
                 }
             }
         }
         l.trim_end().to_string() + "\n"
     };
-    let headers: Vec<String> = t.headers.iter().map(|h| h.to_string()).collect();
+    let headers: Vec<String> = shown.iter().map(|&i| t.headers[i].to_string()).collect();
     out.push_str(&line(&headers));
     for row in &cells {
         out.push_str(&line(row));
     }
-    if t.rows.len() > limit {
-        out.push_str(&format!("  ... {} more (--full)\n", t.rows.len() - limit));
+    if t.rows.len() > style.limit {
+        out.push_str(&format!(
+            "  ... {} more (--full)\n",
+            t.rows.len() - style.limit
+        ));
     }
 }
 
@@ -718,7 +785,8 @@ fn sparkline(s: &Summary) -> Option<String> {
         .collect();
     let peak = buckets.iter().find(|b| b.count == max)?;
     Some(format!(
-        "  |{line}|  peak {max} at {} ({})",
+        "  |{}|  peak {max} at {} ({})",
+        fit(&line, 72),
         peak.label_long,
         if buckets.first().is_some_and(|b| b.daily) {
             "per day"
@@ -728,16 +796,36 @@ fn sparkline(s: &Summary) -> Option<String> {
     ))
 }
 
-/// The terminal rendering: the verdict and the overview first. `full`: every table and row;
-/// otherwise the common case fits a 50-line terminal (the overview, who logged in after
-/// failing, the top addresses and usernames, the hours as one line). `colour` adds bold
-/// headings (use it only on a TTY).
+/// Rows of the top addresses and usernames in the short report: as many as fit in
+/// [`SHORT_LINES`] beside the rest (`used` lines), at most 10 and 5, at least 3 each.
+fn short_rows(addresses: &Table, usernames: &Table, used: usize) -> (usize, usize) {
+    let (mut a, mut u) = (10, 5);
+    while used + table_lines(addresses, a) + table_lines(usernames, u) > SHORT_LINES {
+        if a > 5 {
+            a -= 1;
+        } else if u > 3 {
+            u -= 1;
+        } else if a > 3 {
+            a -= 1;
+        } else {
+            break;
+        }
+    }
+    (a, u)
+}
+
+/// The terminal rendering: the verdict and the overview first. `full`: every table, row and
+/// column; otherwise the report fits a 50-line terminal ([`SHORT_LINES`]): the overview, who
+/// logged in after failing, the top addresses and usernames (as many as fit), the window as
+/// one line, without the optional columns. `colour` adds bold headings (use it only on a
+/// TTY).
 pub fn text(s: &Summary, colour: bool, full: bool) -> String {
-    let (b, r) = if colour {
+    let bold = if colour {
         ("\x1b[1m", "\x1b[0m")
     } else {
         ("", "")
     };
+    let (b, r) = bold;
     let mut out = format!("{b}{}{r}\n", printable(&s.verdict));
     out.push_str(&format!(
         "maillogsentinel report, {}{}; {} record: {} bytes\n",
@@ -749,28 +837,51 @@ pub fn text(s: &Summary, colour: bool, full: bool) -> String {
         s.record_bytes
     ));
     let all = tables(s);
-    let mut left = 0;
-    for t in &all {
-        if full {
-            text_table(t, usize::MAX, b, r, &mut out);
-            continue;
+    if full {
+        for t in &all {
+            let style = TextStyle {
+                limit: usize::MAX,
+                cell: CELL_COLUMNS,
+                narrow: false,
+                bold,
+            };
+            text_table(t, style, &mut out);
         }
-        match SHORT_ROWS.iter().find(|(k, _)| *k == t.kind) {
-            // Who logged in after failing is news only when someone did.
-            Some((Kind::Compromise, _)) if t.rows.is_empty() => {}
-            Some((_, limit)) => text_table(t, *limit, b, r, &mut out),
-            None if t.kind == Kind::Hours => {
-                if let Some(line) = sparkline(s) {
-                    out.push_str(&format!("\n{b}Failed logins over the window{r}\n{line}\n"));
-                }
-            }
-            None => left += usize::from(!t.rows.is_empty()),
+    } else {
+        let short = |limit: usize| TextStyle {
+            limit,
+            cell: SHORT_CELL_COLUMNS,
+            narrow: true,
+            bold,
+        };
+        let find = |k: Kind| all.iter().find(|t| t.kind == k);
+        let compromise = find(Kind::Compromise).filter(|t| !t.rows.is_empty());
+        let left = all
+            .iter()
+            .filter(|t| t.kind == Kind::Other && !t.rows.is_empty())
+            .count();
+        let chart = sparkline(s);
+        // Who logged in after failing is news only when someone did.
+        if let Some(t) = compromise {
+            text_table(t, short(5), &mut out);
         }
-    }
-    if !full && left > 0 {
-        out.push_str(&format!(
-            "\n{left} more tables (countries, AS, hosts, ...): maillogsentinel report --full\n"
-        ));
+        if let Some(t) = find(Kind::Overview) {
+            text_table(t, short(usize::MAX), &mut out);
+        }
+        let tail = chart.as_ref().map_or(0, |_| 3) + if left > 0 { 2 } else { 0 } + 2;
+        if let (Some(a), Some(u)) = (find(Kind::Addresses), find(Kind::Usernames)) {
+            let (na, nu) = short_rows(a, u, screen_lines(&out) + tail);
+            text_table(a, short(na), &mut out);
+            text_table(u, short(nu), &mut out);
+        }
+        if let Some(line) = chart {
+            out.push_str(&format!("\n{b}Failed logins over the window{r}\n{line}\n"));
+        }
+        if left > 0 {
+            out.push_str(&format!(
+                "\n{left} more tables (countries, AS, hosts, ...): maillogsentinel report --full\n"
+            ));
+        }
     }
     out.push_str("\nIP geolocation by DB-IP (https://db-ip.com), where the country and AS columns come from DB-IP Lite.\n");
     out
@@ -1041,6 +1152,7 @@ mod tests {
                 })
                 .collect(),
             logins_watched: true,
+            backend_watched: true,
             ..Summary::default()
         }
     }
@@ -1105,7 +1217,7 @@ mod tests {
     fn the_verdict_names_the_server_and_says_what_changed() {
         let mut s = day();
         assert_eq!(
-            verdict(&s, "this-host"),
+            verdict(&s, "mx1.example.org"),
             "mx1.example.org: 297 failed logins (+12% on the previous 24 h) from 40 addresses \
              (31 new); no login after failures; no auth-backend outage"
         );
@@ -1126,7 +1238,7 @@ mod tests {
             "a server name is host-name characters only: {v}"
         );
         assert!(
-            v.ends_with("; 2 bans (1 FAILED); auth backend failed 3 times"),
+            v.ends_with("; 2 bans (1 FAILED); auth backend failed 3 times on this-host"),
             "{v}"
         );
         assert!(!v.contains("login after"), "logins are not watched: {v}");
@@ -1137,7 +1249,8 @@ mod tests {
         };
         assert_eq!(
             verdict(&quiet, "mx9"),
-            "mx9: no failed logins (0 in the previous 7 days); no auth-backend outage"
+            "mx9: no failed logins (0 in the previous 7 days)",
+            "the backend record was not read: no word on it"
         );
     }
 
@@ -1172,20 +1285,100 @@ mod tests {
                 ..UserLine::default()
             },
         ];
-        let t = text(&s, false, false);
-        let rows: Vec<&str> = t
-            .lines()
-            .skip_while(|l| *l != "Top usernames")
-            .skip(2)
-            .take(2)
-            .collect();
-        // The columns after the username line up whatever its script.
-        assert_eq!(columns(rows[0]), columns(rows[1]), "{t}");
-        assert!(
-            rows[1].contains(&format!("{}…", "x".repeat(CELL_COLUMNS - 1))),
-            "{t}"
+        for (full, cut) in [(true, CELL_COLUMNS), (false, SHORT_CELL_COLUMNS)] {
+            let t = text(&s, false, full);
+            let rows: Vec<&str> = t
+                .lines()
+                .skip_while(|l| *l != "Top usernames")
+                .skip(2)
+                .take(2)
+                .collect();
+            // The columns after the username line up whatever its script.
+            assert_eq!(columns(rows[0]), columns(rows[1]), "{t}");
+            assert!(
+                rows[1].contains(&format!("{}…", "x".repeat(cut - 1))),
+                "{t}"
+            );
+            assert!(t.lines().all(|l| columns(l) < 120), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_long_spoofed_name_is_cut_but_keeps_its_mark() {
+        let mut s = day();
+        s.top_ips[0].reverse_dns = "mail-eopbgr1300098.outbound.protection.outlook.com".into();
+        for full in [false, true] {
+            let t = text(&s, false, full);
+            let line = t.lines().find(|l| l.contains("192.0.2.7")).unwrap();
+            assert!(
+                line.contains("mail-eopbgr1300098.") && line.contains("… (unconfirmed)"),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            fit_cell("short.example (unconfirmed)", 40),
+            "short.example (unconfirmed)"
         );
-        assert!(t.lines().all(|l| columns(l) < 120), "{t}");
+        assert_eq!(fit_cell("a-very-long-name.example.net", 10), "a-very-lo…");
+        // A name with no status (an import's) is not taken for confirmed either.
+        s.top_ips[0].dns_status = String::new();
+        assert!(text(&s, false, false).contains(" (unconfirmed)"));
+    }
+
+    #[test]
+    fn the_short_report_fits_fifty_lines_in_the_worst_case() {
+        use crate::report::summary::LoginAfterFailures;
+        let mut s = day();
+        s.logins_after_failures = (0..9)
+            .map(|i| LoginAfterFailures {
+                time: "2026-11-22T08:00:00+01:00".into(),
+                ip: format!("2001:db8:4a3f:{i:x}:1c2d:3e4f:5a6b:7c8d"),
+                username: format!("user{i}@example.org"),
+                signals: "address+username+network".into(),
+                address_failures: 4,
+                ..LoginAfterFailures::default()
+            })
+            .collect();
+        s.bans = Some(BanCounts {
+            applied: 3,
+            logged: 2,
+            failed: 1,
+        });
+        s.backend_failures = 2;
+        s.known_user_attempts = 5;
+        s.unknown_user_attempts = 6;
+        s.top_ips = (0..10)
+            .map(|i| IpLine {
+                ip: format!("2001:db8:4a3f:{i:x}:1c2d:3e4f:5a6b:7c8d"),
+                count: 20 - i,
+                reverse_dns: "x".repeat(80),
+                dns_status: "mismatch".into(),
+                country: "DE".into(),
+                asn: Some(3320),
+                as_org: "y".repeat(80),
+                ..IpLine::default()
+            })
+            .collect();
+        s.top_usernames = (0..10)
+            .map(|i| UserLine {
+                username: format!("{i}{}", "名".repeat(60)),
+                count: 10 - i,
+                ..UserLine::default()
+            })
+            .collect();
+        s.top_countries = vec![Count::default()];
+        s.verdict = verdict(&s, "mx1.example.org");
+        let t = text(&s, false, false);
+        // On a 100-column terminal (the verdict and the window's line may wrap).
+        assert!(
+            screen_lines(&t) <= SHORT_LINES,
+            "{} lines:\n{t}",
+            screen_lines(&t)
+        );
+        assert!(t.lines().skip(2).all(|l| columns(l) <= 100), "{t}");
+        // What did not fit is said, not dropped silently.
+        assert!(t.contains("... 4 more (--full)"), "{t}");
+        assert!(t.contains("Top addresses") && t.contains("Top usernames"));
     }
 
     #[test]

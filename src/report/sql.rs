@@ -495,7 +495,7 @@ fn summary_inner(db: &mut dyn Db, w: Window, bytes: u64) -> Result<Summary, Stri
     )?;
     s.unconfirmed_names = top(
         db,
-        "CASE WHEN dns_status = 'mismatch' THEN reverse_dns ELSE '' END",
+        "CASE WHEN dns_status != 'ok' THEN reverse_dns ELSE '' END",
         true,
         w,
         summary::TOP,

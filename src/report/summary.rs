@@ -261,9 +261,9 @@ pub struct Summary {
     /// Top client host names: confirmed names only (a reverse DNS name that resolves back
     /// to the address, or the name Postfix logged, which Postfix confirms the same way).
     pub top_hosts: Vec<Count>,
-    /// Reverse DNS names that do not resolve back to the address that claimed them
-    /// (`dns_status` `mismatch`): anyone can publish such a PTR record, so these are claims,
-    /// never the host's name.
+    /// Reverse DNS names not known to resolve back to the address that claimed them
+    /// (`dns_status` `mismatch`, or a name recorded without `ok`): anyone can publish such a
+    /// PTR record, so these are claims, never the host's name.
     pub unconfirmed_names: Vec<Count>,
     /// IPv6 attackers grouped by /64.
     pub ipv6_prefixes: Vec<PrefixLine>,
@@ -289,6 +289,9 @@ pub struct Summary {
     /// Failures of the mail server's own SASL backend in the window, and relays refusing its
     /// own SASL login (the daemon records both).
     pub backend_failures: u64,
+    /// Whether this host's backend record was read (not for `report --server` on another
+    /// server): without it, no outage is "not known", not "none".
+    pub backend_watched: bool,
     /// Their reasons (for a relay, Postfix's text naming it).
     pub backend_reasons: Vec<Count>,
     /// Successful logins after failed logins in the window (the daemon's alerts), oldest first.
@@ -314,33 +317,13 @@ pub struct Summary {
 #[derive(Default)]
 struct IpAgg {
     count: u64,
-    dns_status: Option<DnsWord>,
+    /// The `dns_status` word (shared between addresses, like the country).
+    dns_status: Option<std::sync::Arc<str>>,
     /// Kept small: a window may hold a million addresses. The country is shared between
     /// addresses, the AS organisation is kept once per AS (in `asns`).
     reverse_dns: Option<Box<str>>,
     country: Option<std::sync::Arc<str>>,
     asn: Option<u32>,
-}
-
-/// A `dns_status` word, kept as a byte (a window may hold a million addresses).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct DnsWord(u8);
-
-const DNS_WORDS: [&str; 7] = [
-    "ok", "nxdomain", "timeout", "servfail", "error", "mismatch", "disabled",
-];
-
-impl DnsWord {
-    fn of(s: &str) -> Option<DnsWord> {
-        DNS_WORDS
-            .iter()
-            .position(|w| *w == s)
-            .map(|i| DnsWord(i as u8))
-    }
-
-    fn as_str(self) -> &'static str {
-        DNS_WORDS[self.0 as usize]
-    }
 }
 
 /// The client's host name, confirmed: the reverse DNS name when it resolves back to the
@@ -355,10 +338,11 @@ pub fn confirmed_host<'a>(r: &Row<'a>) -> Option<&'a str> {
     (!logged.is_empty()).then_some(logged)
 }
 
-/// The reverse DNS name a row's address claims without it resolving back (`mismatch`).
+/// The reverse DNS name a row's address claims without it being known to resolve back: a
+/// `mismatch`, or a name recorded with any other status (an import's).
 pub fn unconfirmed_name<'a>(r: &Row<'a>) -> Option<&'a str> {
     let rdns = unguard(r.reverse_dns);
-    (!rdns.is_empty() && r.dns_status == "mismatch").then_some(rdns)
+    (!rdns.is_empty() && r.dns_status != "ok").then_some(rdns)
 }
 
 /// `entry` without allocating the key when it is already there.
@@ -464,14 +448,15 @@ impl Aggregator {
         }
         let asn = r.asn.parse::<u32>().ok();
         let country = (!r.country.is_empty()).then(|| self.intern(r.country));
+        let status = (!r.dns_status.is_empty()).then(|| self.intern(r.dns_status));
         let ip = self.ips.entry(addr).or_default();
         ip.count += 1;
         if ip.reverse_dns.is_none() && !r.reverse_dns.is_empty() {
             // The name with its status: the first row that had a name says both.
             ip.reverse_dns = Some(unguard(r.reverse_dns).into());
-            ip.dns_status = DnsWord::of(r.dns_status);
+            ip.dns_status = status;
         } else if ip.dns_status.is_none() && ip.reverse_dns.is_none() {
-            ip.dns_status = DnsWord::of(r.dns_status);
+            ip.dns_status = status;
         }
         if ip.country.is_none() {
             ip.country = country;
@@ -592,9 +577,7 @@ impl Aggregator {
                 count: a.count,
                 previous: 0,
                 reverse_dns: a.reverse_dns.map(String::from).unwrap_or_default(),
-                dns_status: a
-                    .dns_status
-                    .map_or(String::new(), |w| w.as_str().to_string()),
+                dns_status: a.dns_status.map_or(String::new(), |w| w.to_string()),
                 country: a.country.map(|c| c.to_string()).unwrap_or_default(),
                 asn: a.asn,
                 as_org: a
@@ -693,6 +676,7 @@ impl Aggregator {
             record: "CSV".into(),
             server: None,
             backend_failures: 0,
+            backend_watched: false,
             backend_reasons: Vec::new(),
             logins_after_failures: Vec::new(),
             logins_watched: false,

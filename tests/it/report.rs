@@ -764,8 +764,16 @@ fn a_permanent_refusal_is_kept_as_failed_and_never_retried() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("to be retried"), "{}", stderr(&o));
     assert_eq!(emls(&outbox), 1);
-    // (The new server appends to the same list: the first refusal is on it.)
-    let refusing = SmtpServer::start_refusing_on(dir.path(), port);
+    // (The new server appends to the same list: the first refusal is on it.) Should another
+    // test have taken the port meanwhile, the configuration moves to another one.
+    let mut port = port;
+    let refusing = loop {
+        if let Some(s) = SmtpServer::try_refusing_on(dir.path(), port) {
+            break s;
+        }
+        port = free_port();
+        report_day::setup(dir.path(), port);
+    };
     let d = Daemon::start(&cfg, dir.path());
     assert!(
         wait_until(Duration::from_secs(30), || refusing.refused().len() == 2),

@@ -167,7 +167,7 @@ pub fn setup(dir: &Path, smtp_port: u16) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "[sources]\nfiles = [\"{d}/mail.log\"]\nserver = \"mx1.example.org\"\nstate_dir = \"{d}/state\"\njournal = false\n\n[output]\ncsv = \"{d}/out.csv\"\n\n{no_enrich}\n[report]\nto = [\"postmaster@example.org\"]\nfrom = \"sentinel@example.org\"\nsubject_prefix = \"[mx1]\"\nretry = \"1s\"\n\n[report.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
+            "[sources]\nfiles = [\"{d}/mail.log\"]\nserver = \"mx1.example.org\"\nstate_dir = \"{d}/state\"\njournal = false\n\n[output]\ncsv = \"{d}/out.csv\"\n\n{no_enrich}\n[report]\nto = [\"postmaster@example.org\"]\nfrom = \"sentinel@example.org\"\nsubject_prefix = \"[mx1]\"\nretry = \"1s\"\nschedule = \"\"\n\n[report.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\n",
             d = dir.display(),
             no_enrich = crate::support::NO_ENRICH,
         ),

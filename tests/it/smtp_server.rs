@@ -114,10 +114,10 @@ impl SmtpServer {
             .unwrap_or_else(|| panic!("aiosmtpd did not listen on {port}"))
     }
 
-    /// Starts a server on `port` refusing every recipient for good (the port must be free).
-    pub fn start_refusing_on(dir: &Path, port: u16) -> SmtpServer {
+    /// Starts a server on `port` refusing every recipient for good; `None` when the port
+    /// was taken meanwhile.
+    pub fn try_refusing_on(dir: &Path, port: u16) -> Option<SmtpServer> {
         Self::try_start(dir, port, "refuse")
-            .unwrap_or_else(|| panic!("aiosmtpd did not listen on {port}"))
     }
 
     fn try_start(dir: &Path, port: u16, mode: &str) -> Option<SmtpServer> {
