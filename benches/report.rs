@@ -3,6 +3,9 @@
 //! a 1,000,000-row window. Each time is the whole `report --format json` process, median of 5,
 //! with the index already built (its one-time build is reported too).
 //!
+//! Then the same 10,000-row window in each format a person reads (the short and the full
+//! text, the HTML with its chart drawn and inlined), as ratios to the JSON in the same run.
+//!
 //! Run with `cargo bench --bench report` (`MLS_BENCH_ROWS`, default 5,000,000).
 
 #[path = "support/history.rs"]
@@ -45,6 +48,7 @@ fn main() {
         .unwrap_or(5_000_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/report");
     let mut results = Vec::new();
+    let mut formats = Vec::new();
     for history in [rows / 10, rows] {
         let dir = root.join(format!("h{history}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -63,6 +67,18 @@ fn main() {
             None
         };
         results.push((history, size, first, small, big));
+        if history == rows {
+            let (from, to) = (end - 10_000 * STEP, end);
+            for (name, args) in [
+                ("JSON (baseline)", &["--format", "json"][..]),
+                ("text, short (the default)", &["--no-pager"][..]),
+                ("text, --full", &["--no-pager", "--full"][..]),
+                ("HTML, chart drawn and inlined", &["--format", "html"][..]),
+            ] {
+                let t = median(|| history::report_time_as(BIN, &cfg, from, to, args));
+                formats.push((name, t));
+            }
+        }
     }
     println!(
         "| history | CSV size | first report (builds the index) | 10,000-row window | 1,000,000-row window |"
@@ -75,6 +91,16 @@ fn main() {
             first.as_secs_f64(),
             small.as_secs_f64() * 1e3,
             big.map_or("-".into(), |b| format!("{:.2} s", b.as_secs_f64()))
+        );
+    }
+    println!("\n| 10,000-row window, {rows} rows of history | time | ratio to JSON |");
+    println!("|---|---|---|");
+    let base = formats[0].1.as_secs_f64();
+    for (name, t) in formats {
+        println!(
+            "| {name} | {:.0} ms | {:.2} |",
+            t.as_secs_f64() * 1e3,
+            t.as_secs_f64() / base
         );
     }
 }

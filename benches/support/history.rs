@@ -115,6 +115,17 @@ pub fn fill_postgres(client: &mut postgres::Client, rows: u64, servers: u64) {
 /// How long `bin report --format json` takes for the window `[from, to)` with `cfg` (the whole
 /// process, its output read through a pipe).
 pub fn report_time(bin: &str, cfg: &Path, from: i64, to: i64) -> std::time::Duration {
+    report_time_as(bin, cfg, from, to, &["--format", "json"])
+}
+
+/// Like [`report_time`], with `args` choosing the format (`--format html`, `--full`...).
+pub fn report_time_as(
+    bin: &str,
+    cfg: &Path,
+    from: i64,
+    to: i64,
+    args: &[&str],
+) -> std::time::Duration {
     let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
     let start = std::time::Instant::now();
     let out = std::process::Command::new(bin)
@@ -127,7 +138,8 @@ pub fn report_time(bin: &str, cfg: &Path, from: i64, to: i64) -> std::time::Dura
             "--to",
             &time(to),
         ])
-        .args(["--format", "json"])
+        .args(args)
+        .env("TZ", "UTC")
         .output()
         .unwrap();
     let took = start.elapsed();

@@ -317,13 +317,21 @@ pub struct Summary {
 #[derive(Default)]
 struct IpAgg {
     count: u64,
-    /// The `dns_status` word (shared between addresses, like the country).
-    dns_status: Option<std::sync::Arc<str>>,
-    /// Kept small: a window may hold a million addresses. The country is shared between
-    /// addresses, the AS organisation is kept once per AS (in `asns`).
+    /// Kept small (48 bytes): a window may hold a million addresses. The country is shared
+    /// between addresses, the AS organisation is kept once per AS (in `asns`).
     reverse_dns: Option<Box<str>>,
     country: Option<std::sync::Arc<str>>,
-    asn: Option<u32>,
+    /// The AS number, when `has_asn`.
+    asn: u32,
+    has_asn: bool,
+    /// The `dns_status` word: 0 none, else 1 + its place in the aggregator's `statuses`.
+    dns_status: u8,
+}
+
+impl IpAgg {
+    fn asn(&self) -> Option<u32> {
+        self.has_asn.then_some(self.asn)
+    }
 }
 
 /// The client's host name, confirmed: the reverse DNS name when it resolves back to the
@@ -343,6 +351,46 @@ pub fn confirmed_host<'a>(r: &Row<'a>) -> Option<&'a str> {
 pub fn unconfirmed_name<'a>(r: &Row<'a>) -> Option<&'a str> {
     let rdns = unguard(r.reverse_dns);
     (!rdns.is_empty() && r.dns_status != "ok").then_some(rdns)
+}
+
+/// Failures by server. Rows come in runs of one server (a whole file of one host), so the
+/// last server's count is kept apart and the map is only looked up when the server changes:
+/// no hash per row.
+#[derive(Default)]
+struct ServerCounts {
+    map: HashMap<String, u64>,
+    last: Option<(String, u64)>,
+}
+
+impl ServerCounts {
+    fn add(&mut self, server: &str) {
+        let Some((name, n)) = &mut self.last else {
+            self.last = Some((server.to_string(), 1));
+            return;
+        };
+        if name == server {
+            *n += 1;
+            return;
+        }
+        // Another server: the run so far into the map (allocating a key only the first time),
+        // and the buffer reused for the new run.
+        match self.map.get_mut(name.as_str()) {
+            Some(count) => *count += *n,
+            None => {
+                self.map.insert(name.clone(), *n);
+            }
+        }
+        name.clear();
+        name.push_str(server);
+        *n = 1;
+    }
+
+    fn into_map(mut self) -> HashMap<String, u64> {
+        if let Some((name, n)) = self.last.take() {
+            *self.map.entry(name).or_default() += n;
+        }
+        self.map
+    }
 }
 
 /// `entry` without allocating the key when it is already there.
@@ -376,6 +424,8 @@ pub struct Aggregator {
     /// Light mode: the usernames seen.
     light_users: HashSet<String>,
     interned: HashMap<String, std::sync::Arc<str>>,
+    /// The `dns_status` words seen, in order ([`IpAgg::dns_status`] codes).
+    statuses: Vec<String>,
     attempts: u64,
     // Addresses as `IpAddr`, not text: a botnet window holds a million of them.
     ips: HashMap<IpAddr, IpAgg>,
@@ -385,7 +435,7 @@ pub struct Aggregator {
     asns: HashMap<u32, (u64, String)>,
     hosts: HashMap<String, u64>,
     unconfirmed: HashMap<String, u64>,
-    servers: HashMap<String, u64>,
+    servers: ServerCounts,
     /// /64 prefix -> (attempts, addresses).
     v6: HashMap<u64, (u64, HashSet<IpAddr>)>,
     hours: BTreeMap<i64, u64>,
@@ -405,6 +455,32 @@ fn top(map: HashMap<String, u64>, n: usize) -> Vec<Count> {
         .collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
     v.truncate(n);
+    v
+}
+
+/// The code of a `dns_status` word in `statuses` (added the first time): 0 for none. Past
+/// 255 distinct words (only a hand-edited record has more than seven), the last one stands
+/// for the rest.
+fn status_code(statuses: &mut Vec<String>, word: &str) -> u8 {
+    if word.is_empty() {
+        return 0;
+    }
+    if let Some(i) = statuses.iter().position(|w| w == word) {
+        return i as u8 + 1;
+    }
+    if statuses.len() < usize::from(u8::MAX) {
+        statuses.push(word.to_string());
+    }
+    statuses.len() as u8
+}
+
+/// One shared copy of a short, much repeated value (a country code, a `dns_status` word).
+fn intern(interned: &mut HashMap<String, std::sync::Arc<str>>, s: &str) -> std::sync::Arc<str> {
+    if let Some(v) = interned.get(s) {
+        return v.clone();
+    }
+    let v: std::sync::Arc<str> = s.into();
+    interned.insert(s.to_string(), v.clone());
     v
 }
 
@@ -432,7 +508,7 @@ impl Aggregator {
     pub fn add(&mut self, r: &Row<'_>) {
         self.attempts += 1;
         if !self.light {
-            bump(&mut self.servers, unguard(r.server));
+            self.servers.add(unguard(r.server));
         }
         let username = unguard(r.username);
         // The sink writes valid addresses; a row edited by hand into something else still
@@ -447,22 +523,23 @@ impl Aggregator {
             return;
         }
         let asn = r.asn.parse::<u32>().ok();
-        let country = (!r.country.is_empty()).then(|| self.intern(r.country));
-        let status = (!r.dns_status.is_empty()).then(|| self.intern(r.dns_status));
+        // Shared texts are looked up only for an address that has none yet (its first rows),
+        // not for every row.
+        let (interned, statuses) = (&mut self.interned, &mut self.statuses);
         let ip = self.ips.entry(addr).or_default();
         ip.count += 1;
         if ip.reverse_dns.is_none() && !r.reverse_dns.is_empty() {
             // The name with its status: the first row that had a name says both.
             ip.reverse_dns = Some(unguard(r.reverse_dns).into());
-            ip.dns_status = status;
-        } else if ip.dns_status.is_none() && ip.reverse_dns.is_none() {
-            ip.dns_status = status;
+            ip.dns_status = status_code(statuses, r.dns_status);
+        } else if ip.dns_status == 0 && ip.reverse_dns.is_none() {
+            ip.dns_status = status_code(statuses, r.dns_status);
         }
-        if ip.country.is_none() {
-            ip.country = country;
+        if ip.country.is_none() && !r.country.is_empty() {
+            ip.country = Some(intern(interned, r.country));
         }
-        if ip.asn.is_none() {
-            ip.asn = asn;
+        if let (false, Some(n)) = (ip.has_asn, asn) {
+            (ip.asn, ip.has_asn) = (n, true);
         }
         let user = self.users.entry_ref(username);
         user.count += 1;
@@ -514,16 +591,6 @@ impl Aggregator {
         }
     }
 
-    /// One shared copy of a short, much repeated value (a country code).
-    fn intern(&mut self, s: &str) -> std::sync::Arc<str> {
-        if let Some(v) = self.interned.get(s) {
-            return v.clone();
-        }
-        let v: std::sync::Arc<str> = s.into();
-        self.interned.insert(s.to_string(), v.clone());
-        v
-    }
-
     /// This period's totals.
     pub fn totals(&self) -> Totals {
         Totals {
@@ -569,19 +636,25 @@ impl Aggregator {
         let mut by_count: Vec<(IpAddr, IpAgg)> = self.ips.into_iter().collect();
         by_count.sort_by(|(ia, a), (ib, b)| b.count.cmp(&a.count).then_with(|| ia.cmp(ib)));
         by_count.truncate(TOP);
-        let asns = &self.asns;
+        let (asns, statuses) = (&self.asns, &self.statuses);
         let ips: Vec<IpLine> = by_count
             .into_iter()
-            .map(|(ip, a)| IpLine {
+            .map(|(ip, a)| {
+                let asn = a.asn();
+                (ip, a, asn)
+            })
+            .map(|(ip, a, asn)| IpLine {
                 ip: ip.to_string(),
                 count: a.count,
                 previous: 0,
                 reverse_dns: a.reverse_dns.map(String::from).unwrap_or_default(),
-                dns_status: a.dns_status.map_or(String::new(), |w| w.to_string()),
+                dns_status: match a.dns_status {
+                    0 => String::new(),
+                    n => statuses[n as usize - 1].clone(),
+                },
                 country: a.country.map(|c| c.to_string()).unwrap_or_default(),
-                asn: a.asn,
-                as_org: a
-                    .asn
+                asn,
+                as_org: asn
                     .and_then(|n| asns.get(&n))
                     .map(|(_, org)| org.clone())
                     .unwrap_or_default(),
@@ -655,7 +728,7 @@ impl Aggregator {
             to: rfc(to),
             from_ts: from,
             to_ts: to,
-            servers: top(self.servers, MAX_SERVERS),
+            servers: top(self.servers.into_map(), MAX_SERVERS),
             totals,
             previous: previous.totals(),
             top_ips: ips,
@@ -787,6 +860,16 @@ mod tests {
             dns_status: "ok",
             ..Row::default()
         }
+    }
+
+    #[test]
+    fn an_address_costs_48_bytes() {
+        // A window may hold a million addresses: what each costs beside its key.
+        assert!(
+            std::mem::size_of::<IpAgg>() <= 48,
+            "{}",
+            std::mem::size_of::<IpAgg>()
+        );
     }
 
     #[test]
