@@ -530,22 +530,16 @@ fn logins_after_failures_come_first_and_new_origins_are_listed() {
     assert!(first.starts_with("Logins after failures"), "{text}");
 }
 
-/// `report` over a day with two spoofed reverse DNS names, in the three formats.
-fn day_report(cfg: &Path, format: &str, extra: &[&str]) -> String {
+/// `report` over the day of [`report_day`], with `extra` arguments.
+fn run_day(cfg: &Path, extra: &[&str]) -> std::process::Output {
     let c = cfg.to_str().unwrap();
-    let mut args = vec![
-        "report",
-        "-c",
-        c,
-        "--from",
-        report_day::FROM,
-        "--to",
-        report_day::TO,
-        "--format",
-        format,
-    ];
-    args.extend_from_slice(extra);
-    let o = run(&args);
+    let window = ["--from", report_day::FROM, "--to", report_day::TO];
+    run(&[&["report", "-c", c][..], &window, extra].concat())
+}
+
+/// `report` over a day with two spoofed reverse DNS names, in one of the three formats.
+fn day_report(cfg: &Path, format: &str, extra: &[&str]) -> String {
+    let o = run_day(cfg, &[&["--format", format][..], extra].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
 }
@@ -713,18 +707,7 @@ fn a_permanent_refusal_is_kept_as_failed_and_never_retried() {
     let cfg = report_day::setup(dir.path(), refusing.port);
     std::fs::write(dir.path().join("mail.log"), "").unwrap();
     let c = cfg.to_str().unwrap();
-    let send = || {
-        run(&[
-            "report",
-            "-c",
-            c,
-            "--from",
-            report_day::FROM,
-            "--to",
-            report_day::TO,
-            "--send",
-        ])
-    };
+    let send = || run_day(&cfg, &["--send"]);
     // Refused at once: said, kept as failed, not queued for retries.
     let o = send();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
