@@ -19,6 +19,7 @@
 
 pub mod exec;
 pub mod fleet;
+pub mod nfnl;
 pub mod nft;
 pub mod record;
 pub mod responder;

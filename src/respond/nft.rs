@@ -1,17 +1,20 @@
-//! Bans in nftables: `table inet maillogsentinel`, through the `nft` program.
+//! Bans in nftables: `table inet maillogsentinel`.
 //!
 //! Four sets with `flags timeout`, so the kernel lifts each ban when it ends (also while the
 //! daemon is stopped, or gone): `addr4` (IPv4 addresses), `net4` (IPv4 /24 networks), `addr6`
-//! (IPv6 addresses by `ipv6_prefix`) and `net6` (IPv6 /48 networks). One set per prefix length,
-//! because elements of an interval set may not overlap: an address ban inside a network ban is
-//! then two elements of two sets, never a conflict. One chain on the input hook drops every
-//! packet from a set's members to the configured ports (new connections, and the session an
-//! attacker is brute-forcing in).
+//! (IPv6 addresses by `ipv6_prefix`) and `net6` (IPv6 /48 networks). A network is held as its
+//! first address, and the set's rule masks the packet's source before the lookup (`ip saddr &
+//! 255.255.255.0 @net4`): every element is one key, never an interval. That keeps a ban one
+//! element on the wire ([`super::nfnl`] adds it over netlink, without starting a program), and
+//! an address ban inside a network ban is two elements of two sets, never an overlap. One chain
+//! on the input hook drops every packet from a set's members to the configured ports (new
+//! connections, and the session an attacker is brute-forcing in).
 //!
-//! Why the `nft` program and not netlink from Rust: see docs/architecture.md ("The
-//! responder"). In short, each batch of bans is one `nft -f -` transaction (all applied or
-//! none), built only from typed addresses (no attacker text reaches it), and the sets are read
-//! back as JSON (`nft -j`), the interface nftables keeps stable for programs.
+//! Setting the table up (at start) and reading the sets back (`nft -j`, the JSON nftables keeps
+//! stable for programs) go through the `nft` program; bans and unbans through netlink. Why: see
+//! docs/architecture.md ("The responder"). A table of the first layout (interval sets, before
+//! 0.6) is replaced at start in the same transaction that creates the new one; the running
+//! bans are then put back from the record.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -20,6 +23,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ipnet::IpNet;
+
+use super::nfnl::Element;
 
 /// Our table's name (family `inet`).
 pub const TABLE: &str = "maillogsentinel";
@@ -85,84 +90,127 @@ impl Nft {
         }
     }
 
-    /// Creates the table, its sets, chain and rules, or brings the rules up to date (ports);
-    /// the sets keep their elements. One transaction.
+    /// How a ban of `target` is held: the network of its set's prefix length (an IPv6 ban
+    /// recorded under another `ipv6_prefix` is held by the one in force).
+    pub fn stored(&self, target: &IpNet) -> IpNet {
+        let len = match self.set_of(target) {
+            "addr4" => 32,
+            "net4" => 24,
+            "net6" => 48,
+            _ => self.ipv6_prefix,
+        };
+        IpNet::new(target.network(), len)
+            .map(|n| n.trunc())
+            .unwrap_or(*target)
+    }
+
+    /// The IPv6 mask of `addr6`'s rule.
+    fn mask6(len: u8) -> std::net::Ipv6Addr {
+        ipnet::Ipv6Net::new(std::net::Ipv6Addr::UNSPECIFIED, len.min(128))
+            .map(|n| n.netmask())
+            .unwrap_or(std::net::Ipv6Addr::from(u128::MAX))
+    }
+
+    /// Creates the table, its sets, chain and rules, or brings the rules up to date (ports,
+    /// `ipv6_prefix`); the sets keep their elements. One transaction. A table of the first
+    /// layout (interval sets) is deleted in that transaction and created anew, empty: the
+    /// caller puts the running bans back.
     pub fn setup(&self, ports: &[u16]) -> Result<(), NftError> {
         let ports = ports
             .iter()
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let mut s = format!("add table inet {TABLE}\n");
-        for (set, ty, interval) in [
-            ("addr4", "ipv4_addr", false),
-            ("net4", "ipv4_addr", true),
-            ("addr6", "ipv6_addr", true),
-            ("net6", "ipv6_addr", true),
+        let mut s = String::new();
+        if self.first_layout() {
+            tracing::info!(
+                "response: table inet {TABLE} has the first layout (interval sets); replacing it, the running bans are put back"
+            );
+            s.push_str(&format!("delete table inet {TABLE}\n"));
+        }
+        s.push_str(&format!("add table inet {TABLE}\n"));
+        for (set, ty) in [
+            ("addr4", "ipv4_addr"),
+            ("net4", "ipv4_addr"),
+            ("addr6", "ipv6_addr"),
+            ("net6", "ipv6_addr"),
         ] {
-            let flags = if interval {
-                "interval, timeout"
-            } else {
-                "timeout"
-            };
             s.push_str(&format!(
-                "add set inet {TABLE} {set} {{ type {ty}; flags {flags}; }}\n"
+                "add set inet {TABLE} {set} {{ type {ty}; flags timeout; }}\n"
             ));
         }
         s.push_str(&format!(
             "add chain inet {TABLE} input {{ type filter hook input priority -10; policy accept; }}\n\
              flush chain inet {TABLE} input\n"
         ));
-        for (family, set) in [
-            ("ip", "addr4"),
-            ("ip", "net4"),
-            ("ip6", "addr6"),
-            ("ip6", "net6"),
-        ] {
+        let masks = [
+            ("ip", "addr4", String::new()),
+            ("ip", "net4", " & 255.255.255.0".to_string()),
+            (
+                "ip6",
+                "addr6",
+                if self.ipv6_prefix >= 128 {
+                    String::new()
+                } else {
+                    format!(" & {}", Self::mask6(self.ipv6_prefix))
+                },
+            ),
+            ("ip6", "net6", format!(" & {}", Self::mask6(48))),
+        ];
+        for (family, set, mask) in masks {
             s.push_str(&format!(
-                "add rule inet {TABLE} input {family} saddr @{set} tcp dport {{ {ports} }} counter drop\n"
+                "add rule inet {TABLE} input {family} saddr{mask} @{set} tcp dport {{ {ports} }} counter drop\n"
             ));
         }
         self.run(&s)
     }
 
+    /// Whether our table exists with the first layout's interval sets.
+    fn first_layout(&self) -> bool {
+        self.output(&["-j", "list", "set", "inet", TABLE, "net4"])
+            .ok()
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+            .is_some_and(|v| {
+                v["nftables"].as_array().is_some_and(|items| {
+                    items.iter().any(|i| {
+                        i["set"]["flags"]
+                            .as_array()
+                            .is_some_and(|f| f.iter().any(|f| f == "interval"))
+                    })
+                })
+            })
+    }
+
     /// Adds `add` (each with its time left) and removes `delete` (each from the set
-    /// [`Nft::list`] found it in), in one transaction. Elements to remove must be there (nft
-    /// refuses the whole change otherwise): take them from a fresh [`Nft::list`].
+    /// [`Nft::list`] found it in), over netlink, in one transaction (per 128 KiB of messages:
+    /// about 2,900 IPv4 bans). Elements to remove must be there (the kernel refuses the whole
+    /// change otherwise): take them from a fresh [`Nft::list`].
     pub fn apply(
         &self,
         add: &[(IpNet, Duration)],
         delete: &[(&'static str, IpNet)],
     ) -> Result<(), NftError> {
-        if add.is_empty() && delete.is_empty() {
-            return Ok(());
-        }
-        let mut s = String::with_capacity(64 + 48 * (add.len() + delete.len()));
-        for set in SETS {
-            let dels: Vec<String> = delete
-                .iter()
-                .filter(|(s, _)| *s == set)
-                .map(|(_, t)| self.element(t))
-                .collect();
-            if !dels.is_empty() {
-                s.push_str(&format!(
-                    "delete element inet {TABLE} {set} {{ {} }}\n",
-                    dels.join(", ")
-                ));
-            }
-            let adds: Vec<String> = add
-                .iter()
-                .filter(|(t, _)| self.set_of(t) == set)
-                .map(|(t, d)| format!("{} timeout {}s", self.element(t), d.as_secs().max(1)))
-                .collect();
-            if !adds.is_empty() {
-                s.push_str(&format!(
-                    "add element inet {TABLE} {set} {{ {} }}\n",
-                    adds.join(", ")
-                ));
-            }
-        }
-        self.run(&s)
+        let key = |t: &IpNet| match self.stored(t).network() {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let delete: Vec<Element> = delete
+            .iter()
+            .map(|(set, t)| Element {
+                set,
+                key: key(t),
+                timeout: None,
+            })
+            .collect();
+        let add: Vec<Element> = add
+            .iter()
+            .map(|(t, d)| Element {
+                set: self.set_of(t),
+                key: key(t),
+                timeout: Some((*d).max(Duration::from_secs(1))),
+            })
+            .collect();
+        super::nfnl::transact(TABLE, &delete, &add)
     }
 
     /// Whether nftables can be read and changed here (`nft list tables` needs the same
@@ -176,7 +224,21 @@ impl Nft {
         let mut out = Vec::new();
         for set in SETS {
             let json = self.output(&["-j", "list", "set", "inet", TABLE, set])?;
-            out.extend(parse_listing(&json)?.into_iter().map(|(t, d)| (set, t, d)));
+            let len = match set {
+                "addr4" => 32,
+                "net4" => 24,
+                "net6" => 48,
+                _ => self.ipv6_prefix,
+            };
+            out.extend(parse_listing(&json)?.into_iter().map(|(t, d)| {
+                // A network is held as its first address.
+                let t = if t.prefix_len() == t.max_prefix_len() {
+                    IpNet::new(t.network(), len).map_or(t, |n| n.trunc())
+                } else {
+                    t
+                };
+                (set, t, d)
+            }));
         }
         Ok(out)
     }

@@ -318,7 +318,7 @@ impl Responder {
             .book
             .active
             .values()
-            .filter(|r| r.mode == Mode::Ban && !present_set.contains(&r.target))
+            .filter(|r| r.mode == Mode::Ban && !present_set.contains(&nft.stored(&r.target)))
             .map(|r| {
                 (
                     r.target,
@@ -326,10 +326,19 @@ impl Responder {
                 )
             })
             .collect();
+        // Compared as the sets hold them (an IPv6 ban recorded under another `ipv6_prefix`
+        // is held by the one in force).
+        let running: std::collections::HashSet<IpNet> = self
+            .book
+            .active
+            .values()
+            .filter(|r| r.mode == Mode::Ban)
+            .map(|r| nft.stored(&r.target))
+            .collect();
         let unknown: Vec<(&'static str, IpNet)> = present
             .iter()
             .map(|(set, t, _)| (*set, *t))
-            .filter(|(_, t)| !self.book.active.get(t).is_some_and(|r| r.mode == Mode::Ban))
+            .filter(|(_, t)| !running.contains(t))
             .collect();
         nft.apply(&add, &[])?;
         if let Err(e) = nft.apply(&[], &unknown) {
@@ -865,7 +874,8 @@ impl Responder {
     /// Lifts bans: removed from nftables (those it holds), recorded as unbans.
     fn lift(&mut self, targets: &[IpNet], why: &str, now: i64) -> Result<(), String> {
         if let Some(nft) = &self.nft {
-            let wanted: std::collections::HashSet<&IpNet> = targets.iter().collect();
+            let wanted: std::collections::HashSet<IpNet> =
+                targets.iter().map(|t| nft.stored(t)).collect();
             let del: Vec<(&'static str, IpNet)> = nft
                 .list()
                 .map_err(|e| e.to_string())?

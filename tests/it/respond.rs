@@ -26,6 +26,8 @@ struct Netns {
     server: String,
     client: String,
     listener: Child,
+    /// More listeners (IPv6), killed with the first.
+    more: Vec<Child>,
 }
 
 fn sh(args: &[&str]) -> bool {
@@ -56,6 +58,7 @@ impl Netns {
             server: server.clone(),
             client: client.clone(),
             listener: Command::new("true").spawn().unwrap(),
+            more: Vec::new(),
         };
         let ok = [
             vec!["ip", "netns", "add", &client],
@@ -144,6 +147,35 @@ impl Netns {
         ])
     }
 
+    /// Whether a TCP connection from `source` to `server` (either family) is accepted within a
+    /// second.
+    fn connects_to(&self, server: &str, source: &str) -> bool {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.client,
+            "python3",
+            "-c",
+            &format!(
+                "import socket\nsocket.create_connection(('{server}',{PORT}),timeout=1,source_address=('{source}',0)).close()"
+            ),
+        ])
+    }
+
+    /// Every command in the namespaces, or false.
+    fn run_all(&self, commands: &[&str]) -> bool {
+        commands.iter().all(|c| {
+            let c = c
+                .replace("{S}", &self.server)
+                .replace("{C}", &self.client)
+                .replace("{vs}", &self.server.replace("mls-s", "vs"))
+                .replace("{vc}", &self.client.replace("mls-c", "vc"));
+            let args: Vec<&str> = c.split_whitespace().collect();
+            sh(&args)
+        })
+    }
+
     /// The elements of the server's set `set`.
     fn set(&self, set: &str) -> String {
         let out = Command::new("ip")
@@ -178,8 +210,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = self.listener.kill();
-        let _ = self.listener.wait();
+        for l in std::iter::once(&mut self.listener).chain(self.more.iter_mut()) {
+            let _ = l.kill();
+            let _ = l.wait();
+        }
         sh(&["ip", "netns", "del", &self.server]);
         sh(&["ip", "netns", "del", &self.client]);
     }
@@ -782,4 +816,158 @@ fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
     assert!(mx2.connects(ATTACKER));
     assert_eq!(d1.stop(), Some(0));
     assert_eq!(d2.stop(), Some(0));
+}
+
+/// A network ban is one element holding the network's first address, matched by the rule's
+/// mask: every address of the network loses the port, addresses outside it keep it. The same
+/// for IPv6 by `ipv6_prefix` (/64) and /48. A table of the first layout (interval sets) is
+/// replaced at start, and a restart finds every element where the record says.
+#[test]
+fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_replaced() {
+    let ns = netns_or_skip!("n");
+    // Addresses outside the server's own networks (those are never banned): IPv4 from
+    // 198.51.100.0/24, IPv6 from two /48s, routed over the veth pair.
+    assert!(ns.run_all(&[
+        "ip -n {S} route add 198.51.100.0/24 dev {vs}",
+        "ip -n {C} addr add 198.51.100.66/32 dev {vc}",
+        "ip -n {C} addr add 198.51.100.67/32 dev {vc}",
+        "ip -n {C} addr add 198.51.100.68/32 dev {vc}",
+        "ip -n {S} addr add 2001:db8:ffff::1/64 dev {vs} nodad",
+        "ip -n {S} route add 2001:db8::/32 dev {vs}",
+        "ip -n {C} addr add 2001:db8:1:2::66/128 dev {vc} nodad",
+        "ip -n {C} addr add 2001:db8:1:2::67/128 dev {vc} nodad",
+        "ip -n {C} addr add 2001:db8:1:3::66/128 dev {vc} nodad",
+        "ip -n {C} addr add 2001:db8:2::66/128 dev {vc} nodad",
+        "ip -n {C} route add 2001:db8:ffff::/64 dev {vc}",
+    ]));
+    let mut ns = ns;
+    let v6 = Command::new("ip")
+        .args(["netns", "exec", &ns.server, "python3", "-c"])
+        .arg(format!(
+            "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('2001:db8:ffff::1',{PORT}))\ns.listen(64)\nwhile True:\n  c,_=s.accept(); c.close()\n"
+        ))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    ns.more.push(v6);
+    const V6: &str = "2001:db8:ffff::1";
+    let all = [
+        (SERVER, "198.51.100.66"),
+        (SERVER, "198.51.100.67"),
+        (SERVER, "198.51.100.68"),
+        (V6, "2001:db8:1:2::66"),
+        (V6, "2001:db8:1:2::67"),
+        (V6, "2001:db8:1:3::66"),
+        (V6, "2001:db8:2::66"),
+    ];
+    assert!(
+        wait_until(Duration::from_secs(10), || all
+            .iter()
+            .all(|(s, a)| ns.connects_to(s, a))),
+        "the routed addresses do not connect before any ban"
+    );
+    // The first layout: interval sets, one element nobody recorded.
+    let first = "add table inet maillogsentinel\n\
+        add set inet maillogsentinel addr4 { type ipv4_addr; flags timeout; }\n\
+        add set inet maillogsentinel net4 { type ipv4_addr; flags interval, timeout; }\n\
+        add set inet maillogsentinel addr6 { type ipv6_addr; flags interval, timeout; }\n\
+        add set inet maillogsentinel net6 { type ipv6_addr; flags interval, timeout; }\n\
+        add element inet maillogsentinel net4 { 192.0.2.0/24 timeout 1h }\n";
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &ns.server, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), first.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success());
+
+    // Per address at 3 (the config's rule), per network at 4.
+    let t = Setup::new(
+        "[[response.rule]]\nname = \"per-network\"\nkey = \"net\"\nmax = 4\nwindow = \"10m\"\nban = \"1h\"\n",
+        false,
+    );
+    let (dir, log, cfg) = (&t.dir, &t.log, &t.cfg);
+    let d = t.start(&ns);
+    assert!(d.logged().contains("first layout"), "{}", d.logged());
+    let net4 = ns.set("net4");
+    assert!(
+        !net4.contains("interval") && !net4.contains("192.0.2.0"),
+        "{net4}"
+    );
+
+    // IPv4: .66 three times (its address), then .67 once (the fourth of the network).
+    append(log, &fails("198.51.100.66", "a", 3));
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns
+            .connects_to(SERVER, "198.51.100.66")),
+        "{}",
+        d.logged()
+    );
+    assert!(ns.connects_to(SERVER, "198.51.100.67"));
+    append(log, &fail("198.51.100.67", "a"));
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns
+            .connects_to(SERVER, "198.51.100.68")),
+        "the network's ban does not close it to an address that never failed: {}",
+        d.logged()
+    );
+    assert!(
+        ns.set("net4").contains("198.51.100.0"),
+        "{}",
+        ns.set("net4")
+    );
+    assert!(ns.connects(ATTACKER) && ns.connects(FRIEND));
+
+    // IPv6: one address of a /64 three times: the whole /64, not its neighbour /64.
+    append(log, &fails("2001:db8:1:2::66", "a", 3));
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns
+            .connects_to(V6, "2001:db8:1:2::67")),
+        "{}",
+        d.logged()
+    );
+    assert!(ns.connects_to(V6, "2001:db8:1:3::66"));
+    assert!(
+        ns.set("addr6").contains("2001:db8:1:2::"),
+        "{}",
+        ns.set("addr6")
+    );
+    // The fourth failure in 2001:db8:1::/48: the /48, not another /48.
+    append(log, &fail("2001:db8:1:3::66", "a"));
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns
+            .connects_to(V6, "2001:db8:1:3::66")),
+        "{}",
+        d.logged()
+    );
+    assert!(
+        ns.set("net6").contains("2001:db8:1::"),
+        "{}",
+        ns.set("net6")
+    );
+    assert!(ns.connects_to(V6, "2001:db8:2::66"));
+    assert_eq!(csv_rows(&dir.path().join("out.csv")).len(), 8);
+
+    // A restart finds the four bans where the record says: nothing put back, nothing removed.
+    assert_eq!(d.stop(), Some(0));
+    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
+    assert!(started(&d, 2), "{}", d.logged());
+    assert!(
+        d.logged().contains(
+            "4 bans running (0 put back into nftables, 0 elements nobody recorded removed)"
+        ),
+        "{}",
+        d.logged()
+    );
+    assert!(!ns.connects_to(SERVER, "198.51.100.68"));
+    // `unban` lifts a network's ban over netlink.
+    let out = ask(&ns, cfg, &["unban", "198.51.100.0/24"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !ns.set("net4").contains("198.51.100.0"),
+        "{}",
+        ns.set("net4")
+    );
+    assert!(ns.connects_to(SERVER, "198.51.100.68"));
+    assert_eq!(d.stop(), Some(0));
 }
