@@ -353,7 +353,8 @@ fn fail2ban(ns: &Ns, attackers: usize) {
 }
 
 /// What one `nft -f -` transaction costs: 200 of one element each (p50/p99), and one of
-/// 10,000 elements (the responder's way: a batch of bans is one transaction).
+/// 10,000 elements: the program start the responder saves by sending its bans over netlink
+/// (the figure beside which its own latency reads).
 fn nft_cost(ns: &Ns) {
     let run = |script: &str| {
         let t = Instant::now();

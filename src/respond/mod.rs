@@ -212,8 +212,8 @@ pub fn not_bannable_net(target: &IpNet) -> Option<String> {
 }
 
 /// Whether a ban of `target` fits the nftables sets: an address, or a network of a length
-/// the rules ban (IPv4 /24; IPv6 `ipv6_prefix` or /48). Elements of one interval set may not
-/// overlap, so each set holds one length.
+/// the rules ban (IPv4 /24; IPv6 `ipv6_prefix` or /48). Each set's rule masks the source to
+/// one length, so each set holds bans of that length only.
 pub fn fits(target: &IpNet, ipv6_prefix: u8) -> bool {
     match target {
         IpNet::V4(n) => matches!(n.prefix_len(), 32 | 24),

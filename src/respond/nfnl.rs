@@ -2,8 +2,10 @@
 //!
 //! A ban is an element added to one of our sets; starting `nft` for it cost 2-3 ms of the 6 ms
 //! from a log line to the kernel (docs/benchmarks.md, "The responder"). Here the daemon talks to
-//! nf_tables itself: one `NETLINK_NETFILTER` socket per change, one batch (`BATCH_BEGIN`, the
-//! element messages, `BATCH_END`), which the kernel applies as one transaction, all or nothing.
+//! nf_tables itself: one `NETLINK_NETFILTER` socket per change, and batches (`BATCH_BEGIN`, the
+//! element messages, `BATCH_END`), each of which the kernel applies as one transaction, all or
+//! nothing. A change of up to 64 KiB of messages (about 2,000 IPv4 bans) is one batch; a larger
+//! one is several, applied in order, and an error says which were not.
 //! The messages are built by `netlink-packet-netfilter` (rust-netlink, MIT), the same family of
 //! crates as `rtnetlink`; this module only says which table, set, keys and timeouts.
 //!
@@ -35,14 +37,18 @@ use super::nft::NftError;
 /// nf_tables' subsystem number, the `res_id` of a batch's begin and end.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
-/// Elements per message: a message stays far below a page's worth of attributes times 16
-/// (IPv6 elements take 44 bytes each: 88 KiB).
-const ELEMENTS_PER_MESSAGE: usize = 2_000;
+/// Elements per message. All of a message's elements are one attribute, whose length is 16
+/// bits: an IPv6 addition takes 40 bytes (nest 4, timeout 12, key 24), so 1,638 would be the
+/// most; 1,000 keeps it at 40,000 bytes.
+const ELEMENTS_PER_MESSAGE: usize = 1_000;
+
+/// The most an attribute's 16-bit length field can say, less its own header.
+const ATTRIBUTE_VALUE_MAX: usize = u16::MAX as usize - 4;
 
 /// Bytes per batch. The kernel refuses a `send` larger than the socket's send buffer
-/// (`net.core.wmem_default`, 208 KiB on Debian); a larger change is several batches, each one
-/// transaction.
-const BATCH_BYTES: usize = 128 * 1024;
+/// (`net.core.wmem_default`: 208 KiB on Debian, and rarely lowered below 64 KiB); a larger
+/// change is several batches, each one transaction.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// One element to add (with its time left) or delete: the set and the key's bytes (an address
 /// in network order).
@@ -56,8 +62,8 @@ pub struct Element {
     pub timeout: Option<Duration>,
 }
 
-/// Deletes `delete` and adds `add` in `table` (family `inet`): one transaction per 128 KiB of
-/// messages, deletions first. Nothing is sent for nothing.
+/// Deletes `delete` and adds `add` in `table` (family `inet`): one transaction per 64 KiB of
+/// messages, in order, deletions first. Nothing is sent for nothing.
 pub fn transact(table: &str, delete: &[Element], add: &[Element]) -> Result<(), NftError> {
     let messages = messages(table, delete, add);
     if messages.is_empty() {
@@ -65,13 +71,15 @@ pub fn transact(table: &str, delete: &[Element], add: &[Element]) -> Result<(), 
     }
     let socket = open()?;
     let mut seq = first_sequence();
+    let mut begin = seq;
     let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
     let mut asked: Vec<u32> = Vec::new();
     for m in messages {
         if !asked.is_empty() && batch.len() + m.buffer_len() + 64 > BATCH_BYTES {
-            seq = send_batch(&socket, &mut batch, &mut asked, seq)?;
+            seq = send_batch(&socket, &mut batch, &mut asked, seq, begin)?;
         }
         if asked.is_empty() {
+            begin = seq;
             emit(
                 &mut batch,
                 control(ControlMessage::BatchBegin),
@@ -84,8 +92,24 @@ pub fn transact(table: &str, delete: &[Element], add: &[Element]) -> Result<(), 
         asked.push(seq);
         seq = seq.wrapping_add(1);
     }
-    send_batch(&socket, &mut batch, &mut asked, seq)?;
+    send_batch(&socket, &mut batch, &mut asked, seq, begin)?;
     Ok(())
+}
+
+/// Whether this process may change nf_tables: an empty batch, which the kernel refuses at once
+/// without CAP_NET_ADMIN (the capability is the daemon's own, not only `nft`'s).
+pub fn probe() -> Result<(), NftError> {
+    let socket = open()?;
+    let seq = first_sequence();
+    let mut batch = Vec::with_capacity(64);
+    emit(
+        &mut batch,
+        control(ControlMessage::BatchBegin),
+        seq,
+        NLM_F_REQUEST,
+    );
+    let mut asked = Vec::new();
+    send_batch(&socket, &mut batch, &mut asked, seq.wrapping_add(1), seq).map(drop)
 }
 
 /// The element messages: per set, its deletions then its additions, at most
@@ -117,11 +141,16 @@ fn messages(
                         ListAttribute::Element(attrs)
                     })
                     .collect();
+                let elements = SetElementList::Elements(list);
+                debug_assert!(
+                    netlink_packet_core::Nla::value_len(&elements) <= ATTRIBUTE_VALUE_MAX,
+                    "a message's elements overflow their attribute's length"
+                );
                 let body = SetElementMessage {
                     attributes: vec![
                         SetElementList::Table(table.to_string()),
                         SetElementList::Set(set.to_string()),
-                        SetElementList::Elements(list),
+                        elements,
                     ],
                 };
                 let inner = if adding {
@@ -168,16 +197,17 @@ fn open() -> Result<Socket, NftError> {
     Ok(socket)
 }
 
-/// Closes the batch, sends it and reads the kernel's answers: every message asked for one;
-/// an error names what went wrong. Returns the next sequence number.
+/// Closes the batch (begun with sequence number `begin`), sends it and reads the kernel's
+/// answers: every message in `asked` wants one, and an error on the batch's beginning refuses
+/// it whole; an error names what went wrong. Returns the next sequence number.
 fn send_batch(
     socket: &Socket,
     batch: &mut Vec<u8>,
     asked: &mut Vec<u32>,
     seq: u32,
+    begin: u32,
 ) -> Result<u32, NftError> {
     emit(batch, control(ControlMessage::BatchEnd), seq, NLM_F_REQUEST);
-    let begin = asked[0].wrapping_sub(1);
     let sent = socket.send_to(batch, &SocketAddr::new(0, 0), 0);
     batch.clear();
     let expected = std::mem::take(asked);
@@ -242,7 +272,7 @@ fn os_error(code: i32, text: String) -> NftError {
         libc_codes::EPERM => NftError::NotPermitted {
             message: format!("netlink: {text}"),
         },
-        libc_codes::ENOENT => NftError::Failed {
+        libc_codes::ENOENT => NftError::Missing {
             message: format!(
                 "netlink: {text} (the table inet maillogsentinel, one of its sets, or an element to remove is missing; restarting the daemon sets the table up again)"
             ),
@@ -348,9 +378,37 @@ mod tests {
             }])
             .collect();
         let m = messages("t", &[], &add);
-        // 4,500 IPv4 elements: 2,000 + 2,000 + 500; one IPv6.
-        assert_eq!(m.len(), 4);
+        // 4,500 IPv4 elements: 1,000 x 4 + 500; one IPv6.
+        assert_eq!(m.len(), 6);
         assert!(m.iter().all(|m| m.buffer_len() < BATCH_BYTES));
+    }
+
+    /// 2,000 IPv6 additions to one set: each message's element list says its true length in
+    /// its 16-bit field (80,000 bytes in one attribute would wrap to 14,464 and the kernel would
+    /// read 361 elements).
+    #[test]
+    fn a_message_s_element_list_never_outgrows_its_length_field() {
+        let add: Vec<Element> = (0..2_000u128)
+            .map(|i| Element {
+                set: "addr6",
+                key: ((0x2001_0db8_u128 << 96) | (i << 64))
+                    .to_be_bytes()
+                    .to_vec(),
+                timeout: Some(Duration::from_secs(3600)),
+            })
+            .collect();
+        let m = messages("t", &[], &add);
+        assert_eq!(m.len(), 2);
+        for m in m {
+            let mut buf = Vec::new();
+            emit(&mut buf, m, 1, NLM_F_REQUEST);
+            // After the headers (16 + 4), table "t" (8) and set "addr6" (12): the list.
+            let at = 16 + 4 + 8 + 12;
+            let said = u16::from_le_bytes([buf[at], buf[at + 1]]) as usize;
+            assert_eq!(u16::from_le_bytes([buf[at + 2], buf[at + 3]]), 3 | 0x8000);
+            assert_eq!(said, buf.len() - at, "the list's length field");
+            assert_eq!(said, 4 + 1_000 * 40);
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@
 //!
 //! Setting the table up (at start) and reading the sets back (`nft -j`, the JSON nftables keeps
 //! stable for programs) go through the `nft` program; bans and unbans through netlink. Why: see
-//! docs/architecture.md ("The responder"). A table of the first layout (interval sets, before
-//! 0.6) is replaced at start in the same transaction that creates the new one; the running
-//! bans are then put back from the record.
+//! docs/architecture.md ("The responder"). A table of the first layout (interval sets, in
+//! builds before bans went over netlink) is replaced at start in the same transaction that
+//! creates the new one; the running bans are then put back from the record.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -31,6 +31,20 @@ pub const TABLE: &str = "maillogsentinel";
 
 /// Our sets: IPv4 addresses, IPv4 /24 networks, IPv6 addresses (by `ipv6_prefix`), IPv6 /48.
 pub const SETS: [&str; 4] = ["addr4", "net4", "addr6", "net6"];
+
+/// An element of one of our sets, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its set.
+    pub set: &'static str,
+    /// Its key, what [`Nft::apply`] removes it by.
+    pub key: IpAddr,
+    /// The ban it holds: the network of the set's length starting at the key; `None` when the
+    /// key does not start one (an element nobody could have recorded).
+    pub held: Option<IpNet>,
+    /// Its time left.
+    pub left: Duration,
+}
 
 /// Why nftables could not be changed or read.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +67,16 @@ pub enum NftError {
         /// What nft said.
         message: String,
     },
-    /// nft refused the commands.
-    #[error("nft refused the change: {message}")]
+    /// nftables refused the change.
+    #[error("nftables refused the change: {message}")]
     Failed {
-        /// What nft said.
+        /// What nft or the kernel said.
+        message: String,
+    },
+    /// An element to remove, a set or the table is not there (the kernel's ENOENT).
+    #[error("nftables: {message}")]
+    Missing {
+        /// What the kernel said.
         message: String,
     },
     /// nft's answer could not be read.
@@ -90,18 +110,20 @@ impl Nft {
         }
     }
 
-    /// How a ban of `target` is held: the network of its set's prefix length (an IPv6 ban
-    /// recorded under another `ipv6_prefix` is held by the one in force).
-    pub fn stored(&self, target: &IpNet) -> IpNet {
-        let len = match self.set_of(target) {
+    /// The prefix length of the elements of `set`.
+    fn length_of(&self, set: &str) -> u8 {
+        match set {
             "addr4" => 32,
             "net4" => 24,
             "net6" => 48,
             _ => self.ipv6_prefix,
-        };
-        IpNet::new(target.network(), len)
-            .map(|n| n.trunc())
-            .unwrap_or(*target)
+        }
+    }
+
+    /// Whether a ban of `target` can be held as it is: a network of its set's length (an IPv6
+    /// ban recorded under another `ipv6_prefix` cannot, and is neither widened nor narrowed).
+    pub fn holds(&self, target: &IpNet) -> bool {
+        target.prefix_len() == self.length_of(self.set_of(target))
     }
 
     /// The IPv6 mask of `addr6`'s rule.
@@ -181,63 +203,90 @@ impl Nft {
             })
     }
 
-    /// Adds `add` (each with its time left) and removes `delete` (each from the set
-    /// [`Nft::list`] found it in), over netlink, in one transaction (per 128 KiB of messages:
-    /// about 2,900 IPv4 bans). Elements to remove must be there (the kernel refuses the whole
-    /// change otherwise): take them from a fresh [`Nft::list`].
+    /// Adds `add` (each with its time left; each one the sets [`Nft::holds`]) and removes
+    /// `delete` (each by the set and key [`Nft::list`] found it under), over netlink: one
+    /// transaction per 64 KiB of messages (about 2,000 IPv4 bans), in order. Elements to
+    /// remove must be there (the kernel refuses the whole batch otherwise): take them from a
+    /// fresh [`Nft::list`], or use [`Nft::remove`].
     pub fn apply(
         &self,
         add: &[(IpNet, Duration)],
-        delete: &[(&'static str, IpNet)],
+        delete: &[(&'static str, IpAddr)],
     ) -> Result<(), NftError> {
-        let key = |t: &IpNet| match self.stored(t).network() {
+        let key = |a: IpAddr| match a {
             IpAddr::V4(a) => a.octets().to_vec(),
             IpAddr::V6(a) => a.octets().to_vec(),
         };
         let delete: Vec<Element> = delete
             .iter()
-            .map(|(set, t)| Element {
+            .map(|(set, k)| Element {
                 set,
-                key: key(t),
+                key: key(*k),
                 timeout: None,
             })
             .collect();
         let add: Vec<Element> = add
             .iter()
-            .map(|(t, d)| Element {
-                set: self.set_of(t),
-                key: key(t),
-                timeout: Some((*d).max(Duration::from_secs(1))),
+            .map(|(t, d)| {
+                debug_assert!(self.holds(t), "{t} is not held by the sets");
+                Element {
+                    set: self.set_of(t),
+                    key: key(t.network()),
+                    timeout: Some((*d).max(Duration::from_secs(1))),
+                }
             })
             .collect();
         super::nfnl::transact(TABLE, &delete, &add)
     }
 
-    /// Whether nftables can be read and changed here (`nft list tables` needs the same
-    /// capability as a change).
-    pub fn probe(&self) -> Result<(), NftError> {
-        self.output(&["list", "tables"]).map(drop)
+    /// Removes elements: all at once, or, when the kernel refuses that, one at a time, an
+    /// element already gone (expired since the listing) counting as removed. Returns those that
+    /// could not be removed (their index in `delete`) and why.
+    pub fn remove(&self, delete: &[(&'static str, IpAddr)]) -> Vec<(usize, NftError)> {
+        if self.apply(&[], delete).is_ok() {
+            return Vec::new();
+        }
+        delete
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match self.apply(&[], std::slice::from_ref(d)) {
+                Ok(()) | Err(NftError::Missing { .. }) => None,
+                Err(e) => Some((i, e)),
+            })
+            .collect()
     }
 
-    /// Every element of our sets: its set, and its time left.
-    pub fn list(&self) -> Result<Vec<(&'static str, IpNet, Duration)>, NftError> {
+    /// Whether nftables can be read and changed here: by `nft` (`nft list tables` needs the
+    /// same capability as a change) and by this process over netlink (an empty batch).
+    pub fn probe(&self) -> Result<(), NftError> {
+        self.output(&["list", "tables"])?;
+        super::nfnl::probe()
+    }
+
+    /// Every element of our sets: its set, its key, the ban it holds and its time left.
+    pub fn list(&self) -> Result<Vec<Listed>, NftError> {
         let mut out = Vec::new();
         for set in SETS {
             let json = self.output(&["-j", "list", "set", "inet", TABLE, set])?;
-            let len = match set {
-                "addr4" => 32,
-                "net4" => 24,
-                "net6" => 48,
-                _ => self.ipv6_prefix,
-            };
-            out.extend(parse_listing(&json)?.into_iter().map(|(t, d)| {
-                // A network is held as its first address.
-                let t = if t.prefix_len() == t.max_prefix_len() {
-                    IpNet::new(t.network(), len).map_or(t, |n| n.trunc())
+            let len = self.length_of(set);
+            out.extend(parse_listing(&json)?.into_iter().map(|(t, left)| {
+                // A network is held as its first address: the network of the set's length
+                // starting at the key is the ban, if the key does start one (a key put there by
+                // hand, or under another `ipv6_prefix`, may not).
+                let held = if t.prefix_len() == t.max_prefix_len() {
+                    IpNet::new(t.network(), len)
+                        .ok()
+                        .map(|n| n.trunc())
+                        .filter(|n| n.network() == t.network())
                 } else {
-                    t
+                    Some(t).filter(|t| t.prefix_len() == len)
                 };
-                (set, t, d)
+                Listed {
+                    set,
+                    key: t.network(),
+                    held,
+                    left,
+                }
             }));
         }
         Ok(out)

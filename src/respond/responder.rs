@@ -310,40 +310,51 @@ impl Responder {
             );
             return Ok(());
         };
+        // Both `nft` and this process (over netlink) must be allowed to change nftables.
+        nft.probe()?;
         nft.setup(&self.settings().ports)?;
         let present = nft.list()?;
-        let present_set: std::collections::HashSet<IpNet> =
-            present.iter().map(|(_, t, _)| *t).collect();
-        let add: Vec<(IpNet, Duration)> = self
-            .book
-            .active
-            .values()
-            .filter(|r| r.mode == Mode::Ban && !present_set.contains(&nft.stored(&r.target)))
-            .map(|r| {
-                (
+        let held: std::collections::HashSet<IpNet> =
+            present.iter().filter_map(|l| l.held).collect();
+        let mut running = std::collections::HashSet::new();
+        let mut add: Vec<(IpNet, Duration)> = Vec::new();
+        for r in self.book.active.values().filter(|r| r.mode == Mode::Ban) {
+            if !nft.holds(&r.target) {
+                // Recorded under another `ipv6_prefix`: widening it could cover addresses
+                // (or protected ones) nobody decided on, narrowing it would leave some out.
+                tracing::warn!(
+                    "response: the ban of {} (until {}) is not put back into nftables: its sets now group IPv6 by /{}; ban its network by hand if it must go on",
+                    r.target,
+                    chrono::DateTime::from_timestamp(r.expires, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default(),
+                    self.settings().ipv6_prefix
+                );
+                continue;
+            }
+            running.insert(r.target.trunc());
+            if !held.contains(&r.target.trunc()) {
+                add.push((
                     r.target,
                     Duration::from_secs((r.expires - now).max(1) as u64),
-                )
-            })
-            .collect();
-        // Compared as the sets hold them (an IPv6 ban recorded under another `ipv6_prefix`
-        // is held by the one in force).
-        let running: std::collections::HashSet<IpNet> = self
-            .book
-            .active
-            .values()
-            .filter(|r| r.mode == Mode::Ban)
-            .map(|r| nft.stored(&r.target))
-            .collect();
-        let unknown: Vec<(&'static str, IpNet)> = present
+                ));
+            }
+        }
+        // Elements no running ban explains, by their own key (one that starts no network of
+        // its set's length is removed too).
+        let unknown: Vec<(&'static str, std::net::IpAddr)> = present
             .iter()
-            .map(|(set, t, _)| (*set, *t))
-            .filter(|(_, t)| !running.contains(t))
+            .filter(|l| !l.held.is_some_and(|n| running.contains(&n)))
+            .map(|l| (l.set, l.key))
             .collect();
         nft.apply(&add, &[])?;
-        if let Err(e) = nft.apply(&[], &unknown) {
-            // (One may have expired since the listing: harmless, it is gone either way.)
-            tracing::warn!("response: cannot remove elements nobody recorded: {e}");
+        let kept = nft.remove(&unknown);
+        if let Some((_, e)) = kept.first() {
+            tracing::warn!(
+                "response: {} of {} elements nobody recorded could not be removed: {e}",
+                kept.len(),
+                unknown.len()
+            );
         }
         tracing::info!(
             running = self.book.active.len(),
@@ -873,20 +884,32 @@ impl Responder {
 
     /// Lifts bans: removed from nftables (those it holds), recorded as unbans.
     fn lift(&mut self, targets: &[IpNet], why: &str, now: i64) -> Result<(), String> {
+        // Those nftables still holds after the attempt stay banned, and are said.
+        let mut not_lifted: Vec<(IpNet, String)> = Vec::new();
         if let Some(nft) = &self.nft {
             let wanted: std::collections::HashSet<IpNet> =
-                targets.iter().map(|t| nft.stored(t)).collect();
-            let del: Vec<(&'static str, IpNet)> = nft
+                targets.iter().map(IpNet::trunc).collect();
+            let del: Vec<(&'static str, std::net::IpAddr, IpNet)> = nft
                 .list()
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter(|(_, t, _)| wanted.contains(t))
-                .map(|(set, t, _)| (set, t))
+                .filter_map(|l| {
+                    l.held
+                        .filter(|n| wanted.contains(n))
+                        .map(|n| (l.set, l.key, n))
+                })
                 .collect();
-            nft.apply(&[], &del).map_err(|e| e.to_string())?;
+            let keys: Vec<(&'static str, std::net::IpAddr)> =
+                del.iter().map(|(set, key, _)| (*set, *key)).collect();
+            not_lifted = nft
+                .remove(&keys)
+                .into_iter()
+                .map(|(i, e)| (del[i].2, e.to_string()))
+                .collect();
         }
         let rows: Vec<Row> = targets
             .iter()
+            .filter(|t| !not_lifted.iter().any(|(n, _)| *n == t.trunc()))
             .map(|t| Row {
                 // A host's address is named, so that `purge --ip` finds its unbans too.
                 ip: (t.prefix_len() == t.max_prefix_len()).then(|| t.network()),
@@ -909,7 +932,14 @@ impl Responder {
         self.figures
             .active
             .store(self.book.active.len() as u64, Relaxed);
-        Ok(())
+        match not_lifted.first() {
+            None => Ok(()),
+            Some((n, e)) => Err(format!(
+                "{} of {} ban(s) could not be lifted (still in nftables, still recorded), {n} first: {e}",
+                not_lifted.len(),
+                targets.len()
+            )),
+        }
     }
 
     fn command(&mut self, c: Command, now: i64) {

@@ -176,7 +176,7 @@ impl Netns {
         })
     }
 
-    /// The elements of the server's set `set`.
+    /// The server's set `set` as `nft list set` shows it (the set must be there).
     fn set(&self, set: &str) -> String {
         let out = Command::new("ip")
             .args([
@@ -192,7 +192,23 @@ impl Netns {
             ])
             .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "nft list set {set}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs an nft script in the server namespace.
+    fn nft(&self, script: &str) -> bool {
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.server, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut nft.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        nft.wait().unwrap().success()
     }
 
     /// The binary, run in the server namespace.
@@ -873,13 +889,7 @@ fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_repl
         add set inet maillogsentinel addr6 { type ipv6_addr; flags interval, timeout; }\n\
         add set inet maillogsentinel net6 { type ipv6_addr; flags interval, timeout; }\n\
         add element inet maillogsentinel net4 { 192.0.2.0/24 timeout 1h }\n";
-    let mut nft = Command::new("ip")
-        .args(["netns", "exec", &ns.server, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), first.as_bytes()).unwrap();
-    assert!(nft.wait().unwrap().success());
+    assert!(ns.nft(first));
 
     // Per address at 3 (the config's rule), per network at 4.
     let t = Setup::new(
@@ -891,7 +901,7 @@ fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_repl
     assert!(d.logged().contains("first layout"), "{}", d.logged());
     let net4 = ns.set("net4");
     assert!(
-        !net4.contains("interval") && !net4.contains("192.0.2.0"),
+        net4.contains("flags timeout") && !net4.contains("interval") && !net4.contains("192.0.2.0"),
         "{net4}"
     );
 
@@ -960,6 +970,24 @@ fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_repl
         d.logged()
     );
     assert!(!ns.connects_to(SERVER, "198.51.100.68"));
+
+    // The first layout again, now with bans recorded: replaced, and the four put back.
+    assert_eq!(d.stop(), Some(0));
+    assert!(ns.nft(&format!("delete table inet maillogsentinel\n{first}")));
+    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
+    assert!(started(&d, 3), "{}", d.logged());
+    assert!(
+        d.logged().contains(
+            "4 bans running (4 put back into nftables, 0 elements nobody recorded removed)"
+        ),
+        "{}",
+        d.logged()
+    );
+    assert!(!ns.connects_to(SERVER, "198.51.100.68"));
+    assert!(!ns.connects_to(V6, "2001:db8:1:2::67"));
+    assert!(ns.connects_to(V6, "2001:db8:2::66"));
+    assert!(ns.connects(ATTACKER));
+
     // `unban` lifts a network's ban over netlink.
     let out = ask(&ns, cfg, &["unban", "198.51.100.0/24"]);
     assert!(out.status.success(), "{out:?}");
@@ -969,5 +997,33 @@ fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_repl
         ns.set("net4")
     );
     assert!(ns.connects_to(SERVER, "198.51.100.68"));
+    assert_eq!(d.stop(), Some(0));
+
+    // IPv6 grouped by /56 from now on: the /64 ban is neither widened nor narrowed, but said,
+    // and its element (which starts no /56) is removed; the /48 stays.
+    let text = std::fs::read_to_string(cfg).unwrap();
+    std::fs::write(
+        cfg,
+        text.replacen("[response]\n", "[response]\nipv6_prefix = 56\n", 1),
+    )
+    .unwrap();
+    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
+    assert!(started(&d, 4), "{}", d.logged());
+    assert!(
+        d.logged().contains("the ban of 2001:db8:1:2::/64 (until"),
+        "{}",
+        d.logged()
+    );
+    assert!(
+        !ns.set("addr6").contains("2001:db8:1:2::"),
+        "{}",
+        ns.set("addr6")
+    );
+    assert!(
+        ns.set("net6").contains("2001:db8:1::"),
+        "{}",
+        ns.set("net6")
+    );
+    assert!(!ns.connects_to(V6, "2001:db8:1:2::67"));
     assert_eq!(d.stop(), Some(0));
 }
