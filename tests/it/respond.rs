@@ -134,17 +134,7 @@ impl Netns {
     /// Whether a TCP connection from `source` (in the client namespace) to the listener is
     /// accepted within a second.
     fn connects(&self, source: &str) -> bool {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.client,
-            "python3",
-            "-c",
-            &format!(
-                "import socket\nsocket.create_connection(('{SERVER}',{PORT}),timeout=1,source_address=('{source}',0)).close()"
-            ),
-        ])
+        self.connects_to(SERVER, source)
     }
 
     /// Whether a TCP connection from `source` to `server` (either family) is accepted within a
@@ -834,6 +824,34 @@ fn a_ban_decided_on_one_server_is_applied_by_the_whole_fleet() {
     assert_eq!(d2.stop(), Some(0));
 }
 
+/// Waits until `source` can no longer connect to `server`, or fails saying `why` and the
+/// daemon's log.
+fn closed_to(ns: &Netns, d: &Daemon, server: &str, source: &str, why: &str) {
+    assert!(
+        wait_until(Duration::from_secs(10), || !ns.connects_to(server, source)),
+        "{source} still connects to {server} {why}: {}",
+        d.logged()
+    );
+}
+
+/// The daemon started again in `ns` (its `n`th start), having logged `says`.
+fn restarted(ns: &Netns, cfg: &Path, dir: &Path, n: usize, says: &str) -> Daemon {
+    let d = Daemon::start_with(ns.bin(), cfg, dir);
+    assert!(started(&d, n), "{}", d.logged());
+    assert!(
+        d.logged().contains(says),
+        "not said: {says}\n{}",
+        d.logged()
+    );
+    d
+}
+
+/// Asserts that the server's set `set` holds `element`.
+fn assert_in_set(ns: &Netns, set: &str, element: &str) {
+    let listed = ns.set(set);
+    assert!(listed.contains(element), "{element} not in {set}: {listed}");
+}
+
 /// A network ban is one element holding the network's first address, matched by the rule's
 /// mask: every address of the network loses the port, addresses outside it keep it. The same
 /// for IPv6 by `ipv6_prefix` (/64) and /48. A table of the first layout (interval sets) is
@@ -907,81 +925,51 @@ fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_repl
 
     // IPv4: .66 three times (its address), then .67 once (the fourth of the network).
     append(log, &fails("198.51.100.66", "a", 3));
-    assert!(
-        wait_until(Duration::from_secs(10), || !ns
-            .connects_to(SERVER, "198.51.100.66")),
-        "{}",
-        d.logged()
-    );
+    closed_to(&ns, &d, SERVER, "198.51.100.66", "");
     assert!(ns.connects_to(SERVER, "198.51.100.67"));
     append(log, &fail("198.51.100.67", "a"));
-    assert!(
-        wait_until(Duration::from_secs(10), || !ns
-            .connects_to(SERVER, "198.51.100.68")),
-        "the network's ban does not close it to an address that never failed: {}",
-        d.logged()
+    closed_to(
+        &ns,
+        &d,
+        SERVER,
+        "198.51.100.68",
+        "the network's ban does not close it to an address that never failed",
     );
-    assert!(
-        ns.set("net4").contains("198.51.100.0"),
-        "{}",
-        ns.set("net4")
-    );
+    assert_in_set(&ns, "net4", "198.51.100.0");
     assert!(ns.connects(ATTACKER) && ns.connects(FRIEND));
 
     // IPv6: one address of a /64 three times: the whole /64, not its neighbour /64.
     append(log, &fails("2001:db8:1:2::66", "a", 3));
-    assert!(
-        wait_until(Duration::from_secs(10), || !ns
-            .connects_to(V6, "2001:db8:1:2::67")),
-        "{}",
-        d.logged()
-    );
+    closed_to(&ns, &d, V6, "2001:db8:1:2::67", "");
     assert!(ns.connects_to(V6, "2001:db8:1:3::66"));
-    assert!(
-        ns.set("addr6").contains("2001:db8:1:2::"),
-        "{}",
-        ns.set("addr6")
-    );
+    assert_in_set(&ns, "addr6", "2001:db8:1:2::");
     // The fourth failure in 2001:db8:1::/48: the /48, not another /48.
     append(log, &fail("2001:db8:1:3::66", "a"));
-    assert!(
-        wait_until(Duration::from_secs(10), || !ns
-            .connects_to(V6, "2001:db8:1:3::66")),
-        "{}",
-        d.logged()
-    );
-    assert!(
-        ns.set("net6").contains("2001:db8:1::"),
-        "{}",
-        ns.set("net6")
-    );
+    closed_to(&ns, &d, V6, "2001:db8:1:3::66", "");
+    assert_in_set(&ns, "net6", "2001:db8:1::");
     assert!(ns.connects_to(V6, "2001:db8:2::66"));
     assert_eq!(csv_rows(&dir.path().join("out.csv")).len(), 8);
 
     // A restart finds the four bans where the record says: nothing put back, nothing removed.
     assert_eq!(d.stop(), Some(0));
-    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
-    assert!(started(&d, 2), "{}", d.logged());
-    assert!(
-        d.logged().contains(
-            "4 bans running (0 put back into nftables, 0 elements nobody recorded removed)"
-        ),
-        "{}",
-        d.logged()
+    let d = restarted(
+        &ns,
+        cfg,
+        dir.path(),
+        2,
+        "4 bans running (0 put back into nftables, 0 elements nobody recorded removed)",
     );
     assert!(!ns.connects_to(SERVER, "198.51.100.68"));
 
     // The first layout again, now with bans recorded: replaced, and the four put back.
     assert_eq!(d.stop(), Some(0));
     assert!(ns.nft(&format!("delete table inet maillogsentinel\n{first}")));
-    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
-    assert!(started(&d, 3), "{}", d.logged());
-    assert!(
-        d.logged().contains(
-            "4 bans running (4 put back into nftables, 0 elements nobody recorded removed)"
-        ),
-        "{}",
-        d.logged()
+    let d = restarted(
+        &ns,
+        cfg,
+        dir.path(),
+        3,
+        "4 bans running (4 put back into nftables, 0 elements nobody recorded removed)",
     );
     assert!(!ns.connects_to(SERVER, "198.51.100.68"));
     assert!(!ns.connects_to(V6, "2001:db8:1:2::67"));
@@ -1007,23 +995,19 @@ fn networks_are_banned_by_mask_in_both_families_and_a_first_layout_table_is_repl
         text.replacen("[response]\n", "[response]\nipv6_prefix = 56\n", 1),
     )
     .unwrap();
-    let d = Daemon::start_with(ns.bin(), cfg, dir.path());
-    assert!(started(&d, 4), "{}", d.logged());
-    assert!(
-        d.logged().contains("the ban of 2001:db8:1:2::/64 (until"),
-        "{}",
-        d.logged()
+    let d = restarted(
+        &ns,
+        cfg,
+        dir.path(),
+        4,
+        "the ban of 2001:db8:1:2::/64 (until",
     );
     assert!(
         !ns.set("addr6").contains("2001:db8:1:2::"),
         "{}",
         ns.set("addr6")
     );
-    assert!(
-        ns.set("net6").contains("2001:db8:1::"),
-        "{}",
-        ns.set("net6")
-    );
+    assert_in_set(&ns, "net6", "2001:db8:1::");
     assert!(!ns.connects_to(V6, "2001:db8:1:2::67"));
     assert_eq!(d.stop(), Some(0));
 }
