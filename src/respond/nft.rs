@@ -243,17 +243,7 @@ impl Nft {
     /// element already gone (expired since the listing) counting as removed. Returns those that
     /// could not be removed (their index in `delete`) and why.
     pub fn remove(&self, delete: &[(&'static str, IpAddr)]) -> Vec<(usize, NftError)> {
-        if self.apply(&[], delete).is_ok() {
-            return Vec::new();
-        }
-        delete
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| match self.apply(&[], std::slice::from_ref(d)) {
-                Ok(()) | Err(NftError::Missing { .. }) => None,
-                Err(e) => Some((i, e)),
-            })
-            .collect()
+        remove_with(delete, |d| self.apply(&[], d))
     }
 
     /// Whether nftables can be read and changed here: by `nft` (`nft list tables` needs the
@@ -340,6 +330,25 @@ impl Nft {
             source,
         }
     }
+}
+
+/// [`Nft::remove`]'s way, with the deleting call given: all at once, else one at a time, an
+/// element already gone counting as removed.
+fn remove_with<T>(
+    delete: &[T],
+    apply: impl Fn(&[T]) -> Result<(), NftError>,
+) -> Vec<(usize, NftError)> {
+    if delete.is_empty() || apply(delete).is_ok() {
+        return Vec::new();
+    }
+    delete
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match apply(std::slice::from_ref(d)) {
+            Ok(()) | Err(NftError::Missing { .. }) => None,
+            Err(e) => Some((i, e)),
+        })
+        .collect()
 }
 
 /// nft's complaint as an error (the first lines; "Operation not permitted" is a missing
@@ -433,6 +442,42 @@ mod tests {
             nft.element(&"2001:db8:1::/48".parse().unwrap()),
             "2001:db8:1::/48"
         );
+    }
+
+    /// A batch the kernel refuses is tried element by element: an element already gone is
+    /// removed as far as anyone can tell, one refused for another reason is said, by its index.
+    #[test]
+    fn a_refused_removal_is_tried_element_by_element() {
+        let gone = |m: &str| NftError::Missing { message: m.into() };
+        let tried = std::cell::RefCell::new(Vec::new());
+        let apply = |d: &[u8]| {
+            tried.borrow_mut().push(d.to_vec());
+            if d.len() > 1 {
+                Err(gone("batch"))
+            } else if d[0] == 2 {
+                Err(gone("expired since the listing"))
+            } else if d[0] == 3 {
+                Err(NftError::Failed {
+                    message: "refused".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let left = remove_with(&[1u8, 2, 3, 4], apply);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, 2);
+        assert_eq!(
+            *tried.borrow(),
+            vec![vec![1, 2, 3, 4], vec![1], vec![2], vec![3], vec![4]]
+        );
+        // Nothing to remove: nothing is sent.
+        tried.borrow_mut().clear();
+        assert!(remove_with(&[], apply).is_empty());
+        assert!(tried.borrow().is_empty());
+        // A batch that goes through is not tried again.
+        assert!(remove_with(&[1u8], apply).is_empty());
+        assert_eq!(tried.borrow().len(), 1);
     }
 
     #[test]

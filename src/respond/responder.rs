@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::exec::{self, Facts};
+use std::collections::HashMap;
+
 use super::nft::{Nft, NftError};
 use super::record::{Action, Book, Record, RecordError, Row};
 use super::rules::{Decision, Engine};
@@ -314,10 +316,8 @@ impl Responder {
         nft.probe()?;
         nft.setup(&self.settings().ports)?;
         let present = nft.list()?;
-        let held: std::collections::HashSet<IpNet> =
-            present.iter().filter_map(|l| l.held).collect();
-        let mut running = std::collections::HashSet::new();
-        let mut add: Vec<(IpNet, Duration)> = Vec::new();
+        // Each running ban as the sets hold it: its set and network, and its time left.
+        let mut running: HashMap<(&'static str, IpNet), Duration> = HashMap::new();
         for r in self.book.active.values().filter(|r| r.mode == Mode::Ban) {
             if !nft.holds(&r.target) {
                 // Recorded under another `ipv6_prefix`: widening it could cover addresses
@@ -332,22 +332,36 @@ impl Responder {
                 );
                 continue;
             }
-            running.insert(r.target.trunc());
-            if !held.contains(&r.target.trunc()) {
-                add.push((
-                    r.target,
-                    Duration::from_secs((r.expires - now).max(1) as u64),
-                ));
+            running.insert(
+                (nft.set_of(&r.target), r.target.trunc()),
+                Duration::from_secs((r.expires - now).max(1) as u64),
+            );
+        }
+        // An element explains a running ban when it holds that network, in that ban's set,
+        // ending when the record says (within a minute). Any other is removed by its own key:
+        // nobody recorded it, it starts no network of its set's length, or it was left by
+        // another `ipv6_prefix` with another end (its ban, if running, is then put back).
+        let mut explained = std::collections::HashSet::new();
+        let mut unknown: Vec<(&'static str, std::net::IpAddr)> = Vec::new();
+        for l in &present {
+            let explains = l.held.is_some_and(|n| {
+                running
+                    .get(&(l.set, n))
+                    .is_some_and(|left| l.left.abs_diff(*left) <= Duration::from_secs(60))
+            });
+            match l.held {
+                Some(n) if explains => {
+                    explained.insert((l.set, n));
+                }
+                _ => unknown.push((l.set, l.key)),
             }
         }
-        // Elements no running ban explains, by their own key (one that starts no network of
-        // its set's length is removed too).
-        let unknown: Vec<(&'static str, std::net::IpAddr)> = present
+        let add: Vec<(IpNet, Duration)> = running
             .iter()
-            .filter(|l| !l.held.is_some_and(|n| running.contains(&n)))
-            .map(|l| (l.set, l.key))
+            .filter(|(k, _)| !explained.contains(*k))
+            .map(|((_, n), left)| (*n, *left))
             .collect();
-        nft.apply(&add, &[])?;
+        // Removed first: a key left by another grouping may be a ban's key again.
         let kept = nft.remove(&unknown);
         if let Some((_, e)) = kept.first() {
             tracing::warn!(
@@ -356,14 +370,15 @@ impl Responder {
                 unknown.len()
             );
         }
+        nft.apply(&add, &[])?;
+        let removed = unknown.len() - kept.len();
         tracing::info!(
             running = self.book.active.len(),
             restored = add.len(),
-            removed = unknown.len(),
-            "response: {} bans running ({} put back into nftables, {} elements nobody recorded removed)",
+            removed,
+            "response: {} bans running ({} put back into nftables, {removed} elements nobody recorded removed)",
             self.book.active.len(),
             add.len(),
-            unknown.len()
         );
         Ok(())
     }
@@ -778,7 +793,22 @@ impl Responder {
                 .iter()
                 .map(|r| (r.target, Duration::from_secs(r.duration_secs)))
                 .collect();
-            if let Err(e) = nft.apply(&add, &[]) {
+            let mut result = nft.apply(&add, &[]);
+            if let Err(NftError::Missing { message }) = &result {
+                // Our table or a set is gone: a firewall reload (Debian's nftables.conf
+                // begins with `flush ruleset`). Set up again, running bans put back, once.
+                tracing::warn!(
+                    "response: nftables lost our table or a set ({message}); setting it up again"
+                );
+                result = match self.reconcile(now) {
+                    Ok(()) => self.nft.as_ref().expect("checked").apply(&add, &[]),
+                    Err(e) => Err(NftError::Failed {
+                        message: e.to_string(),
+                    }),
+                };
+            }
+            let nft = self.nft.as_ref().expect("checked");
+            if let Err(e) = result {
                 // One element nft refuses fails the whole transaction: each is tried alone,
                 // so that the others are carried out.
                 let results: Vec<Result<(), NftError>> = if add.len() > 1 {
