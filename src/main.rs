@@ -606,10 +606,8 @@ fn run_report(args: ReportArgs) -> Result<ExitCode, Failure> {
                 let png = report::chart::png(&built.summary);
                 report::render::html(
                     &built.summary,
-                    png.as_deref().map(|png| report::render::ChartImage {
-                        src: report::render::ChartSrc::Png(png),
-                        size: report::chart::SIZE,
-                        alt: report::chart::alt_text(&built.summary),
+                    png.as_deref().map(|png| {
+                        report::chart::image(&built.summary, report::render::ChartSrc::Png(png))
                     }),
                 )
             }

@@ -153,6 +153,15 @@ fn register_font() {
     });
 }
 
+/// The chart as the HTML shows it, found at `src`: its size and its alt text.
+pub fn image<'a>(s: &Summary, src: super::render::ChartSrc<'a>) -> super::render::ChartImage<'a> {
+    super::render::ChartImage {
+        src,
+        size: SIZE,
+        alt: alt_text(s),
+    }
+}
+
 /// Draws the chart of `s`; `None` when there is nothing to draw (no failure in the window).
 pub fn png(s: &Summary) -> Option<Vec<u8>> {
     let buckets = buckets(s);

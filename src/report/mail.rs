@@ -172,11 +172,8 @@ pub fn build(settings: &MailSettings, report: &Report) -> Result<Message, MailEr
     let png = chart::png(&report.summary);
     let html = render::html(
         &report.summary,
-        png.as_ref().map(|_| render::ChartImage {
-            src: render::ChartSrc::Cid,
-            size: chart::SIZE,
-            alt: chart::alt_text(&report.summary),
-        }),
+        png.as_ref()
+            .map(|_| chart::image(&report.summary, render::ChartSrc::Cid)),
     );
     let mut related = MultiPart::related().singlepart(SinglePart::html(html));
     if let Some(png) = png {
