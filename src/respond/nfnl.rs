@@ -18,6 +18,7 @@
 //! for one (`NLM_F_ACK`) before `send` returns, so the answers are read without waiting
 //! (non-blocking, until the socket is empty): a change never hangs on the kernel.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -50,14 +51,13 @@ const ATTRIBUTE_VALUE_MAX: usize = u16::MAX as usize - 4;
 /// change is several batches, each one transaction.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// One element to add (with its time left) or delete: the set and the key's bytes (an address
-/// in network order).
+/// One element to add (with its time left) or delete: the set and the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
     /// One of our sets.
     pub set: &'static str,
-    /// The key: 4 or 16 bytes.
-    pub key: Vec<u8>,
+    /// The key (written in network order, 4 or 16 bytes).
+    pub key: IpAddr,
     /// For an addition, how long the element stays (the kernel removes it then).
     pub timeout: Option<Duration>,
 }
@@ -80,13 +80,7 @@ pub fn transact(table: &str, delete: &[Element], add: &[Element]) -> Result<(), 
         }
         if asked.is_empty() {
             begin = seq;
-            emit(
-                &mut batch,
-                control(ControlMessage::BatchBegin),
-                seq,
-                NLM_F_REQUEST,
-            );
-            seq = seq.wrapping_add(1);
+            seq = begin_batch(&mut batch, seq);
         }
         emit(&mut batch, m, seq, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE);
         asked.push(seq);
@@ -100,16 +94,10 @@ pub fn transact(table: &str, delete: &[Element], add: &[Element]) -> Result<(), 
 /// without CAP_NET_ADMIN (the capability is the daemon's own, not only `nft`'s).
 pub fn probe() -> Result<(), NftError> {
     let socket = open()?;
-    let seq = first_sequence();
+    let begin = first_sequence();
     let mut batch = Vec::with_capacity(64);
-    emit(
-        &mut batch,
-        control(ControlMessage::BatchBegin),
-        seq,
-        NLM_F_REQUEST,
-    );
-    let mut asked = Vec::new();
-    send_batch(&socket, &mut batch, &mut asked, seq.wrapping_add(1), seq).map(drop)
+    let seq = begin_batch(&mut batch, begin);
+    send_batch(&socket, &mut batch, &mut Vec::new(), seq, begin).map(drop)
 }
 
 /// The element messages: per set, its deletions then its additions, at most
@@ -135,9 +123,11 @@ fn messages(
                             // Milliseconds; at least one, since 0 means "never expires".
                             attrs.push(SetElementAttribute::Timeout((t.as_millis() as u64).max(1)));
                         }
-                        attrs.push(SetElementAttribute::Key(DataAttribute::Value(
-                            e.key.clone(),
-                        )));
+                        let key = match e.key {
+                            IpAddr::V4(a) => a.octets().to_vec(),
+                            IpAddr::V6(a) => a.octets().to_vec(),
+                        };
+                        attrs.push(SetElementAttribute::Key(DataAttribute::Value(key)));
                         ListAttribute::Element(attrs)
                     })
                     .collect();
@@ -166,6 +156,12 @@ fn messages(
         }
     }
     out
+}
+
+/// Opens a batch in `buf` with sequence number `seq`; returns the next one.
+fn begin_batch(buf: &mut Vec<u8>, seq: u32) -> u32 {
+    emit(buf, control(ControlMessage::BatchBegin), seq, NLM_F_REQUEST);
+    seq.wrapping_add(1)
 }
 
 fn control(m: ControlMessage) -> NetlinkMessage<NetfilterMessage> {
@@ -305,7 +301,7 @@ mod tests {
     fn v4(a: [u8; 4], secs: Option<u64>) -> Element {
         Element {
             set: "addr4",
-            key: a.to_vec(),
+            key: IpAddr::from(a),
             timeout: secs.map(Duration::from_secs),
         }
     }
@@ -373,7 +369,7 @@ mod tests {
             .map(|i| v4(i.to_be_bytes(), Some(60)))
             .chain([Element {
                 set: "addr6",
-                key: vec![0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                key: "2001:db8::".parse().unwrap(),
                 timeout: Some(Duration::from_secs(60)),
             }])
             .collect();
@@ -391,9 +387,9 @@ mod tests {
         let add: Vec<Element> = (0..2_000u128)
             .map(|i| Element {
                 set: "addr6",
-                key: ((0x2001_0db8_u128 << 96) | (i << 64))
-                    .to_be_bytes()
-                    .to_vec(),
+                key: IpAddr::from(std::net::Ipv6Addr::from(
+                    (0x2001_0db8_u128 << 96) | (i << 64),
+                )),
                 timeout: Some(Duration::from_secs(3600)),
             })
             .collect();

@@ -213,15 +213,11 @@ impl Nft {
         add: &[(IpNet, Duration)],
         delete: &[(&'static str, IpAddr)],
     ) -> Result<(), NftError> {
-        let key = |a: IpAddr| match a {
-            IpAddr::V4(a) => a.octets().to_vec(),
-            IpAddr::V6(a) => a.octets().to_vec(),
-        };
         let delete: Vec<Element> = delete
             .iter()
-            .map(|(set, k)| Element {
+            .map(|(set, key)| Element {
                 set,
-                key: key(*k),
+                key: *key,
                 timeout: None,
             })
             .collect();
@@ -231,7 +227,7 @@ impl Nft {
                 debug_assert!(self.holds(t), "{t} is not held by the sets");
                 Element {
                     set: self.set_of(t),
-                    key: key(t.network()),
+                    key: t.network(),
                     timeout: Some((*d).max(Duration::from_secs(1))),
                 }
             })

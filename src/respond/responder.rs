@@ -9,6 +9,7 @@
 //! record lacks (a crash between the commit and the ban) is banned then: after a restart, an
 //! attacker's count is neither forgotten nor banned twice.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,8 +21,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::exec::{self, Facts};
-use std::collections::HashMap;
-
 use super::nft::{Nft, NftError};
 use super::record::{Action, Book, Record, RecordError, Row};
 use super::rules::{Decision, Engine};
@@ -341,8 +340,8 @@ impl Responder {
         // ending when the record says (within a minute). Any other is removed by its own key:
         // nobody recorded it, it starts no network of its set's length, or it was left by
         // another `ipv6_prefix` with another end (its ban, if running, is then put back).
-        let mut explained = std::collections::HashSet::new();
-        let mut unknown: Vec<(&'static str, std::net::IpAddr)> = Vec::new();
+        let mut explained = HashSet::new();
+        let mut unknown: Vec<(&'static str, IpAddr)> = Vec::new();
         for l in &present {
             let explains = l.held.is_some_and(|n| {
                 running
@@ -644,7 +643,7 @@ impl Responder {
         });
         let mut decisions = Vec::new();
         let mut forgiven = Vec::new();
-        let mut enrichment = std::collections::HashMap::new();
+        let mut enrichment = HashMap::new();
         for e in events {
             match e {
                 Committed::Failure(f, enr) => {
@@ -711,7 +710,7 @@ impl Responder {
     fn ban_enriched(
         &mut self,
         decisions: Vec<Decision>,
-        enrichment: &std::collections::HashMap<IpAddr, crate::enrich::Enrichment>,
+        enrichment: &HashMap<IpAddr, crate::enrich::Enrichment>,
         now: i64,
     ) {
         let mut rows: Vec<Row> = Vec::new();
@@ -917,9 +916,8 @@ impl Responder {
         // Those nftables still holds after the attempt stay banned, and are said.
         let mut not_lifted: Vec<(IpNet, String)> = Vec::new();
         if let Some(nft) = &self.nft {
-            let wanted: std::collections::HashSet<IpNet> =
-                targets.iter().map(IpNet::trunc).collect();
-            let del: Vec<(&'static str, std::net::IpAddr, IpNet)> = nft
+            let wanted: HashSet<IpNet> = targets.iter().map(IpNet::trunc).collect();
+            let del: Vec<(&'static str, IpAddr, IpNet)> = nft
                 .list()
                 .map_err(|e| e.to_string())?
                 .into_iter()
@@ -929,7 +927,7 @@ impl Responder {
                         .map(|n| (l.set, l.key, n))
                 })
                 .collect();
-            let keys: Vec<(&'static str, std::net::IpAddr)> =
+            let keys: Vec<(&'static str, IpAddr)> =
                 del.iter().map(|(set, key, _)| (*set, *key)).collect();
             not_lifted = nft
                 .remove(&keys)
@@ -937,9 +935,10 @@ impl Responder {
                 .map(|(i, e)| (del[i].2, e.to_string()))
                 .collect();
         }
+        let still_in: HashSet<IpNet> = not_lifted.iter().map(|(n, _)| *n).collect();
         let rows: Vec<Row> = targets
             .iter()
-            .filter(|t| !not_lifted.iter().any(|(n, _)| *n == t.trunc()))
+            .filter(|t| !still_in.contains(&t.trunc()))
             .map(|t| Row {
                 // A host's address is named, so that `purge --ip` finds its unbans too.
                 ip: (t.prefix_len() == t.max_prefix_len()).then(|| t.network()),
