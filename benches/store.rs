@@ -8,7 +8,9 @@
 //!   with the same events from 5 servers.
 //!
 //! Run with `cargo bench --bench store` (`MLS_BENCH_MB`, default 200; `MLS_BENCH_EVENTS`,
-//! default 5,000,000). PostgreSQL parts need the postgresql package (a throwaway cluster is
+//! default 5,000,000; `MLS_BENCH_ROUNDS`, default 1, backfills of every store in turn;
+//! `MLS_BENCH_PARTS=backfill` leaves out the reports; `MLS_BENCH_STORES=sqlite` or
+//! `postgresql` backfills only that one beside the CSV). PostgreSQL parts need the postgresql package (a throwaway cluster is
 //! started under target/bench-data); without it they say so and are skipped.
 
 #[path = "support/proc.rs"]
@@ -89,49 +91,126 @@ fn config(dir: &Path, log: &Path, target: &Target) -> PathBuf {
     cfg
 }
 
-/// Rows committed so far (failures, logins).
-fn committed(dir: &Path, target: &Target, pg: Option<&PgCluster>) -> (u64, u64) {
-    match target {
-        Target::Csv => {
-            let count = |p: PathBuf| {
-                std::fs::read(p)
-                    .map(|b| bytecount::count(&b, b'\n').saturating_sub(1) as u64)
-                    .unwrap_or(0)
-            };
-            (count(dir.join("out.csv")), count(dir.join("logins.csv")))
+/// Rows committed so far (failures, logins), asked cheaply enough to be asked every 20 ms
+/// without slowing what is measured (no `COUNT(*)` scanning a growing table, no CSV read again
+/// from its start): the newest row id in the SQL tables (one writer, no rolled-back rows, so
+/// it is the count; checked with `COUNT(*)` once done), the CSV files' lines counted from where
+/// the last look stopped.
+struct Watch {
+    csv: [(u64, u64); 2],
+    /// One connection for all the looks (not one per look).
+    pg: Option<postgres::Client>,
+}
+
+impl Watch {
+    fn new(pg: Option<&PgCluster>) -> Self {
+        Watch {
+            csv: [(0, 0); 2],
+            pg: pg.map(|pg| pg.client("backfill")),
         }
-        Target::Sqlite => {
-            let Ok(conn) = rusqlite::Connection::open_with_flags(
-                dir.join("events.db"),
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            ) else {
-                return (0, 0);
-            };
-            let _ = conn.busy_timeout(Duration::from_secs(5));
-            let n = |t: &str| {
-                conn.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .unwrap_or(0) as u64
-            };
-            (n("events"), n("logins"))
+    }
+
+    fn committed(&mut self, dir: &Path, target: &Target) -> (u64, u64) {
+        match target {
+            Target::Csv => {
+                let mut count = |i: usize, p: PathBuf| {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let (offset, lines) = &mut self.csv[i];
+                    if let Ok(mut f) = std::fs::File::open(p) {
+                        let mut buf = Vec::new();
+                        if f.seek(SeekFrom::Start(*offset)).is_ok()
+                            && f.read_to_end(&mut buf).is_ok()
+                        {
+                            *offset += buf.len() as u64;
+                            *lines += bytecount::count(&buf, b'\n') as u64;
+                        }
+                    }
+                    lines.saturating_sub(1)
+                };
+                (
+                    count(0, dir.join("out.csv")),
+                    count(1, dir.join("logins.csv")),
+                )
+            }
+            Target::Sqlite => sqlite_rows(dir, "MAX(id)"),
+            Target::Postgres(_) => postgres_rows(self.pg.as_mut().unwrap(), "MAX(id)"),
         }
-        Target::Postgres(_) => {
-            let mut c = pg.unwrap().client("backfill");
-            let mut n = |t: &str| {
-                c.query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
-                    .map(|r| r.get::<_, i64>(0) as u64)
-                    .unwrap_or(0)
-            };
-            (n("events"), n("logins"))
+    }
+
+    /// The exact count, once done.
+    fn exact(&mut self, dir: &Path, target: &Target) -> (u64, u64) {
+        match target {
+            Target::Csv => self.committed(dir, target),
+            Target::Sqlite => sqlite_rows(dir, "COUNT(*)"),
+            Target::Postgres(_) => postgres_rows(self.pg.as_mut().unwrap(), "COUNT(*)"),
         }
     }
 }
 
-/// The daemon's backfill of `log` into `target`: seconds until every row is committed.
-fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster>) -> Duration {
+/// `what` (an aggregate) of the SQLite store's events and logins.
+fn sqlite_rows(dir: &Path, what: &str) -> (u64, u64) {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(
+        dir.join("events.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return (0, 0);
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    let n = |t: &str| {
+        conn.query_row(&format!("SELECT COALESCE({what}, 0) FROM {t}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_or(0) as u64
+    };
+    (n("events"), n("logins"))
+}
+
+/// `what` (an aggregate) of the PostgreSQL store's events and logins.
+fn postgres_rows(c: &mut postgres::Client, what: &str) -> (u64, u64) {
+    let mut n = |t: &str| {
+        c.query_one(&format!("SELECT COALESCE({what}, 0)::bigint FROM {t}"), &[])
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .unwrap_or(0)
+    };
+    (n("events"), n("logins"))
+}
+
+/// CPU time (user and system) a process used so far, from `/proc/PID/stat` (in clock ticks,
+/// 100 a second on Linux).
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// One backfill's figures.
+struct Backfilled {
+    wall: Duration,
+    /// The daemon's CPU time, all threads.
+    cpu: Duration,
+    /// The PostgreSQL server process serving the daemon's connection.
+    server_cpu: Option<Duration>,
+}
+
+/// The daemon's backfill of `log` into `target`: time until every row is committed.
+fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster>) -> Backfilled {
     let dir = proc::fresh_dir(&format!("store-backfill-{}", target.name()));
+    if let (Target::Postgres(_), Some(pg)) = (target, pg) {
+        // A fresh database for each run.
+        pg.client("postgres")
+            .batch_execute("DROP DATABASE IF EXISTS backfill")
+            .unwrap();
+        pg.create_db("backfill");
+    }
     let cfg = config(&dir, log, target);
+    let mut watch = Watch::new(pg.filter(|_| matches!(target, Target::Postgres(_))));
     let start = Instant::now();
     let mut child = Command::new(BIN)
         .args(["run", "-c", cfg.to_str().unwrap()])
@@ -141,7 +220,7 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
         .spawn()
         .unwrap();
     loop {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
                 "{}: the daemon ended ({status}): {}",
@@ -149,7 +228,7 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
                 std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
             );
         }
-        let got = committed(&dir, target, pg);
+        let got = watch.committed(&dir, target);
         if got >= want {
             break;
         }
@@ -160,8 +239,29 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
         );
     }
     let took = start.elapsed();
+    let cpu = cpu_of(child.id());
+    let server_cpu = watch.pg.as_mut().map(|c| {
+        let pid: i32 = c
+            .query_one(
+                "SELECT pid FROM pg_stat_activity WHERE datname = 'backfill' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        cpu_of(pid as u32)
+    });
     proc::stop(child);
-    took
+    assert_eq!(
+        watch.exact(&dir, target),
+        want,
+        "{}: rows committed",
+        target.name()
+    );
+    Backfilled {
+        wall: took,
+        cpu,
+        server_cpu,
+    }
 }
 
 fn report(cfg: &Path, from: i64, to: i64) -> Duration {
@@ -192,6 +292,8 @@ fn report_config(dir: &Path, csv: &Path, target: &Target) -> PathBuf {
 fn main() {
     let mb: u64 = env_or("MLS_BENCH_MB", 200);
     let events: u64 = env_or("MLS_BENCH_EVENTS", 5_000_000);
+    let rounds: u32 = env_or("MLS_BENCH_ROUNDS", 1);
+    let parts: String = env_or("MLS_BENCH_PARTS", "backfill,report".to_string());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&root).unwrap();
     let pg = PgCluster::start();
@@ -214,28 +316,40 @@ fn main() {
     let want = (g.failures, g.logins);
     let mut targets = vec![Target::Csv, Target::Sqlite];
     if let Some(pg) = &pg {
-        targets.push(Target::Postgres(pg.create_db("backfill")));
+        targets.push(Target::Postgres(pg.url("backfill")));
     }
-    let mut rows = Vec::new();
-    for t in &targets {
-        let took = backfill(&log, want, t, pg.as_ref());
-        rows.push((t.name(), took));
-    }
-    let csv_rate = (g.failures + g.logins) as f64 / rows[0].1.as_secs_f64();
+    // (The CSV store always runs first: it is the baseline.)
+    let stores: String = env_or("MLS_BENCH_STORES", "csv,sqlite,postgresql".to_string());
+    targets.retain(|t| matches!(t, Target::Csv) || stores.contains(&t.name().to_ascii_lowercase()));
     println!(
         "backfill of a {mb} MB log ({} lines, {} failures, {} logins), no enrichment:\n",
         g.lines, g.failures, g.logins
     );
-    println!("| store | wall | rows/s | time vs CSV |");
-    println!("|---|---|---|---|");
-    for (name, took) in &rows {
-        let rate = (g.failures + g.logins) as f64 / took.as_secs_f64();
-        println!(
-            "| {name} | {:.2} s | {:.0} | {:.2}x |",
-            took.as_secs_f64(),
-            rate,
-            csv_rate / rate
-        );
+    println!("| run | store | wall | rows/s | time vs CSV | daemon CPU | server CPU |");
+    println!("|---|---|---|---|---|---|---|");
+    // Each run measures every store, the CSV first: the ratios are within one run.
+    for run in 1..=rounds {
+        let mut rows = Vec::new();
+        for t in &targets {
+            let took = backfill(&log, want, t, pg.as_ref());
+            rows.push((t.name(), took));
+        }
+        let csv_rate = (g.failures + g.logins) as f64 / rows[0].1.wall.as_secs_f64();
+        for (name, b) in &rows {
+            let rate = (g.failures + g.logins) as f64 / b.wall.as_secs_f64();
+            println!(
+                "| {run} | {name} | {:.2} s | {:.0} | {:.2}x | {:.2} s | {} |",
+                b.wall.as_secs_f64(),
+                rate,
+                csv_rate / rate,
+                b.cpu.as_secs_f64(),
+                b.server_cpu
+                    .map_or(String::new(), |c| format!("{:.2} s", c.as_secs_f64()))
+            );
+        }
+    }
+    if !parts.contains("report") {
+        return;
     }
 
     // Reports over a long history.
