@@ -477,6 +477,33 @@ fn copy(
     Ok(())
 }
 
+/// The servers `rows` name that `noted` does not hold yet, each once.
+fn new_servers(rows: &[StagedRow], noted: &std::collections::HashSet<String>) -> Vec<String> {
+    let mut new: Vec<String> = Vec::new();
+    for r in rows {
+        let server = r.event.server.as_str();
+        if !noted.contains(server) && !new.iter().any(|s| s == server) {
+            new.push(server.to_string());
+        }
+    }
+    new
+}
+
+/// Lists `servers` in the `servers` table (the servers that have rows: see
+/// [`Store::has_rows`]), in the transaction that writes their rows.
+fn note_servers(
+    tx: &mut postgres::Transaction<'_>,
+    servers: &[String],
+) -> Result<(), postgres::Error> {
+    for server in servers {
+        tx.execute(
+            "INSERT INTO servers (server) VALUES ($1) ON CONFLICT (server) DO NOTHING",
+            &[&text(server).into_owned()],
+        )?;
+    }
+    Ok(())
+}
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     settings: PgSettings,
@@ -486,6 +513,8 @@ pub struct PostgresStore {
     logins_kept: bool,
     /// This daemon's `[sources] server` (the host its rows usually name).
     server: String,
+    /// Servers known to be in the `servers` table (see [`note_servers`]).
+    servers_noted: std::collections::HashSet<String>,
     staged: Staged,
     crash: Option<CrashPoint>,
     /// The token the next commit writes (see `progress.token`).
@@ -515,6 +544,7 @@ impl PostgresStore {
             client: Some(client),
             logins_kept: logins,
             server: server.to_string(),
+            servers_noted: Default::default(),
             staged: Staged::default(),
             crash: CrashPoint::from_env(),
             next_token: std::time::SystemTime::now()
@@ -705,7 +735,8 @@ impl Store for PostgresStore {
         Ok(Some(rec))
     }
 
-    /// Whether rows of this daemon's server are there: a fleet's database holds other
+    /// Whether rows of this daemon's server are there (ever committed or imported: the
+    /// `servers` table, which deletions leave as it is): a fleet's database holds other
     /// servers' rows, and a new member reads its history (`backfill = "auto"`); a known
     /// server whose instance was renamed does not record its history twice.
     /// (When that cannot be asked, the answer is yes: not back-filling is the side that
@@ -716,7 +747,7 @@ impl Store for PostgresStore {
             .ok()
             .and_then(|c| {
                 c.query_one(
-                    "SELECT EXISTS (SELECT 1 FROM events WHERE server = $1)",
+                    "SELECT EXISTS (SELECT 1 FROM servers WHERE server = $1)",
                     &[&server],
                 )
                 .ok()
@@ -760,8 +791,10 @@ impl Store for PostgresStore {
         let instance = self.settings.instance.clone();
         self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
+        let servers = new_servers(&self.staged.failures, &self.servers_noted);
         let result = self.in_transaction("cannot commit rows and positions", |tx, store| {
             Self::write_positions(tx, &instance, progress, token)?;
+            note_servers(tx, &servers)?;
             CrashPoint::AfterCheckpoint.here(crash);
             if crash == Some(CrashPoint::MidRows) {
                 copy(
@@ -781,6 +814,7 @@ impl Store for PostgresStore {
             }
             return Err(e);
         }
+        self.servers_noted.extend(servers);
         self.staged.clear();
         Ok(())
     }
@@ -896,7 +930,9 @@ impl Store for PostgresStore {
         offset: u64,
     ) -> Result<(), StoreError> {
         let path = text(&path.to_string_lossy()).into_owned();
+        let servers = new_servers(&self.staged.failures, &self.servers_noted);
         self.in_transaction("cannot commit the import", |tx, store| {
+            note_servers(tx, &servers)?;
             copy(tx, "events", &store.staged.failures)?;
             tx.execute(
                 "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES ($1, $2, $3, now()) \
@@ -905,6 +941,7 @@ impl Store for PostgresStore {
             )?;
             Ok(())
         })?;
+        self.servers_noted.extend(servers);
         self.staged.clear();
         Ok(())
     }

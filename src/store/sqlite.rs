@@ -192,6 +192,7 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
             source: e,
         }));
     }
+    no_memory_statistics();
     let conn = Connection::open(path).map_err(sql_err(path, "cannot open"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(sql_err(path, "cannot set the busy timeout"))?;
@@ -207,6 +208,25 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "mmap_size", 268_435_456)
         .map_err(sql_err(path, "cannot set the mapping size"))?;
     Ok(conn)
+}
+
+/// Turns off SQLite's memory statistics, once, before its first connection: with them on
+/// (SQLite's default), every allocation SQLite makes takes a process-wide mutex to count it,
+/// a few times per bound value of every row. Nothing here reads those statistics. Too late
+/// (SQLite already started by another connection), the call changes nothing, harmlessly.
+fn no_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Safety: `sqlite3_config` is called with an option and the one int it expects; it
+        // only fails (SQLITE_MISUSE, ignored) when SQLite has already been initialised.
+        #[allow(unsafe_code)]
+        unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            );
+        }
+    });
 }
 
 /// The schema migrations this program knows, with whether `conn` has each.

@@ -488,7 +488,7 @@ fn two_mail_servers_record_into_one_postgresql_database_at_once() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains("schema version: 3 (0 migration(s) pending)")
+        text.contains("schema version: 4 (0 migration(s) pending)")
             && text.contains("events: 84 rows"),
         "{text}"
     );
@@ -506,13 +506,13 @@ fn db_status_and_migrate_say_what_the_database_holds() {
     assert!(stdout(&o).contains("not created yet"), "{}", stdout(&o));
     let o = run(&["db", "migrate", "-c", c]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("applied V1, V2"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("applied V1, V2, V3"), "{}", stdout(&o));
     let o = run(&["db", "migrate", "-c", c]);
     assert!(stdout(&o).contains("up to date"), "{}", stdout(&o));
     let o = run(&["db", "status", "-c", c]);
     let text = stdout(&o);
     assert!(
-        text.contains("schema version: 2 (0 migration(s) pending)")
+        text.contains("schema version: 3 (0 migration(s) pending)")
             && text.contains("V1 records_and_positions applied")
             && text.contains("events: 0 rows"),
         "{text}"
@@ -867,7 +867,7 @@ fn a_database_of_an_older_schema_is_migrated_at_start_with_its_rows() {
         .unwrap();
     let o = run(&["db", "status", "-c", c]);
     assert!(
-        stdout(&o).contains("schema version: 1 (1 migration(s) pending)"),
+        stdout(&o).contains("schema version: 1 (2 migration(s) pending)"),
         "{}",
         stdout(&o)
     );
@@ -892,9 +892,107 @@ fn a_database_of_an_older_schema_is_migrated_at_start_with_its_rows() {
     assert_eq!(db_usernames(&db, "events"), ["old", "new"]);
     let o = run(&["db", "status", "-c", c]);
     assert!(
-        stdout(&o).contains("schema version: 2 (0 migration(s) pending)"),
+        stdout(&o).contains("schema version: 3 (0 migration(s) pending)"),
         "{}",
         stdout(&o)
+    );
+    // Version 3 indexes the record by time alone.
+    let indexes: Vec<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["events_ts"]);
+}
+
+/// A fleet's database from before version 4 (rows of server `mx` recorded by an instance
+/// since renamed): at start the servers with rows are listed, the (server, time) indexes go,
+/// and a first start with `backfill = "auto"` still tells a known server (its history not
+/// recorded twice) from a new one (its history read).
+#[test]
+fn a_fleet_database_of_schema_3_is_migrated_and_still_knows_which_servers_have_rows() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("older");
+    let db = Db::Postgres(&pg, "older".into());
+    let dir = tempfile::tempdir().unwrap();
+    let setup = |name: &str, server: &str| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let log = sub.join("mail.log");
+        let extra = format!("server = \"{server}\"\n");
+        let cfg = store_config_with(&sub, &[&log], &db, name, &extra);
+        (log, cfg, sub)
+    };
+    // The instance renamed: `mx-renamed` for the server `mx`; `mx2` a new member.
+    let (log, cfg, sub) = setup("mx-renamed", "mx");
+    let o = run(&["db", "migrate", "-c", cfg.to_str().unwrap(), "--to", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut client = pg.client("older");
+    client
+        .batch_execute(
+            "INSERT INTO events (timestamp, logged, server, service, ip, username, mechanism, reason, client_hostname, reverse_dns, dns_status, country, asn, as_org)
+             VALUES ('2026-11-22T07:00:00Z', '2026-11-22T08:00:00+01:00', 'mx', 'postfix/smtpd', '192.0.2.1', 'old', 'LOGIN', '', '', '', '', '', NULL, '')",
+        )
+        .unwrap();
+    // The history in each log before the first start.
+    append(&log, &attack("mx-history"));
+    let (log2, cfg2, sub2) = setup("mx2", "mx2");
+    append(&log2, &attack("mx2-history").replacen(" mx ", " mx2 ", 1));
+    let d = Daemon::start(&cfg, &sub);
+    let d2 = Daemon::start(&cfg2, &sub2);
+    for d in [&d, &d2] {
+        assert!(
+            wait_until(Duration::from_secs(15), || d.logged().contains(" running")),
+            "{}",
+            d.logged()
+        );
+    }
+    append(&log, &attack("mx-new"));
+    append(&log2, &attack("mx2-new").replacen(" mx ", " mx2 ", 1));
+    assert!(
+        wait_until(Duration::from_secs(15), || db.usernames("events").len()
+            >= 4),
+        "{}{}",
+        d.logged(),
+        d2.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), Some(0));
+    assert_eq!(d2.stop(), Some(0));
+    let mut users = db.usernames("events");
+    users.sort();
+    assert_eq!(
+        users,
+        ["mx-new", "mx2-history", "mx2-new", "old"],
+        "the known server's history is not recorded again; the new member's is"
+    );
+    let servers: Vec<String> = client
+        .query("SELECT server FROM servers ORDER BY server", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(servers, ["mx", "mx2"]);
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN ('events', 'logins') ORDER BY indexname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            "events_pkey",
+            "events_timestamp",
+            "logins_pkey",
+            "logins_timestamp_idx"
+        ]
     );
 }
 
