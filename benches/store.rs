@@ -197,7 +197,7 @@ struct Backfilled {
     wall: Duration,
     /// The daemon's CPU time, all threads.
     cpu: Duration,
-    /// The PostgreSQL server process serving the daemon's connection.
+    /// The PostgreSQL server processes serving the daemon's connections.
     server_cpu: Option<Duration>,
 }
 
@@ -242,15 +242,16 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
     }
     let took = start.elapsed();
     let cpu = cpu_of(child.id());
+    // (The daemon's connections: the store's own and its writer's.)
     let server_cpu = watch.pg.as_mut().map(|c| {
-        let pid: i32 = c
-            .query_one(
-                "SELECT pid FROM pg_stat_activity WHERE datname = 'backfill' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        cpu_of(pid as u32)
+        c.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = 'backfill' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| cpu_of(r.get::<_, i32>(0) as u32))
+        .sum()
     });
     proc::stop(child);
     assert_eq!(

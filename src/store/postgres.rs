@@ -477,7 +477,9 @@ fn copy(
     Ok(())
 }
 
-/// The servers `rows` name that `noted` does not hold yet, each once.
+/// The servers `rows` name that `noted` does not hold yet, each once, in order: two
+/// transactions listing the same new servers lock them in the same order (in opposite orders
+/// they could deadlock, each waiting for the other's insert).
 fn new_servers(rows: &[StagedRow], noted: &std::collections::HashSet<String>) -> Vec<String> {
     let mut new: Vec<String> = Vec::new();
     for r in rows {
@@ -486,6 +488,7 @@ fn new_servers(rows: &[StagedRow], noted: &std::collections::HashSet<String>) ->
             new.push(server.to_string());
         }
     }
+    new.sort();
     new
 }
 

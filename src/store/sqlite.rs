@@ -210,7 +210,8 @@ pub fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Turns off SQLite's memory statistics, once, before its first connection: with them on
+/// Turns off SQLite's memory statistics, once, before this program's first connection (every
+/// connection this program opens, the store's and the reports', comes after it): with them on
 /// (SQLite's default), every allocation SQLite makes takes a process-wide mutex to count it,
 /// a few times per bound value of every row. Nothing here reads those statistics. Too late
 /// (SQLite already started by another connection), the call changes nothing, harmlessly.
@@ -349,6 +350,7 @@ impl SqliteDb {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
+        no_memory_statistics();
         let conn = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
