@@ -2,7 +2,7 @@
 //! - backfill: the daemon's first start reading a generated log's history (failures and
 //!   logins, no enrichment) into CSV, SQLite and a local PostgreSQL; wall time from start
 //!   until every row is committed, rows per second, and the ratio to CSV; the CPU time of
-//!   the daemon and of PostgreSQL's server process, and what that CPU time allows at best
+//!   the daemon and of PostgreSQL's server processes serving it, and what that CPU time allows at best
 //!   (spread over every core, nothing waiting) against the CSV's wall time;
 //! - reports: `report --format json` for a 24 h window (10,800 rows) out of a history of
 //!   5,000,000 stored events (the report bench's history, one row every 8 s), the whole
@@ -12,8 +12,9 @@
 //! Run with `cargo bench --bench store` (`MLS_BENCH_MB`, default 200; `MLS_BENCH_EVENTS`,
 //! default 5,000,000; `MLS_BENCH_ROUNDS`, default 1, backfills of every store in turn;
 //! `MLS_BENCH_PARTS=backfill` leaves out the reports; `MLS_BENCH_STORES=sqlite` or
-//! `postgresql` backfills only that one beside the CSV). PostgreSQL parts need the postgresql package (a throwaway cluster is
-//! started under target/bench-data); without it they say so and are skipped.
+//! `postgresql` backfills only that one beside the CSV). PostgreSQL parts need the
+//! postgresql package (a throwaway cluster is started under target/bench-data); without it
+//! they say so and are skipped.
 
 #[path = "support/proc.rs"]
 #[allow(dead_code)]
@@ -242,7 +243,7 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
     }
     let took = start.elapsed();
     let cpu = cpu_of(child.id());
-    // (The daemon's connections: the store's own and its writer's.)
+    // (Every connection the daemon holds to the database.)
     let server_cpu = watch.pg.as_mut().map(|c| {
         c.query(
             "SELECT pid FROM pg_stat_activity WHERE datname = 'backfill' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",

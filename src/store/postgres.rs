@@ -481,15 +481,12 @@ fn copy(
 /// transactions listing the same new servers lock them in the same order (in opposite orders
 /// they could deadlock, each waiting for the other's insert).
 fn new_servers(rows: &[StagedRow], noted: &std::collections::HashSet<String>) -> Vec<String> {
-    let mut new: Vec<String> = Vec::new();
-    for r in rows {
-        let server = r.event.server.as_str();
-        if !noted.contains(server) && !new.iter().any(|s| s == server) {
-            new.push(server.to_string());
-        }
-    }
-    new.sort();
-    new
+    let new: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r.event.server.as_str())
+        .filter(|s| !noted.contains(*s))
+        .collect();
+    new.into_iter().map(str::to_string).collect()
 }
 
 /// Lists `servers` in the `servers` table (the servers that have rows: see
