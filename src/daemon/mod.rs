@@ -165,7 +165,14 @@ async fn open_store(
         let r = tokio::task::spawn_blocking(move || {
             let mut store = crate::store::open(&opening)?;
             let recovered = store.recover()?;
-            let has_rows = store.has_rows();
+            // Asked only when the answer decides anything (a first start that `scan` did not
+            // precede, history not refused): on PostgreSQL it may read the whole record once.
+            let scanned =
+                crate::state::path(&opening.state_dir, crate::state::SCANNED_BEFORE_START).exists();
+            let has_rows = recovered.is_none()
+                && !scanned
+                && opening.backfill != Backfill::Never
+                && store.has_rows();
             Ok::<_, crate::store::StoreError>((store, recovered, has_rows))
         })
         .await

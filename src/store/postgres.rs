@@ -741,18 +741,46 @@ impl Store for PostgresStore {
     /// server whose instance was renamed does not record its history twice.
     /// (When that cannot be asked, the answer is yes: not back-filling is the side that
     /// records nothing twice, and the warning says how to back-fill.)
+    ///
+    /// The `servers` table answers at once. A server it does not list is looked for in the
+    /// rows themselves, the whole table read once: a daemon of a version before schema 4,
+    /// still running while a fleet is upgraded, writes rows without listing its server. Found
+    /// there, it is listed, and the next first start is answered at once again. (A first
+    /// start is once per instance, so the read happens once for each new member.)
     fn has_rows(&mut self) -> bool {
         let server = self.server.clone();
-        self.client()
-            .ok()
-            .and_then(|c| {
-                c.query_one(
-                    "SELECT EXISTS (SELECT 1 FROM servers WHERE server = $1)",
+        let Ok(client) = self.client() else {
+            return true;
+        };
+        let ask = |c: &mut Client, sql: &str| -> Option<bool> {
+            c.query_one(sql, &[&server]).ok().map(|r| r.get(0))
+        };
+        match ask(
+            client,
+            "SELECT EXISTS (SELECT 1 FROM servers WHERE server = $1)",
+        ) {
+            Some(false) => {}
+            listed => return listed.unwrap_or(true),
+        }
+        match ask(
+            client,
+            "SELECT EXISTS (SELECT 1 FROM events WHERE server = $1)",
+        ) {
+            Some(true) => {
+                tracing::info!(
+                    server = %server,
+                    "this server's rows are in the database but it was not listed in `servers` (rows written by a version before schema 4 during an upgrade): listed now"
+                );
+                if let Err(e) = client.execute(
+                    "INSERT INTO servers (server) VALUES ($1) ON CONFLICT (server) DO NOTHING",
                     &[&server],
-                )
-                .ok()
-            })
-            .is_none_or(|r| r.get(0))
+                ) {
+                    tracing::warn!("cannot list this server in `servers`: {}", error_text(&e));
+                }
+                true
+            }
+            found => found.unwrap_or(true),
+        }
     }
 
     fn keeps_logins(&self) -> bool {

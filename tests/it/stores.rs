@@ -997,6 +997,65 @@ fn a_fleet_database_of_schema_3_is_migrated_and_still_knows_which_servers_have_r
 }
 
 #[test]
+fn a_server_whose_rows_an_older_version_wrote_unlisted_is_still_known_to_have_rows() {
+    // During a fleet's upgrade, a daemon of a version before schema 4 still running writes
+    // rows without listing its server in `servers`. Its instance renamed afterwards, the new
+    // version must still see those rows and not record the history again.
+    let Some(pg) = PgCluster::start() else { return };
+    pg.create_db("unlisted");
+    let db = Db::Postgres(&pg, "unlisted".into());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let cfg = store_config_with(dir.path(), &[&log], &db, "mx-renamed", "server = \"mx\"\n");
+    let o = run(&["db", "migrate", "-c", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut client = pg.client("unlisted");
+    client
+        .batch_execute(
+            "INSERT INTO events (timestamp, logged, server, service, ip, username, mechanism, reason, client_hostname, reverse_dns, dns_status, country, asn, as_org)
+             VALUES ('2026-11-22T07:00:00Z', '2026-11-22T08:00:00+01:00', 'mx', 'postfix/smtpd', '192.0.2.1', 'old', 'LOGIN', '', '', '', '', '', NULL, '')",
+        )
+        .unwrap();
+    let listed = |c: &mut postgres::Client| -> Vec<String> {
+        c.query("SELECT server FROM servers ORDER BY server", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert!(
+        listed(&mut client).is_empty(),
+        "as an older version left it"
+    );
+    append(&log, &attack("mx-history"));
+    let d = Daemon::start(&cfg, dir.path());
+    assert!(
+        wait_until(Duration::from_secs(15), || d.logged().contains(" running")),
+        "{}",
+        d.logged()
+    );
+    append(&log, &attack("mx-new"));
+    assert!(
+        wait_until(Duration::from_secs(15), || db.usernames("events").len()
+            >= 2),
+        "{}",
+        d.logged()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let logged = d.logged();
+    assert_eq!(d.stop(), Some(0));
+    let mut users = db.usernames("events");
+    users.sort();
+    assert_eq!(
+        users,
+        ["mx-new", "old"],
+        "the history is not recorded again: {logged}"
+    );
+    assert!(logged.contains("not listed in `servers`"), "{logged}");
+    assert_eq!(listed(&mut client), ["mx"]);
+}
+
+#[test]
 fn postgresql_over_tls_as_libpq_s_sslmode_says() {
     let Some(pg) = PgCluster::start() else { return };
     pg.create_db("tls");
