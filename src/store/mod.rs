@@ -15,6 +15,8 @@ pub mod import;
 pub mod postgres;
 pub mod purge;
 pub mod sqlite;
+mod sqlite_checkpoint;
+mod sqlite_insert;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

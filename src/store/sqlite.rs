@@ -19,6 +19,8 @@ use crate::parse::AuthEvent;
 use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
+use super::sqlite_checkpoint::{Checkpointer, FALLBACK_PAGES};
+use super::sqlite_insert::Insert;
 use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
 use crate::report::sql::{Cell, Db, Dialect, Param};
 
@@ -30,87 +32,12 @@ mod embedded {
 /// daemon commits) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The columns of `events` and `logins` written by the store, in order.
-const INSERT_COLUMNS: &str = "timestamp, logged, server, service, ip, ip_key, username, mechanism, \
-     reason, client_hostname, reverse_dns, dns_status, country, asn, as_org";
-
 /// Rows inserted by one statement (15 parameters each: 960, far below SQLite's limit of
 /// 32,766). Measured on a backfill: see docs/benchmarks.md.
 const ROWS_PER_INSERT: usize = 64;
 
-/// `INSERT INTO table (...) VALUES (...), (...)` for `rows` rows, numbered parameters.
-fn insert_sql(table: &str, rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {table} ({INSERT_COLUMNS}) VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..15 {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("?{}", r * 15 + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// Binds `rows` to `stmt`'s parameters (15 per row, in [`INSERT_COLUMNS`] order), with the
-/// texts made for them written into `texts` first.
-fn bind_rows(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    rows: &[StagedRow],
-    texts: &mut Vec<u8>,
-) -> rusqlite::Result<()> {
-    use std::io::Write;
-    texts.clear();
-    let mut spans = Vec::with_capacity(rows.len());
-    for s in rows {
-        let start = texts.len();
-        s.event.timestamp.write_rfc3339(texts);
-        let mid = texts.len();
-        let _ = write!(texts, "{}", s.event.ip);
-        spans.push((start, mid, texts.len()));
-    }
-    // ASCII, as written just above.
-    let texts = std::str::from_utf8(texts).unwrap_or_default();
-    let mut key = [0u8; 17];
-    for (r, (s, (start, mid, end))) in rows.iter().zip(spans).enumerate() {
-        let (e, en) = (&s.event, s.enrichment.as_ref());
-        let i = r * 15;
-        let key_len = ip_key_into(e.ip, &mut key);
-        stmt.raw_bind_parameter(i + 1, e.timestamp.time.timestamp())?;
-        stmt.raw_bind_parameter(i + 2, &texts[start..mid])?;
-        stmt.raw_bind_parameter(i + 3, e.server.as_str())?;
-        stmt.raw_bind_parameter(i + 4, e.service.as_str())?;
-        stmt.raw_bind_parameter(i + 5, &texts[mid..end])?;
-        stmt.raw_bind_parameter(i + 6, &key[..key_len])?;
-        stmt.raw_bind_parameter(i + 7, e.username.as_deref().unwrap_or(""))?;
-        stmt.raw_bind_parameter(i + 8, e.mechanism.as_str())?;
-        stmt.raw_bind_parameter(i + 9, e.reason.as_str())?;
-        stmt.raw_bind_parameter(i + 10, e.client_hostname.as_deref().unwrap_or(""))?;
-        stmt.raw_bind_parameter(
-            i + 11,
-            en.and_then(|en| en.reverse_dns.as_deref()).unwrap_or(""),
-        )?;
-        stmt.raw_bind_parameter(
-            i + 12,
-            en.and_then(|en| en.dns_status).map_or("", |d| d.as_str()),
-        )?;
-        stmt.raw_bind_parameter(
-            i + 13,
-            en.and_then(|en| en.country.as_deref()).unwrap_or(""),
-        )?;
-        stmt.raw_bind_parameter(i + 14, en.and_then(|en| en.asn))?;
-        stmt.raw_bind_parameter(i + 15, en.and_then(|en| en.as_org.as_deref()).unwrap_or(""))?;
-    }
-    Ok(())
-}
-
 /// [`ip_key`] into `out`, returning its length.
-fn ip_key_into(ip: std::net::IpAddr, out: &mut [u8; 17]) -> usize {
+pub(super) fn ip_key_into(ip: std::net::IpAddr, out: &mut [u8; 17]) -> usize {
     match ip {
         std::net::IpAddr::V4(a) => {
             out[0] = 4;
@@ -142,6 +69,8 @@ pub struct SqliteStore {
     logins_kept: bool,
     staged: Staged,
     crash: Option<CrashPoint>,
+    /// Copies the log into the database (`None`: this connection does, SQLite's default).
+    checkpointer: Option<Checkpointer>,
 }
 
 /// A schema migration's state, for `maillogsentinel db status`.
@@ -447,6 +376,11 @@ impl SqliteStore {
         if !applied.is_empty() {
             tracing::info!(database = %path.display(), versions = ?applied, "schema migrations applied");
         }
+        let checkpointer = Checkpointer::start(path);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_PAGES)
+                .map_err(sql_err(path, "cannot set wal_autocheckpoint"))?;
+        }
         Ok(SqliteStore {
             path: path.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
@@ -454,7 +388,16 @@ impl SqliteStore {
             logins_kept: logins,
             staged: Staged::default(),
             crash: CrashPoint::from_env(),
+            checkpointer,
         })
+    }
+
+    /// After a commit: the staged rows are in, and the log may be due for a checkpoint.
+    fn committed(&mut self) {
+        if let Some(c) = &mut self.checkpointer {
+            c.committed(self.staged.bytes);
+        }
+        self.staged.clear();
     }
 
     /// Replaces the positions in the transaction `tx` with `progress`'s "after" positions.
@@ -517,25 +460,22 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let err = || sql_err(path, "cannot insert rows");
         // Rows go in [`ROWS_PER_INSERT`] at a time (one statement, one step: SQLite's per-
-        // statement work is paid once per group), the rest one statement for what is left.
+        // statement work is paid once per group), the rest one statement for what is left;
+        // their texts bound in place (see [`super::sqlite_insert`]).
         let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        let mut full = tx
-            .prepare_cached(&insert_sql(table, ROWS_PER_INSERT))
-            .map_err(err())?;
-        // Texts made for the rows (the time as logged, the address as text), kept until the
-        // statement has run: bound as borrowed slices, not a string per row.
+        // Texts made for the rows (the time as logged, the address as text and as a key).
         let mut texts = Vec::new();
-        for chunk in &mut chunks {
-            bind_rows(&mut full, chunk, &mut texts).map_err(err())?;
-            full.raw_execute().map_err(err())?;
+        if rows.len() >= ROWS_PER_INSERT {
+            let mut full = Insert::prepare(tx, table, ROWS_PER_INSERT).map_err(err())?;
+            for chunk in &mut chunks {
+                full.run(chunk, &mut texts).map_err(err())?;
+            }
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut stmt = tx
-                .prepare_cached(&insert_sql(table, rest.len()))
+            Insert::prepare(tx, table, rest.len())
+                .and_then(|mut stmt| stmt.run(rest, &mut texts))
                 .map_err(err())?;
-            bind_rows(&mut stmt, rest, &mut texts).map_err(err())?;
-            stmt.raw_execute().map_err(err())?;
         }
         Ok(())
     }
@@ -658,7 +598,7 @@ impl Store for SqliteStore {
         CrashPoint::BetweenRecords.here(crash);
         Self::insert(&tx, path, "logins", &self.staged.logins)?;
         tx.commit().map_err(sql_err(path, "cannot commit"))?;
-        self.staged.clear();
+        self.committed();
         Ok(())
     }
 
@@ -754,7 +694,7 @@ impl Store for SqliteStore {
         )
         .map_err(sql_err(db, "cannot record the import"))?;
         tx.commit().map_err(sql_err(db, "cannot commit"))?;
-        self.staged.clear();
+        self.committed();
         Ok(())
     }
 
@@ -895,6 +835,7 @@ mod tests {
         let path = dir.path().join("events.db");
         let mut store = SqliteStore::open(&path, dir.path(), false).unwrap();
         let mut want = crate::sink::RowFormatter::default();
+        // 135 rows: two full statements of [`ROWS_PER_INSERT`] and the rest.
         for (i, text) in [
             "alice",
             "=cmd|' /C calc'!A0",
@@ -903,6 +844,8 @@ mod tests {
             "caf\u{e9}",
         ]
         .iter()
+        .cycle()
+        .take(2 * ROWS_PER_INSERT + 7)
         .enumerate()
         {
             let e = event(
@@ -935,6 +878,39 @@ mod tests {
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(want.bytes())
         );
+    }
+
+    #[test]
+    fn the_log_is_copied_into_the_database_by_a_thread_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut store = SqliteStore::open(&path, dir.path(), false).unwrap();
+        let pages: i64 = store
+            .conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            pages, FALLBACK_PAGES,
+            "the store's own connection checkpoints late"
+        );
+        // About 6 MB of rows in one commit: past the thread's pace, below the fallback's.
+        let long = "x".repeat(1000);
+        for _ in 0..6000 {
+            store.stage_failure(&event(&long, "192.0.2.1"), None);
+        }
+        store.commit(&Progress::default()).unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while size() < 6_000_000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            size() >= 6_000_000,
+            "the database file holds the rows: {}",
+            size()
+        );
+        // Stopped with the store.
+        drop(store);
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! Copies the SQLite store's write-ahead log into the database on a thread of its own.
+//!
+//! In WAL mode a commit appends pages to the `-wal` file; a checkpoint copies them into the
+//! database file (and fsyncs it) so that the log can start over. SQLite's default runs the
+//! checkpoint in the committing connection, inside the commit that crosses 1,000 pages: in a
+//! backfill, a tenth of the committer's time, during which nothing else is committed and
+//! reading waits for the event budget (docs/benchmarks.md, "SQLite binds the rows in place").
+//! Here a connection of its own does it, told after every 4 MB of rows committed, while the
+//! committer goes on. A checkpoint of this kind (`PASSIVE`) never blocks the writer; the
+//! store's own connection keeps checkpointing itself past 10,000 pages, so the log stays
+//! bounded even when this thread falls behind or cannot start.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Rows committed (bytes, as staged) between two checkpoints: SQLite's own pace (1,000 pages
+/// of 4 KiB).
+const EVERY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Pages in the log past which the store's own connection checkpoints anyway.
+pub(super) const FALLBACK_PAGES: i64 = 10_000;
+
+/// The checkpointing thread, stopped (after its checkpoint in progress) when dropped.
+pub(super) struct Checkpointer {
+    tell: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// Bytes of rows committed since it was last told.
+    since: usize,
+}
+
+impl Checkpointer {
+    /// Starts the thread with a connection of its own to `path`; `None` (said in the log)
+    /// when that fails: the store's connection then checkpoints as SQLite does by default.
+    pub fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = match super::sqlite::connect(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "{e}: the store's own connection copies its log into the database instead"
+                );
+                return None;
+            }
+        };
+        let (tell, told) = std::sync::mpsc::sync_channel(1);
+        let name = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("sqlite checkpoint".into())
+            .spawn(move || run(conn, told, &name))
+            .ok()?;
+        Some(Checkpointer {
+            tell: Some(tell),
+            thread: Some(thread),
+            since: 0,
+        })
+    }
+
+    /// Counts `bytes` of rows committed, and tells the thread when a checkpoint is due.
+    pub fn committed(&mut self, bytes: usize) {
+        self.since += bytes;
+        if self.since < EVERY_BYTES {
+            return;
+        }
+        self.since = 0;
+        if let Some(tell) = &self.tell {
+            match tell.try_send(()) {
+                // (Full: one is due already.)
+                Ok(()) | Err(TrySendError::Full(())) => {}
+                Err(TrySendError::Disconnected(())) => self.tell = None,
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.tell = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread: a checkpoint each time it is told, until the store is gone. A failure is
+/// logged once per kind (the log is then copied by the next one, or by the store's own
+/// connection past [`FALLBACK_PAGES`]).
+fn run(conn: rusqlite::Connection, told: Receiver<()>, name: &str) {
+    let mut failing: Option<String> = None;
+    while told.recv().is_ok() {
+        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+        match r {
+            Ok(_) => failing = None,
+            Err(e) => {
+                let e = e.to_string();
+                if failing.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(database = %name, "cannot copy the log into the database: {e}; trying again after the next rows");
+                    failing = Some(e);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}

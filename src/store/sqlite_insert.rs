@@ -1,0 +1,233 @@
+//! The SQLite store's batched inserts, with the rows' texts read by SQLite where they are.
+//!
+//! rusqlite binds every text and blob with `SQLITE_TRANSIENT`: SQLite copies each value into
+//! memory of its own (an allocation and a copy, and a free when the parameter is bound
+//! again), six values of every row. In a backfill that was a third of the time spent
+//! binding and inserting (docs/benchmarks.md, "SQLite binds the rows in place"). Here the
+//! statement is prepared and bound through SQLite's C API with `SQLITE_STATIC`: SQLite reads
+//! the values in place. That is sound because [`Insert::run`] clears every binding before it
+//! returns, while the rows and the texts it bound are still borrowed.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char, c_int};
+use std::marker::PhantomData;
+
+use rusqlite::ffi;
+
+use super::StagedRow;
+
+/// The columns of `events` and `logins` written by the store, in order.
+pub(super) const COLUMNS: &str = "timestamp, logged, server, service, ip, ip_key, username, \
+     mechanism, reason, client_hostname, reverse_dns, dns_status, country, asn, as_org";
+
+/// Parameters of one row (the columns above).
+const PER_ROW: usize = 15;
+
+/// `INSERT INTO table (...) VALUES (...), (...)` for `rows` rows, numbered parameters.
+pub(super) fn insert_sql(table: &str, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({COLUMNS}) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..PER_ROW {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * PER_ROW + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// A prepared multi-row INSERT of a fixed number of rows, on a connection it must not
+/// outlive (the lifetime says so).
+pub(super) struct Insert<'conn> {
+    db: *mut ffi::sqlite3,
+    stmt: *mut ffi::sqlite3_stmt,
+    rows: usize,
+    _conn: PhantomData<&'conn rusqlite::Connection>,
+}
+
+/// SQLite's error for `code` on `db`, with its message.
+fn error(db: *mut ffi::sqlite3, code: c_int) -> rusqlite::Error {
+    // Safety: `db` is an open connection; the message is copied out before anything else
+    // runs on it.
+    let msg = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db)) }
+        .to_string_lossy()
+        .into_owned();
+    rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(msg))
+}
+
+/// Where one row's texts lie in the buffer [`Insert::run`] fills: the time as logged, the
+/// address as text and the address's sort key.
+struct Spans {
+    logged: (usize, usize),
+    ip: (usize, usize),
+    key: (usize, usize),
+}
+
+impl<'conn> Insert<'conn> {
+    /// Prepares the INSERT of `rows` rows into `table` on `conn`.
+    pub fn prepare(
+        conn: &'conn rusqlite::Connection,
+        table: &str,
+        rows: usize,
+    ) -> rusqlite::Result<Self> {
+        let sql = insert_sql(table, rows);
+        // Safety: the handle is used only while `conn` is borrowed (the lifetime).
+        let db = unsafe { conn.handle() };
+        let mut stmt = std::ptr::null_mut();
+        let len = c_int::try_from(sql.len()).map_err(|_| error(db, ffi::SQLITE_TOOBIG))?;
+        // Safety: `sql` is valid for `len` bytes; `stmt` receives the statement or null.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(
+                db,
+                sql.as_ptr().cast::<c_char>(),
+                len,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK || stmt.is_null() {
+            // (Finalizing null is a no-op.)
+            let e = error(db, rc);
+            // Safety: `stmt` is null or the statement just prepared.
+            unsafe { ffi::sqlite3_finalize(stmt) };
+            return Err(e);
+        }
+        Ok(Insert {
+            db,
+            stmt,
+            rows,
+            _conn: PhantomData,
+        })
+    }
+
+    /// Inserts `rows` (exactly as many as prepared for), with `texts` as scratch for the
+    /// texts made for them. Every binding is cleared before returning, whatever happened.
+    pub fn run(&mut self, rows: &[StagedRow], texts: &mut Vec<u8>) -> rusqlite::Result<()> {
+        assert_eq!(rows.len(), self.rows, "an insert of a fixed number of rows");
+        // The made texts first, all of them: once bound, the buffer must not move.
+        texts.clear();
+        let mut spans = Vec::with_capacity(rows.len());
+        for s in rows {
+            use std::io::Write;
+            let e = &s.event;
+            let a = texts.len();
+            e.timestamp.write_rfc3339(texts);
+            let b = texts.len();
+            let _ = write!(texts, "{}", e.ip);
+            let c = texts.len();
+            let mut key = [0u8; 17];
+            let n = super::sqlite::ip_key_into(e.ip, &mut key);
+            texts.extend_from_slice(&key[..n]);
+            spans.push(Spans {
+                logged: (a, b),
+                ip: (b, c),
+                key: (c, texts.len()),
+            });
+        }
+        let texts: &[u8] = texts;
+        let r = self.bind_and_step(rows, texts, &spans);
+        // Safety: the statement is ours; after these, SQLite holds no pointer into `rows` or
+        // `texts` (reset ends the step, clear_bindings drops every value bound).
+        unsafe {
+            ffi::sqlite3_reset(self.stmt);
+            ffi::sqlite3_clear_bindings(self.stmt);
+        }
+        r
+    }
+
+    fn bind_and_step(
+        &mut self,
+        rows: &[StagedRow],
+        texts: &[u8],
+        spans: &[Spans],
+    ) -> rusqlite::Result<()> {
+        for (r, (s, sp)) in rows.iter().zip(spans).enumerate() {
+            let (e, en) = (&s.event, s.enrichment.as_ref());
+            let i = (r * PER_ROW) as c_int;
+            let at = |(a, b): (usize, usize)| &texts[a..b];
+            self.int(i + 1, Some(e.timestamp.time.timestamp()))?;
+            self.text(i + 2, at(sp.logged))?;
+            self.text(i + 3, e.server.as_bytes())?;
+            self.text(i + 4, e.service.as_bytes())?;
+            self.text(i + 5, at(sp.ip))?;
+            self.blob(i + 6, at(sp.key))?;
+            self.text(i + 7, e.username.as_deref().unwrap_or("").as_bytes())?;
+            self.text(i + 8, e.mechanism.as_bytes())?;
+            self.text(i + 9, e.reason.as_bytes())?;
+            self.text(
+                i + 10,
+                e.client_hostname.as_deref().unwrap_or("").as_bytes(),
+            )?;
+            let en_text = |f: fn(&crate::enrich::Enrichment) -> Option<&str>| {
+                en.and_then(f).unwrap_or("").as_bytes()
+            };
+            self.text(i + 11, en_text(|en| en.reverse_dns.as_deref()))?;
+            self.text(i + 12, en_text(|en| en.dns_status.map(|d| d.as_str())))?;
+            self.text(i + 13, en_text(|en| en.country.as_deref()))?;
+            self.int(i + 14, en.and_then(|en| en.asn).map(i64::from))?;
+            self.text(i + 15, en_text(|en| en.as_org.as_deref()))?;
+        }
+        // Safety: every parameter is bound to a value that lives until `run` clears it.
+        let rc = unsafe { ffi::sqlite3_step(self.stmt) };
+        if rc != ffi::SQLITE_DONE {
+            return Err(error(self.db, rc));
+        }
+        Ok(())
+    }
+
+    /// What a bind call returned, as a result.
+    fn check(&self, rc: c_int) -> rusqlite::Result<()> {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(error(self.db, rc))
+        }
+    }
+
+    /// Binds text `s` (UTF-8) to parameter `i`, read in place.
+    fn text(&self, i: c_int, s: &[u8]) -> rusqlite::Result<()> {
+        let len = c_int::try_from(s.len()).map_err(|_| error(self.db, ffi::SQLITE_TOOBIG))?;
+        // (An empty slice's pointer may dangle: a static empty string instead.)
+        let ptr = if s.is_empty() {
+            c"".as_ptr()
+        } else {
+            s.as_ptr().cast::<c_char>()
+        };
+        // Safety: `ptr` is valid for `len` bytes until `run` clears the bindings.
+        self.check(unsafe { ffi::sqlite3_bind_text(self.stmt, i, ptr, len, ffi::SQLITE_STATIC()) })
+    }
+
+    /// Binds blob `b` (not empty) to parameter `i`, read in place.
+    fn blob(&self, i: c_int, b: &[u8]) -> rusqlite::Result<()> {
+        let len = c_int::try_from(b.len()).map_err(|_| error(self.db, ffi::SQLITE_TOOBIG))?;
+        // Safety: as for `text`.
+        self.check(unsafe {
+            ffi::sqlite3_bind_blob(self.stmt, i, b.as_ptr().cast(), len, ffi::SQLITE_STATIC())
+        })
+    }
+
+    /// Binds `v` (NULL when `None`) to parameter `i`.
+    fn int(&self, i: c_int, v: Option<i64>) -> rusqlite::Result<()> {
+        // Safety: the statement is ours and `i` one of its parameters.
+        self.check(unsafe {
+            match v {
+                Some(v) => ffi::sqlite3_bind_int64(self.stmt, i, v),
+                None => ffi::sqlite3_bind_null(self.stmt, i),
+            }
+        })
+    }
+}
+
+impl Drop for Insert<'_> {
+    fn drop(&mut self) {
+        // Safety: the statement is ours, finalized once, its connection still open (the
+        // lifetime).
+        unsafe { ffi::sqlite3_finalize(self.stmt) };
+    }
+}
