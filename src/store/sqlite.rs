@@ -65,6 +65,9 @@ pub fn ip_key(ip: std::net::IpAddr) -> Vec<u8> {
 pub struct SqliteStore {
     path: PathBuf,
     state_dir: PathBuf,
+    /// The full-size INSERT of each record, prepared once. Declared before `conn`: fields are
+    /// dropped in order, and a statement must be finalized before its connection closes.
+    full: BTreeMap<&'static str, Insert>,
     conn: Connection,
     logins_kept: bool,
     staged: Staged,
@@ -384,6 +387,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
+            full: BTreeMap::new(),
             conn,
             logins_kept: logins,
             staged: Staged::default(),
@@ -451,11 +455,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Inserts `rows` into `table` inside the transaction.
+    /// Inserts `rows` into `table` inside the transaction, through `full`'s statement of
+    /// [`ROWS_PER_INSERT`] rows for `table` (prepared at its first use, kept).
     fn insert(
         tx: &rusqlite::Transaction<'_>,
         path: &Path,
-        table: &str,
+        full: &mut BTreeMap<&'static str, Insert>,
+        table: &'static str,
         rows: &[StagedRow],
     ) -> Result<(), StoreError> {
         let err = || sql_err(path, "cannot insert rows");
@@ -466,15 +472,26 @@ impl SqliteStore {
         // Texts made for the rows (the time as logged, the address as text and as a key).
         let mut texts = Vec::new();
         if rows.len() >= ROWS_PER_INSERT {
-            let mut full = Insert::prepare(tx, table, ROWS_PER_INSERT).map_err(err())?;
+            let stmt = match full.entry(table) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    // Safety: kept in the store's `full`, dropped before its connection (the
+                    // fields' order).
+                    #[allow(unsafe_code)]
+                    let prepared = unsafe { Insert::prepare(tx, table, ROWS_PER_INSERT) };
+                    e.insert(prepared.map_err(err())?)
+                }
+            };
             for chunk in &mut chunks {
-                full.run(chunk, &mut texts).map_err(err())?;
+                stmt.run(chunk, &mut texts).map_err(err())?;
             }
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            Insert::prepare(tx, table, rest.len())
-                .and_then(|mut stmt| stmt.run(rest, &mut texts))
+            // Safety: dropped at the end of this statement, within the transaction's borrow.
+            #[allow(unsafe_code)]
+            let stmt = unsafe { Insert::prepare(tx, table, rest.len()) };
+            stmt.and_then(|mut stmt| stmt.run(rest, &mut texts))
                 .map_err(err())?;
         }
         Ok(())
@@ -589,14 +606,15 @@ impl Store for SqliteStore {
             Self::insert(
                 &tx,
                 path,
+                &mut self.full,
                 "events",
                 &self.staged.failures[..self.staged.failures.len() / 2],
             )?;
             CrashPoint::MidRows.here(crash);
         }
-        Self::insert(&tx, path, "events", &self.staged.failures)?;
+        Self::insert(&tx, path, &mut self.full, "events", &self.staged.failures)?;
         CrashPoint::BetweenRecords.here(crash);
-        Self::insert(&tx, path, "logins", &self.staged.logins)?;
+        Self::insert(&tx, path, &mut self.full, "logins", &self.staged.logins)?;
         tx.commit().map_err(sql_err(path, "cannot commit"))?;
         self.committed();
         Ok(())
@@ -686,7 +704,7 @@ impl Store for SqliteStore {
             .conn
             .transaction()
             .map_err(sql_err(db, "cannot begin a transaction"))?;
-        Self::insert(&tx, db, "events", &self.staged.failures)?;
+        Self::insert(&tx, db, &mut self.full, "events", &self.staged.failures)?;
         tx.execute(
             "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES (?1, ?2, ?3, unixepoch()) \
              ON CONFLICT (fingerprint) DO UPDATE SET path = excluded.path, position = excluded.position, imported_at = excluded.imported_at",

@@ -10,7 +10,6 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int};
-use std::marker::PhantomData;
 
 use rusqlite::ffi;
 
@@ -43,13 +42,16 @@ pub(super) fn insert_sql(table: &str, rows: usize) -> String {
 }
 
 /// A prepared multi-row INSERT of a fixed number of rows, on a connection it must not
-/// outlive (the lifetime says so).
-pub(super) struct Insert<'conn> {
+/// outlive (see [`Insert::prepare`]).
+pub(super) struct Insert {
     db: *mut ffi::sqlite3,
     stmt: *mut ffi::sqlite3_stmt,
     rows: usize,
-    _conn: PhantomData<&'conn rusqlite::Connection>,
 }
+
+// Safety: SQLite connections are serialized by default (the bundled build's threading mode),
+// and an `Insert` moves between threads only with the connection it belongs to (the store).
+unsafe impl Send for Insert {}
 
 /// SQLite's error for `code` on `db`, with its message.
 fn error(db: *mut ffi::sqlite3, code: c_int) -> rusqlite::Error {
@@ -69,15 +71,19 @@ struct Spans {
     key: (usize, usize),
 }
 
-impl<'conn> Insert<'conn> {
+impl Insert {
     /// Prepares the INSERT of `rows` rows into `table` on `conn`.
-    pub fn prepare(
-        conn: &'conn rusqlite::Connection,
+    ///
+    /// # Safety
+    /// The `Insert` must be dropped before `conn` is closed (a statement outliving its
+    /// connection would be finalized on freed memory).
+    pub unsafe fn prepare(
+        conn: &rusqlite::Connection,
         table: &str,
         rows: usize,
     ) -> rusqlite::Result<Self> {
         let sql = insert_sql(table, rows);
-        // Safety: the handle is used only while `conn` is borrowed (the lifetime).
+        // Safety: the handle is used only while the connection is open (the caller's promise).
         let db = unsafe { conn.handle() };
         let mut stmt = std::ptr::null_mut();
         let len = c_int::try_from(sql.len()).map_err(|_| error(db, ffi::SQLITE_TOOBIG))?;
@@ -98,12 +104,7 @@ impl<'conn> Insert<'conn> {
             unsafe { ffi::sqlite3_finalize(stmt) };
             return Err(e);
         }
-        Ok(Insert {
-            db,
-            stmt,
-            rows,
-            _conn: PhantomData,
-        })
+        Ok(Insert { db, stmt, rows })
     }
 
     /// Inserts `rows` (exactly as many as prepared for), with `texts` as scratch for the
@@ -224,10 +225,10 @@ impl<'conn> Insert<'conn> {
     }
 }
 
-impl Drop for Insert<'_> {
+impl Drop for Insert {
     fn drop(&mut self) {
         // Safety: the statement is ours, finalized once, its connection still open (the
-        // lifetime).
+        // promise made to `prepare`).
         unsafe { ffi::sqlite3_finalize(self.stmt) };
     }
 }
