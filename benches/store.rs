@@ -12,7 +12,8 @@
 //! Run with `cargo bench --bench store` (`MLS_BENCH_MB`, default 200; `MLS_BENCH_EVENTS`,
 //! default 5,000,000; `MLS_BENCH_ROUNDS`, default 1, backfills of every store in turn;
 //! `MLS_BENCH_PARTS=backfill` leaves out the reports; `MLS_BENCH_STORES=sqlite` or
-//! `postgresql` backfills only that one beside the CSV). PostgreSQL parts need the
+//! `postgresql` backfills only that one beside the CSV; `MLS_BENCH_BIN` measures another
+//! build of the daemon). PostgreSQL parts need the
 //! postgresql package (a throwaway cluster is started under target/bench-data); without it
 //! they say so and are skipped.
 
@@ -38,7 +39,12 @@ use std::time::{Duration, Instant};
 use history::{START, STEP};
 use pg_server::PgCluster;
 
-const BIN: &str = env!("CARGO_BIN_EXE_maillogsentinel");
+/// The daemon measured: this build's, or `MLS_BENCH_BIN` (another build, to compare two
+/// versions in alternating runs of this bench).
+fn bin() -> String {
+    std::env::var("MLS_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_maillogsentinel").to_string())
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -215,7 +221,7 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
     let cfg = config(&dir, log, target);
     let mut watch = Watch::new(pg.filter(|_| matches!(target, Target::Postgres(_))));
     let start = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["run", "-c", cfg.to_str().unwrap()])
         .env("MAILLOGSENTINEL_LOG", "warn")
         .stdout(Stdio::null())
@@ -269,7 +275,7 @@ fn backfill(log: &Path, want: (u64, u64), target: &Target, pg: Option<&PgCluster
 }
 
 fn report(cfg: &Path, from: i64, to: i64) -> Duration {
-    history::report_time(BIN, cfg, from, to)
+    history::report_time(&bin(), cfg, from, to)
 }
 
 fn median(f: impl FnMut() -> Duration) -> Duration {
@@ -375,7 +381,7 @@ fn main() {
     let sdir = dir.join("sqlite");
     std::fs::create_dir_all(&sdir).unwrap();
     let started = Instant::now();
-    history::fill_sqlite(&sdir.join("events.db"), events, BIN, &sdir);
+    history::fill_sqlite(&sdir.join("events.db"), events, &bin(), &sdir);
     eprintln!(
         "SQLite history written in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -390,7 +396,7 @@ fn main() {
             std::fs::create_dir_all(&pdir).unwrap();
             let pcfg = report_config(&pdir, &csv, &Target::Postgres(url));
             // The schema, by the program itself.
-            let ok = Command::new(BIN)
+            let ok = Command::new(bin())
                 .args(["db", "migrate", "-c", pcfg.to_str().unwrap()])
                 .stdout(Stdio::null())
                 .status()

@@ -20,8 +20,8 @@ use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
 use super::sqlite_checkpoint::{Checkpointer, FALLBACK_PAGES};
-use super::sqlite_insert::Insert;
-use super::{CrashPoint, Progress, Recovered, Staged, StagedRow, Store, StoreError};
+use super::sqlite_insert::{Insert, Rows};
+use super::{CrashPoint, Progress, Recovered, Store, StoreError};
 use crate::report::sql::{Cell, Db, Dialect, Param};
 
 mod embedded {
@@ -70,7 +70,10 @@ pub struct SqliteStore {
     full: BTreeMap<&'static str, Insert>,
     conn: Connection,
     logins_kept: bool,
-    staged: Staged,
+    /// Rows staged for `events`.
+    failures: Rows,
+    /// Rows staged for `logins`.
+    logins: Rows,
     crash: Option<CrashPoint>,
     /// Copies the log into the database (`None`: this connection does, SQLite's default).
     checkpointer: Option<Checkpointer>,
@@ -390,7 +393,8 @@ impl SqliteStore {
             full: BTreeMap::new(),
             conn,
             logins_kept: logins,
-            staged: Staged::default(),
+            failures: Rows::default(),
+            logins: Rows::default(),
             crash: CrashPoint::from_env(),
             checkpointer,
         })
@@ -398,10 +402,12 @@ impl SqliteStore {
 
     /// After a commit: the staged rows are in, and the log may be due for a checkpoint.
     fn committed(&mut self) {
+        let bytes = self.staged_bytes();
         if let Some(c) = &mut self.checkpointer {
-            c.committed(self.staged.bytes);
+            c.committed(bytes);
         }
-        self.staged.clear();
+        self.failures.clear();
+        self.logins.clear();
     }
 
     /// Replaces the positions in the transaction `tx` with `progress`'s "after" positions.
@@ -462,16 +468,15 @@ impl SqliteStore {
         path: &Path,
         full: &mut BTreeMap<&'static str, Insert>,
         table: &'static str,
-        rows: &[StagedRow],
+        rows: &Rows,
+        range: std::ops::Range<usize>,
     ) -> Result<(), StoreError> {
         let err = || sql_err(path, "cannot insert rows");
         // Rows go in [`ROWS_PER_INSERT`] at a time (one statement, one step: SQLite's per-
         // statement work is paid once per group), the rest one statement for what is left;
         // their texts bound in place (see [`super::sqlite_insert`]).
-        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-        // Texts made for the rows (the time as logged, the address as text and as a key).
-        let mut texts = Vec::new();
-        if rows.len() >= ROWS_PER_INSERT {
+        let full_end = range.start + (range.len() / ROWS_PER_INSERT) * ROWS_PER_INSERT;
+        if full_end > range.start {
             let stmt = match full.entry(table) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
@@ -482,16 +487,17 @@ impl SqliteStore {
                     e.insert(prepared.map_err(err())?)
                 }
             };
-            for chunk in &mut chunks {
-                stmt.run(chunk, &mut texts).map_err(err())?;
+            for start in (range.start..full_end).step_by(ROWS_PER_INSERT) {
+                stmt.run(rows, start..start + ROWS_PER_INSERT)
+                    .map_err(err())?;
             }
         }
-        let rest = chunks.remainder();
+        let rest = full_end..range.end;
         if !rest.is_empty() {
             // Safety: dropped at the end of this statement, within the transaction's borrow.
             #[allow(unsafe_code)]
             let stmt = unsafe { Insert::prepare(tx, table, rest.len()) };
-            stmt.and_then(|mut stmt| stmt.run(rest, &mut texts))
+            stmt.and_then(|mut stmt| stmt.run(rows, rest))
                 .map_err(err())?;
         }
         Ok(())
@@ -579,17 +585,17 @@ impl Store for SqliteStore {
     }
 
     fn stage_failure(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
-        self.staged.push(event, enrichment, false);
+        self.failures.push(event, enrichment);
     }
 
     fn stage_login(&mut self, event: &AuthEvent, enrichment: Option<&Enrichment>) {
         if self.logins_kept {
-            self.staged.push(event, enrichment, true);
+            self.logins.push(event, enrichment);
         }
     }
 
     fn staged_bytes(&self) -> usize {
-        self.staged.bytes
+        self.failures.bytes() + self.logins.bytes()
     }
 
     /// One transaction: the positions after the batch, the intrusion rows, the login rows.
@@ -608,13 +614,16 @@ impl Store for SqliteStore {
                 path,
                 &mut self.full,
                 "events",
-                &self.staged.failures[..self.staged.failures.len() / 2],
+                &self.failures,
+                0..self.failures.len() / 2,
             )?;
             CrashPoint::MidRows.here(crash);
         }
-        Self::insert(&tx, path, &mut self.full, "events", &self.staged.failures)?;
+        let all = 0..self.failures.len();
+        Self::insert(&tx, path, &mut self.full, "events", &self.failures, all)?;
         CrashPoint::BetweenRecords.here(crash);
-        Self::insert(&tx, path, &mut self.full, "logins", &self.staged.logins)?;
+        let all = 0..self.logins.len();
+        Self::insert(&tx, path, &mut self.full, "logins", &self.logins, all)?;
         tx.commit().map_err(sql_err(path, "cannot commit"))?;
         self.committed();
         Ok(())
@@ -704,7 +713,8 @@ impl Store for SqliteStore {
             .conn
             .transaction()
             .map_err(sql_err(db, "cannot begin a transaction"))?;
-        Self::insert(&tx, db, &mut self.full, "events", &self.staged.failures)?;
+        let all = 0..self.failures.len();
+        Self::insert(&tx, db, &mut self.full, "events", &self.failures, all)?;
         tx.execute(
             "INSERT INTO imports (fingerprint, path, position, imported_at) VALUES (?1, ?2, ?3, unixepoch()) \
              ON CONFLICT (fingerprint) DO UPDATE SET path = excluded.path, position = excluded.position, imported_at = excluded.imported_at",

@@ -13,7 +13,8 @@ use std::ffi::{CStr, c_char, c_int};
 
 use rusqlite::ffi;
 
-use super::StagedRow;
+use crate::enrich::Enrichment;
+use crate::parse::AuthEvent;
 
 /// The columns of `events` and `logins` written by the store, in order.
 pub(super) const COLUMNS: &str = "timestamp, logged, server, service, ip, ip_key, username, \
@@ -63,12 +64,94 @@ fn error(db: *mut ffi::sqlite3, code: c_int) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(msg))
 }
 
-/// Where one row's texts lie in the buffer [`Insert::run`] fills: the time as logged, the
-/// address as text and the address's sort key.
-struct Spans {
-    logged: (usize, usize),
-    ip: (usize, usize),
-    key: (usize, usize),
+/// The texts and blobs of a row, in column order (the time and the AS number are numbers).
+const TEXTS: usize = 13;
+
+/// One staged row: its numbers, and where its texts end in [`Rows::texts`] (each starts
+/// where the one before it ends, the first where the row before ends).
+struct Row {
+    time: i64,
+    asn: Option<u32>,
+    ends: [usize; TEXTS],
+}
+
+/// Rows staged for one record, flat: every text of every row in one buffer, so that staging
+/// a row allocates nothing (a copy of the event would allocate for each of its texts, and
+/// free each after the commit).
+#[derive(Default)]
+pub(super) struct Rows {
+    texts: Vec<u8>,
+    rows: Vec<Row>,
+}
+
+impl Rows {
+    /// Stages `e` with its enrichment.
+    pub fn push(&mut self, e: &AuthEvent, en: Option<&Enrichment>) {
+        use std::io::Write;
+        let t = &mut self.texts;
+        let mut ends = [0; TEXTS];
+        let mut end = |t: &Vec<u8>, i: usize| ends[i] = t.len();
+        e.timestamp.write_rfc3339(t);
+        end(t, 0);
+        t.extend_from_slice(e.server.as_bytes());
+        end(t, 1);
+        t.extend_from_slice(e.service.as_bytes());
+        end(t, 2);
+        let _ = write!(t, "{}", e.ip);
+        end(t, 3);
+        let mut key = [0u8; 17];
+        let n = super::sqlite::ip_key_into(e.ip, &mut key);
+        t.extend_from_slice(&key[..n]);
+        end(t, 4);
+        t.extend_from_slice(e.username.as_deref().unwrap_or("").as_bytes());
+        end(t, 5);
+        t.extend_from_slice(e.mechanism.as_bytes());
+        end(t, 6);
+        t.extend_from_slice(e.reason.as_bytes());
+        end(t, 7);
+        t.extend_from_slice(e.client_hostname.as_deref().unwrap_or("").as_bytes());
+        end(t, 8);
+        let en_text = |f: fn(&Enrichment) -> Option<&str>| en.and_then(f).unwrap_or("").as_bytes();
+        t.extend_from_slice(en_text(|en| en.reverse_dns.as_deref()));
+        end(t, 9);
+        t.extend_from_slice(en_text(|en| en.dns_status.map(|d| d.as_str())));
+        end(t, 10);
+        t.extend_from_slice(en_text(|en| en.country.as_deref()));
+        end(t, 11);
+        t.extend_from_slice(en_text(|en| en.as_org.as_deref()));
+        end(t, 12);
+        self.rows.push(Row {
+            time: e.timestamp.time.timestamp(),
+            asn: en.and_then(|en| en.asn),
+            ends,
+        });
+    }
+
+    /// How many rows are staged.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// About what they weigh, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.texts.len() + self.rows.len() * std::mem::size_of::<Row>()
+    }
+
+    /// Forgets them (committed), keeping the memory for the next.
+    pub fn clear(&mut self) {
+        self.texts.clear();
+        self.rows.clear();
+    }
+
+    /// Row `r`'s text `i` (in [`COLUMNS`] order, without the numbers).
+    fn text(&self, r: usize, i: usize) -> &[u8] {
+        let start = match (i, r) {
+            (0, 0) => 0,
+            (0, _) => self.rows[r - 1].ends[TEXTS - 1],
+            _ => self.rows[r].ends[i - 1],
+        };
+        &self.texts[start..self.rows[r].ends[i]]
+    }
 }
 
 impl Insert {
@@ -107,34 +190,17 @@ impl Insert {
         Ok(Insert { db, stmt, rows })
     }
 
-    /// Inserts `rows` (exactly as many as prepared for), with `texts` as scratch for the
-    /// texts made for them. Every binding is cleared before returning, whatever happened.
-    pub fn run(&mut self, rows: &[StagedRow], texts: &mut Vec<u8>) -> rusqlite::Result<()> {
-        assert_eq!(rows.len(), self.rows, "an insert of a fixed number of rows");
-        // The made texts first, all of them: once bound, the buffer must not move.
-        texts.clear();
-        let mut spans = Vec::with_capacity(rows.len());
-        for s in rows {
-            use std::io::Write;
-            let e = &s.event;
-            let a = texts.len();
-            e.timestamp.write_rfc3339(texts);
-            let b = texts.len();
-            let _ = write!(texts, "{}", e.ip);
-            let c = texts.len();
-            let mut key = [0u8; 17];
-            let n = super::sqlite::ip_key_into(e.ip, &mut key);
-            texts.extend_from_slice(&key[..n]);
-            spans.push(Spans {
-                logged: (a, b),
-                ip: (b, c),
-                key: (c, texts.len()),
-            });
-        }
-        let texts: &[u8] = texts;
-        let r = self.bind_and_step(rows, texts, &spans);
-        // Safety: the statement is ours; after these, SQLite holds no pointer into `rows` or
-        // `texts` (reset ends the step, clear_bindings drops every value bound).
+    /// Inserts the staged rows `range` (exactly as many as prepared for). Every binding is
+    /// cleared before returning, whatever happened.
+    pub fn run(&mut self, rows: &Rows, range: std::ops::Range<usize>) -> rusqlite::Result<()> {
+        assert_eq!(
+            range.len(),
+            self.rows,
+            "an insert of a fixed number of rows"
+        );
+        let r = self.bind_and_step(rows, range);
+        // Safety: the statement is ours; after these, SQLite holds no pointer into `rows`
+        // (reset ends the step, clear_bindings drops every value bound).
         unsafe {
             ffi::sqlite3_reset(self.stmt);
             ffi::sqlite3_clear_bindings(self.stmt);
@@ -144,35 +210,24 @@ impl Insert {
 
     fn bind_and_step(
         &mut self,
-        rows: &[StagedRow],
-        texts: &[u8],
-        spans: &[Spans],
+        rows: &Rows,
+        range: std::ops::Range<usize>,
     ) -> rusqlite::Result<()> {
-        for (r, (s, sp)) in rows.iter().zip(spans).enumerate() {
-            let (e, en) = (&s.event, s.enrichment.as_ref());
-            let i = (r * PER_ROW) as c_int;
-            let at = |(a, b): (usize, usize)| &texts[a..b];
-            self.int(i + 1, Some(e.timestamp.time.timestamp()))?;
-            self.text(i + 2, at(sp.logged))?;
-            self.text(i + 3, e.server.as_bytes())?;
-            self.text(i + 4, e.service.as_bytes())?;
-            self.text(i + 5, at(sp.ip))?;
-            self.blob(i + 6, at(sp.key))?;
-            self.text(i + 7, e.username.as_deref().unwrap_or("").as_bytes())?;
-            self.text(i + 8, e.mechanism.as_bytes())?;
-            self.text(i + 9, e.reason.as_bytes())?;
-            self.text(
-                i + 10,
-                e.client_hostname.as_deref().unwrap_or("").as_bytes(),
-            )?;
-            let en_text = |f: fn(&crate::enrich::Enrichment) -> Option<&str>| {
-                en.and_then(f).unwrap_or("").as_bytes()
-            };
-            self.text(i + 11, en_text(|en| en.reverse_dns.as_deref()))?;
-            self.text(i + 12, en_text(|en| en.dns_status.map(|d| d.as_str())))?;
-            self.text(i + 13, en_text(|en| en.country.as_deref()))?;
-            self.int(i + 14, en.and_then(|en| en.asn).map(i64::from))?;
-            self.text(i + 15, en_text(|en| en.as_org.as_deref()))?;
+        for (n, r) in range.enumerate() {
+            let i = (n * PER_ROW) as c_int;
+            let row = &rows.rows[r];
+            self.int(i + 1, Some(row.time))?;
+            // Then the texts, the address's key (the 5th) a blob, the AS number before the last.
+            for t in 0..TEXTS {
+                let at = i + 2 + t as c_int + c_int::from(t == TEXTS - 1);
+                let value = rows.text(r, t);
+                if t == 4 {
+                    self.blob(at, value)?;
+                } else {
+                    self.text(at, value)?;
+                }
+            }
+            self.int(i + 14, row.asn.map(i64::from))?;
         }
         // Safety: every parameter is bound to a value that lives until `run` clears it.
         let rc = unsafe { ffi::sqlite3_step(self.stmt) };
