@@ -504,6 +504,10 @@ fn note_servers(
     Ok(())
 }
 
+/// How long a first start may read the records to tell whether its server has rows (see
+/// [`Store::has_rows`]).
+const HAS_ROWS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     settings: PgSettings,
@@ -743,10 +747,12 @@ impl Store for PostgresStore {
     /// records nothing twice, and the warning says how to back-fill.)
     ///
     /// The `servers` table answers at once. A server it does not list is looked for in the
-    /// rows themselves, the whole table read once: a daemon of a version before schema 4,
-    /// still running while a fleet is upgraded, writes rows without listing its server. Found
-    /// there, it is listed, and the next first start is answered at once again. (A first
-    /// start is once per instance, so the read happens once for each new member.)
+    /// rows themselves, the whole table read: a daemon of a version before schema 4, still
+    /// running while a fleet is upgraded, writes rows without listing its server. Found
+    /// there, it is listed, and the next first start is answered at once again. The daemon
+    /// asks only at a first start (no positions yet), before it tells systemd it is ready:
+    /// the read is bounded to [`HAS_ROWS_TIMEOUT`] (systemd waits 90 s for a start), and
+    /// beyond it the answer is yes.
     fn has_rows(&mut self) -> bool {
         let server = self.server.clone();
         let Ok(client) = self.client() else {
@@ -762,11 +768,32 @@ impl Store for PostgresStore {
             Some(false) => {}
             listed => return listed.unwrap_or(true),
         }
-        match ask(
-            client,
-            "SELECT EXISTS (SELECT 1 FROM events WHERE server = $1)",
-        ) {
-            Some(true) => {
+        let scan = (|| -> Result<bool, postgres::Error> {
+            let mut tx = client.transaction()?;
+            tx.batch_execute(&format!(
+                "SET LOCAL statement_timeout = {}",
+                HAS_ROWS_TIMEOUT.as_millis()
+            ))?;
+            let found = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM events WHERE server = $1)",
+                    &[&server],
+                )?
+                .get(0);
+            tx.commit()?;
+            Ok(found)
+        })();
+        match scan {
+            Err(e) => {
+                tracing::warn!(
+                    server = %server,
+                    "cannot tell whether this server's rows are in the database ({}; the read stops after {} s): taken as yes",
+                    error_text(&e),
+                    HAS_ROWS_TIMEOUT.as_secs()
+                );
+                true
+            }
+            Ok(true) => {
                 tracing::info!(
                     server = %server,
                     "this server's rows are in the database but it was not listed in `servers` (rows written by a version before schema 4 during an upgrade): listed now"
@@ -779,7 +806,7 @@ impl Store for PostgresStore {
                 }
                 true
             }
-            found => found.unwrap_or(true),
+            Ok(false) => false,
         }
     }
 

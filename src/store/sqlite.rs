@@ -19,7 +19,7 @@ use crate::parse::AuthEvent;
 use crate::pipeline::JournalPos;
 use crate::source::fingerprint::Fingerprint;
 
-use super::sqlite_checkpoint::{Checkpointer, FALLBACK_PAGES};
+use super::sqlite_checkpoint::{Checkpointer, FALLBACK_PAGES, KEEP_BYTES};
 use super::sqlite_insert::{Insert, Rows};
 use super::{CrashPoint, Progress, Recovered, Store, StoreError};
 use crate::report::sql::{Cell, Db, Dialect, Param};
@@ -68,6 +68,10 @@ pub struct SqliteStore {
     /// The full-size INSERT of each record, prepared once. Declared before `conn`: fields are
     /// dropped in order, and a statement must be finalized before its connection closes.
     full: BTreeMap<&'static str, Insert>,
+    /// Copies the log into the database (`None`: this connection does, SQLite's default).
+    /// Declared before `conn` too: the store's connection, closed last, makes the final
+    /// checkpoint and removes the log.
+    checkpointer: Option<Checkpointer>,
     conn: Connection,
     logins_kept: bool,
     /// Rows staged for `events`.
@@ -75,8 +79,6 @@ pub struct SqliteStore {
     /// Rows staged for `logins`.
     logins: Rows,
     crash: Option<CrashPoint>,
-    /// Copies the log into the database (`None`: this connection does, SQLite's default).
-    checkpointer: Option<Checkpointer>,
 }
 
 /// A schema migration's state, for `maillogsentinel db status`.
@@ -387,6 +389,8 @@ impl SqliteStore {
             conn.pragma_update(None, "wal_autocheckpoint", FALLBACK_PAGES)
                 .map_err(sql_err(path, "cannot set wal_autocheckpoint"))?;
         }
+        conn.pragma_update(None, "journal_size_limit", KEEP_BYTES)
+            .map_err(sql_err(path, "cannot set journal_size_limit"))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
             state_dir: state_dir.to_path_buf(),
@@ -483,12 +487,12 @@ impl SqliteStore {
                     // Safety: kept in the store's `full`, dropped before its connection (the
                     // fields' order).
                     #[allow(unsafe_code)]
-                    let prepared = unsafe { Insert::prepare(tx, table, ROWS_PER_INSERT) };
+                    let prepared = unsafe { Insert::prepare(tx, table, ROWS_PER_INSERT, true) };
                     e.insert(prepared.map_err(err())?)
                 }
             };
             for start in (range.start..full_end).step_by(ROWS_PER_INSERT) {
-                stmt.run(rows, start..start + ROWS_PER_INSERT)
+                stmt.run(tx, rows, start..start + ROWS_PER_INSERT)
                     .map_err(err())?;
             }
         }
@@ -496,8 +500,8 @@ impl SqliteStore {
         if !rest.is_empty() {
             // Safety: dropped at the end of this statement, within the transaction's borrow.
             #[allow(unsafe_code)]
-            let stmt = unsafe { Insert::prepare(tx, table, rest.len()) };
-            stmt.and_then(|mut stmt| stmt.run(rows, rest))
+            let stmt = unsafe { Insert::prepare(tx, table, rest.len(), false) };
+            stmt.and_then(|mut stmt| stmt.run(tx, rows, rest))
                 .map_err(err())?;
         }
         Ok(())
@@ -921,9 +925,10 @@ mod tests {
             pages, FALLBACK_PAGES,
             "the store's own connection checkpoints late"
         );
-        // About 6 MB of rows in one commit: past the thread's pace, below the fallback's.
-        let long = "x".repeat(1000);
-        for _ in 0..6000 {
+        // About 8 MB of rows in one commit (300 bytes in each of three texts): past the
+        // thread's pace (4 MB), far below the fallback's (10,000 pages, 40 MB).
+        let long = "x".repeat(300);
+        for _ in 0..8000 {
             store.stage_failure(&event(&long, "192.0.2.1"), None);
         }
         store.commit(&Progress::default()).unwrap();
@@ -939,6 +944,70 @@ mod tests {
         );
         // Stopped with the store.
         drop(store);
+    }
+
+    #[test]
+    fn a_failed_insert_leaves_the_rows_staged_and_the_retry_inserts_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let mut store = SqliteStore::open(&path, dir.path(), false).unwrap();
+        let count = || -> i64 {
+            connect(&path)
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+                .unwrap()
+        };
+        let stage = |store: &mut SqliteStore, n: usize| {
+            for i in 0..n {
+                let name = if i == 100 {
+                    "boom".to_string()
+                } else {
+                    format!("u{i}")
+                };
+                store.stage_failure(&event(&name, "192.0.2.7"), None);
+            }
+        };
+        // 135 rows: two full statements (the kept one) and the rest; the 101st refused.
+        stage(&mut store, 135);
+        let other = connect(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.username = 'boom' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+            )
+            .unwrap();
+        let staged = store.staged_bytes();
+        let e = store.commit(&progress(10)).unwrap_err().to_string();
+        assert!(e.contains("refused"), "{e}");
+        assert_eq!(count(), 0, "nothing of the failed transaction");
+        assert_eq!(store.staged_bytes(), staged, "the rows stay staged");
+        // The schema changes under the kept statement (SQLite prepares it again).
+        other.execute_batch("DROP TRIGGER refuse").unwrap();
+        store.commit(&progress(20)).unwrap();
+        assert_eq!(count(), 135);
+        // The kept statement once more, with other rows.
+        stage(&mut store, 135);
+        store.commit(&progress(30)).unwrap();
+        assert_eq!(count(), 270);
+        let users: Vec<String> = other
+            .prepare("SELECT username FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<String> = (0..2)
+            .flat_map(|_| {
+                (0..135).map(|i| {
+                    if i == 100 {
+                        "boom".into()
+                    } else {
+                        format!("u{i}")
+                    }
+                })
+            })
+            .collect();
+        assert_eq!(users, want);
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! backfill, a tenth of the committer's time, during which nothing else is committed and
 //! reading waits for the event budget (docs/benchmarks.md, "SQLite binds the rows in place").
 //! Here a connection of its own does it, told after every 4 MB of rows committed, while the
-//! committer goes on. A checkpoint of this kind (`PASSIVE`) never blocks the writer; the
-//! store's own connection keeps checkpointing itself past 10,000 pages, so the log stays
-//! bounded even when this thread falls behind or cannot start.
+//! committer goes on. A checkpoint of this kind (`PASSIVE`) never blocks the writer, and
+//! copies the pages committed before it started: while commits keep coming (a backfill) it
+//! is run again every [`AGAIN`] until it has copied everything, so that the log can start
+//! over once writing pauses. The store's own connection keeps checkpointing itself past
+//! 10,000 pages, so the log stays bounded even when this thread falls behind or cannot
+//! start, and a log that started over is cut back to [`KEEP_BYTES`].
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -21,6 +24,14 @@ const EVERY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Pages in the log past which the store's own connection checkpoints anyway.
 pub(super) const FALLBACK_PAGES: i64 = 10_000;
+
+/// What the log file is cut back to when it starts over (`journal_size_limit`): SQLite's
+/// own checkpoint size.
+pub(super) const KEEP_BYTES: i64 = 4 * 1024 * 1024;
+
+/// How soon a checkpoint that could not copy everything (rows were committed meanwhile) is
+/// run again.
+const AGAIN: Duration = Duration::from_millis(100);
 
 /// The checkpointing thread, stopped (after its checkpoint in progress) when dropped.
 pub(super) struct Checkpointer {
@@ -45,10 +56,19 @@ impl Checkpointer {
         };
         let (tell, told) = std::sync::mpsc::sync_channel(1);
         let name = path.display().to_string();
-        let thread = std::thread::Builder::new()
+        let thread = match std::thread::Builder::new()
             .name("sqlite checkpoint".into())
             .spawn(move || run(conn, told, &name))
-            .ok()?;
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(
+                    database = %path.display(),
+                    "cannot start the thread that copies the log into the database ({e}): the store's own connection does it instead"
+                );
+                return None;
+            }
+        };
         Some(Checkpointer {
             tell: Some(tell),
             thread: Some(thread),
@@ -82,22 +102,39 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The thread: a checkpoint each time it is told, until the store is gone. A failure is
-/// logged once per kind (the log is then copied by the next one, or by the store's own
-/// connection past [`FALLBACK_PAGES`]).
+/// The thread: a checkpoint each time it is told, and again every [`AGAIN`] until one has
+/// copied the whole log; until the store is gone. A failure is logged once per kind (the log
+/// is then copied by the next one, or by the store's own connection past
+/// [`FALLBACK_PAGES`]).
 fn run(conn: rusqlite::Connection, told: Receiver<()>, name: &str) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut failing: Option<String> = None;
-    while told.recv().is_ok() {
-        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+    let mut behind = false;
+    loop {
+        let next = if behind {
+            told.recv_timeout(AGAIN)
+        } else {
+            told.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        if next == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
+        // (busy, frames in the log, frames copied)
+        let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
         match r {
-            Ok(_) => failing = None,
+            Ok((log, copied)) => {
+                failing = None;
+                behind = copied < log;
+            }
             Err(e) => {
                 let e = e.to_string();
                 if failing.as_deref() != Some(e.as_str()) {
-                    tracing::warn!(database = %name, "cannot copy the log into the database: {e}; trying again after the next rows");
+                    tracing::warn!(database = %name, "cannot copy the log into the database: {e}; trying again");
                     failing = Some(e);
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                behind = true;
             }
         }
     }

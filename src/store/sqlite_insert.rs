@@ -2,11 +2,13 @@
 //!
 //! rusqlite binds every text and blob with `SQLITE_TRANSIENT`: SQLite copies each value into
 //! memory of its own (an allocation and a copy, and a free when the parameter is bound
-//! again), six values of every row. In a backfill that was a third of the time spent
-//! binding and inserting (docs/benchmarks.md, "SQLite binds the rows in place"). Here the
-//! statement is prepared and bound through SQLite's C API with `SQLITE_STATIC`: SQLite reads
-//! the values in place. That is sound because [`Insert::run`] clears every binding before it
-//! returns, while the rows and the texts it bound are still borrowed.
+//! again), every non-empty text of every row. In a backfill that was a third of the time
+//! spent binding and inserting (docs/benchmarks.md, "SQLite binds the rows in place"). Here
+//! the statement is prepared and bound through SQLite's C API with `SQLITE_STATIC`: SQLite
+//! reads the values in place. That is sound because [`Insert::run`] clears every binding
+//! before it returns (a guard does it even on a panic), while the rows it bound are still
+//! borrowed, and because it runs only with its connection borrowed, on the thread that uses
+//! that connection.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int};
@@ -50,9 +52,35 @@ pub(super) struct Insert {
     rows: usize,
 }
 
-// Safety: SQLite connections are serialized by default (the bundled build's threading mode),
-// and an `Insert` moves between threads only with the connection it belongs to (the store).
+// Safety: rusqlite opens connections with SQLITE_OPEN_NO_MUTEX (multi-thread mode: a
+// connection and its statements must be used by one thread at a time). An `Insert` is used
+// only through [`Insert::run`], which takes its connection by reference: a `Connection` is
+// not `Sync`, so the caller is the one thread using the connection. Moving an `Insert` to
+// another thread (with the store that holds it and the connection) is then sound.
 unsafe impl Send for Insert {}
+
+/// A value too large for SQLite to bind (over 2 GiB: never a log line's).
+fn too_big() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        ffi::Error::new(ffi::SQLITE_TOOBIG),
+        Some("a value too large to bind".into()),
+    )
+}
+
+/// Resets a statement and clears its bindings when dropped: after it, SQLite holds no pointer
+/// into what was bound, even when binding panicked half-way.
+struct Unbind(*mut ffi::sqlite3_stmt);
+
+impl Drop for Unbind {
+    fn drop(&mut self) {
+        // Safety: the statement is alive (the `Insert` outlives this guard); reset ends the
+        // step, clear_bindings drops every value bound.
+        unsafe {
+            ffi::sqlite3_reset(self.0);
+            ffi::sqlite3_clear_bindings(self.0);
+        }
+    }
+}
 
 /// SQLite's error for `code` on `db`, with its message.
 fn error(db: *mut ffi::sqlite3, code: c_int) -> rusqlite::Error {
@@ -155,27 +183,37 @@ impl Rows {
 }
 
 impl Insert {
-    /// Prepares the INSERT of `rows` rows into `table` on `conn`.
+    /// Prepares the INSERT of `rows` rows into `table` on `conn`; `kept` when it will be run
+    /// again and again (SQLite then gives it memory of its own, not the connection's small
+    /// shared pool).
     ///
     /// # Safety
-    /// The `Insert` must be dropped before `conn` is closed (a statement outliving its
-    /// connection would be finalized on freed memory).
+    /// The `Insert` must be dropped before `conn` is closed: rusqlite's close fails while a
+    /// statement is open (ignoring the failure, so the connection, its file and its locks
+    /// would leak), and finalizing the statement afterwards would touch a freed connection.
     pub unsafe fn prepare(
         conn: &rusqlite::Connection,
         table: &str,
         rows: usize,
+        kept: bool,
     ) -> rusqlite::Result<Self> {
         let sql = insert_sql(table, rows);
         // Safety: the handle is used only while the connection is open (the caller's promise).
         let db = unsafe { conn.handle() };
         let mut stmt = std::ptr::null_mut();
-        let len = c_int::try_from(sql.len()).map_err(|_| error(db, ffi::SQLITE_TOOBIG))?;
+        let len = c_int::try_from(sql.len()).map_err(|_| too_big())?;
+        let flags = if kept {
+            ffi::SQLITE_PREPARE_PERSISTENT as std::ffi::c_uint
+        } else {
+            0
+        };
         // Safety: `sql` is valid for `len` bytes; `stmt` receives the statement or null.
         let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
+            ffi::sqlite3_prepare_v3(
                 db,
                 sql.as_ptr().cast::<c_char>(),
                 len,
+                flags,
                 &mut stmt,
                 std::ptr::null_mut(),
             )
@@ -190,22 +228,28 @@ impl Insert {
         Ok(Insert { db, stmt, rows })
     }
 
-    /// Inserts the staged rows `range` (exactly as many as prepared for). Every binding is
-    /// cleared before returning, whatever happened.
-    pub fn run(&mut self, rows: &Rows, range: std::ops::Range<usize>) -> rusqlite::Result<()> {
+    /// Inserts the staged rows `range` (exactly as many as prepared for) through `conn`,
+    /// the connection it was prepared on (borrowed: this thread is the one using it). Every
+    /// binding is cleared before returning, whatever happened.
+    pub fn run(
+        &mut self,
+        conn: &rusqlite::Connection,
+        rows: &Rows,
+        range: std::ops::Range<usize>,
+    ) -> rusqlite::Result<()> {
+        // Safety: only compared, not used.
+        assert_eq!(
+            unsafe { conn.handle() },
+            self.db,
+            "run on the connection it was prepared on"
+        );
         assert_eq!(
             range.len(),
             self.rows,
             "an insert of a fixed number of rows"
         );
-        let r = self.bind_and_step(rows, range);
-        // Safety: the statement is ours; after these, SQLite holds no pointer into `rows`
-        // (reset ends the step, clear_bindings drops every value bound).
-        unsafe {
-            ffi::sqlite3_reset(self.stmt);
-            ffi::sqlite3_clear_bindings(self.stmt);
-        }
-        r
+        let _unbind = Unbind(self.stmt);
+        self.bind_and_step(rows, range)
     }
 
     fn bind_and_step(
@@ -248,7 +292,7 @@ impl Insert {
 
     /// Binds text `s` (UTF-8) to parameter `i`, read in place.
     fn text(&self, i: c_int, s: &[u8]) -> rusqlite::Result<()> {
-        let len = c_int::try_from(s.len()).map_err(|_| error(self.db, ffi::SQLITE_TOOBIG))?;
+        let len = c_int::try_from(s.len()).map_err(|_| too_big())?;
         // (An empty slice's pointer may dangle: a static empty string instead.)
         let ptr = if s.is_empty() {
             c"".as_ptr()
@@ -261,7 +305,7 @@ impl Insert {
 
     /// Binds blob `b` (not empty) to parameter `i`, read in place.
     fn blob(&self, i: c_int, b: &[u8]) -> rusqlite::Result<()> {
-        let len = c_int::try_from(b.len()).map_err(|_| error(self.db, ffi::SQLITE_TOOBIG))?;
+        let len = c_int::try_from(b.len()).map_err(|_| too_big())?;
         // Safety: as for `text`.
         self.check(unsafe {
             ffi::sqlite3_bind_blob(self.stmt, i, b.as_ptr().cast(), len, ffi::SQLITE_STATIC())
