@@ -107,8 +107,8 @@ impl Drop for Checkpointer {
 }
 
 /// The thread: a checkpoint each time it is told, and again every [`AGAIN`] until one has
-/// copied the whole log; until the store is gone. A failure is logged once per kind (the log
-/// is then copied by the next one, or by the store's own connection past
+/// copied the whole log; until the store is gone. A failure is logged once per kind and
+/// tried again when told next (meanwhile the store's own connection copies the log past
 /// [`FALLBACK_PAGES`]).
 fn run(conn: rusqlite::Connection, told: Receiver<()>, name: &str) {
     use std::sync::mpsc::RecvTimeoutError;
@@ -135,10 +135,11 @@ fn run(conn: rusqlite::Connection, told: Receiver<()>, name: &str) {
             Err(e) => {
                 let e = e.to_string();
                 if failing.as_deref() != Some(e.as_str()) {
-                    tracing::warn!(database = %name, "cannot copy the log into the database: {e}; trying again");
+                    tracing::warn!(database = %name, "cannot copy the log into the database: {e}; trying again after the next 4 MB of rows");
                     failing = Some(e);
                 }
-                behind = true;
+                // Not every 100 ms for as long as the store is open: at the next rows.
+                behind = false;
             }
         }
     }

@@ -55,8 +55,10 @@ pub(super) struct Insert {
 // Safety: rusqlite opens connections with SQLITE_OPEN_NO_MUTEX (multi-thread mode: a
 // connection and its statements must be used by one thread at a time). An `Insert` is used
 // only through [`Insert::run`], which takes its connection by reference: a `Connection` is
-// not `Sync`, so the caller is the one thread using the connection. Moving an `Insert` to
-// another thread (with the store that holds it and the connection) is then sound.
+// not `Sync`, so the caller is the one thread using the connection. Dropping it finalizes the
+// statement, which touches the connection too: [`Insert::prepare`]'s contract has it dropped
+// with its connection, on the thread using it. Moving an `Insert` to another thread (with
+// the store that holds it and the connection) is then sound.
 unsafe impl Send for Insert {}
 
 /// A value too large for SQLite to bind (over 2 GiB: never a log line's).
@@ -191,6 +193,8 @@ impl Insert {
     /// The `Insert` must be dropped before `conn` is closed: rusqlite's close fails while a
     /// statement is open (ignoring the failure, so the connection, its file and its locks
     /// would leak), and finalizing the statement afterwards would touch a freed connection.
+    /// It must be dropped on the thread using `conn` (finalizing changes the connection's
+    /// list of statements): in practice, with it.
     pub unsafe fn prepare(
         conn: &rusqlite::Connection,
         table: &str,
